@@ -1,0 +1,762 @@
+package config
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/knadh/koanf/v2"
+	"github.com/spf13/pflag"
+)
+
+// writeFile writes content to a file in a new temporary directory and returns its
+// path.
+func writeFile(t *testing.T, name, content string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// fieldErrors returns the *FieldError leaves of a (joined) error.
+func fieldErrors(t *testing.T, err error) []*FieldError {
+	t.Helper()
+	var out []*FieldError
+	var walk func(error)
+	walk = func(err error) {
+		var fe *FieldError
+		switch e := err.(type) {
+		case interface{ Unwrap() []error }:
+			for _, e := range e.Unwrap() {
+				walk(e)
+			}
+		default:
+			if errors.As(err, &fe) {
+				out = append(out, fe)
+			}
+		}
+	}
+	walk(err)
+	return out
+}
+
+// wantFieldError asserts that err holds exactly one *FieldError and that it has
+// the key and a message containing msg; it returns the FieldError.
+func wantFieldError(t *testing.T, err error, key, msg string) *FieldError {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("got no error, want %s: ...%s...", key, msg)
+	}
+	if !errors.Is(err, ErrInvalid) {
+		t.Errorf("errors.Is(%v, ErrInvalid) = false", err)
+	}
+	fes := fieldErrors(t, err)
+	if len(fes) != 1 {
+		t.Fatalf("got %d field errors, want 1: %v", len(fes), err)
+	}
+	fe := fes[0]
+	if fe.Key != key {
+		t.Errorf("key = %q, want %q (error: %v)", fe.Key, key, fe)
+	}
+	if !strings.Contains(fe.Error(), msg) {
+		t.Errorf("error %q does not contain %q", fe.Error(), msg)
+	}
+	return fe
+}
+
+func TestLoadDefaults(t *testing.T) {
+	t.Parallel()
+	c, err := Load(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(withoutOrigins(c), Default()) {
+		t.Errorf("Load(no sources) = %+v\nwant Default() = %+v", c, Default())
+	}
+	// The values of DESIGN.md "What the operator sees", spelt out so that a change
+	// of Default is a visible change of the contract.
+	checks := []struct {
+		key       string
+		got, want any
+	}{
+		{"milter.listen", c.Milter.Listen, "inet:127.0.0.1:10025"},
+		{"milter.rcpt_timeout", c.Milter.RcptTimeout, 8 * time.Second},
+		{"milter.header", c.Milter.Header, "TLSGate-Verdict"},
+		{"milter.checked_transports", c.Milter.CheckedTransports, []string{"smtp", "relay"}},
+		{"milter.socket_mode", c.Milter.SocketMode, "0660"},
+		{"milter.socket_group", c.Milter.SocketGroup, ""},
+		{"dns.resolver", c.DNS.Resolver, ""},
+		{"dns.timeout", c.DNS.Timeout, 3 * time.Second},
+		{"probe.port", c.Probe.Port, 25},
+		{"probe.helo", c.Probe.HELO, ""},
+		{"probe.timeout", c.Probe.Timeout, 10 * time.Second},
+		{"probe.ca_file", c.Probe.CAFile, ""},
+		{"probe.allow_networks", c.Probe.AllowNetworks, []string{}},
+		{"probe.max_concurrent", c.Probe.MaxConcurrent, 64},
+		{"cache.size", c.Cache.Size, 100000},
+		{"cache.pass_ttl", c.Cache.PassTTL, time.Hour},
+		{"cache.fail_ttl", c.Cache.FailTTL, 10 * time.Minute},
+		{"cache.tempfail_ttl", c.Cache.TempfailTTL, time.Minute},
+		{"defaults.on_fail", c.Defaults.OnFail, "reject"},
+		{"defaults.on_tempfail", c.Defaults.OnTempfail, "tempfail"},
+		{"defaults.reject_message", c.Defaults.RejectMessage, ""},
+		{"log.level", c.Log.Level, "info"},
+		{"log.format", c.Log.Format, "text"},
+		{"policy_files", c.PolicyFiles, []string{}},
+		{"policies", len(c.Policies), 0},
+		{"customers", len(c.Customers), 0},
+		{"File", c.File, ""},
+	}
+	for _, ck := range checks {
+		if !reflect.DeepEqual(ck.got, ck.want) {
+			t.Errorf("%s = %#v, want %#v", ck.key, ck.got, ck.want)
+		}
+	}
+	if w := c.Warnings(); len(w) != 0 {
+		t.Errorf("defaults give warnings: %q", w)
+	}
+	if err := Default().Validate(); err != nil {
+		t.Errorf("Default().Validate() = %v", err)
+	}
+}
+
+func withoutOrigins(c *Config) *Config {
+	cc := *c
+	cc.origins = nil
+	return &cc
+}
+
+const sampleYAML = `
+milter:
+  listen: unix:/run/tlsgate/milter.sock
+  rcpt_timeout: 5s
+  header: X-TLS
+  checked_transports: [smtp]
+  socket_mode: 0640
+  socket_group: postfix
+dns:
+  resolver: "[::1]:5353"
+  timeout: 2s
+probe:
+  port: 2525
+  helo: probe.tlsgate.example
+  timeout: 1m30s
+  allow_networks: [127.0.0.0/8, "::1"]
+  max_concurrent: 8
+cache:
+  size: 10
+  pass_ttl: 2h
+  fail_ttl: 5m
+  tempfail_ttl: 30s
+defaults:
+  on_fail: header
+  on_tempfail: header
+  reject_message: See https://mail.example/tls
+log:
+  level: debug
+  format: json
+policy_files: [/etc/postfix/tls_policy]
+policies:
+  - domain: Example.COM
+    level: encrypt
+  - domain: .secure.example
+    level: secure
+    match: [nexthop, dot-nexthop]
+    on_fail: tempfail
+    on_tempfail: header
+customers:
+  - name: acme
+    senders: [acme.example]
+    sasl_logins: [acme]
+    client_networks: [192.0.2.0/24]
+    level: verify
+    on_fail: reject
+`
+
+func TestLoadFile(t *testing.T) {
+	t.Parallel()
+	path := writeFile(t, "tlsgate.yaml", sampleYAML)
+	c, err := Load(Options{File: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Default()
+	want.File = path
+	want.Milter.Listen = "unix:/run/tlsgate/milter.sock"
+	want.Milter.RcptTimeout = 5 * time.Second
+	want.Milter.Header = "X-TLS"
+	want.Milter.CheckedTransports = []string{"smtp"}
+	want.Milter.SocketMode = "0640" // YAML read the unquoted 0640 as octal 416
+	want.Milter.SocketGroup = "postfix"
+	want.DNS.Resolver = "[::1]:5353"
+	want.DNS.Timeout = 2 * time.Second
+	want.Probe.Port = 2525
+	want.Probe.HELO = "probe.tlsgate.example"
+	want.Probe.Timeout = 90 * time.Second
+	want.Probe.AllowNetworks = []string{"127.0.0.0/8", "::1"}
+	want.Probe.MaxConcurrent = 8
+	want.Cache.Size = 10
+	want.Cache.PassTTL = 2 * time.Hour
+	want.Cache.FailTTL = 5 * time.Minute
+	want.Cache.TempfailTTL = 30 * time.Second
+	want.Defaults.OnFail = "header"
+	want.Defaults.OnTempfail = "header"
+	want.Defaults.RejectMessage = "See https://mail.example/tls"
+	want.Log.Level = "debug"
+	want.Log.Format = "json"
+	want.PolicyFiles = []string{"/etc/postfix/tls_policy"}
+	want.Policies = []PolicyConfig{
+		{Domain: "Example.COM", Level: "encrypt"},
+		{Domain: ".secure.example", Level: "secure", Match: []string{"nexthop", "dot-nexthop"}, OnFail: "tempfail", OnTempfail: "header"},
+	}
+	want.Customers = []CustomerConfig{{
+		Name: "acme", Senders: []string{"acme.example"}, SASLLogins: []string{"acme"},
+		ClientNetworks: []string{"192.0.2.0/24"}, Level: "verify", OnFail: "reject",
+	}}
+	if got := withoutOrigins(c); !reflect.DeepEqual(got, want) {
+		t.Errorf("Load(%s) =\n%+v\nwant\n%+v", path, got, want)
+	}
+}
+
+func TestLoadPartialFileKeepsDefaults(t *testing.T) {
+	t.Parallel()
+	path := writeFile(t, "tlsgate.yaml", "milter:\n  rcpt_timeout: 4s\ndns:\n")
+	c, err := Load(Options{File: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Default()
+	want.File = path
+	want.Milter.RcptTimeout = 4 * time.Second
+	if got := withoutOrigins(c); !reflect.DeepEqual(got, want) {
+		t.Errorf("got %+v\nwant %+v", got, want)
+	}
+	// An empty file is all defaults.
+	empty := writeFile(t, "empty.yaml", "")
+	c, err = Load(Options{File: empty})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = Default()
+	want.File = empty
+	if got := withoutOrigins(c); !reflect.DeepEqual(got, want) {
+		t.Errorf("empty file: got %+v", got)
+	}
+}
+
+func TestEnvOverridesFile(t *testing.T) {
+	t.Parallel()
+	path := writeFile(t, "tlsgate.yaml", "milter:\n  rcpt_timeout: 4s\n  header: X-File\ndns:\n  timeout: 1s\n")
+	c, err := Load(Options{File: path, Env: []string{
+		"TLSGATE_MILTER_RCPT_TIMEOUT=5s",
+		"TLSGATE_PROBE_PORT=2525",
+		"TLSGATE_CONFIG=/ignored/by/load.yaml",
+		"HOME=/root",
+		"tlsgate_milter_header=lower-case-is-not-ours",
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Milter.RcptTimeout != 5*time.Second {
+		t.Errorf("rcpt_timeout = %v, want 5s from the environment", c.Milter.RcptTimeout)
+	}
+	if c.Probe.Port != 2525 {
+		t.Errorf("probe.port = %d, want 2525 from the environment", c.Probe.Port)
+	}
+	if c.Milter.Header != "X-File" || c.DNS.Timeout != time.Second {
+		t.Errorf("file values lost: header %q, dns.timeout %v", c.Milter.Header, c.DNS.Timeout)
+	}
+}
+
+func TestEnvLists(t *testing.T) {
+	t.Parallel()
+	path := writeFile(t, "tlsgate.yaml", "milter:\n  checked_transports: [smtp, relay, lmtp]\nprobe:\n  allow_networks: [10.0.0.0/8]\n")
+	c, err := Load(Options{File: path, Env: []string{
+		"TLSGATE_POLICY_FILES=/a, /b,,",
+		"TLSGATE_MILTER_CHECKED_TRANSPORTS=smtp",
+		"TLSGATE_PROBE_ALLOW_NETWORKS=",
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"/a", "/b"}; !slices.Equal(c.PolicyFiles, want) {
+		t.Errorf("policy_files = %q, want %q", c.PolicyFiles, want)
+	}
+	if want := []string{"smtp"}; !slices.Equal(c.Milter.CheckedTransports, want) {
+		t.Errorf("checked_transports = %q, want %q (the list is replaced, not appended)", c.Milter.CheckedTransports, want)
+	}
+	if len(c.Probe.AllowNetworks) != 0 {
+		t.Errorf("allow_networks = %q, want empty", c.Probe.AllowNetworks)
+	}
+}
+
+func TestEnvNames(t *testing.T) {
+	t.Parallel()
+	for key, want := range map[string]string{
+		"milter.rcpt_timeout":  "TLSGATE_MILTER_RCPT_TIMEOUT",
+		"policy_files":         "TLSGATE_POLICY_FILES",
+		"probe.allow_networks": "TLSGATE_PROBE_ALLOW_NETWORKS",
+		"dns.resolver":         "TLSGATE_DNS_RESOLVER",
+	} {
+		if got := envName(key); got != want {
+			t.Errorf("envName(%q) = %q, want %q", key, got, want)
+		}
+	}
+	// Every scalar is reachable through its variable.
+	for _, s := range scalars {
+		m, errs := envMap([]string{envName(s.key) + "=" + sampleValue(s)}, map[string]origin{})
+		if len(errs) != 0 {
+			t.Errorf("%s: %v", envName(s.key), errs)
+			continue
+		}
+		sec, rest, nested := strings.Cut(s.key, ".")
+		if nested {
+			sub, _ := m[sec].(map[string]any)
+			if _, ok := sub[rest]; !ok {
+				t.Errorf("%s did not set %s: %v", envName(s.key), s.key, m)
+			}
+		} else if _, ok := m[s.key]; !ok {
+			t.Errorf("%s did not set %s: %v", envName(s.key), s.key, m)
+		}
+	}
+}
+
+// sampleValue is a value of the right type for a scalar, as a string.
+func sampleValue(s scalar) string {
+	switch s.ptr(&Config{}).(type) {
+	case *time.Duration:
+		return "1s"
+	case *int:
+		return "1"
+	}
+	return "x"
+}
+
+func TestFlagsOverrideEnv(t *testing.T) {
+	t.Parallel()
+	path := writeFile(t, "tlsgate.yaml", "milter:\n  listen: inet:127.0.0.1:1\n  header: X-File\n")
+	fs := pflag.NewFlagSet("tlsgate", pflag.ContinueOnError)
+	AddFlags(fs)
+	fs.String("config", "", "not a configuration key; ignored by Load")
+	err := fs.Parse([]string{
+		"--milter.listen", "inet:10025",
+		"--dns.timeout=7s",
+		"--probe.max_concurrent=3",
+		"--policy_files=/x,/y",
+		"--config=/somewhere.yaml",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(Options{File: path, Flags: fs, Env: []string{
+		"TLSGATE_MILTER_LISTEN=inet:127.0.0.1:2",
+		"TLSGATE_DNS_TIMEOUT=6s",
+		"TLSGATE_LOG_LEVEL=warn",
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checks := []struct {
+		key       string
+		got, want any
+	}{
+		{"milter.listen (flag over env over file)", c.Milter.Listen, "inet:10025"},
+		{"dns.timeout (flag over env)", c.DNS.Timeout, 7 * time.Second},
+		{"probe.max_concurrent (flag)", c.Probe.MaxConcurrent, 3},
+		{"policy_files (flag)", c.PolicyFiles, []string{"/x", "/y"}},
+		{"log.level (env, flag unchanged)", c.Log.Level, "warn"},
+		{"milter.header (file, flag unchanged)", c.Milter.Header, "X-File"},
+		{"probe.port (default, flag unchanged)", c.Probe.Port, 25},
+	}
+	for _, ck := range checks {
+		if !reflect.DeepEqual(ck.got, ck.want) {
+			t.Errorf("%s = %#v, want %#v", ck.key, ck.got, ck.want)
+		}
+	}
+}
+
+func TestAddFlags(t *testing.T) {
+	t.Parallel()
+	fs := pflag.NewFlagSet("tlsgate", pflag.ContinueOnError)
+	AddFlags(fs)
+	for _, s := range scalars {
+		f := fs.Lookup(s.key)
+		if f == nil {
+			t.Errorf("no flag --%s", s.key)
+			continue
+		}
+		if f.Usage == "" {
+			t.Errorf("--%s has no usage", s.key)
+		}
+	}
+	for flag, want := range map[string]string{
+		"milter.listen":             "inet:127.0.0.1:10025",
+		"milter.rcpt_timeout":       "8s",
+		"milter.checked_transports": "[smtp,relay]",
+		"probe.port":                "25",
+		"cache.size":                "100000",
+	} {
+		if got := fs.Lookup(flag).DefValue; got != want {
+			t.Errorf("--%s default = %q, want %q", flag, got, want)
+		}
+	}
+	// With nothing changed, flags do not override the file.
+	path := writeFile(t, "tlsgate.yaml", "probe:\n  port: 2525\n")
+	c, err := Load(Options{File: path, Flags: fs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Probe.Port != 2525 {
+		t.Errorf("unchanged flag overrode the file: probe.port = %d", c.Probe.Port)
+	}
+}
+
+func TestFlagValidationNamesFlag(t *testing.T) {
+	t.Parallel()
+	fs := pflag.NewFlagSet("tlsgate", pflag.ContinueOnError)
+	AddFlags(fs)
+	if err := fs.Parse([]string{"--probe.port=0"}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Load(Options{Flags: fs})
+	fe := wantFieldError(t, err, "--probe.port", `"0" is not a port number`)
+	if fe.File != "command line" {
+		t.Errorf("File = %q, want command line", fe.File)
+	}
+}
+
+func TestEnvValidationNamesVariable(t *testing.T) {
+	t.Parallel()
+	path := writeFile(t, "tlsgate.yaml", "log:\n  level: info\n")
+	_, err := Load(Options{File: path, Env: []string{"TLSGATE_LOG_LEVEL=loud", "TLSGATE_PROBE_ALLOW_NETWORKS=10.0.0.0/8,nonsense"}})
+	fes := fieldErrors(t, err)
+	if len(fes) != 2 {
+		t.Fatalf("got %v, want two field errors", err)
+	}
+	want := []string{
+		`environment: TLSGATE_PROBE_ALLOW_NETWORKS[1]: "nonsense" is not a CIDR or IP address`,
+		`environment: TLSGATE_LOG_LEVEL: "loud" is not a log level (allowed: debug, info, warn, error)`,
+	}
+	for i, fe := range fes {
+		if fe.Error() != want[i] {
+			t.Errorf("error %d = %q, want %q", i, fe.Error(), want[i])
+		}
+	}
+}
+
+func TestUnknownKeys(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, yaml, key, msg string
+	}{
+		{"section key", "milter:\n  listn: inet:1\n", "milter.listn",
+			"milter.listn: unknown key (allowed: listen, rcpt_timeout, header, checked_transports, socket_mode, socket_group)"},
+		{"top level", "miltr:\n  listen: inet:1\n", "miltr",
+			"miltr: unknown key (allowed: milter, dns, probe, cache, defaults, log, policy_files, policies, customers)"},
+		{"policy key", "policies:\n  - domain: a.example\n    levle: encrypt\n", "policies[0].levle",
+			"unknown key (allowed: domain, level, match, on_fail, on_tempfail)"},
+		{"customer key", "customers:\n  - name: a\n    sender: [a.example]\n", "customers[0].sender",
+			"unknown key (allowed: name, senders, sasl_logins, client_networks, level, on_fail, on_tempfail)"},
+		{"section not a map", "milter: inet:1\n", "milter", "must be a map of keys"},
+		{"policies not a list", "policies:\n  domain: a.example\n", "policies", "must be a list of maps, not a map"},
+		{"policy not a map", "policies:\n  - a.example\n", "policies[0]", "must be a map with the keys domain,"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			path := writeFile(t, "tlsgate.yaml", tt.yaml)
+			_, err := Load(Options{File: path})
+			fe := wantFieldError(t, err, tt.key, tt.msg)
+			if fe.File != path {
+				t.Errorf("File = %q, want %q", fe.File, path)
+			}
+		})
+	}
+}
+
+func TestUnknownEnv(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		env, key, msg string
+	}{
+		{"TLSGATE_MILTER_LISTN=inet:1", "TLSGATE_MILTER_LISTN",
+			"unknown variable (allowed: TLSGATE_MILTER_LISTEN, TLSGATE_MILTER_RCPT_TIMEOUT, TLSGATE_MILTER_HEADER, TLSGATE_MILTER_CHECKED_TRANSPORTS, TLSGATE_MILTER_SOCKET_MODE, TLSGATE_MILTER_SOCKET_GROUP)"},
+		{"TLSGATE_MILTR_LISTEN=inet:1", "TLSGATE_MILTR_LISTEN",
+			"unknown variable (allowed: TLSGATE_MILTER_*, TLSGATE_DNS_*, TLSGATE_PROBE_*, TLSGATE_CACHE_*, TLSGATE_DEFAULTS_*, TLSGATE_LOG_*, TLSGATE_POLICY_FILES, TLSGATE_CONFIG)"},
+		{"TLSGATE_POLICIES=a.example", "TLSGATE_POLICIES", "can only be set in the configuration file"},
+		{"TLSGATE_CUSTOMERS=acme", "TLSGATE_CUSTOMERS", "can only be set in the configuration file"},
+		// The blind '_' -> '.' mapping would turn this into policy.files.
+		{"TLSGATE_POLICY_FILE=/x", "TLSGATE_POLICY_FILE", "unknown variable"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.key, func(t *testing.T) {
+			t.Parallel()
+			_, err := Load(Options{Env: []string{tt.env}})
+			fe := wantFieldError(t, err, tt.key, tt.msg)
+			if fe.File != "environment" {
+				t.Errorf("File = %q, want environment", fe.File)
+			}
+		})
+	}
+}
+
+func TestTypeErrors(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, yaml string
+		env        []string
+		key, msg   string
+	}{
+		{"duration word", "milter:\n  rcpt_timeout: banana\n", nil, "milter.rcpt_timeout",
+			`milter.rcpt_timeout: "banana" is not a duration (Go syntax, like 10s or 1m30s)`},
+		{"duration without unit", "dns:\n  timeout: 3\n", nil, "dns.timeout", `"3" has no unit`},
+		{"duration list", "dns:\n  timeout: [3s]\n", nil, "dns.timeout", "must be a duration (like 10s or 1m30s), not a list"},
+		{"int string", "probe:\n  port: \"x\"\n", nil, "probe.port", `"x" is not a whole number`},
+		{"int fraction", "probe:\n  port: 25.5\n", nil, "probe.port", `"25.5" is not a whole number`},
+		{"string map", "milter:\n  listen: {a: b}\n", nil, "milter.listen", "must be a single value, not a map"},
+		{"list of maps", "policy_files:\n  - {a: b}\n", nil, "policy_files", "must be a list of single values, not of a map"},
+		{"policy field list", "policies:\n  - domain: [a.example]\n    level: encrypt\n", nil, "policies[0].domain", "must be a single value, not a list"},
+		{"env duration", "", []string{"TLSGATE_CACHE_PASS_TTL=forever"}, "TLSGATE_CACHE_PASS_TTL", `"forever" is not a duration`},
+		{"env int", "", []string{"TLSGATE_CACHE_SIZE=lots"}, "TLSGATE_CACHE_SIZE", `"lots" is not a whole number`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			o := Options{Env: tt.env}
+			if tt.yaml != "" {
+				o.File = writeFile(t, "tlsgate.yaml", tt.yaml)
+			}
+			_, err := Load(o)
+			fe := wantFieldError(t, err, tt.key, tt.msg)
+			if tt.yaml != "" && fe.File != o.File {
+				t.Errorf("File = %q, want %q", fe.File, o.File)
+			}
+			if strings.Contains(err.Error(), "mapstructure") || strings.Contains(err.Error(), "'") {
+				t.Errorf("raw decoder error leaked: %v", err)
+			}
+		})
+	}
+}
+
+func TestAllProblemsAtOnce(t *testing.T) {
+	t.Parallel()
+	path := writeFile(t, "tlsgate.yaml", "milter:\n  listn: x\n  rcpt_timeout: banana\nprobe:\n  port: x\n")
+	_, err := Load(Options{File: path, Env: []string{"TLSGATE_NOPE=1"}})
+	var keys []string
+	for _, fe := range fieldErrors(t, err) {
+		keys = append(keys, fe.Key)
+	}
+	want := []string{"milter.listn", "milter.rcpt_timeout", "probe.port", "TLSGATE_NOPE"}
+	if !slices.Equal(keys, want) {
+		t.Errorf("error keys = %q, want %q\n%v", keys, want, err)
+	}
+}
+
+func TestSocketModeUnquotedDecimal(t *testing.T) {
+	t.Parallel()
+	path := writeFile(t, "tlsgate.yaml", "milter:\n  listen: unix:/run/m.sock\n  socket_mode: 660\n")
+	_, err := Load(Options{File: path})
+	wantFieldError(t, err, "milter.socket_mode", `"01224" is not an octal file mode like 0660 (an unquoted 660 in YAML is decimal; write "0660")`)
+}
+
+func TestMissingFile(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "nope.yaml")
+	_, err := Load(Options{File: path})
+	if err == nil {
+		t.Fatal("Load of a missing file succeeded")
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("errors.Is(%v, fs.ErrNotExist) = false", err)
+	}
+	if want := "open " + path + ": no such file"; !strings.Contains(err.Error(), want) {
+		t.Errorf("error %q does not contain %q", err, want)
+	}
+}
+
+func TestBadYAML(t *testing.T) {
+	t.Parallel()
+	path := writeFile(t, "tlsgate.yaml", "milter:\n  listen: [\n")
+	_, err := Load(Options{File: path})
+	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), path) {
+		t.Errorf("Load(bad YAML) = %v, want an ErrInvalid error naming the file", err)
+	}
+	path = writeFile(t, "list.yaml", "- a\n- b\n")
+	if _, err := Load(Options{File: path}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("Load(YAML list) = %v, want ErrInvalid", err)
+	}
+}
+
+func TestContribExample(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join("..", "contrib", "tlsgate.yaml")
+	c, err := Load(Options{File: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := c.Warnings(); len(w) != 0 {
+		t.Errorf("example gives warnings: %q", w)
+	}
+	// The example shows every scalar key with its default.
+	d := Default()
+	for _, s := range scalars {
+		if got, want := deref(s.ptr(c)), deref(s.ptr(d)); !reflect.DeepEqual(got, want) {
+			t.Errorf("example %s = %#v, want the default %#v", s.key, got, want)
+		}
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range scalars {
+		k := s.key[strings.LastIndexByte(s.key, '.')+1:]
+		if !strings.Contains(string(b), "\n  "+k+":") && !strings.Contains(string(b), "\n"+k+":") {
+			t.Errorf("example does not show %s", s.key)
+		}
+	}
+	if len(c.Policies) == 0 || len(c.Customers) == 0 {
+		t.Errorf("example has %d policies and %d customers, want examples of both", len(c.Policies), len(c.Customers))
+	}
+	if _, _, err := c.PolicySet(nil); err != nil {
+		t.Errorf("example PolicySet: %v", err)
+	}
+}
+
+// TestSchemaCoversConfig checks that the key table and the struct agree: every
+// koanf-tagged field is a scalar key or one of the lists, and every scalar key
+// points at the field with that tag.
+func TestSchemaCoversConfig(t *testing.T) {
+	t.Parallel()
+	var keys []string
+	ct := reflect.TypeFor[Config]()
+	for i := range ct.NumField() {
+		f := ct.Field(i)
+		tag := f.Tag.Get("koanf")
+		if tag == "" || tag == "-" {
+			continue
+		}
+		if f.Type.Kind() == reflect.Struct {
+			for j := range f.Type.NumField() {
+				keys = append(keys, tag+"."+f.Type.Field(j).Tag.Get("koanf"))
+			}
+			continue
+		}
+		if tag != keyPolicies && tag != keyCustomers {
+			keys = append(keys, tag)
+		}
+	}
+	var table []string
+	for _, s := range scalars {
+		table = append(table, s.key)
+	}
+	if !slices.Equal(keys, table) {
+		t.Errorf("struct keys %q\n!= table keys %q", keys, table)
+	}
+	// Each pointer is the field of its key: decode a map with only that key and
+	// compare.
+	for _, s := range scalars {
+		var c Config
+		m := map[string]any{}
+		cv, _, msg := s.convert(sampleValue(s))
+		if msg != "" {
+			t.Fatalf("%s: %s", s.key, msg)
+		}
+		setNested(m, s.key, cv)
+		if err := decodeForTest(m, &c); err != nil {
+			t.Fatalf("%s: %v", s.key, err)
+		}
+		if got := deref(s.ptr(&c)); !reflect.DeepEqual(got, cv) {
+			t.Errorf("%s: pointer reads %#v, koanf tag decoded %#v", s.key, got, cv)
+		}
+	}
+	for _, l := range [][]string{policyKeys, customerKeys} {
+		for _, k := range l {
+			if k == "" {
+				t.Error("empty key")
+			}
+		}
+	}
+	checkTags(t, reflect.TypeFor[PolicyConfig](), policyKeys)
+	checkTags(t, reflect.TypeFor[CustomerConfig](), customerKeys)
+}
+
+func checkTags(t *testing.T, typ reflect.Type, want []string) {
+	t.Helper()
+	var got []string
+	for i := range typ.NumField() {
+		got = append(got, typ.Field(i).Tag.Get("koanf"))
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("%s tags %q, want %q", typ, got, want)
+	}
+}
+
+func decodeForTest(m map[string]any, c *Config) error {
+	k := koanf.New(".")
+	if err := k.Load(mapProvider(m), nil); err != nil {
+		return err
+	}
+	return unmarshal(k, c)
+}
+
+func TestConvert(t *testing.T) {
+	t.Parallel()
+	scalarOf := func(key string) scalar {
+		s, ok := lookupScalar(key)
+		if !ok {
+			t.Fatalf("no scalar %s", key)
+		}
+		return s
+	}
+	tests := []struct {
+		key  string
+		in   any
+		want any    // nil when an error is expected
+		msg  string // error fragment
+	}{
+		{"milter.header", "X-A", "X-A", ""},
+		{"milter.header", 123, "123", ""},
+		{"milter.header", nil, "", ""},
+		{"milter.header", []any{"a"}, nil, "not a list"},
+		{"milter.socket_mode", 0o640, "0640", ""},
+		{"milter.socket_mode", "0640", "0640", ""},
+		{"probe.port", 25, 25, ""},
+		{"probe.port", int64(25), 25, ""},
+		{"probe.port", uint64(25), 25, ""},
+		{"probe.port", float64(25), 25, ""},
+		{"probe.port", " 25 ", 25, ""},
+		{"probe.port", uint64(1 << 63), nil, "out of range"},
+		{"probe.port", nil, nil, "needs a number"},
+		{"probe.port", true, nil, "must be a number, not a bool"},
+		{"dns.timeout", 3 * time.Second, 3 * time.Second, ""},
+		{"dns.timeout", " 1m30s", 90 * time.Second, ""},
+		{"dns.timeout", "1d", nil, "is not a duration"},
+		{"dns.timeout", nil, nil, "needs a duration"},
+		{"policy_files", "/a,/b", []string{"/a", "/b"}, ""},
+		{"policy_files", []any{"/a", " /b "}, []string{"/a", "/b"}, ""},
+		{"policy_files", []string{"/a"}, []string{"/a"}, ""},
+		{"policy_files", nil, []string{}, ""},
+		{"policy_files", map[string]any{"a": 1}, nil, "must be a list, not a map"},
+		{"policy_files", []any{[]any{"x"}}, nil, "not of a list"},
+	}
+	for _, tt := range tests {
+		got, _, msg := scalarOf(tt.key).convert(tt.in)
+		if tt.want == nil {
+			if !strings.Contains(msg, tt.msg) || msg == "" {
+				t.Errorf("convert %s %#v: msg %q, want %q", tt.key, tt.in, msg, tt.msg)
+			}
+			continue
+		}
+		if msg != "" || !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("convert %s %#v = %#v (%s), want %#v", tt.key, tt.in, got, msg, tt.want)
+		}
+	}
+}

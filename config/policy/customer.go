@@ -1,0 +1,189 @@
+package policy
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+)
+
+// ErrBadCustomer is returned (wrapped, naming the customer and the problem) by
+// NewCustomers for an invalid customer definition.
+var ErrBadCustomer = errors.New("policy: invalid customer")
+
+// Customer is a per-customer toggle: a TLS level required for every recipient
+// of mail that this customer sends, whatever the recipient domain. Customers
+// are recognized on the sending side, by any one of their selectors.
+type Customer struct {
+	Name string
+	// Senders are envelope sender domains: "acme.example" matches that
+	// domain, ".acme.example" every subdomain of it (not acme.example
+	// itself), the same rule as Table keys.
+	Senders []string
+	// SASLLogins are SMTP AUTH user names as Postfix passes them in the milter
+	// macro {auth_authen}; compared exactly, case-sensitively.
+	SASLLogins []string
+	// ClientNetworks are the networks of the SMTP client's IP address.
+	ClientNetworks []netip.Prefix
+	Level          Level
+	OnFail         Action
+	OnTempfail     Action
+}
+
+// Customers is an ordered, validated list of customers. It is immutable and
+// safe for concurrent use; a nil *Customers matches nothing.
+type Customers struct {
+	list []customer
+}
+
+// customer is a Customer with its selectors prepared for matching.
+type customer struct {
+	Customer
+	exact   map[string]bool // normalized sender domains
+	parents map[string]bool // normalized ".parent" sender keys
+	logins  map[string]bool
+	nets    []netip.Prefix // masked
+}
+
+// NewCustomers validates cs and returns them ready for Match, in the given
+// order. Every customer needs a non-empty name unique among cs, at least one
+// selector (sender domain, SASL login or client network), sender domains that
+// NormalizeDomain accepts (optionally with a leading '.'), non-empty logins,
+// valid network prefixes, and a level and actions from the defined constants.
+//
+// Errors wrap ErrBadCustomer, and also ErrBadDomain, ErrUnknownLevel or
+// ErrUnknownAction where one of those is the cause.
+func NewCustomers(cs []Customer) (*Customers, error) {
+	out := &Customers{list: make([]customer, 0, len(cs))}
+	seen := make(map[string]bool, len(cs))
+	for i, c := range cs {
+		bad := func(format string, args ...any) error {
+			return fmt.Errorf("%w customers[%d] %q: %s", ErrBadCustomer, i, c.Name, fmt.Sprintf(format, args...))
+		}
+		badWrap := func(what string, err error) error {
+			return fmt.Errorf("%w customers[%d] %q: %s: %w", ErrBadCustomer, i, c.Name, what, err)
+		}
+		switch {
+		case strings.TrimSpace(c.Name) == "":
+			return nil, bad("empty name")
+		case seen[c.Name]:
+			return nil, bad("duplicate name")
+		case len(c.Senders) == 0 && len(c.SASLLogins) == 0 && len(c.ClientNetworks) == 0:
+			return nil, bad("no sender domain, SASL login or client network to recognize it by")
+		}
+		seen[c.Name] = true
+		if err := (Policy{Level: c.Level, OnFail: c.OnFail, OnTempfail: c.OnTempfail}).validate(); err != nil {
+			return nil, badWrap("level or action", err)
+		}
+		m := customer{
+			Customer: Customer{
+				Name:           c.Name,
+				Senders:        slices.Clone(c.Senders),
+				SASLLogins:     slices.Clone(c.SASLLogins),
+				ClientNetworks: slices.Clone(c.ClientNetworks),
+				Level:          c.Level,
+				OnFail:         c.OnFail,
+				OnTempfail:     c.OnTempfail,
+			},
+			exact:   make(map[string]bool),
+			parents: make(map[string]bool),
+			logins:  make(map[string]bool),
+		}
+		for _, s := range c.Senders {
+			k, err := normalizeKey(s)
+			if err != nil {
+				return nil, badWrap("sender", err)
+			}
+			if strings.HasPrefix(k, ".") {
+				m.parents[k] = true
+			} else {
+				m.exact[k] = true
+			}
+		}
+		for _, l := range c.SASLLogins {
+			if l == "" {
+				return nil, bad("empty SASL login")
+			}
+			m.logins[l] = true
+		}
+		for _, p := range c.ClientNetworks {
+			if !p.IsValid() {
+				return nil, bad("invalid client network %q", p)
+			}
+			m.nets = append(m.nets, p.Masked())
+		}
+		out.list = append(out.list, m)
+	}
+	return out, nil
+}
+
+// Len returns the number of customers.
+func (c *Customers) Len() int {
+	if c == nil {
+		return 0
+	}
+	return len(c.list)
+}
+
+// Match returns the first customer, in the order given to NewCustomers, that
+// any one selector recognizes: the envelope sender domain (exact or by a
+// ".parent" entry, normalized like Table.Lookup), the SASL login, or the
+// client IP address. senderDomain may be "" (the null sender, as in bounces),
+// and then only a login or network can match; an empty login and the zero
+// netip.Addr match nothing. An IPv4-mapped IPv6 client address also matches
+// IPv4 networks; an IPv6 zone is ignored. The returned Customer is a copy.
+func (c *Customers) Match(senderDomain, saslLogin string, client netip.Addr) (Customer, bool) {
+	if c.Len() == 0 {
+		return Customer{}, false
+	}
+	var sender string
+	if senderDomain != "" {
+		sender, _ = normalize(senderDomain) // "" when invalid: no domain match
+	}
+	for i := range c.list {
+		m := &c.list[i]
+		if m.matchSender(sender) || saslLogin != "" && m.logins[saslLogin] || m.matchClient(client) {
+			cp := m.Customer
+			cp.Senders = slices.Clone(cp.Senders)
+			cp.SASLLogins = slices.Clone(cp.SASLLogins)
+			cp.ClientNetworks = slices.Clone(cp.ClientNetworks)
+			return cp, true
+		}
+	}
+	return Customer{}, false
+}
+
+// matchSender applies the Table.Lookup rule to a normalized sender domain:
+// exact entry, then ".parent" entries.
+func (m *customer) matchSender(d string) bool {
+	if d == "" {
+		return false
+	}
+	if m.exact[d] {
+		return true
+	}
+	if len(m.parents) == 0 {
+		return false
+	}
+	for i := range len(d) {
+		if d[i] == '.' && m.parents[d[i:]] {
+			return true
+		}
+	}
+	return false
+}
+
+func (m *customer) matchClient(a netip.Addr) bool {
+	if !a.IsValid() {
+		return false
+	}
+	a = a.WithZone("") // Prefix.Contains is false for zoned addresses
+	u := a.Unmap()
+	for _, p := range m.nets {
+		if p.Contains(a) || p.Contains(u) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,198 @@
+package policy
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+	"unicode/utf8"
+
+	"golang.org/x/net/idna"
+)
+
+// ErrBadDomain is returned (wrapped, quoting the input) for a string that is not
+// a usable domain name.
+var ErrBadDomain = errors.New("policy: invalid domain")
+
+// ErrNextHopKey is returned (wrapped) by Table.Add for a Postfix next-hop key:
+// "[host]", "[host]:port" or "host:port". Postfix looks such keys up only for
+// explicit next hops from transport(5) or relayhost, never for the domain part
+// of a recipient address (postconf(5) smtp_tls_policy_maps), so a recipient
+// domain can never match them.
+var ErrNextHopKey = errors.New("policy: next-hop key never matches a recipient domain")
+
+const (
+	maxDomainLen = 253 // RFC 1035 section 2.3.4, without the trailing dot
+	maxLabelLen  = 63  // RFC 1035 section 2.3.4
+	// maxDomainInput bounds the work done on hostile input before IDNA
+	// processing: no name whose A-label form fits in 253 octets needs more.
+	maxDomainInput = 1024
+)
+
+// idnaProfile converts U-labels to A-labels the way a resolver would (UTS #46
+// lookup mapping, non-transitional, Bidi rule, RFC 5891 section 5). Two
+// deviations from idna.Lookup keep real-world names usable: '_' is allowed
+// (StrictDomainName(false); some operators have it in labels) and hyphens in
+// positions 3 and 4 are allowed (CheckHyphens(false); "r3---sn-x.example" is
+// a common ASCII name). The result is validated as LDH (plus '_') afterwards.
+//
+// The profile is immutable; it is a package variable only to build it once.
+var idnaProfile = idna.New(
+	idna.MapForLookup(),
+	idna.BidiRule(),
+	idna.Transitional(false),
+	idna.StrictDomainName(false),
+	idna.CheckHyphens(false),
+)
+
+// NormalizeDomain returns the canonical form of a domain name as tlsgate
+// compares it: surrounding space trimmed, one trailing dot (the DNS root)
+// removed, lower case, internationalized labels (U-labels) converted to
+// A-labels ("bücher.example" -> "xn--bcher-kva.example"), and validated: every
+// label 1 to 63 octets of letters, digits, '-' and '_' with no '-' at either
+// end, the whole name at most 253 octets.
+//
+// Postfix compares table keys case-insensitively (postmap(1) folds keys to lower
+// case) and a recipient domain may arrive in either IDN form when SMTPUTF8 is in
+// use; normalizing both sides to A-labels makes them match.
+//
+// A leading '.' is not allowed: ".example.com" is a table key form, not a
+// domain. Address literals ("[192.0.2.1]") and bare IP addresses are not
+// domains either. Every error wraps ErrBadDomain and quotes the input.
+func NormalizeDomain(d string) (string, error) {
+	a, why := normalize(d)
+	if why != "" {
+		return "", fmt.Errorf("%w %q: %s", ErrBadDomain, d, why)
+	}
+	return a, nil
+}
+
+// normalize implements NormalizeDomain; it returns why d is invalid instead of
+// an error so that callers can quote their own input.
+func normalize(d string) (ascii, why string) {
+	s := strings.TrimSpace(d)
+	s = strings.TrimSuffix(s, ".")
+	switch {
+	case s == "":
+		return "", "empty"
+	case len(s) > maxDomainInput:
+		return "", "too long"
+	case s[0] == '[':
+		return "", "address literal, not a domain"
+	case s[0] == '.':
+		return "", "leading dot"
+	case !utf8.ValidString(s):
+		// idna would map invalid bytes to U+FFFD and accept the result.
+		return "", "invalid UTF-8"
+	}
+	a, err := idnaProfile.ToASCII(s)
+	if err != nil {
+		return "", err.Error()
+	}
+	if !isASCII(s) {
+		// Checks run on the A-labels read back, as for a key written in
+		// ASCII, so both forms of a name are accepted or rejected alike.
+		// (idna checks the Bidi rule on the input, before mapping: "ℶ" maps
+		// to Hebrew "ב" and escapes it.)
+		if a2, err := idnaProfile.ToASCII(a); err != nil || a2 != a {
+			return "", fmt.Sprintf("%q is not a valid A-label form", a)
+		}
+	}
+	if why := checkLDH(a); why != "" {
+		return "", why
+	}
+	if _, err := netip.ParseAddr(a); err == nil {
+		return "", "IP address, not a domain"
+	}
+	return a, ""
+}
+
+// checkLDH validates an ASCII domain name after IDNA conversion and returns
+// why it is invalid, or "" if it is valid.
+func checkLDH(s string) string {
+	if len(s) > maxDomainLen {
+		return fmt.Sprintf("longer than %d octets", maxDomainLen)
+	}
+	for label := range strings.SplitSeq(s, ".") {
+		switch {
+		case label == "":
+			return "empty label"
+		case len(label) > maxLabelLen:
+			return fmt.Sprintf("label longer than %d octets", maxLabelLen)
+		case label[0] == '-' || label[len(label)-1] == '-':
+			return fmt.Sprintf("label %q starts or ends with '-'", label)
+		}
+		for i := 0; i < len(label); i++ {
+			c := label[i]
+			if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+				return fmt.Sprintf("invalid character %q", c)
+			}
+		}
+	}
+	return ""
+}
+
+// normalizeKey normalizes a table key: a domain ("example.com", exact match)
+// or a domain with a leading dot (".example.com", every subdomain). It returns
+// ErrNextHopKey (wrapped) for Postfix next-hop keys and ErrBadDomain (wrapped)
+// for anything else that is not a domain.
+func normalizeKey(key string) (string, error) {
+	k := strings.TrimSpace(key)
+	if isNextHopKey(k) {
+		return "", fmt.Errorf("%w: %q", ErrNextHopKey, key)
+	}
+	parent := strings.HasPrefix(k, ".")
+	if parent {
+		k = k[1:]
+	}
+	d, why := normalize(k)
+	if why != "" {
+		return "", fmt.Errorf("%w %q: %s", ErrBadDomain, key, why)
+	}
+	if parent {
+		return "." + d, nil
+	}
+	return d, nil
+}
+
+// isNextHopKey reports whether k has the form "[host]", "[host]:port" or
+// "host:port", the Postfix next-hop forms (postconf(5) smtp_tls_policy_maps).
+func isNextHopKey(k string) bool {
+	if rest, ok := strings.CutPrefix(k, "["); ok {
+		host, after, ok := strings.Cut(rest, "]")
+		if !ok || host == "" {
+			return false
+		}
+		if after == "" {
+			return true
+		}
+		port, ok := strings.CutPrefix(after, ":")
+		return ok && validPort(port)
+	}
+	host, port, ok := strings.Cut(k, ":")
+	return ok && host != "" && validPort(port)
+}
+
+// validPort reports whether p looks like a port number or service name, as
+// Postfix accepts after a next-hop ("587", "submission").
+func validPort(p string) bool {
+	if p == "" {
+		return false
+	}
+	for i := 0; i < len(p); i++ {
+		c := p[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
+}

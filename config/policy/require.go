@@ -1,0 +1,76 @@
+package policy
+
+import "net/netip"
+
+// Request is what the milter knows about one recipient when it asks which TLS
+// level applies.
+type Request struct {
+	RecipientDomain string     // domain part of RCPT TO
+	SenderDomain    string     // domain part of MAIL FROM; "" for the null sender
+	SASLLogin       string     // {auth_authen}; "" when not authenticated
+	ClientIP        netip.Addr // SMTP client address; zero when unknown
+}
+
+// Requirement is the TLS requirement for one recipient and the rule it came
+// from.
+type Requirement struct {
+	// Policy is the winning policy. Level is LevelNone when nothing applies.
+	Policy Policy
+	// Rule describes the winning rule for logs and the audit header:
+	// "policy .example.com (/etc/postfix/tls_policy:3)", "customer acme" or
+	// "none".
+	Rule string
+	// Customer names the customer recognized on the sending side, if any,
+	// also when the domain policy was stricter and won.
+	Customer string
+}
+
+// Set is every source of TLS requirements: the domain policy table and the
+// customer toggles. Either may be nil; a nil *Set applies nothing. A Set is
+// safe for concurrent use when its parts are.
+type Set struct {
+	Table     *Table
+	Customers *Customers
+}
+
+// ruleNone is Requirement.Rule when nothing applies.
+const ruleNone = "none"
+
+// Require returns the requirement for one recipient. The domain policy comes
+// from Table.Lookup of the recipient domain; the customer requirement is a
+// Policy with the level and actions of the customer Customers.Match finds
+// for the sender. The stricter level (Level.Stricter) wins; on equal levels the
+// domain policy wins, because it may carry match= names or fingerprints and
+// other attributes. When nothing applies the requirement has level none and
+// Rule "none".
+func (s *Set) Require(r Request) Requirement {
+	if s == nil {
+		return Requirement{Policy: Policy{Level: LevelNone}, Rule: ruleNone}
+	}
+	dom, haveDom := s.Table.Lookup(r.RecipientDomain)
+	cust, haveCust := s.Customers.Match(r.SenderDomain, r.SASLLogin, r.ClientIP)
+	var req Requirement
+	if haveCust {
+		req.Customer = cust.Name
+	}
+	switch {
+	case haveCust && (!haveDom || cust.Level.Stricter(dom.Level)):
+		req.Policy = Policy{
+			Level:      cust.Level,
+			OnFail:     cust.OnFail,
+			OnTempfail: cust.OnTempfail,
+			Source:     "customer " + cust.Name,
+		}
+		req.Rule = "customer " + cust.Name
+	case haveDom:
+		req.Policy = dom
+		req.Rule = "policy " + dom.Key
+		if dom.Source != "" {
+			req.Rule += " (" + dom.Source + ")"
+		}
+	default:
+		req.Policy = Policy{Level: LevelNone}
+		req.Rule = ruleNone
+	}
+	return req
+}

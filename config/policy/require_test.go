@@ -1,0 +1,208 @@
+package policy
+
+import (
+	"net/netip"
+	"reflect"
+	"testing"
+)
+
+func TestSetRequire(t *testing.T) {
+	t.Parallel()
+	tab := NewTable()
+	for _, e := range []Entry{
+		{"example.com", Policy{Level: LevelEncrypt, Source: "/etc/postfix/tls_policy:1"}},
+		{".example.com", Policy{Level: LevelSecure, Match: []string{".example.com"}, OnFail: ActionTempfail, Source: "/etc/postfix/tls_policy:3"}},
+		{"weak.example", Policy{Level: LevelMay, Source: "config policies[0]"}},
+		{"verify.example", Policy{Level: LevelVerify, Attrs: map[string]string{"ciphers": "high"}, Source: "config policies[1]"}},
+		{"nosource.example", Policy{Level: LevelDane}},
+	} {
+		if _, err := tab.Add(e.Key, e.Policy); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cs := mustCustomers(t,
+		Customer{Name: "acme", Senders: []string{"acme.example"}, Level: LevelVerify, OnFail: ActionHeader},
+		Customer{Name: "low", SASLLogins: []string{"low"}, Level: LevelEncrypt, OnTempfail: ActionHeader},
+		Customer{Name: "off", ClientNetworks: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}, Level: LevelNone},
+	)
+	full := &Set{Table: tab, Customers: cs}
+
+	domainPolicy := func(domain string) Policy {
+		p, ok := tab.Lookup(domain)
+		if !ok {
+			t.Fatalf("no table entry for %q", domain)
+		}
+		return p
+	}
+	none := Requirement{Policy: Policy{Level: LevelNone}, Rule: "none"}
+
+	tests := []struct {
+		name string
+		set  *Set
+		req  Request
+		want Requirement
+	}{
+		{
+			name: "nil set",
+			set:  nil,
+			req:  Request{RecipientDomain: "example.com", SenderDomain: "acme.example"},
+			want: none,
+		},
+		{
+			name: "empty set",
+			set:  &Set{},
+			req:  Request{RecipientDomain: "example.com", SenderDomain: "acme.example"},
+			want: none,
+		},
+		{
+			name: "nothing applies",
+			set:  full,
+			req:  Request{RecipientDomain: "example.org", SenderDomain: "other.example"},
+			want: none,
+		},
+		{
+			name: "domain policy only, exact",
+			set:  full,
+			req:  Request{RecipientDomain: "Example.COM.", SenderDomain: "other.example"},
+			want: Requirement{Policy: domainPolicy("example.com"), Rule: "policy example.com (/etc/postfix/tls_policy:1)"},
+		},
+		{
+			name: "domain policy only, parent, with match and action",
+			set:  full,
+			req:  Request{RecipientDomain: "mx.example.com"},
+			want: Requirement{Policy: domainPolicy("mx.example.com"), Rule: "policy .example.com (/etc/postfix/tls_policy:3)"},
+		},
+		{
+			name: "domain policy without source",
+			set:  full,
+			req:  Request{RecipientDomain: "nosource.example"},
+			want: Requirement{Policy: domainPolicy("nosource.example"), Rule: "policy nosource.example"},
+		},
+		{
+			name: "table only set",
+			set:  &Set{Table: tab},
+			req:  Request{RecipientDomain: "example.com", SenderDomain: "acme.example"},
+			want: Requirement{Policy: domainPolicy("example.com"), Rule: "policy example.com (/etc/postfix/tls_policy:1)"},
+		},
+		{
+			name: "customer only",
+			set:  full,
+			req:  Request{RecipientDomain: "example.org", SenderDomain: "acme.example"},
+			want: Requirement{
+				Policy:   Policy{Level: LevelVerify, OnFail: ActionHeader, Source: "customer acme"},
+				Rule:     "customer acme",
+				Customer: "acme",
+			},
+		},
+		{
+			name: "customers only set",
+			set:  &Set{Customers: cs},
+			req:  Request{RecipientDomain: "example.com", SASLLogin: "low"},
+			want: Requirement{
+				Policy:   Policy{Level: LevelEncrypt, OnTempfail: ActionHeader, Source: "customer low"},
+				Rule:     "customer low",
+				Customer: "low",
+			},
+		},
+		{
+			name: "customer stricter than domain",
+			set:  full,
+			req:  Request{RecipientDomain: "example.com", SenderDomain: "acme.example"}, // encrypt vs verify
+			want: Requirement{
+				Policy:   Policy{Level: LevelVerify, OnFail: ActionHeader, Source: "customer acme"},
+				Rule:     "customer acme",
+				Customer: "acme",
+			},
+		},
+		{
+			name: "customer stricter than a weak domain policy",
+			set:  full,
+			req:  Request{RecipientDomain: "weak.example", SASLLogin: "low"}, // may vs encrypt
+			want: Requirement{
+				Policy:   Policy{Level: LevelEncrypt, OnTempfail: ActionHeader, Source: "customer low"},
+				Rule:     "customer low",
+				Customer: "low",
+			},
+		},
+		{
+			name: "domain stricter than customer",
+			set:  full,
+			req:  Request{RecipientDomain: "mx.example.com", SenderDomain: "acme.example"}, // secure vs verify
+			want: Requirement{Policy: domainPolicy("mx.example.com"), Rule: "policy .example.com (/etc/postfix/tls_policy:3)", Customer: "acme"},
+		},
+		{
+			name: "equal levels: domain policy wins",
+			set:  full,
+			req:  Request{RecipientDomain: "verify.example", SenderDomain: "acme.example"}, // verify vs verify
+			want: Requirement{Policy: domainPolicy("verify.example"), Rule: "policy verify.example (config policies[1])", Customer: "acme"},
+		},
+		{
+			name: "equal levels encrypt: domain policy wins",
+			set:  full,
+			req:  Request{RecipientDomain: "example.com", SASLLogin: "low"},
+			want: Requirement{Policy: domainPolicy("example.com"), Rule: "policy example.com (/etc/postfix/tls_policy:1)", Customer: "low"},
+		},
+		{
+			name: "customer at level none does not lower a domain policy",
+			set:  full,
+			req:  Request{RecipientDomain: "weak.example", ClientIP: netip.MustParseAddr("192.0.2.9")},
+			want: Requirement{Policy: domainPolicy("weak.example"), Rule: "policy weak.example (config policies[0])", Customer: "off"},
+		},
+		{
+			name: "customer at level none alone",
+			set:  full,
+			req:  Request{RecipientDomain: "example.org", ClientIP: netip.MustParseAddr("192.0.2.9")},
+			want: Requirement{Policy: Policy{Level: LevelNone, Source: "customer off"}, Rule: "customer off", Customer: "off"},
+		},
+		{
+			name: "invalid recipient domain, customer applies",
+			set:  full,
+			req:  Request{RecipientDomain: "[192.0.2.1]", SenderDomain: "acme.example"},
+			want: Requirement{
+				Policy:   Policy{Level: LevelVerify, OnFail: ActionHeader, Source: "customer acme"},
+				Rule:     "customer acme",
+				Customer: "acme",
+			},
+		},
+		{
+			name: "invalid recipient domain, nothing applies",
+			set:  full,
+			req:  Request{RecipientDomain: "[192.0.2.1]"},
+			want: none,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			got := tt.set.Require(tt.req)
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("Require(%+v) =\n  %+v\nwant\n  %+v", tt.req, got, tt.want)
+			}
+		})
+	}
+}
+
+// TestSetRequireStricterBothWays checks every pair of levels: the customer
+// wins exactly when its level is stricter.
+func TestSetRequireStricterBothWays(t *testing.T) {
+	t.Parallel()
+	levels := []Level{LevelNone, LevelMay, LevelEncrypt, LevelDane, LevelDaneOnly, LevelFingerprint, LevelVerify, LevelSecure}
+	for _, dom := range levels {
+		for _, cust := range levels {
+			tab := NewTable()
+			if _, err := tab.Add("example.com", Policy{Level: dom, Source: "t:1"}); err != nil {
+				t.Fatal(err)
+			}
+			cs := mustCustomers(t, Customer{Name: "c", SASLLogins: []string{"c"}, Level: cust})
+			got := (&Set{Table: tab, Customers: cs}).Require(Request{RecipientDomain: "example.com", SASLLogin: "c"})
+			wantLevel, wantRule := dom, "policy example.com (t:1)"
+			if cust > dom {
+				wantLevel, wantRule = cust, "customer c"
+			}
+			if got.Policy.Level != wantLevel || got.Rule != wantRule || got.Customer != "c" {
+				t.Errorf("domain %s, customer %s: got level %s rule %q customer %q; want %s %q",
+					dom, cust, got.Policy.Level, got.Rule, got.Customer, wantLevel, wantRule)
+			}
+		}
+	}
+}

@@ -1,0 +1,200 @@
+package policy
+
+import (
+	"fmt"
+	"maps"
+	"os"
+	"slices"
+	"strings"
+)
+
+// Policy is one TLS requirement, as a Postfix tls_policy entry expresses it
+// (postconf(5) smtp_tls_policy_maps; TLS_README "TLS policy table").
+type Policy struct {
+	// Level is the required TLS security level.
+	Level Level
+	// Match holds the match= values in order. For verify and secure each
+	// match= value is split on ':' ("hostname:nexthop:.example.com"); for
+	// fingerprint it is split on '|', because a fingerprint itself contains
+	// ':' ("AA:BB:...|CC:DD:..."). Several match= attributes are concatenated,
+	// as Postfix does. Empty means the Postfix default for the level.
+	Match []string
+	// Attrs holds every other attribute, name in lower case, value verbatim:
+	// protocols=, ciphers=, exclude=, tafile=, servername=,
+	// connection_reuse=, enable_rpk=, and unknown ones.
+	Attrs map[string]string
+	// OnFail and OnTempfail override the configured default action
+	// (ActionDefault: not set). Only tlsgate's own config sets them; Postfix
+	// tls_policy files have no such attributes.
+	OnFail     Action
+	OnTempfail Action
+	// Source says where the policy came from, for logs and the audit
+	// header: "config policies[3]" or "/etc/postfix/tls_policy:12".
+	Source string
+	// Key is the normalized table key that matched ("example.com" or
+	// ".example.com"); Table.Add and Table.Lookup fill it in.
+	Key string
+}
+
+// clone returns a deep copy of p, so that a caller modifying Match or Attrs
+// cannot change a table shared with concurrent readers.
+func (p Policy) clone() Policy {
+	p.Match = slices.Clone(p.Match)
+	p.Attrs = maps.Clone(p.Attrs)
+	return p
+}
+
+// validate checks that p's level and actions are known values.
+func (p Policy) validate() error {
+	if p.Level < LevelNone || p.Level > LevelSecure {
+		return fmt.Errorf("%w %s", ErrUnknownLevel, p.Level)
+	}
+	for _, a := range [...]Action{p.OnFail, p.OnTempfail} {
+		if a < ActionDefault || a > ActionHeader {
+			return fmt.Errorf("%w %s", ErrUnknownAction, a)
+		}
+	}
+	return nil
+}
+
+// Table maps recipient domains to policies the way Postfix's
+// smtp_tls_policy_maps does (see Lookup). Build it with Add and LoadFile, then
+// share it: Lookup and Len (and so Set.Require) are safe for concurrent use as
+// long as no Add or LoadFile runs at the same time. To change a table in service, build a
+// new one and swap the pointer.
+//
+// The zero Table is empty and ready to use; a nil *Table is an empty table
+// for Lookup and Len.
+type Table struct {
+	m map[string]Policy // normalized key -> policy with Key set
+}
+
+// NewTable returns an empty table.
+func NewTable() *Table { return &Table{m: make(map[string]Policy)} }
+
+// Len returns the number of keys in the table.
+func (t *Table) Len() int {
+	if t == nil {
+		return 0
+	}
+	return len(t.m)
+}
+
+// Add adds key -> p. key is a domain ("example.com": that domain only) or a
+// domain with a leading dot (".example.com": every subdomain, not
+// example.com itself), normalized like NormalizeDomain, so IDN keys in either
+// form, upper case and a trailing dot are fine. Add stores a copy of p with Key
+// set to the normalized key.
+//
+// A key that is already present keeps its first policy, as postmap(1) does,
+// and Add returns a non-empty warning ("duplicate entry ...") and a nil error.
+//
+// Errors: ErrNextHopKey (wrapped) for "[host]", "[host]:port" and "host:port"
+// keys, which never match a recipient domain; ErrBadDomain (wrapped) for any
+// other invalid key; ErrUnknownLevel or ErrUnknownAction (wrapped) when p
+// holds a value outside the defined constants.
+func (t *Table) Add(key string, p Policy) (warning string, err error) {
+	k, err := normalizeKey(key)
+	if err != nil {
+		return "", err
+	}
+	if err := p.validate(); err != nil {
+		return "", fmt.Errorf("policy for %q: %w", key, err)
+	}
+	if old, ok := t.m[k]; ok {
+		w := fmt.Sprintf("duplicate entry %q", k)
+		if old.Source != "" {
+			w += " (first entry at " + old.Source + " is kept)"
+		}
+		return w, nil
+	}
+	if t.m == nil {
+		t.m = make(map[string]Policy)
+	}
+	p = p.clone()
+	p.Key = k
+	t.m[k] = p
+	return "", nil
+}
+
+// Lookup returns the policy for a recipient domain, searching keys as Postfix
+// searches smtp_tls_policy_maps for a recipient's next-hop domain
+// (postconf(5) smtp_tls_policy_maps: "When the lookup key is a domain name
+// without enclosing [] and without :port suffix ..., and the full domain is not
+// found in the table, just as with the transport(5) table, the parent domain
+// starting with a leading "." is matched recursively"):
+//
+//  1. the domain is normalized with NormalizeDomain (case, trailing dot and
+//     IDN form do not matter);
+//  2. the exact key is tried first;
+//  3. then ".parent" keys from the closest parent up to the top-level
+//     domain: "a.b.example.com" tries "a.b.example.com", ".b.example.com",
+//     ".example.com" and ".com", in that order.
+//
+// A ".example.com" key never matches "example.com" itself. The returned Policy
+// is a copy with Key set to the key that matched. An invalid domain, such as
+// an address literal, matches nothing.
+func (t *Table) Lookup(domain string) (Policy, bool) {
+	if t.Len() == 0 {
+		return Policy{}, false
+	}
+	d, why := normalize(domain)
+	if why != "" {
+		return Policy{}, false
+	}
+	if p, ok := t.m[d]; ok {
+		return p.clone(), true
+	}
+	for i := strings.IndexByte(d, '.'); i >= 0; {
+		if p, ok := t.m[d[i:]]; ok {
+			return p.clone(), true
+		}
+		j := strings.IndexByte(d[i+1:], '.')
+		if j < 0 {
+			break
+		}
+		i += 1 + j
+	}
+	return Policy{}, false
+}
+
+// Entry is one record of a Postfix tls_policy source file.
+type Entry struct {
+	// Key is the normalized table key: "example.com" or ".example.com",
+	// lower case, IDN labels as A-labels.
+	Key    string
+	Policy Policy
+}
+
+// LoadFile reads the Postfix tls_policy source file at path with ParseFile and
+// adds its entries to t. A key that is already in t, from this file or from an
+// earlier source, keeps its first policy and gives a Warning (postmap(1)
+// "duplicate entry").
+//
+// If the file cannot be read or ParseFile fails, LoadFile returns the error
+// and t is unchanged. Warnings come in line order.
+func (t *Table) LoadFile(path string) ([]Warning, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("policy: %w", err)
+	}
+	defer f.Close()
+	entries, warnings, err := ParseFile(f, path)
+	if err != nil {
+		return nil, err
+	}
+	var dups []Warning
+	for _, e := range entries {
+		w, err := t.Add(e.Key, e.Policy)
+		if err != nil {
+			// ParseFile only returns valid keys and levels.
+			return nil, fmt.Errorf("%s: %w", e.Policy.Source, err)
+		}
+		if w != "" {
+			dups = append(dups, Warning{Source: e.Policy.Source, Msg: w})
+		}
+	}
+	warnings = append(warnings, dups...)
+	slices.SortStableFunc(warnings, func(a, b Warning) int { return a.line() - b.line() })
+	return warnings, nil
+}

@@ -1,0 +1,185 @@
+package config
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/tlsgate/tlsgate/config/policy"
+)
+
+// PolicySet builds the policy table and the customer toggles of a validated
+// configuration.
+//
+// The table holds first the policies list (Source "config policies[i]"), then the
+// entries of each of policy_files in order. A domain present twice keeps its first
+// entry, as postmap(1) does, with a warning: policies in the configuration file win
+// over the Postfix tables.
+//
+// unsupported (nil means none) names the levels this build cannot judge. Such a
+// level in policies or customers is an error, since the operator asked for
+// something that would not be enforced; in a policy file, shared with Postfix,
+// the entry is skipped with the warning "level dane not enforced by this version;
+// entry for KEY skipped".
+//
+// The warnings are those of the policy files (policy.ParseFile) and the
+// duplicates. Errors: the errors.Join of a *FieldError (wrapping ErrInvalid) per
+// unsupported or invalid level, invalid domain or customer, and per policy file that
+// cannot be read or parsed (also wrapping the policy package or fs error).
+func (c *Config) PolicySet(unsupported func(policy.Level) bool) (*policy.Set, []policy.Warning, error) {
+	if unsupported == nil {
+		unsupported = func(policy.Level) bool { return false }
+	}
+	var (
+		errs  []error
+		warns []policy.Warning
+		t     = policy.NewTable()
+	)
+	levels := strings.Join(policy.LevelNames(), ", ")
+	parseLevel := func(key, s string) (policy.Level, bool) {
+		l, err := policy.ParseLevel(s)
+		if err != nil {
+			errs = append(errs, c.fieldError(key, s, "is not a TLS level", levels))
+			return 0, false
+		}
+		if unsupported(l) {
+			errs = append(errs, c.fieldError(key, s, "is not enforced by this version of tlsgate", ""))
+			return 0, false
+		}
+		return l, true
+	}
+
+	for i, pc := range c.Policies {
+		at := fmt.Sprintf("policies[%d]", i)
+		level, ok := parseLevel(at+".level", pc.Level)
+		if !ok {
+			continue
+		}
+		p := policy.Policy{
+			Level:      level,
+			Match:      matchList(level, pc.Match),
+			OnFail:     parseAction(pc.OnFail),
+			OnTempfail: parseAction(pc.OnTempfail),
+			Source:     "config " + at,
+		}
+		w, err := t.Add(pc.Domain, p)
+		if err != nil {
+			errs = append(errs, c.fieldError(at+".domain", pc.Domain, "is not usable: "+err.Error(), ""))
+			continue
+		}
+		if w != "" {
+			warns = append(warns, policy.Warning{Source: p.Source, Msg: w})
+		}
+	}
+
+	for i, path := range c.PolicyFiles {
+		ws, err := loadPolicyFile(t, path, unsupported)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%w: %w", c.fieldError(fmt.Sprintf("policy_files[%d]", i), path, "cannot be loaded", ""), err))
+			continue
+		}
+		warns = append(warns, ws...)
+	}
+
+	cs := make([]policy.Customer, 0, len(c.Customers))
+	for i, cc := range c.Customers {
+		at := fmt.Sprintf("customers[%d]", i)
+		level, ok := parseLevel(at+".level", cc.Level)
+		if !ok {
+			continue
+		}
+		pc := policy.Customer{
+			Name:       cc.Name,
+			Senders:    slices.Clone(cc.Senders),
+			SASLLogins: slices.Clone(cc.SASLLogins),
+			Level:      level,
+			OnFail:     parseAction(cc.OnFail),
+			OnTempfail: parseAction(cc.OnTempfail),
+		}
+		for j, n := range cc.ClientNetworks {
+			p, err := parsePrefix(n)
+			if err != nil {
+				errs = append(errs, c.fieldError(fmt.Sprintf("%s.client_networks[%d]", at, j), n, "is not a CIDR or IP address", ""))
+				continue
+			}
+			pc.ClientNetworks = append(pc.ClientNetworks, p.Masked())
+		}
+		cs = append(cs, pc)
+	}
+	if len(errs) > 0 {
+		return nil, warns, errors.Join(errs...)
+	}
+	customers, err := policy.NewCustomers(cs)
+	if err != nil {
+		return nil, warns, fmt.Errorf("%w: %w", c.fieldError("customers", "", "are invalid", ""), err)
+	}
+	return &policy.Set{Table: t, Customers: customers}, warns, nil
+}
+
+// loadPolicyFile adds the entries of a Postfix tls_policy file to t, skipping
+// those with an unsupported level. It reads with policy.ParseFile rather than
+// Table.LoadFile to be able to skip entries. Warnings come in line order.
+func loadPolicyFile(t *policy.Table, path string, unsupported func(policy.Level) bool) ([]policy.Warning, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	entries, warns, err := policy.ParseFile(f, path)
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range entries {
+		if unsupported(e.Policy.Level) {
+			warns = append(warns, policy.Warning{
+				Source: e.Policy.Source,
+				Msg:    fmt.Sprintf("level %s not enforced by this version; entry for %s skipped", e.Policy.Level, e.Key),
+			})
+			continue
+		}
+		w, err := t.Add(e.Key, e.Policy)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", e.Policy.Source, err)
+		}
+		if w != "" {
+			warns = append(warns, policy.Warning{Source: e.Policy.Source, Msg: w})
+		}
+	}
+	slices.SortStableFunc(warns, func(a, b policy.Warning) int { return cmp.Compare(lineOf(a), lineOf(b)) })
+	return warns, nil
+}
+
+// lineOf returns the line number at the end of a "file:line" source, or 0.
+func lineOf(w policy.Warning) int {
+	i := strings.LastIndexByte(w.Source, ':')
+	n, _ := strconv.Atoi(w.Source[i+1:])
+	return n
+}
+
+// parseAction parses a validated action; "" is policy.ActionDefault.
+func parseAction(s string) policy.Action {
+	a, _ := policy.ParseAction(s)
+	return a
+}
+
+// matchList returns the match values of a policy: for verify and secure each item
+// may hold several names separated by ':' as in Postfix's match= ("hostname:nexthop");
+// fingerprints are kept as written.
+func matchList(level policy.Level, match []string) []string {
+	if level != policy.LevelVerify && level != policy.LevelSecure {
+		return slices.Clone(match)
+	}
+	var out []string
+	for _, m := range match {
+		for name := range strings.SplitSeq(m, ":") {
+			if name = strings.TrimSpace(name); name != "" {
+				out = append(out, name)
+			}
+		}
+	}
+	return out
+}

@@ -1,0 +1,163 @@
+package config
+
+import (
+	"errors"
+	"io/fs"
+	"net/netip"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/tlsgate/tlsgate/config/policy"
+)
+
+// daneUnsupported is the unsupported-level predicate of a build that cannot judge
+// DANE yet.
+func daneUnsupported(l policy.Level) bool {
+	return l == policy.LevelDane || l == policy.LevelDaneOnly
+}
+
+func TestPolicySet(t *testing.T) {
+	t.Parallel()
+	policyFile := filepath.Join("testdata", "tls_policy")
+	c := Default()
+	c.File = "/etc/tlsgate.yaml"
+	c.PolicyFiles = []string{policyFile}
+	c.Policies = []PolicyConfig{
+		{Domain: "Config.Example", Level: "secure", Match: []string{"nexthop:dot-nexthop"}, OnFail: "tempfail", OnTempfail: "header"},
+		{Domain: ".sub.config.example", Level: "encrypt"},
+	}
+	c.Customers = []CustomerConfig{{
+		Name: "acme", Senders: []string{".acme.example"}, SASLLogins: []string{"acme"},
+		ClientNetworks: []string{"192.0.2.7", "2001:db8::/32"}, Level: "verify", OnFail: "header",
+	}}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	set, warns, err := c.PolicySet(daneUnsupported)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	lookups := []struct {
+		domain string
+		ok     bool
+		want   policy.Policy
+	}{
+		{"config.example", true, policy.Policy{Level: policy.LevelSecure, Match: []string{"nexthop", "dot-nexthop"},
+			OnFail: policy.ActionTempfail, OnTempfail: policy.ActionHeader, Source: "config policies[0]", Key: "config.example"}},
+		{"a.sub.config.example", true, policy.Policy{Level: policy.LevelEncrypt, Source: "config policies[1]", Key: ".sub.config.example"}},
+		{"files.example", true, policy.Policy{Level: policy.LevelEncrypt, Source: policyFile + ":2", Key: "files.example"}},
+		{"mx.files.example", true, policy.Policy{Level: policy.LevelVerify, Match: []string{"hostname", "nexthop"},
+			Source: policyFile + ":3", Key: ".files.example"}},
+		{"dane.example", false, policy.Policy{}},
+		{"daneonly.example", false, policy.Policy{}},
+		{"other.example", false, policy.Policy{}},
+	}
+	for _, l := range lookups {
+		got, ok := set.Table.Lookup(l.domain)
+		if ok != l.ok {
+			t.Errorf("Lookup(%q) found = %v, want %v", l.domain, ok, l.ok)
+			continue
+		}
+		if ok && (got.Level != l.want.Level || !slices.Equal(got.Match, l.want.Match) || got.OnFail != l.want.OnFail ||
+			got.OnTempfail != l.want.OnTempfail || got.Source != l.want.Source || got.Key != l.want.Key) {
+			t.Errorf("Lookup(%q) = %+v\nwant %+v", l.domain, got, l.want)
+		}
+	}
+	if n := set.Table.Len(); n != 4 {
+		t.Errorf("table has %d keys, want 4", n)
+	}
+
+	var ws []string
+	for _, w := range warns {
+		ws = append(ws, w.String())
+	}
+	want := []string{
+		policyFile + ":4: level dane not enforced by this version; entry for dane.example skipped",
+		policyFile + ":5: level dane-only not enforced by this version; entry for daneonly.example skipped",
+		policyFile + `:7: duplicate entry "config.example" (first entry at config policies[0] is kept)`,
+	}
+	if !slices.Equal(ws, want) {
+		t.Errorf("warnings =\n%q\nwant\n%q", ws, want)
+	}
+
+	cust, ok := set.Customers.Match("x.acme.example", "", netip.Addr{})
+	if !ok || cust.Name != "acme" || cust.Level != policy.LevelVerify || cust.OnFail != policy.ActionHeader {
+		t.Errorf("customer by sender = %+v, %v", cust, ok)
+	}
+	if cust, ok := set.Customers.Match("", "", netip.MustParseAddr("2001:db8::25")); !ok || cust.Name != "acme" {
+		t.Errorf("customer by network = %+v, %v", cust, ok)
+	}
+	if cust, ok := set.Customers.Match("", "", netip.MustParseAddr("192.0.2.8")); ok {
+		t.Errorf("192.0.2.8 matched %+v; the bare address 192.0.2.7 is a /32", cust)
+	}
+}
+
+func TestPolicySetAllSupported(t *testing.T) {
+	t.Parallel()
+	c := Default()
+	c.PolicyFiles = []string{filepath.Join("testdata", "tls_policy")}
+	set, warns, err := c.PolicySet(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, ok := set.Table.Lookup("dane.example"); !ok || p.Level != policy.LevelDane {
+		t.Errorf("dane.example = %+v, %v; want the dane entry when nothing is unsupported", p, ok)
+	}
+	if len(warns) != 0 {
+		t.Errorf("warnings: %v", warns)
+	}
+	if set.Table.Len() != 5 {
+		t.Errorf("table has %d keys, want 5", set.Table.Len())
+	}
+}
+
+func TestPolicySetErrors(t *testing.T) {
+	t.Parallel()
+	missing := filepath.Join(t.TempDir(), "tls_policy")
+	broken := writeFile(t, "tls_policy", "a.example\n")
+	tests := []struct {
+		name   string
+		mutate func(c *Config)
+		key    string
+		msg    string
+		is     error
+	}{
+		{"unsupported policy level", func(c *Config) { c.Policies = []PolicyConfig{{Domain: "a.example", Level: "dane"}} },
+			"policies[0].level", `"dane" is not enforced by this version of tlsgate`, nil},
+		{"unsupported customer level", func(c *Config) {
+			c.Customers = []CustomerConfig{{Name: "acme", SASLLogins: []string{"acme"}, Level: "dane-only"}}
+		}, "customers[0].level", `"dane-only" is not enforced`, nil},
+		{"missing policy file", func(c *Config) { c.PolicyFiles = []string{missing} },
+			"policy_files[0]", "cannot be loaded: open " + missing + ": no such file", fs.ErrNotExist},
+		{"broken policy file", func(c *Config) { c.PolicyFiles = []string{broken} },
+			"policy_files[0]", "missing TLS level", policy.ErrSyntax},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c := Default()
+			c.File = "/etc/tlsgate.yaml"
+			tt.mutate(c)
+			if err := c.Validate(); err != nil {
+				t.Fatalf("Validate: %v", err)
+			}
+			set, _, err := c.PolicySet(daneUnsupported)
+			if set != nil {
+				t.Errorf("got a set with an error")
+			}
+			fe := wantFieldError(t, err, tt.key, "")
+			if !strings.Contains(err.Error(), tt.msg) {
+				t.Errorf("error %q does not contain %q", err, tt.msg)
+			}
+			if fe.File != "/etc/tlsgate.yaml" {
+				t.Errorf("File = %q", fe.File)
+			}
+			if tt.is != nil && !errors.Is(err, tt.is) {
+				t.Errorf("errors.Is(%v, %v) = false", err, tt.is)
+			}
+		})
+	}
+}

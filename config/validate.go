@@ -1,0 +1,431 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tlsgate/tlsgate/config/policy"
+)
+
+// Limits of validation.
+const (
+	// postfixMilterTimeout is Postfix's default milter_command_timeout; an answer
+	// later than this makes Postfix apply milter_default_action to the session.
+	postfixMilterTimeout = 30 * time.Second
+	maxRcptTimeout       = 5 * time.Minute
+	maxRejectMessage     = 200
+	// maxHeaderName keeps "Name: value" folding sensibly within the 78-character
+	// line of RFC 5322 section 2.1.1.
+	maxHeaderName = 76
+	maxName       = 64  // customer names, group names, transport names
+	maxLogin      = 256 // SASL logins
+)
+
+// Allowed values, as shown in errors.
+const (
+	allowedOnFail     = "reject, tempfail, header"
+	allowedOnTempfail = "tempfail, header"
+	allowedLogLevel   = "debug, info, warn, error"
+	allowedLogFormat  = "text, json"
+	allowedMatchKinds = "fingerprint, verify, secure"
+)
+
+// Validate checks every value and returns all problems at once: nil, or the
+// errors.Join of one *FieldError per problem (errors.Is(err, ErrInvalid) holds).
+// It reads probe.ca_file to check that it holds certificates; it does not read the
+// policy files (PolicySet does).
+func (c *Config) Validate() error {
+	v := validator{c: c}
+	v.milter()
+	v.dns()
+	v.probe()
+	v.cache()
+	v.defaults()
+	v.log()
+	for i, p := range c.PolicyFiles {
+		if strings.TrimSpace(p) == "" {
+			v.fail(fmt.Sprintf("policy_files[%d]", i), "", "must not be empty", "")
+		}
+	}
+	v.policies()
+	v.customers()
+	return errors.Join(v.errs...)
+}
+
+type validator struct {
+	c    *Config
+	errs []error
+}
+
+func (v *validator) fail(key, value, msg, allowed string) {
+	v.errs = append(v.errs, v.c.fieldError(key, value, msg, allowed))
+}
+
+// positive checks a duration that must be > 0.
+func (v *validator) positive(key string, d time.Duration) {
+	if d <= 0 {
+		v.fail(key, d.String(), "must be a positive duration", "")
+	}
+}
+
+func (v *validator) milter() {
+	m := &v.c.Milter
+	if _, _, msg := parseListen(m.Listen); msg != "" {
+		v.fail("milter.listen", m.Listen, msg, listenForms)
+	}
+	switch d := m.RcptTimeout; {
+	case d <= 0:
+		v.fail("milter.rcpt_timeout", d.String(), "must be a positive duration", "")
+	case d >= maxRcptTimeout:
+		v.fail("milter.rcpt_timeout", d.String(), "must be below "+maxRcptTimeout.String()+" (Postfix milter_command_timeout is 30s by default)", "")
+	}
+	if m.Header != "" {
+		if msg := checkHeaderName(m.Header); msg != "" {
+			v.fail("milter.header", m.Header, msg, "")
+		}
+	}
+	for i, t := range m.CheckedTransports {
+		if !isToken(t, maxName) {
+			v.fail(fmt.Sprintf("milter.checked_transports[%d]", i), t, "is not a Postfix transport name", "")
+		}
+	}
+	if _, err := parseMode(m.SocketMode); err != nil {
+		msg := "is not an octal file mode like 0660"
+		if n, err := strconv.ParseUint(m.SocketMode, 8, 32); err == nil && n > 0o777 {
+			msg += ` (an unquoted 660 in YAML is decimal; write "0660")`
+		}
+		v.fail("milter.socket_mode", m.SocketMode, msg, "")
+	}
+	if g := m.SocketGroup; g != "" && !isToken(g, maxName) {
+		v.fail("milter.socket_group", g, "is not a group name or gid", "")
+	}
+}
+
+// checkHeaderName checks a header field name: printable US-ASCII except ':'
+// (RFC 5322 section 3.6.8, ftext).
+func checkHeaderName(s string) string {
+	if len(s) > maxHeaderName {
+		return fmt.Sprintf("is longer than %d characters", maxHeaderName)
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 33 || c > 126 || c == ':' {
+			return "is not a header field name (printable ASCII without space or ':', RFC 5322 section 3.6.8)"
+		}
+	}
+	return ""
+}
+
+// isToken reports whether s is 1 to max printable ASCII characters without space,
+// ',' or ':' (transport names, group names, SASL logins).
+func isToken(s string, max int) bool {
+	if s == "" || len(s) > max {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c <= ' ' || c >= 0x7f || c == ',' || c == ':' {
+			return false
+		}
+	}
+	return true
+}
+
+func (v *validator) dns() {
+	d := &v.c.DNS
+	if _, err := resolverAddr(d.Resolver); err != nil {
+		v.fail("dns.resolver", d.Resolver, `is not an IP address with optional port ("127.0.0.1", "127.0.0.1:53", "[::1]:53"; "" for /etc/resolv.conf)`, "")
+	}
+	v.positive("dns.timeout", d.Timeout)
+}
+
+func (v *validator) probe() {
+	p := &v.c.Probe
+	if p.Port < 1 || p.Port > 65535 {
+		v.fail("probe.port", strconv.Itoa(p.Port), "is not a port number (1-65535)", "")
+	}
+	if p.HELO != "" {
+		if msg := checkHELO(p.HELO); msg != "" {
+			v.fail("probe.helo", p.HELO, msg, "")
+		}
+	}
+	v.positive("probe.timeout", p.Timeout)
+	if p.CAFile != "" {
+		if _, err := loadCAFile(p.CAFile); err != nil {
+			v.fail("probe.ca_file", p.CAFile, "is not a readable PEM file of CA certificates: "+err.Error(), "")
+		}
+	}
+	for i, n := range p.AllowNetworks {
+		if _, err := parsePrefix(n); err != nil {
+			v.fail(fmt.Sprintf("probe.allow_networks[%d]", i), n, "is not a CIDR or IP address", "")
+		}
+	}
+	if p.MaxConcurrent < 1 {
+		v.fail("probe.max_concurrent", strconv.Itoa(p.MaxConcurrent), "must be at least 1", "")
+	}
+}
+
+// checkHELO accepts a host name or an address literal ("[192.0.2.1]",
+// "[IPv6:2001:db8::1]", RFC 5321 section 4.1.3).
+func checkHELO(s string) string {
+	if lit, ok := strings.CutPrefix(s, "["); ok {
+		lit, ok = strings.CutSuffix(lit, "]")
+		v6, isV6 := strings.CutPrefix(lit, "IPv6:")
+		a, err := netip.ParseAddr(v6)
+		if !ok || err != nil || a.Zone() != "" || a.Is4() == isV6 {
+			return "is not an address literal ([192.0.2.1] or [IPv6:2001:db8::1])"
+		}
+		return ""
+	}
+	if _, err := policy.NormalizeDomain(s); err != nil {
+		return "is not a host name"
+	}
+	return ""
+}
+
+func (v *validator) cache() {
+	c := &v.c.Cache
+	if c.Size < 1 {
+		v.fail("cache.size", strconv.Itoa(c.Size), "must be at least 1", "")
+	}
+	v.positive("cache.pass_ttl", c.PassTTL)
+	v.positive("cache.fail_ttl", c.FailTTL)
+	v.positive("cache.tempfail_ttl", c.TempfailTTL)
+}
+
+func (v *validator) defaults() {
+	d := &v.c.Defaults
+	if a, err := policy.ParseAction(d.OnFail); err != nil || a == policy.ActionDefault {
+		v.fail("defaults.on_fail", d.OnFail, "is not an action", allowedOnFail)
+	}
+	v.onTempfail("defaults.on_tempfail", d.OnTempfail, false)
+	if len(d.RejectMessage) > maxRejectMessage {
+		v.fail("defaults.reject_message", "", fmt.Sprintf("is longer than %d characters", maxRejectMessage), "")
+	}
+	if strings.ContainsFunc(d.RejectMessage, func(r rune) bool { return r < ' ' || r > '~' }) {
+		v.fail("defaults.reject_message", d.RejectMessage, "may only contain printable ASCII (it becomes part of an SMTP reply)", "")
+	}
+}
+
+// onTempfail checks an on_tempfail value; "" means the default where optional.
+func (v *validator) onTempfail(key, s string, optional bool) {
+	a, err := policy.ParseAction(s)
+	switch {
+	case err != nil, a == policy.ActionDefault && !optional:
+		v.fail(key, s, "is not an action for a tempfail", allowedOnTempfail)
+	case a == policy.ActionReject:
+		v.fail(key, s, "is not allowed: a tempfail means the check could not be done and is never answered with a 5xx", allowedOnTempfail)
+	}
+}
+
+func (v *validator) onFail(key, s string) {
+	if _, err := policy.ParseAction(s); err != nil {
+		v.fail(key, s, "is not an action", allowedOnFail)
+	}
+}
+
+func (v *validator) log() {
+	l := &v.c.Log
+	if !slices.Contains(strings.Split(allowedLogLevel, ", "), strings.ToLower(l.Level)) {
+		v.fail("log.level", l.Level, "is not a log level", allowedLogLevel)
+	}
+	if !slices.Contains(strings.Split(allowedLogFormat, ", "), strings.ToLower(l.Format)) {
+		v.fail("log.format", l.Format, "is not a log format", allowedLogFormat)
+	}
+}
+
+// level parses a level name, reporting a bad one at key.
+func (v *validator) level(key, s string) (policy.Level, bool) {
+	if strings.TrimSpace(s) == "" {
+		v.fail(key, "", "must be set", strings.Join(policy.LevelNames(), ", "))
+		return 0, false
+	}
+	l, err := policy.ParseLevel(s)
+	if err != nil {
+		v.fail(key, s, "is not a TLS level", strings.Join(policy.LevelNames(), ", "))
+		return 0, false
+	}
+	return l, true
+}
+
+// normalizeKey normalizes a domain or a ".domain" (every subdomain) as a Postfix
+// table key.
+func normalizeKey(s string) (string, error) {
+	rest, parent := strings.CutPrefix(strings.TrimSpace(s), ".")
+	d, err := policy.NormalizeDomain(rest)
+	if err != nil {
+		return "", err
+	}
+	if parent {
+		return "." + d, nil
+	}
+	return d, nil
+}
+
+func (v *validator) policies() {
+	seen := map[string]int{}
+	for i, p := range v.c.Policies {
+		at := func(k string) string { return fmt.Sprintf("policies[%d].%s", i, k) }
+		if strings.TrimSpace(p.Domain) == "" {
+			v.fail(at("domain"), "", "must be set", "")
+		} else if key, err := normalizeKey(p.Domain); err != nil {
+			v.fail(at("domain"), p.Domain, `is not a domain or ".domain" (every subdomain)`, "")
+		} else if j, dup := seen[key]; dup {
+			v.fail(at("domain"), p.Domain, fmt.Sprintf("is also the domain of policies[%d]", j), "")
+		} else {
+			seen[key] = i
+		}
+		level, ok := v.level(at("level"), p.Level)
+		if ok {
+			v.match(at("match"), level, p.Match)
+		}
+		v.onFail(at("on_fail"), p.OnFail)
+		v.onTempfail(at("on_tempfail"), p.OnTempfail, true)
+	}
+}
+
+// Digest lengths in hex digits: MD5, SHA-1, SHA-256, SHA-512.
+var digestHexLens = []int{32, 40, 64, 128}
+
+// match checks the match list of a policy as Postfix's match= attribute
+// (TLS_README "Certificate fingerprint verification", "Mandatory server
+// certificate verification").
+func (v *validator) match(key string, level policy.Level, match []string) {
+	switch level {
+	case policy.LevelFingerprint:
+		if len(match) == 0 {
+			v.fail(key, "", "must list at least one certificate or public-key fingerprint for level fingerprint", "")
+		}
+		for i, m := range match {
+			if !isDigest(m) {
+				v.fail(fmt.Sprintf("%s[%d]", key, i), m, "is not a hex fingerprint (MD5, SHA-1, SHA-256 or SHA-512 digest, bytes optionally separated by ':')", "")
+			}
+		}
+	case policy.LevelVerify, policy.LevelSecure:
+		for i, m := range match {
+			for _, name := range matchList(level, []string{m}) {
+				switch name {
+				case "hostname", "nexthop", "dot-nexthop":
+					continue
+				}
+				if _, err := normalizeKey(name); err != nil {
+					v.fail(fmt.Sprintf("%s[%d]", key, i), m, `is not a match strategy or name ("hostname", "nexthop", "dot-nexthop", a domain or ".domain"; several separated by ':')`, "")
+					break
+				}
+			}
+		}
+	default:
+		if len(match) > 0 {
+			v.fail(key, "", "is only allowed for levels "+allowedMatchKinds+", not "+level.String(), "")
+		}
+	}
+}
+
+func isDigest(s string) bool {
+	h := strings.ReplaceAll(strings.TrimSpace(s), ":", "")
+	if !slices.Contains(digestHexLens, len(h)) {
+		return false
+	}
+	for i := 0; i < len(h); i++ {
+		c := h[i]
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+			return false
+		}
+	}
+	return true
+}
+
+func (v *validator) customers() {
+	seen := map[string]int{}
+	for i, cu := range v.c.Customers {
+		at := func(k string) string { return fmt.Sprintf("customers[%d].%s", i, k) }
+		switch name := strings.ToLower(cu.Name); {
+		case cu.Name == "":
+			v.fail(at("name"), "", "must be set", "")
+		case !isName(cu.Name):
+			v.fail(at("name"), cu.Name, fmt.Sprintf("must be 1 to %d letters, digits, '.', '_' or '-' (it appears in the audit header)", maxName), "")
+		default:
+			if j, dup := seen[name]; dup {
+				v.fail(at("name"), cu.Name, fmt.Sprintf("is also the name of customers[%d]", j), "")
+			} else {
+				seen[name] = i
+			}
+		}
+		if len(cu.Senders)+len(cu.SASLLogins)+len(cu.ClientNetworks) == 0 {
+			v.fail(fmt.Sprintf("customers[%d]", i), "", "needs at least one of senders, sasl_logins, client_networks", "")
+		}
+		for j, s := range cu.Senders {
+			if strings.Contains(s, "@") {
+				v.fail(fmt.Sprintf("%s[%d]", at("senders"), j), s, "must be a sender domain, not an address", "")
+			} else if _, err := normalizeKey(s); err != nil {
+				v.fail(fmt.Sprintf("%s[%d]", at("senders"), j), s, `is not a domain or ".domain" (every subdomain)`, "")
+			}
+		}
+		for j, l := range cu.SASLLogins {
+			if !isToken(l, maxLogin) {
+				v.fail(fmt.Sprintf("%s[%d]", at("sasl_logins"), j), l, fmt.Sprintf("is not a SASL login (1 to %d printable characters, no space)", maxLogin), "")
+			}
+		}
+		for j, n := range cu.ClientNetworks {
+			if _, err := parsePrefix(n); err != nil {
+				v.fail(fmt.Sprintf("%s[%d]", at("client_networks"), j), n, "is not a CIDR or IP address", "")
+			}
+		}
+		if l, ok := v.level(at("level"), cu.Level); ok && l == policy.LevelFingerprint {
+			v.fail(at("level"), cu.Level, "needs per-domain fingerprints; use it in policies, not for a customer", "")
+		}
+		v.onFail(at("on_fail"), cu.OnFail)
+		v.onTempfail(at("on_tempfail"), cu.OnTempfail, true)
+	}
+}
+
+func isName(s string) bool {
+	if s == "" || len(s) > maxName {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// Warnings returns observations about a valid configuration that do not stop
+// tlsgate but that the operator should see, one sentence each, prefixed like a
+// FieldError.
+func (c *Config) Warnings() []string {
+	var out []string
+	warn := func(key, value, msg string) {
+		e := c.fieldError(key, value, msg, "")
+		out = append(out, e.Error())
+	}
+	if c.Milter.RcptTimeout >= postfixMilterTimeout {
+		warn("milter.rcpt_timeout", c.Milter.RcptTimeout.String(),
+			"is not below Postfix's default milter_command_timeout (30s); raise milter_command_timeout in main.cf or Postfix gives up on the milter first")
+	}
+	if network, _, err := ParseListen(c.Milter.Listen); err == nil && network != "unix" {
+		d := Default()
+		if c.Milter.SocketMode != d.Milter.SocketMode {
+			warn("milter.socket_mode", c.Milter.SocketMode, "is ignored: milter.listen is not a unix socket")
+		}
+		if c.Milter.SocketGroup != d.Milter.SocketGroup {
+			warn("milter.socket_group", c.Milter.SocketGroup, "is ignored: milter.listen is not a unix socket")
+		}
+	} else if err == nil && c.SocketFileMode()&0o002 != 0 {
+		warn("milter.socket_mode", c.Milter.SocketMode, "lets every local user talk to the milter")
+	}
+	if len(c.Milter.CheckedTransports) == 0 {
+		warn("milter.checked_transports", "", "is empty: no recipient is checked, every recipient passes")
+	}
+	for i, s := range c.Probe.AllowNetworks {
+		if p, err := parsePrefix(s); err == nil && p != p.Masked() {
+			warn(fmt.Sprintf("probe.allow_networks[%d]", i), s, "has host bits set; using "+p.Masked().String())
+		}
+	}
+	return out
+}
