@@ -1,0 +1,59 @@
+// Package cache is a typed, size-bounded, TTL cache over ristretto. Entries expire at
+// their TTL; eviction under pressure follows ristretto's TinyLFU admission, so a
+// popular destination survives a flood of one-off ones.
+package cache
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/dgraph-io/ristretto/v2"
+)
+
+// ErrSize is returned by New for a size below 1.
+var ErrSize = errors.New("cache: size must be at least 1")
+
+// Cache maps string keys to values of type V. It is safe for concurrent use.
+type Cache[V any] struct {
+	r *ristretto.Cache[string, V]
+}
+
+// New returns a cache holding at most size entries.
+func New[V any](size int) (*Cache[V], error) {
+	if size < 1 {
+		return nil, ErrSize
+	}
+	r, err := ristretto.NewCache(&ristretto.Config[string, V]{
+		NumCounters: int64(size) * 10, // ristretto's advice: 10x the number of items
+		MaxCost:     int64(size),      // every entry costs 1
+		BufferItems: 64,
+		// Count entries, not bytes: MaxCost is a number of entries.
+		IgnoreInternalCost: true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cache: %w", err)
+	}
+	return &Cache[V]{r: r}, nil
+}
+
+// Get returns the value for key if present and not expired.
+func (c *Cache[V]) Get(key string) (V, bool) { return c.r.Get(key) }
+
+// Set stores v for ttl and makes it visible to Get before returning (ristretto buffers
+// writes; a sender's retry must see the verdict its first attempt started). A ttl <= 0
+// stores nothing.
+func (c *Cache[V]) Set(key string, v V, ttl time.Duration) {
+	if ttl <= 0 {
+		return
+	}
+	if c.r.SetWithTTL(key, v, 1, ttl) {
+		c.r.Wait()
+	}
+}
+
+// Delete removes key.
+func (c *Cache[V]) Delete(key string) { c.r.Del(key) }
+
+// Close stops the cache's goroutines.
+func (c *Cache[V]) Close() { c.r.Close() }

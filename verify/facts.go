@@ -1,0 +1,84 @@
+// Package verify answers one question for the milter: can mail to this domain be
+// delivered right now at the TLS level its policy requires?
+//
+// It works in two steps, "probe once, judge many":
+//
+//   - A probe (Verifier.Probe) gathers Facts about a domain: its MX hosts in the order
+//     Postfix's SMTP client would try them, their addresses, and for each address that
+//     Postfix would contact, what an SMTP session up to the TLS handshake showed. The
+//     probe is bounded by Postfix's own limits (smtp_mx_address_limit = 5 addresses,
+//     smtp_mx_session_limit = 2 sessions, postconf(5)), so it contacts no host Postfix
+//     would not contact.
+//   - Judge(facts, policy) is a pure function that decides one level from those facts,
+//     exactly as Postfix would at delivery (TLS_README "TLS security levels"). Facts are
+//     cached per domain; every level is judged from the same facts.
+//
+// A remote failure (no STARTTLS, bad certificate, null MX) is a Verdict, never a Go error.
+package verify
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/tlsgate/tlsgate/verify/smtpprobe"
+)
+
+// MXStatus says what the MX lookup of a domain found.
+type MXStatus int
+
+// MX lookup outcomes.
+const (
+	MXError    MXStatus = iota // zero value: the lookup failed (SERVFAIL, timeout): nothing is known
+	MXFound                    // MX records
+	MXImplicit                 // no MX, but the domain has an address: it is its own MX (RFC 5321 §5.1)
+	MXNull                     // null MX "0 ." (RFC 7505): the domain accepts no mail
+	MXNone                     // NXDOMAIN, or neither MX nor address records
+)
+
+func (s MXStatus) String() string {
+	return [...]string{"error", "found", "implicit", "null", "none"}[s]
+}
+
+// Facts is what a probe learned about one domain. Facts are immutable once built and
+// shared between goroutines through the cache.
+type Facts struct {
+	Domain   string // A-label, lower case, no trailing dot
+	MX       MXStatus
+	MXDetail string // why the lookup failed, or what was found
+	Hosts    []Host
+	// Attempts are the addresses Postfix would contact, in its order and within its
+	// limits, each with what the session showed (or why there was none).
+	Attempts []Attempt
+	Checked  time.Time
+	Duration time.Duration
+	// DNSTTL is the smallest TTL of the DNS data used; cached facts never outlive it.
+	DNSTTL time.Duration
+	// Until is when these facts expire (set by the Verifier when caching).
+	Until time.Time
+}
+
+// Host is one MX host.
+type Host struct {
+	Name       string // MX target, lower case, no trailing dot
+	Preference uint16
+	Addrs      []netip.Addr
+	// AddrError is set when the host's addresses could not be found; AddrTemporary says
+	// whether that may change on retry (SERVFAIL, timeout) or not (NXDOMAIN, NODATA).
+	AddrError     string
+	AddrTemporary bool
+}
+
+// Attempt is one step of the delivery Postfix would try: an address of a host, probed,
+// or a host whose addresses could not be found.
+type Attempt struct {
+	Host       string
+	Preference uint16
+	// When the host had no usable address, DNSError is set, Result is zero.
+	DNSError     string
+	DNSTemporary bool
+	Result       smtpprobe.Result
+}
+
+// Session reports whether the attempt counts against smtp_mx_session_limit: Postfix
+// counts an address once "the SMTP server greeting" was received (postconf(5)).
+func (a *Attempt) Session() bool { return a.Result.Greeting.Code != 0 }

@@ -1,0 +1,269 @@
+package verify
+
+import (
+	"crypto/md5"
+	"crypto/sha1"
+	"crypto/sha256"
+	"crypto/sha512"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/tlsgate/tlsgate/config/policy"
+	"github.com/tlsgate/tlsgate/verify/smtpprobe"
+)
+
+// Supported reports whether Judge can decide level. DANE levels need TLSA facts that
+// this version does not gather yet.
+func Supported(l policy.Level) bool {
+	return l != policy.LevelDane && l != policy.LevelDaneOnly
+}
+
+// Judge decides whether f allows delivery at the level p requires, the way Postfix's SMTP
+// client would decide at delivery time. It does no I/O and is safe to call concurrently.
+//
+// Postfix tries the attempts in order and delivers over the first one whose session meets
+// the level (TLS_README: with mandatory TLS a host that fails is skipped and the next
+// one tried). So: pass if any attempt meets the level; otherwise fail when every attempt
+// failed for a reason that will be the same next time (no STARTTLS, bad certificate,
+// host not found); otherwise tempfail, because Postfix would defer and retry.
+func Judge(f *Facts, p policy.Policy) Verdict {
+	v := Verdict{
+		Domain:    f.Domain,
+		Level:     p.Level,
+		Mechanism: mechanismFor(p.Level),
+		Checked:   f.Checked,
+		Until:     f.Until,
+	}
+	if !p.Level.Probed() {
+		// none, may: Postfix delivers with or without TLS.
+		v.Status, v.Mechanism = StatusPass, MechNone
+		return v
+	}
+	if !Supported(p.Level) {
+		v.Status, v.Reason = StatusTempfail, ReasonInternal
+		v.Detail = fmt.Sprintf("level %s is not supported by this version", p.Level)
+		return v
+	}
+	switch f.MX {
+	case MXError:
+		v.Status, v.Reason, v.Detail = StatusTempfail, ReasonDNSError, f.MXDetail
+		return v
+	case MXNull:
+		// RFC 7505 §3: a null MX means the domain accepts no mail.
+		v.Status, v.Reason, v.Detail = StatusFail, ReasonNullMX, "the domain publishes a null MX: it accepts no mail"
+		return v
+	case MXNone:
+		v.Status, v.Reason, v.Detail = StatusFail, ReasonNoMX, f.MXDetail
+		return v
+	}
+
+	var failure *AttemptVerdict
+	failRank, transient := -1, false
+	for _, a := range f.Attempts {
+		av, rank, definite := judgeAttempt(&a, f.Domain, p)
+		v.Attempts = append(v.Attempts, av)
+		if av.Pass {
+			v.Status, v.Reason, v.Detail = StatusPass, ReasonNone, av.Detail
+			v.MX, v.IP, v.TLSVersion = a.Host, a.Result.IP, a.Result.TLSVersionName()
+			return v
+		}
+		if !definite {
+			if !transient {
+				failure, transient = &v.Attempts[len(v.Attempts)-1], true
+			}
+			continue
+		}
+		// Report the definite failure that got furthest (a certificate problem says
+		// more than "host not found"), the first one among equals.
+		if !transient && rank > failRank {
+			failure, failRank = &v.Attempts[len(v.Attempts)-1], rank
+		}
+	}
+	if failure == nil {
+		v.Status, v.Reason, v.Detail = StatusFail, ReasonNoMX, "no MX host has an address"
+		return v
+	}
+	v.Status = StatusFail
+	if transient {
+		v.Status = StatusTempfail
+	}
+	v.Reason, v.Detail, v.MX, v.IP = failure.Reason, failure.Detail, failure.Host, failure.IP
+	return v
+}
+
+func mechanismFor(l policy.Level) Mechanism {
+	switch l {
+	case policy.LevelEncrypt:
+		return MechSTARTTLS
+	case policy.LevelFingerprint:
+		return MechFingerprint
+	case policy.LevelVerify, policy.LevelSecure:
+		return MechPKIX
+	case policy.LevelDane, policy.LevelDaneOnly:
+		return MechDANE
+	}
+	return MechNone
+}
+
+// judgeAttempt judges one attempt. rank orders definite failures by how far they got.
+func judgeAttempt(a *Attempt, domain string, p policy.Policy) (av AttemptVerdict, rank int, definite bool) {
+	r := &a.Result
+	av = AttemptVerdict{Host: a.Host, IP: r.IP}
+	where := a.Host
+	if r.IP.IsValid() {
+		where = fmt.Sprintf("%s[%s]", a.Host, r.IP)
+	}
+	fail := func(reason Reason, rank int, definite bool, format string, args ...any) (AttemptVerdict, int, bool) {
+		av.Reason, av.Detail = reason, where+": "+fmt.Sprintf(format, args...)
+		return av, rank, definite
+	}
+	if a.DNSError != "" {
+		if a.DNSTemporary {
+			return fail(ReasonDNSError, 0, false, "%s", a.DNSError)
+		}
+		return fail(ReasonNoMX, 0, true, "%s", a.DNSError)
+	}
+	switch r.Outcome {
+	case smtpprobe.OutcomeTLS:
+	case smtpprobe.OutcomeNoStartTLS:
+		return fail(ReasonSTARTTLSNotSupported, 1, true, "%s", r.Detail)
+	case smtpprobe.OutcomeHandshakeError:
+		return fail(ReasonHandshakeFailure, 2, true, "%s", r.Detail)
+	case smtpprobe.OutcomeGreylisted:
+		return fail(ReasonGreylisted, 0, false, "%s", r.Detail)
+	case smtpprobe.OutcomeRejected, smtpprobe.OutcomeRefused:
+		return fail(ReasonConnectionRefused, 0, false, "%s", r.Detail)
+	case smtpprobe.OutcomeTimeout:
+		return fail(ReasonTimeout, 0, false, "%s", r.Detail)
+	case smtpprobe.OutcomeNotAllowed:
+		return fail(ReasonProbeNotAllowed, 0, false, "%s", r.Detail)
+	case smtpprobe.OutcomeProtocolError:
+		return fail(ReasonProtocolError, 0, false, "%s", r.Detail)
+	default:
+		return fail(ReasonInternal, 0, false, "not probed")
+	}
+	leaf := r.Leaf()
+	if leaf == nil {
+		return fail(ReasonHandshakeFailure, 2, true, "no certificate presented")
+	}
+
+	switch p.Level {
+	case policy.LevelEncrypt:
+		// TLS_README "Mandatory TLS encryption": any certificate will do.
+	case policy.LevelFingerprint:
+		// TLS_README "Certificate fingerprint verification": the leaf certificate's or its
+		// public key's digest must be listed; names, expiry and chain are ignored.
+		if !fingerprintMatches(leaf, p.Match) {
+			return fail(ReasonFingerprintMismatch, 3, true, "certificate fingerprint %s matches no match= entry", smtpprobe.Fingerprint(leaf.Raw))
+		}
+	case policy.LevelVerify, policy.LevelSecure:
+		// TLS_README "Mandatory server certificate verification" / "Secure server
+		// certificate verification": chain to a trusted CA, then a name from match=.
+		if r.PKIX != nil {
+			reason, msg := pkixReason(r.PKIX)
+			return fail(reason, 3, true, "%s", msg)
+		}
+		refs := referenceNames(p, a.Host, domain)
+		if !namesMatch(leaf, refs) {
+			return fail(ReasonCertHostMismatch, 4, true, "certificate names %s match none of %s",
+				strings.Join(certNames(leaf), ", "), strings.Join(refs, ", "))
+		}
+	default:
+		return fail(ReasonInternal, 0, false, "level %s cannot be judged", p.Level)
+	}
+	av.Pass = true
+	av.Detail = fmt.Sprintf("%s: %s", where, r.TLSVersionName())
+	return av, 0, true
+}
+
+// referenceNames expands a policy's match= list into the names a certificate may carry
+// (postconf(5) smtp_tls_verify_cert_match, default "hostname";
+// smtp_tls_secure_cert_match, default "nexthop, dot-nexthop").
+func referenceNames(p policy.Policy, mxHost, nexthop string) []string {
+	match := p.Match
+	if len(match) == 0 {
+		if p.Level == policy.LevelSecure {
+			match = []string{"nexthop", "dot-nexthop"}
+		} else {
+			match = []string{"hostname"}
+		}
+	}
+	var refs []string
+	for _, m := range match {
+		switch strings.ToLower(m) {
+		case "hostname":
+			refs = append(refs, mxHost)
+		case "nexthop":
+			refs = append(refs, nexthop)
+		case "dot-nexthop":
+			refs = append(refs, "."+nexthop)
+		default:
+			refs = append(refs, strings.ToLower(m))
+		}
+	}
+	return refs
+}
+
+func namesMatch(leaf *x509.Certificate, refs []string) bool {
+	for _, cn := range certNames(leaf) {
+		for _, ref := range refs {
+			if matchName(cn, ref) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// pkixReason maps a chain verification error to an RFC 8460 result type.
+func pkixReason(err error) (Reason, string) {
+	var inv x509.CertificateInvalidError
+	if errors.As(err, &inv) && inv.Reason == x509.Expired {
+		return ReasonCertExpired, "certificate expired or not yet valid: " + err.Error()
+	}
+	var ua x509.UnknownAuthorityError
+	if errors.As(err, &ua) {
+		return ReasonCertNotTrusted, "certificate not signed by a trusted CA: " + err.Error()
+	}
+	return ReasonValidationFailure, "certificate verification failed: " + err.Error()
+}
+
+// fingerprintMatches compares the leaf certificate's and public key's digests with the
+// match= fingerprints. Postfix notation is hex pairs separated by ':'; separators and case
+// are ignored. The digest algorithm follows from the length (md5, sha1, sha256, sha512),
+// so a pin written for postconf's smtp_tls_fingerprint_digest matches whatever it is set to.
+func fingerprintMatches(leaf *x509.Certificate, match []string) bool {
+	for _, m := range match {
+		want, err := hex.DecodeString(strings.ReplaceAll(strings.TrimSpace(m), ":", ""))
+		if err != nil {
+			continue
+		}
+		for _, der := range [][]byte{leaf.Raw, leaf.RawSubjectPublicKeyInfo} {
+			if got := digest(der, len(want)); got != nil && string(got) == string(want) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func digest(b []byte, size int) []byte {
+	switch size {
+	case md5.Size:
+		s := md5.Sum(b)
+		return s[:]
+	case sha1.Size:
+		s := sha1.Sum(b)
+		return s[:]
+	case sha256.Size:
+		s := sha256.Sum256(b)
+		return s[:]
+	case sha512.Size:
+		s := sha512.Sum512(b)
+		return s[:]
+	}
+	return nil
+}

@@ -1,0 +1,157 @@
+package verify
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/md5"
+	"crypto/rand"
+	"crypto/sha1"
+	"crypto/sha256"
+	"crypto/sha512"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"fmt"
+	"math/big"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tlsgate/tlsgate/config/policy"
+	"github.com/tlsgate/tlsgate/verify/smtpprobe"
+)
+
+func testCert(t *testing.T, cn string, names ...string) *x509.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: cn}, DNSNames: names,
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func hexColon(b []byte, sep string, lower bool) string {
+	parts := make([]string, len(b))
+	for i, c := range b {
+		parts[i] = fmt.Sprintf("%02X", c)
+	}
+	s := strings.Join(parts, sep)
+	if lower {
+		s = strings.ToLower(s)
+	}
+	return s
+}
+
+// TestFingerprintForms: Postfix's "AA:BB" notation, lower case, no separators, every
+// digest length, certificate and public key (TLS_README "fingerprint").
+func TestFingerprintForms(t *testing.T) {
+	t.Parallel()
+	leaf := testCert(t, "mx.example.test", "mx.example.test")
+	s256 := sha256.Sum256(leaf.Raw)
+	spki := sha256.Sum256(leaf.RawSubjectPublicKeyInfo)
+	s1 := sha1.Sum(leaf.Raw)
+	m5 := md5.Sum(leaf.Raw)
+	s512 := sha512.Sum512(leaf.Raw)
+	other := sha256.Sum256([]byte("x"))
+	tests := []struct {
+		name  string
+		match []string
+		want  bool
+	}{
+		{"sha256 cert", []string{hexColon(s256[:], ":", false)}, true},
+		{"sha256 lower case", []string{hexColon(s256[:], ":", true)}, true},
+		{"sha256 without colons", []string{hexColon(s256[:], "", false)}, true},
+		{"sha256 public key", []string{hexColon(spki[:], ":", false)}, true},
+		{"sha1", []string{hexColon(s1[:], ":", false)}, true},
+		{"md5", []string{hexColon(m5[:], ":", false)}, true},
+		{"sha512", []string{hexColon(s512[:], ":", false)}, true},
+		{"second of two", []string{hexColon(other[:], ":", false), hexColon(s256[:], ":", false)}, true},
+		{"other digest", []string{hexColon(other[:], ":", false)}, false},
+		{"garbage", []string{"zz:yy", "", ":::"}, false},
+		{"truncated", []string{hexColon(s256[:16], ":", false) + ":00"}, false},
+		{"none", nil, false},
+	}
+	for _, tc := range tests {
+		if got := fingerprintMatches(leaf, tc.match); got != tc.want {
+			t.Errorf("%s: fingerprintMatches = %v; want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+// TestReferenceNames: postconf(5) smtp_tls_verify_cert_match / smtp_tls_secure_cert_match.
+func TestReferenceNames(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		p    policy.Policy
+		want string
+	}{
+		{policy.Policy{Level: policy.LevelVerify}, "mx.example.test"},
+		{policy.Policy{Level: policy.LevelSecure}, "example.test .example.test"},
+		{policy.Policy{Level: policy.LevelSecure, Match: []string{"hostname", "nexthop"}}, "mx.example.test example.test"},
+		{policy.Policy{Level: policy.LevelVerify, Match: []string{"Mail.Example.Test", ".other.test"}}, "mail.example.test .other.test"},
+	}
+	for _, tc := range tests {
+		if got := strings.Join(referenceNames(tc.p, "mx.example.test", "example.test"), " "); got != tc.want {
+			t.Errorf("%s match=%v: %q; want %q", tc.p.Level, tc.p.Match, got, tc.want)
+		}
+	}
+}
+
+// TestCertNamesCNFallback: the CN counts only when there is no DNS subjectAltName.
+func TestCertNamesCNFallback(t *testing.T) {
+	t.Parallel()
+	if got := certNames(testCert(t, "mx.example.test")); len(got) != 1 || got[0] != "mx.example.test" {
+		t.Errorf("CN only: %v", got)
+	}
+	if got := certNames(testCert(t, "cn.example.test", "san.example.test")); len(got) != 1 || got[0] != "san.example.test" {
+		t.Errorf("CN and SAN: %v", got)
+	}
+}
+
+// TestJudgeZeroValues: facts and results that were never filled in never pass.
+func TestJudgeZeroValues(t *testing.T) {
+	t.Parallel()
+	levels := []policy.Level{policy.LevelEncrypt, policy.LevelFingerprint, policy.LevelVerify, policy.LevelSecure}
+	for _, l := range levels {
+		if v := Judge(&Facts{}, policy.Policy{Level: l}); v.Status == StatusPass {
+			t.Errorf("%s: zero Facts pass", l)
+		}
+		f := &Facts{MX: MXFound, Attempts: []Attempt{{Host: "mx.example.test"}}}
+		if v := Judge(f, policy.Policy{Level: l}); v.Status != StatusTempfail {
+			t.Errorf("%s: unprobed attempt gives %s; want tempfail", l, v.Status)
+		}
+		f = &Facts{MX: MXFound, Attempts: []Attempt{{Host: "mx.example.test", Result: smtpprobe.Result{Outcome: smtpprobe.OutcomeTLS}}}}
+		if v := Judge(f, policy.Policy{Level: l}); v.Status == StatusPass {
+			t.Errorf("%s: TLS without a certificate passes", l)
+		}
+	}
+	var v Verdict
+	if v.Status != StatusTempfail {
+		t.Errorf("zero Verdict status is %s; want tempfail", v.Status)
+	}
+}
+
+// TestJudgeDANENotSupported: DANE levels are refused rather than judged as something weaker.
+func TestJudgeDANENotSupported(t *testing.T) {
+	t.Parallel()
+	f := &Facts{MX: MXFound}
+	for _, l := range []policy.Level{policy.LevelDane, policy.LevelDaneOnly} {
+		if Supported(l) {
+			t.Errorf("Supported(%s) = true", l)
+		}
+		if v := Judge(f, policy.Policy{Level: l}); v.Status != StatusTempfail {
+			t.Errorf("%s judged %s; want tempfail", l, v.Status)
+		}
+	}
+}

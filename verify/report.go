@@ -1,0 +1,190 @@
+package verify
+
+import (
+	"crypto/sha256"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/tlsgate/tlsgate/verify/smtpprobe"
+)
+
+// Report is a verdict with the facts behind it, for `tlsgate check` (human text and
+// JSON). Field names are part of the JSON contract in DESIGN.md.
+type Report struct {
+	Domain     string       `json:"domain"`
+	Level      string       `json:"level"`
+	Rule       string       `json:"rule,omitempty"`
+	Status     string       `json:"status"`
+	Reason     string       `json:"reason"`
+	Mechanism  string       `json:"mechanism"`
+	Detail     string       `json:"detail"`
+	MXStatus   string       `json:"mx_status"`
+	MXDetail   string       `json:"mx_detail,omitempty"`
+	MX         []ReportHost `json:"mx"`
+	Checked    time.Time    `json:"checked"`
+	DurationMS int64        `json:"duration_ms"`
+}
+
+// ReportHost is one MX host in a Report.
+type ReportHost struct {
+	Host       string          `json:"host"`
+	Preference uint16          `json:"preference"`
+	Addresses  []string        `json:"addresses"`
+	Error      string          `json:"error,omitempty"`
+	Attempts   []ReportAttempt `json:"attempts,omitempty"`
+}
+
+// ReportAttempt is one probed address.
+type ReportAttempt struct {
+	IP          string             `json:"ip"`
+	Outcome     string             `json:"outcome"`
+	Detail      string             `json:"detail,omitempty"`
+	Greeting    string             `json:"greeting,omitempty"`
+	STARTTLS    bool               `json:"starttls"`
+	TLSVersion  string             `json:"tls_version,omitempty"`
+	Cipher      string             `json:"cipher,omitempty"`
+	Certificate *ReportCertificate `json:"certificate,omitempty"`
+	PKIX        string             `json:"pkix,omitempty"` // "ok" or the error
+	Verdict     string             `json:"verdict"`        // "pass" or the reason it did not meet the level
+	DurationMS  int64              `json:"duration_ms"`
+}
+
+// ReportCertificate describes a leaf certificate.
+type ReportCertificate struct {
+	Subject    string    `json:"subject"`
+	Issuer     string    `json:"issuer"`
+	DNSNames   []string  `json:"dns_names"`
+	NotBefore  time.Time `json:"not_before"`
+	NotAfter   time.Time `json:"not_after"`
+	SHA256     string    `json:"sha256"`
+	SPKISHA256 string    `json:"spki_sha256"`
+}
+
+// NewReport combines facts and the verdict judged from them.
+func NewReport(f *Facts, v Verdict, rule string) Report {
+	r := Report{
+		Domain: f.Domain, Level: v.Level.String(), Rule: rule, Status: v.Status.String(),
+		Reason: string(v.Reason), Mechanism: string(v.Mechanism), Detail: v.Detail,
+		MXStatus: f.MX.String(), MXDetail: f.MXDetail, MX: []ReportHost{},
+		Checked: f.Checked.UTC(), DurationMS: f.Duration.Milliseconds(),
+	}
+	for _, h := range f.Hosts {
+		rh := ReportHost{Host: h.Name, Preference: h.Preference, Addresses: []string{}, Error: h.AddrError}
+		for _, ip := range h.Addrs {
+			rh.Addresses = append(rh.Addresses, ip.String())
+		}
+		for i, a := range f.Attempts {
+			if a.Host != h.Name || a.DNSError != "" {
+				continue
+			}
+			rh.Attempts = append(rh.Attempts, reportAttempt(&a.Result, attemptVerdict(v, i)))
+		}
+		r.MX = append(r.MX, rh)
+	}
+	return r
+}
+
+func attemptVerdict(v Verdict, i int) string {
+	if i >= len(v.Attempts) {
+		return "not judged"
+	}
+	if v.Attempts[i].Pass {
+		return "pass"
+	}
+	return string(v.Attempts[i].Reason)
+}
+
+func reportAttempt(res *smtpprobe.Result, verdict string) ReportAttempt {
+	ra := ReportAttempt{
+		IP: res.IP.String(), Outcome: res.Outcome.String(), Detail: res.Detail,
+		Greeting: res.Greeting.String(), STARTTLS: res.Offered, TLSVersion: res.TLSVersionName(),
+		Verdict: verdict, DurationMS: res.Duration.Milliseconds(),
+	}
+	if res.CipherSuite != 0 {
+		ra.Cipher = tls.CipherSuiteName(res.CipherSuite)
+	}
+	if leaf := res.Leaf(); leaf != nil {
+		spki := sha256.Sum256(leaf.RawSubjectPublicKeyInfo)
+		ra.Certificate = &ReportCertificate{
+			Subject: leaf.Subject.String(), Issuer: leaf.Issuer.String(), DNSNames: leaf.DNSNames,
+			NotBefore: leaf.NotBefore.UTC(), NotAfter: leaf.NotAfter.UTC(),
+			SHA256: smtpprobe.Fingerprint(leaf.Raw), SPKISHA256: colonHex(spki[:]),
+		}
+		ra.PKIX = "ok"
+		if res.PKIX != nil {
+			ra.PKIX = res.PKIX.Error()
+		}
+	}
+	return ra
+}
+
+func colonHex(b []byte) string {
+	parts := make([]string, len(b))
+	for i, c := range b {
+		parts[i] = fmt.Sprintf("%02X", c)
+	}
+	return strings.Join(parts, ":")
+}
+
+// WriteText writes the report for a human at a terminal.
+func (r Report) WriteText(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 1, ' ', 0)
+	p := func(format string, args ...any) { fmt.Fprintf(tw, format+"\n", args...) }
+	p("domain:\t%s", r.Domain)
+	level := r.Level
+	if r.Rule != "" {
+		level += " (" + r.Rule + ")"
+	}
+	p("level:\t%s", level)
+	p("mx lookup:\t%s: %s", r.MXStatus, r.MXDetail)
+	for _, h := range r.MX {
+		p("mx %d:\t%s [%s]", h.Preference, h.Host, strings.Join(h.Addresses, " "))
+		if h.Error != "" {
+			p("  error:\t%s", h.Error)
+		}
+		for _, a := range h.Attempts {
+			p("  %s:\t%s", a.IP, a.Outcome)
+			if a.Greeting != "" {
+				p("    greeting:\t%s", a.Greeting)
+			}
+			p("    starttls:\t%v", yesNo(a.STARTTLS))
+			if a.TLSVersion != "" {
+				p("    tls:\t%s %s", a.TLSVersion, a.Cipher)
+			}
+			if c := a.Certificate; c != nil {
+				p("    subject:\t%s", c.Subject)
+				p("    names:\t%s", strings.Join(c.DNSNames, ", "))
+				p("    issuer:\t%s", c.Issuer)
+				p("    valid:\t%s to %s", c.NotBefore.Format(time.RFC3339), c.NotAfter.Format(time.RFC3339))
+				p("    sha256:\t%s", c.SHA256)
+				p("    spki sha256:\t%s", c.SPKISHA256)
+				p("    pkix:\t%s", a.PKIX)
+			}
+			if a.Detail != "" && a.Outcome != "tls" {
+				p("    detail:\t%s", a.Detail)
+			}
+			p("    verdict:\t%s", a.Verdict)
+		}
+	}
+	p("verdict:\t%s", r.Status)
+	p("mechanism:\t%s", r.Mechanism)
+	if r.Reason != "" {
+		p("reason:\t%s", r.Reason)
+	}
+	if r.Detail != "" {
+		p("detail:\t%s", r.Detail)
+	}
+	p("checked:\t%s (%d ms)", r.Checked.Format(time.RFC3339), r.DurationMS)
+	return tw.Flush()
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "offered"
+	}
+	return "not offered"
+}

@@ -1,0 +1,422 @@
+// Package smtpprobe talks to one SMTP server the way a delivering MTA starts a session,
+// and stops before any mail is sent: greeting, EHLO, STARTTLS (RFC 3207), TLS handshake,
+// EHLO again, QUIT. It never sends MAIL, RCPT or DATA, so a probe cannot deliver, bounce
+// or confirm an address.
+//
+// The result records how far the session got and what the server presented (reply codes,
+// TLS version and cipher, certificate chain and its PKIX result against the configured
+// roots). Whether that is good enough for some TLS level is not decided here: that is the
+// job of the pure judge in package verify.
+//
+// Like Postfix's SMTP client (smtp_tls_servername empty by default, postconf(5)), the
+// probe sends no SNI unless asked to, accepts any certificate during the handshake and
+// verifies the chain afterwards, so that one probe can be judged for every level.
+package smtpprobe
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Stage is how far a probe got.
+type Stage int
+
+// Stages in session order. A Result's Stage is the last one that completed.
+const (
+	StageNone      Stage = iota // nothing: could not connect
+	StageConnected              // TCP connected
+	StageGreeting               // read a 2xx greeting
+	StageEHLO                   // EHLO accepted
+	StageTLS                    // TLS handshake completed
+	StageDone                   // EHLO after TLS accepted
+)
+
+func (s Stage) String() string {
+	return [...]string{"none", "connected", "greeting", "ehlo", "tls", "done"}[s]
+}
+
+// Outcome classifies a probe for the judge.
+type Outcome int
+
+// Outcomes. Definite outcomes are properties of the server that will be the same on the
+// next try; transient ones say nothing about TLS.
+const (
+	OutcomeNotProbed      Outcome = iota // zero value: nothing is known (never a pass)
+	OutcomeTLS                           // handshake completed (certificate not judged here)
+	OutcomeNoStartTLS                    // definite: STARTTLS not offered, or refused with 5xx
+	OutcomeHandshakeError                // definite: STARTTLS offered, but the TLS handshake failed
+	OutcomeGreylisted                    // transient: 4xx greeting, EHLO or STARTTLS reply
+	OutcomeRejected                      // transient for TLS purposes: 5xx greeting or EHLO
+	OutcomeRefused                       // transient: TCP connection refused / unreachable
+	OutcomeTimeout                       // transient: no answer in time (tarpit, filtered)
+	OutcomeProtocolError                 // transient: garbage, connection dropped mid-session
+	OutcomeNotAllowed                    // not probed: the address is in a network the operator did not allow
+)
+
+var outcomeNames = [...]string{"not-probed", "tls", "no-starttls", "handshake-error", "greylisted", "rejected", "refused", "timeout", "protocol-error", "not-allowed"}
+
+func (o Outcome) String() string { return outcomeNames[o] }
+
+// Definite reports whether the outcome is a reproducible property of the server.
+func (o Outcome) Definite() bool {
+	return o == OutcomeTLS || o == OutcomeNoStartTLS || o == OutcomeHandshakeError
+}
+
+// Reply is one SMTP reply.
+type Reply struct {
+	Code int
+	Text string // all lines joined with "\n", without codes
+}
+
+func (r Reply) String() string {
+	if r.Code == 0 {
+		return ""
+	}
+	return strconv.Itoa(r.Code) + " " + strings.ReplaceAll(r.Text, "\n", " / ")
+}
+
+// Result is what one probe of one address found.
+type Result struct {
+	IP       netip.Addr
+	Stage    Stage
+	Outcome  Outcome
+	Detail   string // human detail of a failure ("connection refused", "banner 450 ...")
+	Greeting Reply
+	EHLO     Reply
+	StartTLS Reply // zero when STARTTLS was not sent
+	Offered  bool  // EHLO advertised STARTTLS
+	// TLS facts, set when Outcome == OutcomeTLS.
+	TLSVersion  uint16
+	CipherSuite uint16
+	Chain       []*x509.Certificate // as presented, leaf first
+	PKIX        error               // nil when Chain verifies to the roots at probe time (names not checked)
+	Duration    time.Duration
+}
+
+// Leaf returns the server certificate, or nil.
+func (r *Result) Leaf() *x509.Certificate {
+	if len(r.Chain) == 0 {
+		return nil
+	}
+	return r.Chain[0]
+}
+
+// TLSVersionName is "TLSv1.3"-style (Postfix's log notation), or "".
+func (r *Result) TLSVersionName() string {
+	if r.TLSVersion == 0 {
+		return ""
+	}
+	return strings.Replace(tls.VersionName(r.TLSVersion), "TLS 1", "TLSv1", 1)
+}
+
+// Dialer opens TCP connections; *net.Dialer satisfies it, tests inject fakes.
+type Dialer interface {
+	DialContext(ctx context.Context, network, address string) (net.Conn, error)
+}
+
+// Prober probes SMTP servers. The zero value is not usable; set HELO and Dialer.
+type Prober struct {
+	Dialer     Dialer
+	Port       int              // default 25
+	HELO       string           // EHLO name
+	Roots      *x509.CertPool   // nil = system roots
+	Now        func() time.Time // for PKIX; nil = time.Now
+	ServerName string           // SNI to send; "" sends none (Postfix default)
+}
+
+const (
+	maxLineLen   = 2048 // RFC 5321 §4.5.3.1.5 allows 512; be generous, but bounded
+	maxReplyLine = 100  // lines in one multi-line reply
+)
+
+// Probe runs one session against ip. It never returns an error: every failure is a
+// Result with a transient or definite Outcome. The context bounds the whole session.
+func (p *Prober) Probe(ctx context.Context, ip netip.Addr) Result {
+	start := time.Now()
+	res := p.probe(ctx, ip)
+	res.IP = ip
+	res.Duration = time.Since(start)
+	return res
+}
+
+func (p *Prober) probe(ctx context.Context, ip netip.Addr) (res Result) {
+	port := p.Port
+	if port == 0 {
+		port = 25
+	}
+	conn, err := p.Dialer.DialContext(ctx, "tcp", netip.AddrPortFrom(ip, uint16(port)).String())
+	if err != nil {
+		return netFailure(res, "connect", err)
+	}
+	defer conn.Close()
+	// Unblock reads when the context ends: a tarpit must not outlive the budget.
+	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	if dl, ok := ctx.Deadline(); ok {
+		conn.SetDeadline(dl)
+	}
+	res.Stage = StageConnected
+
+	s := &session{conn: conn, r: bufio.NewReaderSize(conn, 4096)}
+	if res.Greeting, err = s.read(); err != nil {
+		return netFailure(res, "greeting", err)
+	}
+	if !ok2xx(res.Greeting, &res, "greeting") {
+		return res
+	}
+	res.Stage = StageGreeting
+
+	if res.EHLO, err = s.cmd("EHLO " + p.HELO); err != nil {
+		return netFailure(res, "EHLO", err)
+	}
+	if !ok2xx(res.EHLO, &res, "EHLO") {
+		s.quit()
+		return res
+	}
+	res.Stage = StageEHLO
+	res.Offered = hasExtension(res.EHLO, "STARTTLS")
+	if !res.Offered {
+		res.Outcome, res.Detail = OutcomeNoStartTLS, "STARTTLS not offered in the EHLO reply"
+		s.quit()
+		return res
+	}
+
+	if res.StartTLS, err = s.cmd("STARTTLS"); err != nil {
+		return netFailure(res, "STARTTLS", err)
+	}
+	switch c := res.StartTLS.Code; {
+	case c >= 400 && c < 500:
+		res.Outcome, res.Detail = OutcomeGreylisted, "STARTTLS answered "+res.StartTLS.String()
+		s.quit()
+		return res
+	case c != 220:
+		res.Outcome, res.Detail = OutcomeNoStartTLS, "STARTTLS refused: "+res.StartTLS.String()
+		s.quit()
+		return res
+	}
+	if s.r.Buffered() > 0 {
+		// RFC 3207 §4.2 / CVE-2011-0411 class: bytes after "220" must not be read as TLS.
+		res.Outcome, res.Detail = OutcomeHandshakeError, "server sent data after the STARTTLS reply"
+		return res
+	}
+
+	tc := tls.Client(conn, p.tlsConfig())
+	if err := tc.HandshakeContext(ctx); err != nil {
+		if ctx.Err() != nil || isTimeout(err) {
+			return netFailure(res, "TLS handshake", err)
+		}
+		res.Outcome, res.Detail = OutcomeHandshakeError, "TLS handshake failed: "+err.Error()
+		return res
+	}
+	st := tc.ConnectionState()
+	res.Stage = StageTLS
+	res.Outcome = OutcomeTLS
+	res.TLSVersion, res.CipherSuite = st.Version, st.CipherSuite
+	res.Chain = st.PeerCertificates
+	res.PKIX = p.verifyChain(st.PeerCertificates)
+
+	// Finish the session politely; failures here do not change the TLS facts.
+	s = &session{conn: tc, r: bufio.NewReaderSize(tc, 4096)}
+	if r, err := s.cmd("EHLO " + p.HELO); err == nil && r.Code/100 == 2 {
+		res.Stage = StageDone
+	}
+	s.quit()
+	return res
+}
+
+func (p *Prober) tlsConfig() *tls.Config {
+	suites := []uint16{}
+	for _, cs := range tls.CipherSuites() {
+		suites = append(suites, cs.ID)
+	}
+	// Postfix's default client accepts TLS 1.0+ and "medium" ciphers (postconf(5)
+	// smtp_tls_protocols, smtp_tls_mandatory_ciphers); include Go's legacy CBC suites so a
+	// server Postfix can talk to is not reported as broken. RC4 stays out (RFC 7465).
+	for _, cs := range tls.InsecureCipherSuites() {
+		if !strings.Contains(cs.Name, "RC4") {
+			suites = append(suites, cs.ID)
+		}
+	}
+	return &tls.Config{
+		ServerName:         p.ServerName,
+		InsecureSkipVerify: true, // verified after the handshake, for every level at once
+		MinVersion:         tls.VersionTLS10,
+		CipherSuites:       suites,
+	}
+}
+
+// verifyChain checks the presented chain against the roots at Now, without names: the
+// name rules differ per level (verify: MX host name, secure: next-hop) and are applied by
+// the judge.
+func (p *Prober) verifyChain(chain []*x509.Certificate) error {
+	if len(chain) == 0 {
+		return errors.New("smtpprobe: no certificate presented")
+	}
+	now := time.Now
+	if p.Now != nil {
+		now = p.Now
+	}
+	inter := x509.NewCertPool()
+	for _, c := range chain[1:] {
+		inter.AddCert(c)
+	}
+	_, err := chain[0].Verify(x509.VerifyOptions{
+		Roots:         p.Roots,
+		Intermediates: inter,
+		CurrentTime:   now(),
+		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	})
+	return err
+}
+
+func ok2xx(r Reply, res *Result, what string) bool {
+	switch r.Code / 100 {
+	case 2:
+		return true
+	case 4:
+		res.Outcome = OutcomeGreylisted
+	default:
+		res.Outcome = OutcomeRejected
+	}
+	res.Detail = what + " " + r.String()
+	return false
+}
+
+func netFailure(res Result, what string, err error) Result {
+	switch {
+	case isTimeout(err):
+		res.Outcome = OutcomeTimeout
+		res.Detail = what + ": timed out"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		res.Outcome = OutcomeRefused
+		res.Detail = what + ": connection refused"
+	case res.Stage == StageNone:
+		res.Outcome = OutcomeRefused
+		res.Detail = what + ": " + err.Error()
+	default:
+		res.Outcome = OutcomeProtocolError
+		res.Detail = what + ": " + err.Error()
+	}
+	return res
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) ||
+		(errors.As(err, &ne) && ne.Timeout())
+}
+
+func hasExtension(r Reply, ext string) bool {
+	for i, line := range strings.Split(r.Text, "\n") {
+		if i == 0 {
+			continue // the first line is the server's name
+		}
+		f := strings.Fields(line)
+		if len(f) > 0 && strings.EqualFold(f[0], ext) {
+			return true
+		}
+	}
+	return false
+}
+
+type session struct {
+	conn net.Conn
+	r    *bufio.Reader
+}
+
+func (s *session) cmd(line string) (Reply, error) {
+	if _, err := io.WriteString(s.conn, line+"\r\n"); err != nil {
+		return Reply{}, err
+	}
+	return s.read()
+}
+
+func (s *session) quit() {
+	s.conn.SetDeadline(time.Now().Add(2 * time.Second))
+	s.cmd("QUIT")
+}
+
+// ErrSyntax is wrapped by read for replies that are not RFC 5321 §4.2 replies.
+var ErrSyntax = errors.New("smtpprobe: malformed reply")
+
+// read reads one (possibly multi-line) reply, bounded in line length and line count.
+func (s *session) read() (Reply, error) {
+	var r Reply
+	var lines []string
+	for i := 0; i < maxReplyLine; i++ {
+		line, err := s.readLine()
+		if err != nil {
+			return Reply{}, err
+		}
+		if len(line) < 3 {
+			return Reply{}, fmt.Errorf("%w: %q", ErrSyntax, line)
+		}
+		code, err := strconv.Atoi(line[:3])
+		if err != nil || code < 200 || code > 599 || (r.Code != 0 && code != r.Code) {
+			return Reply{}, fmt.Errorf("%w: %q", ErrSyntax, line)
+		}
+		r.Code = code
+		if len(line) == 3 {
+			lines = append(lines, "")
+			r.Text = strings.Join(lines, "\n")
+			return r, nil
+		}
+		lines = append(lines, line[4:])
+		switch line[3] {
+		case ' ':
+			r.Text = strings.Join(lines, "\n")
+			return r, nil
+		case '-':
+		default:
+			return Reply{}, fmt.Errorf("%w: %q", ErrSyntax, line)
+		}
+	}
+	return Reply{}, fmt.Errorf("%w: more than %d lines", ErrSyntax, maxReplyLine)
+}
+
+func (s *session) readLine() (string, error) {
+	var b []byte
+	for {
+		chunk, isPrefix, err := s.r.ReadLine()
+		if err != nil {
+			return "", err
+		}
+		b = append(b, chunk...)
+		if len(b) > maxLineLen {
+			return "", fmt.Errorf("%w: line longer than %d bytes", ErrSyntax, maxLineLen)
+		}
+		if !isPrefix {
+			return string(b), nil
+		}
+	}
+}
+
+// Fingerprint returns the SHA-256 digest of der in Postfix's "AA:BB:..." notation.
+func Fingerprint(der []byte) string {
+	sum := sha256.Sum256(der)
+	return colonHex(sum[:])
+}
+
+func colonHex(b []byte) string {
+	const hexdig = "0123456789ABCDEF"
+	out := make([]byte, 0, len(b)*3)
+	for i, c := range b {
+		if i > 0 {
+			out = append(out, ':')
+		}
+		out = append(out, hexdig[c>>4], hexdig[c&15])
+	}
+	return string(out)
+}

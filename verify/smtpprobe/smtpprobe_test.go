@@ -1,0 +1,163 @@
+package smtpprobe_test
+
+import (
+	"bufio"
+	"context"
+	"net"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tlsgate/tlsgate/test/fake"
+	"github.com/tlsgate/tlsgate/verify/smtpprobe"
+)
+
+// scripted serves one connection: for each step it reads a line if want != "" and
+// writes reply verbatim (an empty reply hangs up). It is a hostile peer: replies may be anything.
+type step struct{ want, reply string }
+
+func scripted(t *testing.T, steps ...step) netip.AddrPort {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		r := bufio.NewReader(c)
+		for _, s := range steps {
+			if s.want != "" {
+				line, err := r.ReadString('\n')
+				if err != nil || !strings.HasPrefix(strings.ToUpper(line), s.want) {
+					return
+				}
+			}
+			if s.reply == "" {
+				return // hang up
+			}
+			if _, err := c.Write([]byte(s.reply)); err != nil {
+				return
+			}
+		}
+		// Drain until the client hangs up.
+		for {
+			if _, err := r.ReadString('\n'); err != nil {
+				return
+			}
+		}
+	}()
+	return netip.MustParseAddrPort(ln.Addr().String())
+}
+
+func probe(t *testing.T, ap netip.AddrPort) smtpprobe.Result {
+	t.Helper()
+	d := fake.NewDialer()
+	d.Register(ap.Addr(), ap)
+	p := &smtpprobe.Prober{Dialer: d, HELO: "probe.test"}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	return p.Probe(ctx, ap.Addr())
+}
+
+// TestHostilePeers: malformed or malicious replies never crash the probe and never
+// count as TLS.
+func TestHostilePeers(t *testing.T) {
+	t.Parallel()
+	long := strings.Repeat("A", 5000)
+	tests := []struct {
+		name    string
+		steps   []step
+		outcome smtpprobe.Outcome
+	}{
+		{"garbage greeting", []step{{"", "HELLO THERE\r\n"}}, smtpprobe.OutcomeProtocolError},
+		{"greeting code out of range", []step{{"", "999 hi\r\n"}}, smtpprobe.OutcomeProtocolError},
+		{"overlong line", []step{{"", "220 " + long + "\r\n"}}, smtpprobe.OutcomeProtocolError},
+		{"multi-line codes differ", []step{{"", "220-a\r\n250 b\r\n"}}, smtpprobe.OutcomeProtocolError},
+		{"endless continuation", []step{{"", strings.Repeat("220-x\r\n", 200)}}, smtpprobe.OutcomeProtocolError},
+		{"bad separator", []step{{"", "220xhello\r\n"}}, smtpprobe.OutcomeProtocolError},
+		{"STARTTLS only in the greeting line", []step{{"", "220 mx ESMTP\r\n"}, {"EHLO", "250 STARTTLS\r\n"}}, smtpprobe.OutcomeNoStartTLS},
+		{"STARTTLS refused with 5xx", []step{{"", "220 mx\r\n"}, {"EHLO", "250-mx\r\n250 STARTTLS\r\n"}, {"STARTTLS", "502 5.5.1 no\r\n"}}, smtpprobe.OutcomeNoStartTLS},
+		// CVE-2011-0411 class: bytes after the 220 must not be taken as TLS or as replies.
+		{"data after STARTTLS reply", []step{{"", "220 mx\r\n"}, {"EHLO", "250-mx\r\n250 STARTTLS\r\n"}, {"STARTTLS", "220 go ahead\r\n250 injected\r\n"}}, smtpprobe.OutcomeHandshakeError},
+		{"plaintext after STARTTLS", []step{{"", "220 mx\r\n"}, {"EHLO", "250-mx\r\n250 STARTTLS\r\n"}, {"STARTTLS", "220 go ahead\r\n"}, {"", "this is not TLS\r\n"}}, smtpprobe.OutcomeHandshakeError},
+		{"closes after EHLO", []step{{"", "220 mx\r\n"}, {"EHLO", ""}}, smtpprobe.OutcomeProtocolError},
+		{"421 greeting", []step{{"", "421 4.3.2 busy\r\n"}}, smtpprobe.OutcomeGreylisted},
+		{"554 greeting", []step{{"", "554 5.7.1 go away\r\n"}}, smtpprobe.OutcomeRejected},
+		{"EHLO 550", []step{{"", "220 mx\r\n"}, {"EHLO", "550 5.7.1 no\r\n"}}, smtpprobe.OutcomeRejected},
+		{"bare code line", []step{{"", "220\r\n"}, {"EHLO", "250-mx\r\n250 SIZE\r\n"}}, smtpprobe.OutcomeNoStartTLS},
+		{"NUL bytes", []step{{"", "220 m\x00x\r\n"}, {"EHLO", "250 x\x00\r\n"}}, smtpprobe.OutcomeNoStartTLS},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			r := probe(t, scripted(t, tc.steps...))
+			if r.Outcome != tc.outcome {
+				t.Errorf("outcome %s (%s); want %s", r.Outcome, r.Detail, tc.outcome)
+			}
+			if r.Outcome == smtpprobe.OutcomeTLS || len(r.Chain) > 0 {
+				t.Error("hostile peer produced TLS facts")
+			}
+		})
+	}
+}
+
+// TestSessionAndSNI: a full session says EHLO, STARTTLS, EHLO, QUIT; SNI only on request
+// (Postfix's smtp_tls_servername is empty by default).
+func TestSessionAndSNI(t *testing.T) {
+	t.Parallel()
+	ca := fake.NewCA(t, "Root")
+	cert := ca.Issue(t, fake.CertOptions{DNSNames: []string{"mx.example.test"}})
+	for _, sni := range []string{"", "mx.example.test"} {
+		s := fake.StartSMTP(t, "127.0.0.40", fake.Behavior{Hostname: "mx.example.test", Cert: &cert})
+		d := fake.NewDialer()
+		s.RegisterWith(d)
+		p := &smtpprobe.Prober{Dialer: d, HELO: "probe.test", Roots: ca.Pool, ServerName: sni}
+		r := p.Probe(context.Background(), s.Addr().Addr())
+		if r.Outcome != smtpprobe.OutcomeTLS || r.Stage != smtpprobe.StageDone || r.PKIX != nil {
+			t.Fatalf("outcome %s stage %s pkix %v (%s)", r.Outcome, r.Stage, r.PKIX, r.Detail)
+		}
+		if r.TLSVersionName() != "TLSv1.3" {
+			t.Errorf("TLS version %q", r.TLSVersionName())
+		}
+		if got, want := strings.Join(s.Commands(), ","), "EHLO probe.test,STARTTLS,EHLO probe.test,QUIT"; got != want {
+			t.Errorf("commands %q; want %q", got, want)
+		}
+		if names := s.ServerNames(); len(names) != 1 || names[0] != sni {
+			t.Errorf("SNI %q; want %q", names, sni)
+		}
+	}
+}
+
+func TestTarpitBoundedByContext(t *testing.T) {
+	t.Parallel()
+	s := fake.StartSMTP(t, "127.0.0.41", fake.Behavior{Tarpit: true})
+	d := fake.NewDialer()
+	s.RegisterWith(d)
+	p := &smtpprobe.Prober{Dialer: d, HELO: "probe.test"}
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	r := p.Probe(ctx, s.Addr().Addr())
+	if r.Outcome != smtpprobe.OutcomeTimeout {
+		t.Errorf("outcome %s; want timeout", r.Outcome)
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("probe took %s after a 200ms budget", took)
+	}
+}
+
+func TestFingerprintNotation(t *testing.T) {
+	t.Parallel()
+	got := smtpprobe.Fingerprint([]byte("abc"))
+	const want = "BA:78:16:BF:8F:01:CF:EA:41:41:40:DE:5D:AE:22:23:B0:03:61:A3:96:17:7A:9C:B4:10:FF:61:F2:00:15:AD"
+	if got != want {
+		t.Errorf("Fingerprint = %s; want %s", got, want)
+	}
+}

@@ -1,0 +1,95 @@
+package verify
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/tlsgate/tlsgate/config/policy"
+)
+
+// Status is the outcome of judging a level.
+type Status int
+
+// Statuses. The zero value is tempfail: a Verdict that was never filled in must not let
+// mail through nor reject it.
+const (
+	StatusTempfail Status = iota // could not find out; try again later
+	StatusPass                   // deliverable at the level
+	StatusFail                   // definitely not deliverable at the level
+)
+
+func (s Status) String() string {
+	return [...]string{"tempfail", "pass", "fail"}[s]
+}
+
+// Mechanism is what authenticated (or did not need to authenticate) the TLS session.
+type Mechanism string
+
+// Mechanisms, as the audit header and logs name them.
+const (
+	MechNone        Mechanism = "none"        // level none/may: nothing required
+	MechSTARTTLS    Mechanism = "starttls"    // encrypt: any certificate
+	MechFingerprint Mechanism = "fingerprint" // fingerprint: pinned certificate or key digest
+	MechPKIX        Mechanism = "pkix"        // verify/secure: WebPKI chain and name
+	MechDANE        Mechanism = "dane"        // reserved for DANE levels
+	MechMTASTS      Mechanism = "mta-sts"     // reserved for MTA-STS
+)
+
+// Reason is a machine-readable reason. Where one fits, it is an RFC 8460 §4.3 result
+// type; the others are tlsgate's own.
+type Reason string
+
+// Reasons.
+const (
+	ReasonNone                   Reason = ""
+	ReasonSTARTTLSNotSupported   Reason = "starttls-not-supported"    // RFC 8460 §4.3.2.1
+	ReasonCertHostMismatch       Reason = "certificate-host-mismatch" // RFC 8460 §4.3.2.1
+	ReasonCertExpired            Reason = "certificate-expired"       // RFC 8460 §4.3.2.1
+	ReasonCertNotTrusted         Reason = "certificate-not-trusted"   // RFC 8460 §4.3.2.1
+	ReasonValidationFailure      Reason = "validation-failure"        // RFC 8460 §4.3.2.1
+	ReasonTLSAInvalid            Reason = "tlsa-invalid"              // RFC 8460 §4.3.2.2
+	ReasonDNSSECInvalid          Reason = "dnssec-invalid"            // RFC 8460 §4.3.2.2
+	ReasonSTSPolicyInvalid       Reason = "sts-policy-invalid"        // RFC 8460 §4.3.2.3
+	ReasonSTSWebPKIInvalid       Reason = "sts-webpki-invalid"        // RFC 8460 §4.3.2.3
+	ReasonFingerprintMismatch    Reason = "fingerprint-mismatch"      // no fingerprint in match= fits the certificate
+	ReasonHandshakeFailure       Reason = "handshake-failure"         // STARTTLS accepted, TLS handshake failed
+	ReasonDNSError               Reason = "dns-error"                 // SERVFAIL, timeout, refused
+	ReasonTimeout                Reason = "timeout"                   // SMTP server did not answer in time
+	ReasonConnectionRefused      Reason = "connection-refused"        // TCP refused, or 5xx greeting/EHLO
+	ReasonGreylisted             Reason = "greylisted"                // 4xx greeting, EHLO or STARTTLS
+	ReasonProtocolError          Reason = "smtp-error"                // malformed SMTP, connection dropped
+	ReasonNullMX                 Reason = "null-mx"                   // RFC 7505
+	ReasonNoMX                   Reason = "no-mx"                     // NXDOMAIN, or no MX host with an address
+	ReasonProbeNotAllowed        Reason = "probe-not-allowed"         // address outside probe.allow_networks
+	ReasonVerificationInProgress Reason = "in-progress"               // the probe did not finish within rcpt_timeout
+	ReasonInternal               Reason = "internal-error"            // our own failure
+)
+
+// Verdict is the judgement of one level for one domain.
+type Verdict struct {
+	Domain    string
+	Level     policy.Level
+	Status    Status
+	Mechanism Mechanism
+	Reason    Reason
+	// Detail is a short human explanation of what was found, naming the host, e.g.
+	// "mx1.example.com[192.0.2.1]: STARTTLS not offered in the EHLO reply".
+	Detail     string
+	MX         string     // the host used (pass) or whose failure is reported
+	IP         netip.Addr // its address, when there was one
+	TLSVersion string     // "TLSv1.3" when a session was made
+	Checked    time.Time
+	Until      time.Time
+	Cached     bool
+	// Hosts carries the per-attempt findings for reports.
+	Attempts []AttemptVerdict
+}
+
+// AttemptVerdict is how one attempt fared against the level.
+type AttemptVerdict struct {
+	Host   string
+	IP     netip.Addr
+	Pass   bool
+	Reason Reason
+	Detail string
+}

@@ -1,0 +1,344 @@
+package verify
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/miekg/dns"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/tlsgate/tlsgate/verify/cache"
+	"github.com/tlsgate/tlsgate/verify/dnsx"
+	"github.com/tlsgate/tlsgate/verify/smtpprobe"
+)
+
+// ErrPending is returned by Verifier.Facts when the caller's context ended before the
+// probe finished. The probe goes on in the background and its facts land in the cache.
+var ErrPending = errors.New("verify: verification still in progress")
+
+// Prober probes one address; *smtpprobe.Prober implements it.
+type Prober interface {
+	Probe(ctx context.Context, ip netip.Addr) smtpprobe.Result
+}
+
+// Postfix's defaults for how many addresses and sessions one delivery may use
+// (postconf(5) smtp_mx_address_limit, smtp_mx_session_limit).
+const (
+	DefaultMXAddressLimit = 5
+	DefaultMXSessionLimit = 2
+)
+
+// Config configures a Verifier. Zero durations and limits take the documented defaults.
+type Config struct {
+	Resolver       dnsx.Resolver
+	Prober         Prober
+	Allow          []netip.Prefix // networks that may be probed although not globally routable
+	HostTimeout    time.Duration  // one SMTP session; default 10s
+	DNSTimeout     time.Duration  // the DNS part of a probe; default 10s
+	MXAddressLimit int
+	MXSessionLimit int
+	MaxConcurrent  int // probes of distinct domains at once; default 64
+	CacheSize      int // default 100000
+	PassTTL        time.Duration
+	FailTTL        time.Duration
+	TempfailTTL    time.Duration
+	Now            func() time.Time
+	Log            *slog.Logger
+}
+
+// Verifier gathers and caches Facts. Concurrent requests for one domain share one probe.
+type Verifier struct {
+	cfg   Config
+	cache *cache.Cache[*Facts]
+	group singleflight.Group
+	sem   chan struct{}
+	wg    sync.WaitGroup
+	ctx   context.Context // parent of background probes; cancelled by Close
+	stop  context.CancelFunc
+}
+
+// New returns a Verifier. It returns an error only for an unusable configuration.
+func New(cfg Config) (*Verifier, error) {
+	if cfg.Resolver == nil || cfg.Prober == nil {
+		return nil, errors.New("verify: Resolver and Prober are required")
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&cfg.HostTimeout, 10*time.Second)
+	def(&cfg.DNSTimeout, 10*time.Second)
+	def(&cfg.PassTTL, time.Hour)
+	def(&cfg.FailTTL, 10*time.Minute)
+	def(&cfg.TempfailTTL, time.Minute)
+	if cfg.MXAddressLimit <= 0 {
+		cfg.MXAddressLimit = DefaultMXAddressLimit
+	}
+	if cfg.MXSessionLimit <= 0 {
+		cfg.MXSessionLimit = DefaultMXSessionLimit
+	}
+	if cfg.MaxConcurrent <= 0 {
+		cfg.MaxConcurrent = 64
+	}
+	if cfg.CacheSize <= 0 {
+		cfg.CacheSize = 100000
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	c, err := cache.New[*Facts](cfg.CacheSize)
+	if err != nil {
+		return nil, fmt.Errorf("verify: %w", err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	return &Verifier{cfg: cfg, cache: c, sem: make(chan struct{}, cfg.MaxConcurrent), ctx: ctx, stop: stop}, nil
+}
+
+// Close cancels background probes, waits for them and releases the cache.
+func (v *Verifier) Close() {
+	v.stop()
+	v.wg.Wait()
+	v.cache.Close()
+}
+
+// Facts returns the facts for domain (an A-label, lower case), from the cache or from a
+// probe shared with every concurrent caller. cached reports a cache hit. When ctx ends
+// first, it returns ErrPending (wrapping the context error) and the probe continues in the
+// background into the cache.
+func (v *Verifier) Facts(ctx context.Context, domain string) (f *Facts, cached bool, err error) {
+	if f, ok := v.cache.Get(domain); ok && v.cfg.Now().Before(f.Until) {
+		return f, true, nil
+	}
+	ch := v.group.DoChan(domain, func() (any, error) {
+		// Detached from ctx: the probe must outlive the RCPT that started it.
+		v.wg.Add(1)
+		defer v.wg.Done()
+		select {
+		case v.sem <- struct{}{}:
+		case <-v.ctx.Done():
+			return nil, v.ctx.Err()
+		}
+		defer func() { <-v.sem }()
+		f := v.Probe(v.ctx, domain)
+		v.store(f)
+		return f, nil
+	})
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return nil, false, fmt.Errorf("verify: probing %s: %w", domain, r.Err)
+		}
+		return r.Val.(*Facts), false, nil
+	case <-ctx.Done():
+		return nil, false, fmt.Errorf("%w: %w", ErrPending, ctx.Err())
+	}
+}
+
+// store caches f for a TTL that depends on how good the facts are, capped by DNS TTLs.
+func (v *Verifier) store(f *Facts) {
+	ttl := min(v.ttlFor(f), f.DNSTTL)
+	f.Until = f.Checked.Add(ttl)
+	v.cache.Set(f.Domain, f, ttl)
+}
+
+// ttlFor picks pass_ttl when the facts are as good as facts get (a verified session on
+// the first attempt), fail_ttl when something definite is wrong, and tempfail_ttl when
+// anything is still unknown, so a fixed or recovered destination is re-probed soon.
+func (v *Verifier) ttlFor(f *Facts) time.Duration {
+	switch f.MX {
+	case MXError:
+		return v.cfg.TempfailTTL
+	case MXNull, MXNone:
+		return v.cfg.FailTTL
+	}
+	if len(f.Attempts) == 0 {
+		return v.cfg.FailTTL
+	}
+	for _, a := range f.Attempts {
+		if a.DNSError != "" && a.DNSTemporary || a.DNSError == "" && !a.Result.Outcome.Definite() {
+			return v.cfg.TempfailTTL
+		}
+	}
+	first := f.Attempts[0].Result
+	if first.Outcome == smtpprobe.OutcomeTLS && first.PKIX == nil {
+		return v.cfg.PassTTL
+	}
+	return v.cfg.FailTTL
+}
+
+// Probe gathers fresh facts for domain without the cache. It always returns facts;
+// failures are recorded in them.
+func (v *Verifier) Probe(ctx context.Context, domain string) *Facts {
+	start := v.cfg.Now()
+	f := &Facts{Domain: domain, Checked: start, DNSTTL: v.cfg.PassTTL}
+	v.probe(ctx, f)
+	f.Duration = v.cfg.Now().Sub(start)
+	v.cfg.Log.Debug("probe finished", "domain", domain, "mx", f.MX.String(), "attempts", len(f.Attempts), "duration", f.Duration)
+	return f
+}
+
+func (v *Verifier) probe(ctx context.Context, f *Facts) {
+	dctx, cancel := context.WithTimeout(ctx, v.cfg.DNSTimeout)
+	hosts, err := v.lookupMX(dctx, f)
+	cancel()
+	if err != nil || f.MX != MXFound && f.MX != MXImplicit {
+		return
+	}
+	f.Hosts = hosts
+	addresses, sessions := 0, 0
+	for i := range f.Hosts {
+		h := &f.Hosts[i]
+		if addresses >= v.cfg.MXAddressLimit || sessions >= v.cfg.MXSessionLimit {
+			return
+		}
+		if h.AddrError != "" {
+			f.Attempts = append(f.Attempts, Attempt{Host: h.Name, Preference: h.Preference, DNSError: h.AddrError, DNSTemporary: h.AddrTemporary})
+			continue
+		}
+		for _, ip := range h.Addrs {
+			if addresses >= v.cfg.MXAddressLimit || sessions >= v.cfg.MXSessionLimit {
+				return
+			}
+			addresses++
+			a := Attempt{Host: h.Name, Preference: h.Preference}
+			if !v.allowed(ip) {
+				a.Result = smtpprobe.Result{IP: ip, Outcome: smtpprobe.OutcomeNotAllowed,
+					Detail: fmt.Sprintf("%s is not a public address; not probed (allow it with probe.allow_networks)", ip)}
+				v.cfg.Log.Warn("probe refused by configuration", "domain", f.Domain, "mx", h.Name, "ip", ip.String())
+			} else {
+				pctx, cancel := context.WithTimeout(ctx, v.cfg.HostTimeout)
+				a.Result = v.cfg.Prober.Probe(pctx, ip)
+				cancel()
+				v.cfg.Log.Debug("probed", "domain", f.Domain, "mx", h.Name, "ip", ip.String(),
+					"outcome", a.Result.Outcome.String(), "detail", a.Result.Detail, "duration", a.Result.Duration)
+			}
+			if a.Session() {
+				sessions++
+			}
+			f.Attempts = append(f.Attempts, a)
+		}
+	}
+}
+
+// lookupMX fills f.MX and returns the hosts in Postfix's order with their addresses.
+func (v *Verifier) lookupMX(ctx context.Context, f *Facts) ([]Host, error) {
+	ans, err := v.cfg.Resolver.Lookup(ctx, f.Domain, dns.TypeMX)
+	if err != nil {
+		f.MX, f.MXDetail = MXError, fmt.Sprintf("MX lookup for %s failed: %v", f.Domain, err)
+		return nil, err
+	}
+	f.DNSTTL = min(f.DNSTTL, ans.TTL)
+	switch ans.Status {
+	case dnsx.StatusNXDomain:
+		f.MX, f.MXDetail = MXNone, fmt.Sprintf("the domain %s does not exist", f.Domain)
+		return nil, nil
+	case dnsx.StatusNoData:
+		// RFC 5321 §5.1: no MX records: the domain itself is the implicit MX.
+		h := Host{Name: f.Domain}
+		v.lookupAddrs(ctx, f, &h)
+		if h.AddrError != "" && !h.AddrTemporary {
+			f.MX, f.MXDetail = MXNone, fmt.Sprintf("%s has neither MX nor address records", f.Domain)
+			return nil, nil
+		}
+		if h.AddrError != "" {
+			f.MX, f.MXDetail = MXError, h.AddrError
+			return nil, errors.New(h.AddrError)
+		}
+		f.MX, f.MXDetail = MXImplicit, "no MX records; using the domain's own address"
+		return []Host{h}, nil
+	}
+	var hosts []Host
+	null := false
+	for _, rr := range ans.Records {
+		mx, ok := rr.(*dns.MX)
+		if !ok {
+			continue
+		}
+		name := strings.TrimSuffix(strings.ToLower(mx.Mx), ".")
+		if name == "" {
+			null = true // RFC 7505 §3: "0 ." (any preference is treated alike)
+			continue
+		}
+		if slices.ContainsFunc(hosts, func(h Host) bool { return h.Name == name }) {
+			continue
+		}
+		hosts = append(hosts, Host{Name: name, Preference: mx.Preference})
+	}
+	if null && len(hosts) == 0 {
+		f.MX, f.MXDetail = MXNull, "null MX (RFC 7505)"
+		return nil, nil
+	}
+	// Postfix tries the lowest preference first; equal preferences are shuffled by Postfix
+	// (smtp_randomize_addresses), sorted by name here so probes are reproducible.
+	slices.SortStableFunc(hosts, func(a, b Host) int {
+		return cmp.Or(cmp.Compare(a.Preference, b.Preference), strings.Compare(a.Name, b.Name))
+	})
+	for i := range hosts {
+		v.lookupAddrs(ctx, f, &hosts[i])
+	}
+	f.MX, f.MXDetail = MXFound, fmt.Sprintf("%d MX host(s)", len(hosts))
+	return hosts, nil
+}
+
+// lookupAddrs resolves A and AAAA for h. Addresses of one family are enough; the host
+// is an error only when neither family gives one.
+func (v *Verifier) lookupAddrs(ctx context.Context, f *Facts, h *Host) {
+	var errs []string
+	temporary := false
+	for _, qt := range []uint16{dns.TypeA, dns.TypeAAAA} {
+		ans, err := v.cfg.Resolver.Lookup(ctx, h.Name, qt)
+		if err != nil {
+			errs = append(errs, fmt.Sprintf("%s lookup failed: %v", dns.TypeToString[qt], err))
+			temporary = true
+			continue
+		}
+		switch ans.Status {
+		case dnsx.StatusOK:
+			f.DNSTTL = min(f.DNSTTL, ans.TTL)
+			for _, rr := range ans.Records {
+				var ip netip.Addr
+				switch r := rr.(type) {
+				case *dns.A:
+					ip, _ = netip.AddrFromSlice(r.A.To4())
+				case *dns.AAAA:
+					ip, _ = netip.AddrFromSlice(r.AAAA.To16())
+				}
+				if ip.IsValid() && !slices.Contains(h.Addrs, ip.Unmap()) {
+					h.Addrs = append(h.Addrs, ip.Unmap())
+				}
+			}
+		case dnsx.StatusNXDomain:
+			errs = append(errs, "host not found")
+		default:
+			errs = append(errs, "no "+dns.TypeToString[qt]+" record")
+		}
+	}
+	if len(h.Addrs) == 0 {
+		h.AddrError = fmt.Sprintf("%s: %s", h.Name, strings.Join(slices.Compact(errs), "; "))
+		h.AddrTemporary = temporary
+	}
+}
+
+// allowed reports whether ip may be probed: globally routable unicast, or inside one of
+// the operator's allow_networks.
+func (v *Verifier) allowed(ip netip.Addr) bool {
+	ip = ip.Unmap()
+	for _, p := range v.cfg.Allow {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return Public(ip)
+}
