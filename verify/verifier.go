@@ -236,7 +236,8 @@ func (v *Verifier) probe(ctx context.Context, f *Facts) {
 func (v *Verifier) lookupMX(ctx context.Context, f *Facts) ([]Host, error) {
 	ans, err := v.cfg.Resolver.Lookup(ctx, f.Domain, dns.TypeMX)
 	if err != nil {
-		f.MX, f.MXDetail = MXError, fmt.Sprintf("MX lookup for %s failed: %v", f.Domain, err)
+		f.MX, f.MXDetail = MXError, fmt.Sprintf("MX lookup for %s failed: %s", f.Domain, dnsProblem(err))
+		v.cfg.Log.Debug("dns lookup failed", "domain", f.Domain, "err", err)
 		return nil, err
 	}
 	f.DNSTTL = min(f.DNSTTL, ans.TTL)
@@ -300,7 +301,8 @@ func (v *Verifier) lookupAddrs(ctx context.Context, f *Facts, h *Host) {
 	for _, qt := range []uint16{dns.TypeA, dns.TypeAAAA} {
 		ans, err := v.cfg.Resolver.Lookup(ctx, h.Name, qt)
 		if err != nil {
-			errs = append(errs, fmt.Sprintf("%s lookup failed: %v", dns.TypeToString[qt], err))
+			errs = append(errs, fmt.Sprintf("%s lookup failed: %s", dns.TypeToString[qt], dnsProblem(err)))
+			v.cfg.Log.Debug("dns lookup failed", "domain", f.Domain, "mx", h.Name, "err", err)
 			temporary = true
 			continue
 		}
@@ -329,6 +331,26 @@ func (v *Verifier) lookupAddrs(ctx context.Context, f *Facts, h *Host) {
 		h.AddrError = fmt.Sprintf("%s: %s", h.Name, strings.Join(slices.Compact(errs), "; "))
 		h.AddrTemporary = temporary
 	}
+}
+
+// dnsProblem names a DNS failure for a sender, without resolver addresses or other
+// internals (the full error goes to the debug log).
+func dnsProblem(err error) string {
+	switch {
+	case errors.Is(err, dnsx.ErrServFail):
+		return "server failure (SERVFAIL, e.g. DNSSEC validation failed)"
+	case errors.Is(err, dnsx.ErrTimeout):
+		return "timeout"
+	case errors.Is(err, dnsx.ErrRefused):
+		return "query refused"
+	case errors.Is(err, dnsx.ErrUnreachable):
+		return "resolver unreachable"
+	case errors.Is(err, dnsx.ErrCNAMELoop):
+		return "CNAME chain too long"
+	case errors.Is(err, dnsx.ErrBadName):
+		return "invalid name"
+	}
+	return "malformed answer"
 }
 
 // allowed reports whether ip may be probed: globally routable unicast, or inside one of
