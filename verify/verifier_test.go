@@ -171,8 +171,12 @@ func TestPendingProbeLandsInCache(t *testing.T) {
 		f, cached, err := v.Facts(ctx, domain)
 		cancel()
 		if err == nil {
+			// A poll may join the probe still in flight (cached=false); from then on
+			// every answer comes from the cache.
 			if !cached {
-				t.Error("result not from the cache")
+				if f, cached, err = v.Facts(context.Background(), domain); err != nil || !cached {
+					t.Fatalf("after the probe finished: cached=%v err=%v; want a cache hit", cached, err)
+				}
 			}
 			want("pass").check(t, "encrypt", verify.Judge(f, encrypt))
 			if n := s.Connections(); n != 1 {

@@ -22,14 +22,14 @@ import (
 
 // world is one test's Internet: a resolver, SMTP servers on loopback, a CA.
 type world struct {
-	t      *testing.T
+	t      testing.TB
 	dns    *fake.DNSServer
 	dialer *fake.Dialer
 	ca     *fake.CA
 	certs  map[string]string // host name -> leaf sha256 (colon hex)
 }
 
-func newWorld(t *testing.T) *world {
+func newWorld(t testing.TB) *world {
 	t.Helper()
 	return &world{t: t, dns: fake.StartDNS(t), dialer: fake.NewDialer(), ca: fake.NewCA(t, "Test Root"), certs: map[string]string{}}
 }
@@ -177,7 +177,7 @@ func (w *world) verifier(mod ...func(*verify.Config)) *verify.Verifier {
 	return v
 }
 
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (tw testWriter) Write(p []byte) (int, error) {
 	tw.t.Log(strings.TrimSpace(string(p)))
