@@ -1,0 +1,257 @@
+// Package milter is tlsgate's milter: on every RCPT TO it finds the TLS level the
+// recipient's domain requires, asks package verify whether the domain can be reached at
+// that level, and accepts, tempfails or rejects that one recipient with a reply a human
+// sender understands. Accepted recipients get an audit header at end of message.
+//
+// The decision (Filter.Decide) is separate from the milter protocol adapter (Server), so
+// it can be tested and reused directly.
+package milter
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/tlsgate/tlsgate/config/policy"
+	"github.com/tlsgate/tlsgate/verify"
+)
+
+// FactSource provides facts about a domain; *verify.Verifier implements it.
+type FactSource interface {
+	Facts(ctx context.Context, domain string) (*verify.Facts, bool, error)
+}
+
+var _ FactSource = (*verify.Verifier)(nil)
+
+// Config configures a Filter.
+type Config struct {
+	Policies          *policy.Set
+	Facts             FactSource
+	RcptTimeout       time.Duration // answer every RCPT within this; default 8s
+	Header            string        // audit header name; "" disables it
+	CheckedTransports []string      // {rcpt_mailer} values that are checked
+	OnFail            policy.Action // default action for fail verdicts
+	OnTempfail        policy.Action // default action for tempfail verdicts
+	RejectMessage     string        // appended to every rejection
+	Log               *slog.Logger
+}
+
+// Filter decides recipients. It is safe for concurrent use.
+type Filter struct {
+	cfg Config
+}
+
+// NewFilter returns a Filter; zero values in cfg take their defaults.
+func NewFilter(cfg Config) *Filter {
+	if cfg.RcptTimeout <= 0 {
+		cfg.RcptTimeout = 8 * time.Second
+	}
+	cfg.OnFail = cfg.OnFail.Or(policy.ActionReject)
+	cfg.OnTempfail = cfg.OnTempfail.Or(policy.ActionTempfail)
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	return &Filter{cfg: cfg}
+}
+
+// Request is one recipient with its envelope context, as the MTA reports it.
+type Request struct {
+	Rcpt        string // RCPT TO address, with or without <>
+	Mailer      string // {rcpt_mailer}
+	MailerKnown bool   // whether the MTA sent {rcpt_mailer}
+	Sender      string // MAIL FROM address
+	SASLLogin   string // {auth_authen}
+	Client      netip.Addr
+	QueueID     string
+}
+
+// Outcome is what the MTA should do with one recipient.
+type Outcome int
+
+// Outcomes.
+const (
+	Accept Outcome = iota
+	Tempfail
+	Reject
+)
+
+func (o Outcome) String() string { return [...]string{"accept", "tempfail", "reject"}[o] }
+
+// Decision is the answer for one recipient.
+type Decision struct {
+	Outcome Outcome
+	Reply   Reply          // for Tempfail and Reject
+	Checked bool           // a level above may was judged: record it in the audit header
+	Verdict verify.Verdict // when Checked
+	Rule    string         // which rule applied: "policy:.example.com", "customer:acme"
+	Skip    string         // why the recipient was not checked at all
+}
+
+// Decide decides one recipient. It returns within the RCPT timeout (plus scheduling
+// noise) whatever the network does, and never panics on malformed input.
+func (f *Filter) Decide(ctx context.Context, r Request) (d Decision) {
+	start := time.Now()
+	var level policy.Level
+	domainSeen := "this domain"
+	defer func() {
+		if p := recover(); p != nil {
+			// Fail safe: an internal bug tempfails this recipient, it never passes it.
+			f.cfg.Log.Error("panic deciding recipient", "queue_id", r.QueueID, "panic", p)
+			v := verify.Verdict{Domain: domainSeen, Level: level, Status: verify.StatusTempfail, Reason: verify.ReasonInternal}
+			d = Decision{Outcome: Tempfail, Verdict: v, Reply: ReplyFor(v, true, "")}
+		}
+		f.log(r, d, time.Since(start))
+	}()
+	if r.MailerKnown && !slices.Contains(f.cfg.CheckedTransports, r.Mailer) {
+		return Decision{Outcome: Accept, Skip: "transport " + r.Mailer + " is not checked"}
+	}
+	local, domain, ok := splitAddress(r.Rcpt)
+	switch {
+	case !ok && local == "":
+		return Decision{Outcome: Accept, Skip: "null recipient"}
+	case !ok:
+		return Decision{Outcome: Accept, Skip: "recipient without domain"}
+	case strings.HasPrefix(domain, "["):
+		// RFC 5321 §4.1.3 address literal: there is no MX and no policy to look up.
+		return Decision{Outcome: Accept, Skip: "address literal"}
+	}
+	_, senderDomain, _ := splitAddress(r.Sender)
+	norm, err := policy.NormalizeDomain(domain)
+	if err == nil {
+		domainSeen = norm
+	}
+	req := f.cfg.Policies.Require(policy.Request{
+		RecipientDomain: norm,
+		SenderDomain:    senderDomain,
+		SASLLogin:       r.SASLLogin,
+		ClientIP:        r.Client,
+	})
+	rule := ruleName(req)
+	level = req.Policy.Level
+	var v verify.Verdict
+	switch {
+	case err != nil && !level.Probed():
+		return Decision{Outcome: Accept, Skip: "invalid recipient domain", Rule: rule}
+	case err != nil:
+		// A name no resolver can look up: Postfix could not deliver it either.
+		v = verify.Verdict{Domain: sanitize(domain, 100), Level: level, Status: verify.StatusFail, Reason: verify.ReasonNoMX,
+			Detail: "the domain name is not valid", Checked: time.Now()}
+	case !level.Probed():
+		v = verify.Verdict{Domain: norm, Level: level, Status: verify.StatusPass, Mechanism: verify.MechNone}
+		return Decision{Outcome: Accept, Verdict: v, Rule: rule}
+	default:
+		v = f.verdict(ctx, norm, req.Policy)
+	}
+	d = Decision{Checked: true, Verdict: v, Rule: rule}
+	var action policy.Action
+	switch v.Status {
+	case verify.StatusPass:
+		return d // Accept
+	case verify.StatusFail:
+		action = req.Policy.OnFail.Or(f.cfg.OnFail)
+	default:
+		action = req.Policy.OnTempfail.Or(f.cfg.OnTempfail)
+		if action == policy.ActionReject {
+			action = policy.ActionTempfail // never a 5xx for "could not find out"
+		}
+	}
+	switch action {
+	case policy.ActionHeader:
+		d.Outcome = Accept
+	case policy.ActionTempfail:
+		d.Outcome, d.Reply = Tempfail, ReplyFor(v, true, f.cfg.RejectMessage)
+	default:
+		d.Outcome, d.Reply = Reject, ReplyFor(v, false, f.cfg.RejectMessage)
+		if d.Reply.Code < 500 {
+			d.Outcome = Tempfail
+		}
+	}
+	return d
+}
+
+// verdict judges domain within the RCPT budget; running out of it, or any internal
+// error, gives a tempfail verdict.
+func (f *Filter) verdict(ctx context.Context, domain string, p policy.Policy) verify.Verdict {
+	ctx, cancel := context.WithTimeout(ctx, f.cfg.RcptTimeout)
+	defer cancel()
+	facts, cached, err := f.cfg.Facts.Facts(ctx, domain)
+	if err != nil {
+		reason := verify.ReasonInternal
+		if errors.Is(err, verify.ErrPending) {
+			reason = verify.ReasonVerificationInProgress
+		} else {
+			f.cfg.Log.Error("verification failed", "domain", domain, "err", err)
+		}
+		return verify.Verdict{Domain: domain, Level: p.Level, Status: verify.StatusTempfail, Reason: reason, Checked: time.Now()}
+	}
+	v := verify.Judge(facts, p)
+	v.Cached = cached
+	return v
+}
+
+func (f *Filter) log(r Request, d Decision, took time.Duration) {
+	attrs := []any{"queue_id", r.QueueID, "outcome", d.Outcome.String(), "duration", took}
+	if d.Skip != "" {
+		attrs = append(attrs, "skip", d.Skip)
+	}
+	if d.Verdict.Domain != "" {
+		v := d.Verdict
+		attrs = append(attrs, "domain", v.Domain, "level", v.Level.String(), "status", v.Status.String(),
+			"reason", string(v.Reason), "mechanism", string(v.Mechanism), "cached", v.Cached, "mx", v.MX)
+	}
+	if d.Rule != "" {
+		attrs = append(attrs, "rule", d.Rule)
+	}
+	if d.Outcome != Accept {
+		attrs = append(attrs, "reply", d.Reply.String())
+	}
+	f.cfg.Log.Info("rcpt", attrs...)
+}
+
+// ruleName is the compact name of the rule that won, for the audit header and logs:
+// "customer:acme" or "policy:.example.com".
+func ruleName(r policy.Requirement) string {
+	switch {
+	case r.Customer != "" && r.Policy.Source == "customer "+r.Customer:
+		return "customer:" + r.Customer
+	case r.Policy.Key != "":
+		return "policy:" + r.Policy.Key
+	}
+	return ""
+}
+
+// splitAddress splits an envelope address into local part and domain at the last '@'
+// that is not inside a quoted local part. It accepts "<...>" and strips an RFC 5321
+// source route ("@a,@b:user@example.com"). ok is false when there is no domain.
+func splitAddress(addr string) (local, domain string, ok bool) {
+	addr = strings.TrimSpace(addr)
+	addr = strings.TrimSuffix(strings.TrimPrefix(addr, "<"), ">")
+	if strings.HasPrefix(addr, "@") {
+		if i := strings.IndexByte(addr, ':'); i >= 0 {
+			addr = addr[i+1:]
+		}
+	}
+	at := -1
+	quoted := false
+	for i := 0; i < len(addr); i++ {
+		switch addr[i] {
+		case '\\':
+			i++
+		case '"':
+			quoted = !quoted
+		case '@':
+			if !quoted {
+				at = i
+			}
+		}
+	}
+	if at < 0 {
+		return addr, "", false
+	}
+	domain = addr[at+1:]
+	return addr[:at], domain, domain != ""
+}
