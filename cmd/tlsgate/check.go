@@ -1,0 +1,96 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/spf13/pflag"
+
+	"github.com/tlsgate/tlsgate/config/policy"
+	"github.com/tlsgate/tlsgate/verify"
+)
+
+type policyLevel = policy.Level
+
+func check(ctx context.Context, args, env []string, stdout, stderr io.Writer) int {
+	var levelName string
+	var asJSON bool
+	cfg, fs, err := loadConfig("check", args, env, stderr, func(fs *pflag.FlagSet) {
+		fs.StringVar(&levelName, "level", "", "level to judge (default: the configured level for DOMAIN, else encrypt)")
+		fs.BoolVar(&asJSON, "json", false, "print one JSON object")
+	})
+	if err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintln(stderr, "tlsgate:", err)
+		return exitUsage
+	}
+	if fs.NArg() != 1 {
+		fmt.Fprintln(stderr, "tlsgate check: exactly one DOMAIN expected")
+		return exitUsage
+	}
+	domain, err := policy.NormalizeDomain(fs.Arg(0))
+	if err != nil {
+		fmt.Fprintln(stderr, "tlsgate check:", err)
+		return exitUsage
+	}
+	log := newLogger(cfg, stderr)
+	set, _, err := cfg.PolicySet(func(l policy.Level) bool { return !verify.Supported(l) })
+	if err != nil {
+		fmt.Fprintln(stderr, "tlsgate:", err)
+		return exitUsage
+	}
+	req := set.Require(policy.Request{RecipientDomain: domain})
+	p, rule := req.Policy, ""
+	if req.Policy.Key != "" {
+		rule = "policy:" + req.Policy.Key
+	}
+	if levelName != "" {
+		l, err := policy.ParseLevel(levelName)
+		if err != nil {
+			fmt.Fprintln(stderr, "tlsgate check:", err)
+			return exitUsage
+		}
+		if l != p.Level {
+			p, rule = policy.Policy{Level: l}, "--level"
+		}
+	} else if !p.Level.Probed() {
+		p, rule = policy.Policy{Level: policy.LevelEncrypt}, "default"
+	}
+	if !verify.Supported(p.Level) {
+		fmt.Fprintf(stderr, "tlsgate check: level %s is not supported by this version\n", p.Level)
+		return exitUsage
+	}
+	v, err := newVerifier(cfg, log)
+	if err != nil {
+		fmt.Fprintln(stderr, "tlsgate:", err)
+		return exitUsage
+	}
+	defer v.Close()
+
+	facts := v.Probe(ctx, domain)
+	verdict := verify.Judge(facts, p)
+	report := verify.NewReport(facts, verdict, rule)
+	if asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		err = enc.Encode(report)
+	} else {
+		err = report.WriteText(stdout)
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "tlsgate check:", err)
+		return exitUsage
+	}
+	switch verdict.Status {
+	case verify.StatusPass:
+		return exitPass
+	case verify.StatusFail:
+		return exitFail
+	}
+	return exitTempfail
+}

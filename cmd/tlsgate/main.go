@@ -1,0 +1,71 @@
+// Command tlsgate is a Postfix milter that enforces mandatory-TLS reachability at RCPT
+// time. See README.md.
+//
+//	tlsgate serve [--config FILE]
+//	tlsgate check [--config FILE] [--level L] [--json] DOMAIN
+//	tlsgate version
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// version is set by the build (-ldflags "-X main.version=...").
+var version = "dev"
+
+// Exit codes of `tlsgate check` (DESIGN.md); serve uses exitUsage for configuration
+// errors and 1 for runtime failures.
+const (
+	exitPass     = 0
+	exitFail     = 1
+	exitTempfail = 2
+	exitUsage    = 3
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Environ(), os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+func run(ctx context.Context, args, env []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		usage(stderr)
+		return exitUsage
+	}
+	switch args[0] {
+	case "serve":
+		return serve(ctx, args[1:], env, stderr)
+	case "check":
+		return check(ctx, args[1:], env, stdout, stderr)
+	case "version", "--version", "-v":
+		fmt.Fprintln(stdout, "tlsgate", version)
+		return 0
+	case "help", "--help", "-h":
+		usage(stdout)
+		return 0
+	}
+	fmt.Fprintf(stderr, "tlsgate: unknown command %q\n", args[0])
+	usage(stderr)
+	return exitUsage
+}
+
+func usage(w io.Writer) {
+	fmt.Fprint(w, `usage:
+  tlsgate serve [--config FILE] [--KEY VALUE ...]   run the milter (no FILE: built-in defaults)
+  tlsgate check [--config FILE] [--level LEVEL] [--json] DOMAIN
+                                                    probe DOMAIN now and print the verdict
+                                                    (exit 0 pass, 1 fail, 2 tempfail, 3 usage)
+  tlsgate version
+
+FILE may also be given as TLSGATE_CONFIG. Every configuration key is also a flag
+(--milter.listen, --dns.resolver, ...) and an environment variable
+(TLSGATE_MILTER_LISTEN, ...). See README.md.
+`)
+}

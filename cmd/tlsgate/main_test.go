@@ -1,0 +1,169 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tlsgate/tlsgate/test/fake"
+)
+
+// checkWorld is one domain with one MX on loopback; the probe port points at the fake.
+func checkWorld(t *testing.T, b fake.Behavior) (dnsAddr string, port int) {
+	t.Helper()
+	d := fake.StartDNS(t)
+	d.Add(t, "example.test. 60 IN MX 10 mx.example.test.", "mx.example.test. 60 IN A 127.0.0.60")
+	s := fake.StartSMTP(t, "127.0.0.60", b)
+	return d.Addr(), int(s.Addr().Port())
+}
+
+func runCmd(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	code := run(context.Background(), args, nil, &stdout, &stderr)
+	return code, stdout.String(), stderr.String()
+}
+
+func TestCheckJSON(t *testing.T) {
+	t.Parallel()
+	ca := fake.NewCA(t, "Root")
+	cert := ca.Issue(t, fake.CertOptions{DNSNames: []string{"mx.example.test"}})
+	dnsAddr, port := checkWorld(t, fake.Behavior{Hostname: "mx.example.test", Cert: &cert})
+	caFile := ca.WritePEM(t, t.TempDir())
+	base := []string{"check", "--dns.resolver", dnsAddr, "--probe.port", strconv.Itoa(port),
+		"--probe.allow_networks", "127.0.0.0/8", "--probe.helo", "probe.test", "--probe.ca_file", caFile}
+
+	tests := []struct {
+		level  string
+		code   int
+		status string
+	}{
+		{"encrypt", exitPass, "pass"},
+		{"verify", exitPass, "pass"},
+		{"secure", exitPass, "pass"},
+		{"fingerprint", exitFail, "fail"}, // no match= given: nothing can match
+	}
+	for _, tc := range tests {
+		code, out, errOut := runCmd(t, append(base, "--json", "--level", tc.level, "example.test")...)
+		if code != tc.code {
+			t.Errorf("%s: exit %d; want %d\n%s%s", tc.level, code, tc.code, out, errOut)
+		}
+		var r struct {
+			Domain, Level, Status, Reason, Mechanism, Detail string
+			MX                                               []struct {
+				Host      string
+				Addresses []string
+				Attempts  []struct {
+					IP         string `json:"ip"`
+					Outcome    string `json:"outcome"`
+					TLSVersion string `json:"tls_version"`
+				}
+			}
+		}
+		if err := json.Unmarshal([]byte(out), &r); err != nil {
+			t.Fatalf("%s: not JSON: %v\n%s", tc.level, err, out)
+		}
+		if r.Domain != "example.test" || r.Level != tc.level || r.Status != tc.status {
+			t.Errorf("%s: domain=%s level=%s status=%s", tc.level, r.Domain, r.Level, r.Status)
+		}
+		if len(r.MX) != 1 || r.MX[0].Host != "mx.example.test" || len(r.MX[0].Attempts) != 1 || r.MX[0].Attempts[0].Outcome != "tls" ||
+			r.MX[0].Attempts[0].IP != "127.0.0.60" || r.MX[0].Attempts[0].TLSVersion != "TLSv1.3" {
+			t.Errorf("%s: mx = %+v", tc.level, r.MX)
+		}
+	}
+
+	// Human report.
+	code, out, _ := runCmd(t, append(base, "--level", "encrypt", "example.test")...)
+	for _, want := range []string{"domain:", "example.test", "mx 10:", "tls:", "TLSv1.3", "verdict:", "pass"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("report lacks %q:\n%s", want, out)
+		}
+	}
+	if code != exitPass {
+		t.Errorf("exit %d", code)
+	}
+}
+
+func TestCheckExitCodes(t *testing.T) {
+	t.Parallel()
+	dnsAddr, port := checkWorld(t, fake.Behavior{NoStartTLS: true})
+	base := []string{"check", "--dns.resolver", dnsAddr, "--probe.port", strconv.Itoa(port), "--probe.allow_networks", "127.0.0.0/8", "--probe.helo", "probe.test"}
+	if code, out, _ := runCmd(t, append(base, "example.test")...); code != exitFail || !strings.Contains(out, "starttls-not-supported") {
+		t.Errorf("no STARTTLS: exit %d; want %d\n%s", code, exitFail, out)
+	}
+	// Not allowed to probe loopback: tempfail, never pass.
+	noAllow := []string{"check", "--dns.resolver", dnsAddr, "--probe.port", strconv.Itoa(port), "--probe.helo", "probe.test", "example.test"}
+	if code, out, _ := runCmd(t, noAllow...); code != exitTempfail || !strings.Contains(out, "probe-not-allowed") {
+		t.Errorf("loopback not allowed: exit %d; want %d\n%s", code, exitTempfail, out)
+	}
+	for _, args := range [][]string{
+		{"check"},
+		{"check", "a.test", "b.test"},
+		{"check", "--level", "bogus", "example.test"},
+		{"check", "--level", "dane", "example.test"},
+		{"check", "exa mple..test"},
+		{"check", "--config", "/nonexistent/tlsgate.yaml", "example.test"},
+		{"check", "--milter.listn", "x", "example.test"},
+		{"frobnicate"},
+		{},
+	} {
+		if code, _, _ := runCmd(t, args...); code != exitUsage {
+			t.Errorf("%q: exit %d; want %d", args, code, exitUsage)
+		}
+	}
+}
+
+func TestVersion(t *testing.T) {
+	t.Parallel()
+	if code, out, _ := runCmd(t, "version"); code != 0 || !strings.HasPrefix(out, "tlsgate ") {
+		t.Errorf("version: %d %q", code, out)
+	}
+}
+
+// TestServeDefaults: serve starts on built-in defaults (only the listen address moved off
+// the default port so the test cannot collide) and stops cleanly on cancellation.
+func TestServeDefaults(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	var stderr bytes.Buffer
+	go func() {
+		done <- run(ctx, []string{"serve", "--milter.listen", "inet:" + addr, "--dns.resolver", "127.0.0.1:53", "--probe.helo", "probe.test"}, nil, &bytes.Buffer{}, &stderr)
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			cancel()
+			t.Fatalf("serve did not listen on %s: %v\n%s", addr, err, stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Errorf("serve exit %d\n%s", code, stderr.String())
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("serve did not stop")
+	}
+	if !strings.Contains(stderr.String(), "tlsgate started") {
+		t.Errorf("no start log line:\n%s", stderr.String())
+	}
+}

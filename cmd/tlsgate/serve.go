@@ -1,0 +1,90 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/tlsgate/tlsgate/config"
+	"github.com/tlsgate/tlsgate/milter"
+	"github.com/tlsgate/tlsgate/verify"
+)
+
+func serve(ctx context.Context, args, env []string, stderr io.Writer) int {
+	cfg, _, err := loadConfig("serve", args, env, stderr, nil)
+	if err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintln(stderr, "tlsgate:", err)
+		return exitUsage
+	}
+	log := newLogger(cfg, stderr)
+	for _, w := range cfg.Warnings() {
+		log.Warn("configuration", "warning", w)
+	}
+	set, warnings, err := cfg.PolicySet(func(l policyLevel) bool { return !verify.Supported(l) })
+	if err != nil {
+		fmt.Fprintln(stderr, "tlsgate:", err)
+		return exitUsage
+	}
+	for _, w := range warnings {
+		log.Warn("policy", "warning", w.String())
+	}
+	v, err := newVerifier(cfg, log)
+	if err != nil {
+		fmt.Fprintln(stderr, "tlsgate:", err)
+		return exitUsage
+	}
+	defer v.Close()
+
+	f := milter.NewFilter(milter.Config{
+		Policies:          set,
+		Facts:             v,
+		RcptTimeout:       cfg.Milter.RcptTimeout,
+		Header:            cfg.Milter.Header,
+		CheckedTransports: cfg.Milter.CheckedTransports,
+		OnFail:            cfg.DefaultOnFail(),
+		OnTempfail:        cfg.DefaultOnTempfail(),
+		RejectMessage:     cfg.Defaults.RejectMessage,
+		Log:               log,
+	})
+	network, address, err := config.ParseListen(cfg.Milter.Listen)
+	if err != nil {
+		fmt.Fprintln(stderr, "tlsgate:", err)
+		return exitUsage
+	}
+	ln, err := milter.Listen(milter.ListenConfig{Network: network, Address: address, Mode: cfg.SocketFileMode(), Group: cfg.Milter.SocketGroup})
+	if err != nil {
+		fmt.Fprintln(stderr, "tlsgate: listen:", err)
+		return 1
+	}
+	srv := f.NewServer()
+	log.Info("tlsgate started", "version", version, "listen", cfg.Milter.Listen, "config", cfg.File,
+		"policies", set.Table.Len(), "rcpt_timeout", cfg.Milter.RcptTimeout)
+
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	select {
+	case err := <-done:
+		if !milter.IsClosed(err) {
+			log.Error("milter server stopped", "err", err)
+			return 1
+		}
+		return 0
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	// Let sessions in progress finish their current command, then close.
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.Milter.RcptTimeout+2*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		srv.Close()
+	}
+	<-done
+	return 0
+}

@@ -1,0 +1,99 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+
+	"github.com/spf13/pflag"
+
+	"github.com/tlsgate/tlsgate/config"
+	"github.com/tlsgate/tlsgate/verify"
+	"github.com/tlsgate/tlsgate/verify/dnsx"
+	"github.com/tlsgate/tlsgate/verify/smtpprobe"
+)
+
+// loadConfig parses flags (the common ones plus every config key) and loads the
+// configuration. extra registers command-specific flags.
+func loadConfig(name string, args, env []string, stderr io.Writer, extra func(*pflag.FlagSet)) (*config.Config, *pflag.FlagSet, error) {
+	fs := pflag.NewFlagSet("tlsgate "+name, pflag.ContinueOnError)
+	fs.SetOutput(stderr)
+	file := fs.String("config", envValue(env, "TLSGATE_CONFIG"), "configuration file (YAML); also TLSGATE_CONFIG")
+	if extra != nil {
+		extra(fs)
+	}
+	config.AddFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return nil, nil, err
+	}
+	cfg, err := config.Load(config.Options{File: *file, Env: env, Flags: fs})
+	if err != nil {
+		return nil, nil, err
+	}
+	return cfg, fs, nil
+}
+
+func envValue(env []string, key string) string {
+	for _, kv := range env {
+		if k, v, ok := strings.Cut(kv, "="); ok && k == key {
+			return v
+		}
+	}
+	return ""
+}
+
+func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: cfg.LogLevel()}
+	if cfg.Log.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// newVerifier builds the verify layer from the configuration.
+func newVerifier(cfg *config.Config, log *slog.Logger) (*verify.Verifier, error) {
+	server := cfg.ResolverAddr()
+	if server == "" {
+		var err error
+		if server, err = dnsx.SystemResolver("/etc/resolv.conf"); err != nil {
+			return nil, err
+		}
+	}
+	resolver, err := dnsx.NewClient(server, cfg.DNS.Timeout, false)
+	if err != nil {
+		return nil, err
+	}
+	roots, err := cfg.RootCAs()
+	if err != nil {
+		return nil, fmt.Errorf("probe.ca_file: %w", err)
+	}
+	helo := cfg.Probe.HELO
+	if helo == "" {
+		if helo, err = os.Hostname(); err != nil || helo == "" {
+			return nil, errors.New("probe.helo is empty and the host name is unknown; set probe.helo")
+		}
+	}
+	prober := &smtpprobe.Prober{
+		Dialer: &net.Dialer{Timeout: cfg.Probe.Timeout},
+		Port:   cfg.Probe.Port,
+		HELO:   helo,
+		Roots:  roots,
+	}
+	return verify.New(verify.Config{
+		Resolver:      resolver,
+		Prober:        prober,
+		Allow:         cfg.AllowedNetworks(),
+		HostTimeout:   cfg.Probe.Timeout,
+		DNSTimeout:    cfg.DNS.Timeout * 3,
+		MaxConcurrent: cfg.Probe.MaxConcurrent,
+		CacheSize:     cfg.Cache.Size,
+		PassTTL:       cfg.Cache.PassTTL,
+		FailTTL:       cfg.Cache.FailTTL,
+		TempfailTTL:   cfg.Cache.TempfailTTL,
+		Log:           log,
+	})
+}
