@@ -1,0 +1,448 @@
+//go:build e2e
+
+// Package e2e is tlsgate's end-to-end suite: real Postfix with smtpd_milters pointing at
+// tlsgate, real receiving MX servers (Postfix) on loopback addresses, a DNSSEC-signed zone
+// served by nsd behind a validating unbound, swaks as the client, and a third Postfix,
+// the oracle, that really delivers each cell at the tested level. It proves that the
+// RCPT-time verdict predicts what Postfix does at delivery.
+//
+// Run as root: test/e2e/install.sh && go test -tags e2e -count=1 -v ./test/e2e/
+package e2e
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"net/textproto"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// levels judged through customers (sender domain LEVEL.sender.test); fingerprint cells
+// come from the shared tls_policy file.
+var levels = []string{"encrypt", "verify", "secure"}
+
+// cell is one (recipient domain, level) of the matrix with tlsgate's expected status.
+type cell struct {
+	domain, level string
+	want          string // pass | fail | tempfail
+	code          string // expected enhanced code for non-pass, "" for pass
+}
+
+func matrix() []cell {
+	rows := []struct {
+		domain string
+		want   [3]string // encrypt, verify, secure
+		code   string
+	}{
+		{"tls.test", [3]string{"pass", "pass", "pass"}, ""},
+		{"notls.test", [3]string{"fail", "fail", "fail"}, "5.7.5"},
+		{"selfsigned.test", [3]string{"pass", "fail", "fail"}, "5.7.5"},
+		{"wrongname.test", [3]string{"pass", "fail", "fail"}, "5.7.5"},
+		{"expired.test", [3]string{"pass", "fail", "fail"}, "5.7.5"},
+		{"greet421.test", [3]string{"tempfail", "tempfail", "tempfail"}, "4.7.5"},
+		{"greet450.test", [3]string{"tempfail", "tempfail", "tempfail"}, "4.7.5"},
+		{"tarpit.test", [3]string{"tempfail", "tempfail", "tempfail"}, "4.7.5"},
+		{"refused.test", [3]string{"tempfail", "tempfail", "tempfail"}, "4.7.5"},
+		{"secondmx.test", [3]string{"pass", "pass", "fail"}, "5.7.5"},
+		{"implicit.test", [3]string{"pass", "fail", "fail"}, "5.7.5"},
+		{"unsigned.test", [3]string{"pass", "fail", "fail"}, "5.7.5"},
+		{"nullmx.test", [3]string{"fail", "fail", "fail"}, "5.1.10"},
+		{"nope.test", [3]string{"fail", "fail", "fail"}, "5.1.2"},
+		{"bogus.test", [3]string{"tempfail", "tempfail", "tempfail"}, "4.4.3"},
+	}
+	var cells []cell
+	for _, r := range rows {
+		for i, l := range levels {
+			c := cell{domain: r.domain, level: l, want: r.want[i]}
+			if c.want != "pass" {
+				c.code = r.code
+			}
+			cells = append(cells, c)
+		}
+	}
+	cells = append(cells,
+		cell{"pin-tls.test", "fingerprint", "pass", ""},
+		cell{"pin-selfsigned.test", "fingerprint", "pass", ""},
+		cell{"pin-wrong.test", "fingerprint", "fail", "5.7.5"},
+	)
+	return cells
+}
+
+func TestE2E(t *testing.T) {
+	start := time.Now()
+	w := newWorld(t)
+	w.certificates()
+	w.dnsWorld()
+	w.mxPostfix()
+
+	// One tls_policy file for both sides: Postfix's smtp_tls_policy_maps in the oracle
+	// and tlsgate's policy_files.
+	policy := w.write("tls_policy", fmt.Sprintf(`# fingerprint cells, shared by the oracle and tlsgate
+pin-tls.test        fingerprint match=%s
+pin-selfsigned.test fingerprint
+    match=%s
+pin-wrong.test      fingerprint match=00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF
+[relay.e2e.test]:587 encrypt
+`, w.pins["mx.tls.test"], w.pins["mx.selfsigned.test"]), 0o644)
+
+	oracle := w.oracle(policy)
+	w.startTLSGate(policy)
+	sender := w.senderPostfix()
+	t.Logf("world up in %s", time.Since(start).Round(time.Millisecond))
+
+	cells := matrix()
+	// The oracle delivers every cell for real; its verdict is the SMTP client's log line.
+	oracleIDs := map[cell]string{}
+	w.ids = oracleIDs
+	for _, c := range cells {
+		out := swaks(t, oracleAddr+":2525", senderFor(c), "oracle@"+c.domain)
+		id := queueID(out)
+		if id == "" {
+			t.Fatalf("oracle did not queue %s/%s:\n%s", c.domain, c.level, out)
+		}
+		oracleIDs[c] = id
+	}
+
+	// tlsgate's verdict, through the sending Postfix, as swaks sees it at RCPT.
+	got := map[cell]string{}
+	for _, c := range cells {
+		t.Run(c.domain+"/"+c.level, func(t *testing.T) {
+			out := swaks(t, senderAddr+":2525", senderFor(c), "user@"+c.domain)
+			reply := rcptReply(out)
+			status := statusOf(reply)
+			got[c] = status
+			if status != c.want {
+				t.Errorf("RCPT reply %q: status %s, want %s\n%s", reply, status, c.want, out)
+				return
+			}
+			if c.want == "pass" {
+				w.checkHeader(t, sender, queueID(out), c)
+				return
+			}
+			if !strings.Contains(reply, " "+c.code+" ") || !strings.Contains(reply, c.domain) {
+				t.Errorf("RCPT reply %q: want enhanced code %s and the domain named", reply, c.code)
+			}
+		})
+	}
+
+	outcomes := w.oracleOutcomes(oracle, oracleIDs)
+	w.agreement(t, cells, got, outcomes)
+
+	t.Run("one message, mixed recipients", func(t *testing.T) { w.mixedMessage(t, sender) })
+	t.Run("tlsgate killed and restarted mid-session", func(t *testing.T) { w.restartMidSession(t, policy) })
+	t.Run("resolver down", func(t *testing.T) { w.resolverDown(t) })
+	t.Logf("suite took %s", time.Since(start).Round(time.Second))
+}
+
+func senderFor(c cell) string {
+	if c.level == "fingerprint" {
+		return "someone@plain.sender.test" // the domain policy applies
+	}
+	return "someone@" + c.level + ".sender.test" // the customer toggle for the level
+}
+
+func statusOf(reply string) string {
+	switch {
+	case strings.HasPrefix(reply, "2"):
+		return "pass"
+	case strings.HasPrefix(reply, "4"):
+		return "tempfail"
+	case strings.HasPrefix(reply, "5"):
+		return "fail"
+	}
+	return "no-reply"
+}
+
+// oracle starts the delivering Postfix: one smtp transport per level, chosen by the
+// sender's domain, DNSSEC lookups through the validating resolver.
+func (w *world) oracle(policy string) string {
+	var master, transports strings.Builder
+	master.WriteString(oracleAddr + ":2525 inet n - n - - smtpd\n")
+	for _, l := range levels {
+		fmt.Fprintf(&master, "smtp-%s unix - - n - - smtp -o smtp_tls_security_level=%s\n", l, l)
+		fmt.Fprintf(&transports, "/@%s\\.sender\\.test$/ smtp-%s:\n", l, l)
+	}
+	w.write("pf-oracle-transport", transports.String(), 0o644)
+	main := fmt.Sprintf(`smtp_dns_support_level = dnssec
+smtp_host_lookup = dns
+smtp_tls_CAfile = %s
+smtp_tls_loglevel = 1
+smtp_tls_policy_maps = texthash:%s
+sender_dependent_default_transport_maps = regexp:%s
+smtp_connect_timeout = 5s
+smtp_helo_timeout = 5s
+smtp_starttls_timeout = 10s
+smtp_address_preference = ipv4
+default_destination_concurrency_limit = 50
+`, w.path("certs", "ca.pem"), policy, w.path("pf-oracle-transport"))
+	return w.postfixInstance("oracle", main, master.String(), resolverAddr)
+}
+
+// senderPostfix is the Postfix under test: smtpd_milters -> tlsgate; accepted mail is
+// held so that its headers can be read and nothing is delivered.
+func (w *world) senderPostfix() string {
+	main := fmt.Sprintf(`smtpd_milters = inet:%s:10025
+milter_default_action = tempfail
+milter_command_timeout = 30s
+smtpd_end_of_data_restrictions = check_client_access static:HOLD
+`, milterAddr)
+	base := w.postfixInstance("sender", main, senderAddr+":2525 inet n - n - - smtpd\n", "")
+	w.waitFor("sending Postfix", func() error {
+		c, err := net.DialTimeout("tcp", senderAddr+":2525", time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return err
+	})
+	return base
+}
+
+// startTLSGate builds and starts tlsgate with a customer per level and the shared policy file.
+func (w *world) startTLSGate(policy string) {
+	if w.bin == "" {
+		w.bin = w.path("tlsgate")
+		build := exec.Command("go", "build", "-o", w.bin, "../../cmd/tlsgate")
+		if out, err := build.CombinedOutput(); err != nil {
+			w.t.Fatalf("go build: %v\n%s", err, out)
+		}
+		var customers strings.Builder
+		for _, l := range levels {
+			fmt.Fprintf(&customers, "  - name: %s\n    senders: [%s.sender.test]\n    level: %s\n", l, l, l)
+		}
+		w.write("tlsgate.yaml", fmt.Sprintf(`milter:
+  listen: inet:%s:10025
+  rcpt_timeout: 15s
+dns:
+  resolver: %s:53
+  timeout: 3s
+probe:
+  helo: probe.e2e.test
+  timeout: 4s
+  ca_file: %s
+  allow_networks: [127.0.0.0/8]
+log:
+  level: debug
+policy_files: [%s]
+customers:
+%s`, milterAddr, resolverAddr, w.path("certs", "ca.pem"), policy, customers.String()), 0o644)
+	}
+	w.gate = w.start("tlsgate", w.bin, "serve", "--config", w.path("tlsgate.yaml"))
+	w.waitFor("tlsgate", func() error {
+		c, err := net.DialTimeout("tcp", milterAddr+":10025", time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return err
+	})
+}
+
+func (w *world) killTLSGate() {
+	w.gate.Process.Signal(syscall.SIGKILL)
+	w.gate.Wait()
+}
+
+// checkHeader reads the held message and checks its audit header.
+func (w *world) checkHeader(t *testing.T, sender, id string, c cell) {
+	t.Helper()
+	if id == "" {
+		t.Error("accepted message was not queued")
+		return
+	}
+	out, err := exec.Command("postcat", "-c", filepath.Join(sender, "conf"), "-h", "-q", id).CombinedOutput()
+	if err != nil {
+		t.Errorf("postcat %s: %v\n%s", id, err, out)
+		return
+	}
+	want := fmt.Sprintf("TLSGate-Verdict: %s; level=%s; status=pass;", c.domain, c.level)
+	if !strings.Contains(string(out), want) {
+		t.Errorf("held message %s has no %q:\n%s", id, want, out)
+	}
+}
+
+var deliveryRE = regexp.MustCompile(`postfix/[a-z-]+/?[a-z]*\[\d+\]: ([0-9A-Za-z]+): to=<[^>]*>,.* status=(sent|deferred|bounced) \((.*)\)$`)
+
+// oracleOutcomes waits for the oracle's first delivery attempt of every message.
+func (w *world) oracleOutcomes(base string, ids map[cell]string) map[string][2]string {
+	w.t.Helper()
+	want := map[string]bool{}
+	for _, id := range ids {
+		want[id] = true
+	}
+	outcomes := map[string][2]string{}
+	deadline := time.Now().Add(90 * time.Second)
+	for time.Now().Before(deadline) {
+		f, err := os.Open(filepath.Join(base, "maillog"))
+		if err == nil {
+			sc := bufio.NewScanner(f)
+			for sc.Scan() {
+				if m := deliveryRE.FindStringSubmatch(sc.Text()); m != nil && want[m[1]] {
+					if _, seen := outcomes[m[1]]; !seen {
+						outcomes[m[1]] = [2]string{m[2], m[3]}
+					}
+				}
+			}
+			f.Close()
+		}
+		if len(outcomes) == len(want) {
+			return outcomes
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	w.t.Errorf("oracle decided %d of %d messages in time", len(outcomes), len(want))
+	return outcomes
+}
+
+// agreement prints the matrix and fails on any cell where tlsgate and the oracle
+// disagree: pass <-> sent, fail/tempfail <-> deferred/bounced.
+func (w *world) agreement(t *testing.T, cells []cell, got map[cell]string, outcomes map[string][2]string) {
+	var b strings.Builder
+	fmt.Fprintf(&b, "\n%-22s %-12s %-9s %-9s %s\n", "domain", "level", "tlsgate", "postfix", "agree")
+	sort.SliceStable(cells, func(i, j int) bool { return cells[i].domain < cells[j].domain })
+	agree, total := 0, 0
+	var disagreements []string
+	for _, c := range cells {
+		o, ok := outcomes[w.oracleID(c)]
+		oracle := o[0]
+		if !ok {
+			oracle = "unknown"
+		}
+		ok = (got[c] == "pass") == (oracle == "sent") && oracle != "unknown"
+		total++
+		mark := "yes"
+		if ok {
+			agree++
+		} else {
+			mark = "NO"
+			disagreements = append(disagreements, fmt.Sprintf("%s/%s: tlsgate %s, postfix %s (%s)", c.domain, c.level, got[c], oracle, o[1]))
+		}
+		fmt.Fprintf(&b, "%-22s %-12s %-9s %-9s %s\n", c.domain, c.level, got[c], oracle, mark)
+	}
+	fmt.Fprintf(&b, "agreement: %d/%d cells\n", agree, total)
+	t.Log(b.String())
+	for _, d := range disagreements {
+		t.Errorf("verdict disagrees with Postfix: %s", d)
+	}
+}
+
+// oracleID is the oracle's queue id of a cell.
+func (w *world) oracleID(c cell) string { return w.ids[c] }
+
+// mixedMessage: one message, three recipients with different verdicts: the rejected one
+// is refused alone, the message is accepted for the others with one header per domain.
+func (w *world) mixedMessage(t *testing.T, sender string) {
+	c, err := smtpDial(senderAddr + ":2525")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.cmd(t, 250, "EHLO client.e2e.test")
+	c.cmd(t, 250, "MAIL FROM:<someone@encrypt.sender.test>")
+	c.cmd(t, 250, "RCPT TO:<a@tls.test>")
+	if code, msg := c.try("RCPT TO:<b@notls.test>"); code != 550 || !strings.Contains(msg, "5.7.5") {
+		t.Errorf("notls.test: %d %s; want 550 5.7.5", code, msg)
+	}
+	c.cmd(t, 250, "RCPT TO:<c@secondmx.test>")
+	c.cmd(t, 354, "DATA")
+	_, msg := c.try("Subject: mixed\r\n\r\nhello\r\n.")
+	id := queueID(msg)
+	c.cmd(t, 221, "QUIT")
+	out, err := exec.Command("postcat", "-c", filepath.Join(sender, "conf"), "-h", "-q", id).CombinedOutput()
+	if err != nil {
+		t.Fatalf("postcat %q: %v\n%s", id, err, out)
+	}
+	for _, want := range []string{"TLSGate-Verdict: tls.test; level=encrypt; status=pass;", "TLSGate-Verdict: secondmx.test; level=encrypt; status=pass;"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("held message lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(string(out), "notls.test") {
+		t.Errorf("rejected recipient's domain in the headers:\n%s", out)
+	}
+}
+
+// restartMidSession: tlsgate dies during an SMTP session; Postfix's milter_default_action
+// (tempfail) answers; a new tlsgate serves the next session. Nothing is accepted unchecked.
+func (w *world) restartMidSession(t *testing.T, policy string) {
+	c, err := smtpDial(senderAddr + ":2525")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.cmd(t, 250, "EHLO client.e2e.test")
+	c.cmd(t, 250, "MAIL FROM:<someone@encrypt.sender.test>")
+	c.cmd(t, 250, "RCPT TO:<a@tls.test>")
+	w.killTLSGate()
+	if code, msg := c.try("RCPT TO:<b@tls.test>"); code/100 != 4 {
+		t.Errorf("RCPT with tlsgate dead: %d %s; want 4xx (milter_default_action = tempfail)", code, msg)
+	}
+	c.try("QUIT")
+
+	// Killed between sessions: Postfix cannot reach the milter and tempfails the session
+	// (at CONNECT, EHLO, MAIL or RCPT), nothing is queued unchecked.
+	out := swaks(t, senderAddr+":2525", "someone@encrypt.sender.test", "user@tls.test")
+	if r := firstRefusal(out); !strings.HasPrefix(r, "4") || queueID(out) != "" {
+		t.Errorf("with tlsgate down: first refusal %q, queued %q; want 4xx and nothing queued\n%s", r, queueID(out), out)
+	}
+	w.startTLSGate(policy)
+	out = swaks(t, senderAddr+":2525", "someone@encrypt.sender.test", "user@tls.test")
+	if r := rcptReply(out); !strings.HasPrefix(r, "250") {
+		t.Errorf("after restart: %q; want 250\n%s", r, out)
+	}
+}
+
+// resolverDown: with the validating resolver gone, a domain not in the cache tempfails
+// with 4.4.3, never passes.
+func (w *world) resolverDown(t *testing.T) {
+	for _, p := range w.procs {
+		if filepath.Base(p.Path) == "unbound" && p.ProcessState == nil {
+			p.Process.Signal(syscall.SIGTERM)
+			p.Wait()
+		}
+	}
+	out := swaks(t, senderAddr+":2525", "someone@encrypt.sender.test", "user@unsigned.test") // never asked at level encrypt after restart
+	if r := rcptReply(out); !strings.HasPrefix(r, "451 4.4.3") {
+		t.Errorf("resolver down: %q; want 451 4.4.3\n%s", r, out)
+	}
+}
+
+// smtpConn is a minimal SMTP client for scripted sessions.
+type smtpConn struct {
+	*textproto.Conn
+}
+
+func smtpDial(addr string) (*smtpConn, error) {
+	nc, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	nc.SetDeadline(time.Now().Add(60 * time.Second))
+	c := &smtpConn{textproto.NewConn(nc)}
+	if _, _, err := c.ReadResponse(220); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *smtpConn) try(line string) (int, string) {
+	if err := c.PrintfLine("%s", line); err != nil {
+		return 0, err.Error()
+	}
+	code, msg, _ := c.ReadResponse(0)
+	return code, msg
+}
+
+func (c *smtpConn) cmd(t *testing.T, want int, line string) {
+	t.Helper()
+	if code, msg := c.try(line); code != want {
+		t.Fatalf("%s: %d %s; want %d", line, code, msg, want)
+	}
+}

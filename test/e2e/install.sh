@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs what the end-to-end suite runs: Postfix (sending, receiving and oracle
+# instances), nsd + ldns (signed authoritative zone), unbound (validating resolver),
+# swaks (client). Debian packages; needs root. Safe to run twice.
+set -euo pipefail
+need=()
+for tool in postfix:postfix nsd:nsd unbound:unbound ldns-signzone:ldnsutils swaks:swaks openssl:openssl unshare:util-linux; do
+  command -v "${tool%%:*}" >/dev/null 2>&1 || need+=("${tool#*:}")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  # "No configuration": no main.cf, so the package starts no system Postfix that would
+  # take port 25 on the addresses the suite uses.
+  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}"
+fi
+# The packages may start their own daemons (Debian's postinst); the suite starts its own
+# instances on fixed loopback addresses, so stop any system copy.
+for svc in unbound nsd postfix; do
+  if command -v service >/dev/null 2>&1; then service "$svc" stop >/dev/null 2>&1 || true; fi
+done
