@@ -20,6 +20,8 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/miekg/dns"
+
 	"github.com/tlsgate/tlsgate/verify/smtpprobe"
 )
 
@@ -42,8 +44,11 @@ func (s MXStatus) String() string {
 // Facts is what a probe learned about one domain. Facts are immutable once built and
 // shared between goroutines through the cache.
 type Facts struct {
-	Domain   string // A-label, lower case, no trailing dot
-	MX       MXStatus
+	Domain string // A-label, lower case, no trailing dot
+	MX     MXStatus
+	// MXSecure: the MX RRset (or, for an implicit MX, the domain's address records) was
+	// DNSSEC-validated. DANE applies only then (RFC 7672 §2.2.1).
+	MXSecure bool
 	MXDetail string // why the lookup failed, or what was found
 	Hosts    []Host
 	// Attempts are the addresses Postfix would contact, in its order and within its
@@ -66,6 +71,35 @@ type Host struct {
 	// whether that may change on retry (SERVFAIL, timeout) or not (NXDOMAIN, NODATA).
 	AddrError     string
 	AddrTemporary bool
+	// AddrSecure: the address records were DNSSEC-validated, so TLSA is looked up
+	// (RFC 7672 §2.2.2).
+	AddrSecure bool
+	TLSA       TLSA
+	cname      string // the name the address records were found at, when h.Name is a CNAME
+}
+
+// TLSAStatus is what the TLSA lookup of a host found.
+type TLSAStatus int
+
+// TLSA lookup outcomes.
+const (
+	TLSANotLooked TLSAStatus = iota // MX or address records insecure: DANE does not apply
+	TLSANone                        // secure denial (NXDOMAIN/NODATA): no DANE for this host
+	TLSAFound                       // secure TLSA RRset (Records)
+	TLSAError                       // lookup failed or was bogus: never downgrade (RFC 7672 §2.2)
+	TLSAInsecure                    // TLSA answer not validated: ignored (RFC 7672 §2.2.2)
+)
+
+func (s TLSAStatus) String() string {
+	return [...]string{"not-looked-up", "none", "found", "error", "insecure"}[s]
+}
+
+// TLSA is the DANE data of one MX host.
+type TLSA struct {
+	Status  TLSAStatus
+	Base    string      // TLSA base domain: the name the records were found at (minus _25._tcp.)
+	Records []*dns.TLSA // as published, usable or not
+	Error   string
 }
 
 // Attempt is one step of the delivery Postfix would try: an address of a host, probed,
@@ -73,6 +107,7 @@ type Host struct {
 type Attempt struct {
 	Host       string
 	Preference uint16
+	TLSA       TLSA // the host's DANE data
 	// When the host had no usable address, DNSError is set, Result is zero.
 	DNSError     string
 	DNSTemporary bool

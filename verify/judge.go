@@ -11,14 +11,16 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/miekg/dns"
+
 	"github.com/tlsgate/tlsgate/config/policy"
+	"github.com/tlsgate/tlsgate/verify/dane"
 	"github.com/tlsgate/tlsgate/verify/smtpprobe"
 )
 
-// Supported reports whether Judge can decide level. DANE levels need TLSA facts that
-// this version does not gather yet.
+// Supported reports whether Judge can decide level: every Postfix level.
 func Supported(l policy.Level) bool {
-	return l != policy.LevelDane && l != policy.LevelDaneOnly
+	return l >= policy.LevelNone && l <= policy.LevelSecure
 }
 
 // Judge decides whether f allows delivery at the level p requires, the way Postfix's SMTP
@@ -59,14 +61,25 @@ func Judge(f *Facts, p policy.Policy) Verdict {
 		v.Status, v.Reason, v.Detail = StatusFail, ReasonNoMX, f.MXDetail
 		return v
 	}
+	if !f.MXSecure && p.Level == policy.LevelDaneOnly {
+		// RFC 7672 §2.2.1: DANE needs a DNSSEC-validated MX RRset. For "dane", Postfix
+		// (smtp_tls_dane_insecure_mx_policy = dane, the default since 3.6) still uses
+		// the secure TLSA records of a secure MX host found through an insecure MX
+		// lookup and falls back to "may" for the others: judged per attempt below.
+		v.Status, v.Reason, v.Detail = StatusFail, ReasonDNSSECInvalid, "the MX records of "+f.Domain+" are not DNSSEC-validated; dane-only needs DNSSEC"
+		return v
+	}
 
 	var failure *AttemptVerdict
 	failRank, transient := -1, false
 	for _, a := range f.Attempts {
-		av, rank, definite := judgeAttempt(&a, f.Domain, p)
+		av, rank, definite := judgeAttempt(&a, f, p)
 		v.Attempts = append(v.Attempts, av)
 		if av.Pass {
 			v.Status, v.Reason, v.Detail = StatusPass, ReasonNone, av.Detail
+			if av.Mechanism != "" {
+				v.Mechanism = av.Mechanism
+			}
 			v.MX, v.IP, v.TLSVersion = a.Host, a.Result.IP, a.Result.TLSVersionName()
 			return v
 		}
@@ -109,7 +122,8 @@ func mechanismFor(l policy.Level) Mechanism {
 }
 
 // judgeAttempt judges one attempt. rank orders definite failures by how far they got.
-func judgeAttempt(a *Attempt, domain string, p policy.Policy) (av AttemptVerdict, rank int, definite bool) {
+func judgeAttempt(a *Attempt, f *Facts, p policy.Policy) (av AttemptVerdict, rank int, definite bool) {
+	domain := f.Domain
 	r := &a.Result
 	av = AttemptVerdict{Host: a.Host, IP: r.IP}
 	where := a.Host
@@ -120,11 +134,35 @@ func judgeAttempt(a *Attempt, domain string, p policy.Policy) (av AttemptVerdict
 		av.Reason, av.Detail = reason, where+": "+fmt.Sprintf(format, args...)
 		return av, rank, definite
 	}
+	daneLevel := p.Level == policy.LevelDane || p.Level == policy.LevelDaneOnly
+	var usable []*dns.TLSA
+	if daneLevel {
+		switch a.TLSA.Status {
+		case TLSAError:
+			// RFC 7672 §2.2: a failed TLSA lookup of a secure host is not "no TLSA".
+			return fail(ReasonDNSError, 0, false, "%s", a.TLSA.Error)
+		case TLSAFound:
+			usable = dane.UsableRecords(a.TLSA.Records)
+		}
+		if a.TLSA.Status != TLSAFound && p.Level == policy.LevelDaneOnly {
+			return fail(ReasonTLSAInvalid, 1, true, "no DNSSEC-validated TLSA records (%s); dane-only needs them", a.TLSA.Status)
+		}
+	}
 	if a.DNSError != "" {
 		if a.DNSTemporary {
 			return fail(ReasonDNSError, 0, false, "%s", a.DNSError)
 		}
 		return fail(ReasonNoMX, 0, true, "%s", a.DNSError)
+	}
+	if p.Level == policy.LevelDane && a.TLSA.Status != TLSAFound {
+		// No TLSA for this host: Postfix's "dane" is opportunistic TLS here ("may"):
+		// any session that reaches EHLO delivers, in cleartext if need be.
+		switch r.Outcome {
+		case smtpprobe.OutcomeTLS, smtpprobe.OutcomeNoStartTLS, smtpprobe.OutcomeHandshakeError:
+			av.Pass, av.Mechanism = true, MechNone
+			av.Detail = where + ": no TLSA records, opportunistic TLS"
+			return av, 0, true
+		}
 	}
 	switch r.Outcome {
 	case smtpprobe.OutcomeTLS:
@@ -151,6 +189,22 @@ func judgeAttempt(a *Attempt, domain string, p policy.Policy) (av AttemptVerdict
 	}
 
 	switch p.Level {
+	case policy.LevelDane, policy.LevelDaneOnly:
+		if len(usable) == 0 && p.Level == policy.LevelDaneOnly {
+			return fail(ReasonTLSAInvalid, 3, true, "none of the %d TLSA records is usable for SMTP (RFC 7672 §3.1.3); dane-only needs one", len(a.TLSA.Records))
+		}
+		if len(usable) == 0 {
+			// RFC 7672 §2.2: TLSA records exist but none is usable: TLS is mandatory,
+			// unauthenticated (Postfix: "encrypt" for this host).
+			av.Mechanism = MechSTARTTLS
+			break
+		}
+		// RFC 7672 §3.2.2: reference identifiers are the TLSA base domain and the
+		// next-hop domain.
+		if _, err := dane.Verify(usable, r.Chain, []string{a.TLSA.Base, domain}, f.Checked); err != nil {
+			return fail(ReasonTLSAInvalid, 3, true, "%v", err)
+		}
+		av.Mechanism = MechDANE
 	case policy.LevelEncrypt:
 		// TLS_README "Mandatory TLS encryption": any certificate will do.
 	case policy.LevelFingerprint:

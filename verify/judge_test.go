@@ -142,16 +142,20 @@ func TestJudgeZeroValues(t *testing.T) {
 	}
 }
 
-// TestJudgeDANENotSupported: DANE levels are refused rather than judged as something weaker.
-func TestJudgeDANENotSupported(t *testing.T) {
+// TestJudgeDANEInsecureMX: without a validated MX RRset "dane-only" fails (RFC 7672
+// §2.2.1); "dane" is opportunistic TLS for a host without TLSA.
+func TestJudgeDANEInsecureMX(t *testing.T) {
 	t.Parallel()
-	f := &Facts{MX: MXFound}
-	for _, l := range []policy.Level{policy.LevelDane, policy.LevelDaneOnly} {
-		if Supported(l) {
-			t.Errorf("Supported(%s) = true", l)
-		}
-		if v := Judge(f, policy.Policy{Level: l}); v.Status != StatusTempfail {
-			t.Errorf("%s judged %s; want tempfail", l, v.Status)
+	f := &Facts{MX: MXFound, MXSecure: false, Attempts: []Attempt{{Host: "mx.example.test", Result: smtpprobe.Result{Outcome: smtpprobe.OutcomeNoStartTLS}}}}
+	if v := Judge(f, policy.Policy{Level: policy.LevelDane}); v.Status != StatusPass || v.Mechanism != MechNone {
+		t.Errorf("dane: %s/%s; want pass with mechanism none", v.Status, v.Mechanism)
+	}
+	if v := Judge(f, policy.Policy{Level: policy.LevelDaneOnly}); v.Status != StatusFail || v.Reason != ReasonDNSSECInvalid {
+		t.Errorf("dane-only: %s/%s; want fail/%s", v.Status, v.Reason, ReasonDNSSECInvalid)
+	}
+	for l := policy.LevelNone; l <= policy.LevelSecure; l++ {
+		if !Supported(l) {
+			t.Errorf("Supported(%s) = false", l)
 		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/tlsgate/tlsgate/verify/dane"
 	"github.com/tlsgate/tlsgate/verify/smtpprobe"
 )
 
@@ -23,6 +24,7 @@ type Report struct {
 	Mechanism  string       `json:"mechanism"`
 	Detail     string       `json:"detail"`
 	MXStatus   string       `json:"mx_status"`
+	MXSecure   bool         `json:"mx_dnssec"`
 	MXDetail   string       `json:"mx_detail,omitempty"`
 	MX         []ReportHost `json:"mx"`
 	Checked    time.Time    `json:"checked"`
@@ -35,7 +37,23 @@ type ReportHost struct {
 	Preference uint16          `json:"preference"`
 	Addresses  []string        `json:"addresses"`
 	Error      string          `json:"error,omitempty"`
+	AddrSecure bool            `json:"addresses_dnssec"`
+	TLSA       ReportTLSA      `json:"tlsa"`
 	Attempts   []ReportAttempt `json:"attempts,omitempty"`
+}
+
+// ReportTLSA is a host's DANE data.
+type ReportTLSA struct {
+	Status  string             `json:"status"` // not-looked-up, none, found, error, insecure
+	Base    string             `json:"base,omitempty"`
+	Error   string             `json:"error,omitempty"`
+	Records []ReportTLSARecord `json:"records,omitempty"`
+}
+
+// ReportTLSARecord is one TLSA record with its usability for SMTP (RFC 7672 §3.1.3).
+type ReportTLSARecord struct {
+	Record string `json:"record"` // "3 1 1 <hex>"
+	Usable bool   `json:"usable"`
 }
 
 // ReportAttempt is one probed address.
@@ -69,11 +87,18 @@ func NewReport(f *Facts, v Verdict, rule string) Report {
 	r := Report{
 		Domain: f.Domain, Level: v.Level.String(), Rule: rule, Status: v.Status.String(),
 		Reason: string(v.Reason), Mechanism: string(v.Mechanism), Detail: v.Detail,
-		MXStatus: f.MX.String(), MXDetail: f.MXDetail, MX: []ReportHost{},
+		MXStatus: f.MX.String(), MXSecure: f.MXSecure, MXDetail: f.MXDetail, MX: []ReportHost{},
 		Checked: f.Checked.UTC(), DurationMS: f.Duration.Milliseconds(),
 	}
 	for _, h := range f.Hosts {
-		rh := ReportHost{Host: h.Name, Preference: h.Preference, Addresses: []string{}, Error: h.AddrError}
+		rh := ReportHost{Host: h.Name, Preference: h.Preference, Addresses: []string{}, Error: h.AddrError, AddrSecure: h.AddrSecure,
+			TLSA: ReportTLSA{Status: h.TLSA.Status.String(), Base: h.TLSA.Base, Error: h.TLSA.Error}}
+		for _, rec := range h.TLSA.Records {
+			rh.TLSA.Records = append(rh.TLSA.Records, ReportTLSARecord{
+				Record: fmt.Sprintf("%d %d %d %s", rec.Usage, rec.Selector, rec.MatchingType, rec.Certificate),
+				Usable: dane.Usable(rec),
+			})
+		}
 		for _, ip := range h.Addrs {
 			rh.Addresses = append(rh.Addresses, ip.String())
 		}
@@ -140,11 +165,19 @@ func (r Report) WriteText(w io.Writer) error {
 		level += " (" + r.Rule + ")"
 	}
 	p("level:\t%s", level)
-	p("mx lookup:\t%s: %s", r.MXStatus, r.MXDetail)
+	p("mx lookup:\t%s: %s (dnssec: %s)", r.MXStatus, r.MXDetail, secureWord(r.MXSecure))
 	for _, h := range r.MX {
 		p("mx %d:\t%s [%s]", h.Preference, h.Host, strings.Join(h.Addresses, " "))
 		if h.Error != "" {
 			p("  error:\t%s", h.Error)
+		}
+		p("  tlsa:\t%s %s", h.TLSA.Status, h.TLSA.Error)
+		for _, rec := range h.TLSA.Records {
+			usable := "usable"
+			if !rec.Usable {
+				usable = "unusable"
+			}
+			p("    record:\t%s (%s)", rec.Record, usable)
 		}
 		for _, a := range h.Attempts {
 			p("  %s:\t%s", a.IP, a.Outcome)
@@ -180,6 +213,13 @@ func (r Report) WriteText(w io.Writer) error {
 	}
 	p("checked:\t%s (%d ms)", r.Checked.Format(time.RFC3339), r.DurationMS)
 	return tw.Flush()
+}
+
+func secureWord(b bool) string {
+	if b {
+		return "secure"
+	}
+	return "insecure"
 }
 
 func yesNo(b bool) string {

@@ -87,9 +87,10 @@ type Verdict struct {
 
 // AttemptVerdict is how one attempt fared against the level.
 type AttemptVerdict struct {
-	Host   string
-	IP     netip.Addr
-	Pass   bool
-	Reason Reason
-	Detail string
+	Host      string
+	IP        netip.Addr
+	Pass      bool
+	Mechanism Mechanism // what authenticated a passing attempt, when not the level's default
+	Reason    Reason
+	Detail    string
 }

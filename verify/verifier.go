@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/tlsgate/tlsgate/verify/cache"
+	"github.com/tlsgate/tlsgate/verify/dane"
 	"github.com/tlsgate/tlsgate/verify/dnsx"
 	"github.com/tlsgate/tlsgate/verify/smtpprobe"
 )
@@ -24,10 +25,13 @@ import (
 // probe finished. The probe goes on in the background and its facts land in the cache.
 var ErrPending = errors.New("verify: verification still in progress")
 
-// Prober probes one address; *smtpprobe.Prober implements it.
+// Prober probes one address with an optional TLS server name; *smtpprobe.Prober
+// implements it.
 type Prober interface {
-	Probe(ctx context.Context, ip netip.Addr) smtpprobe.Result
+	Probe(ctx context.Context, ip netip.Addr, sni string) smtpprobe.Result
 }
+
+var _ Prober = (*smtpprobe.Prober)(nil)
 
 // Postfix's defaults for how many addresses and sessions one delivery may use
 // (postconf(5) smtp_mx_address_limit, smtp_mx_session_limit).
@@ -52,6 +56,8 @@ type Config struct {
 	TempfailTTL    time.Duration
 	Now            func() time.Time
 	Log            *slog.Logger
+	// SMTPPort names the TLSA records looked up (_PORT._tcp.host); default 25.
+	SMTPPort int
 }
 
 // Verifier gathers and caches Facts. Concurrent requests for one domain share one probe.
@@ -88,6 +94,9 @@ func New(cfg Config) (*Verifier, error) {
 	}
 	if cfg.MaxConcurrent <= 0 {
 		cfg.MaxConcurrent = 64
+	}
+	if cfg.SMTPPort <= 0 {
+		cfg.SMTPPort = 25
 	}
 	if cfg.CacheSize <= 0 {
 		cfg.CacheSize = 100000
@@ -204,22 +213,27 @@ func (v *Verifier) probe(ctx context.Context, f *Facts) {
 			return
 		}
 		if h.AddrError != "" {
-			f.Attempts = append(f.Attempts, Attempt{Host: h.Name, Preference: h.Preference, DNSError: h.AddrError, DNSTemporary: h.AddrTemporary})
+			f.Attempts = append(f.Attempts, Attempt{Host: h.Name, Preference: h.Preference, TLSA: h.TLSA, DNSError: h.AddrError, DNSTemporary: h.AddrTemporary})
 			continue
+		}
+		// DANE: the server is asked for the TLSA base domain as SNI (RFC 7672 §8.1).
+		sni := ""
+		if h.TLSA.Status == TLSAFound && len(dane.UsableRecords(h.TLSA.Records)) > 0 {
+			sni = h.TLSA.Base
 		}
 		for _, ip := range h.Addrs {
 			if addresses >= v.cfg.MXAddressLimit || sessions >= v.cfg.MXSessionLimit {
 				return
 			}
 			addresses++
-			a := Attempt{Host: h.Name, Preference: h.Preference}
+			a := Attempt{Host: h.Name, Preference: h.Preference, TLSA: h.TLSA}
 			if !v.allowed(ip) {
 				a.Result = smtpprobe.Result{IP: ip, Outcome: smtpprobe.OutcomeNotAllowed,
 					Detail: fmt.Sprintf("%s is not a public address; not probed (allow it with probe.allow_networks)", ip)}
 				v.cfg.Log.Warn("probe refused by configuration", "domain", f.Domain, "mx", h.Name, "ip", ip.String())
 			} else {
 				pctx, cancel := context.WithTimeout(ctx, v.cfg.HostTimeout)
-				a.Result = v.cfg.Prober.Probe(pctx, ip)
+				a.Result = v.cfg.Prober.Probe(pctx, ip, sni)
 				cancel()
 				v.cfg.Log.Debug("probed", "domain", f.Domain, "mx", h.Name, "ip", ip.String(),
 					"outcome", a.Result.Outcome.String(), "detail", a.Result.Detail, "duration", a.Result.Duration)
@@ -258,6 +272,10 @@ func (v *Verifier) lookupMX(ctx context.Context, f *Facts) ([]Host, error) {
 			return nil, errors.New(h.AddrError)
 		}
 		f.MX, f.MXDetail = MXImplicit, "no MX records; using the domain's own address"
+		f.MXSecure = h.AddrSecure
+		if f.MXSecure {
+			v.lookupTLSA(ctx, f, &h)
+		}
 		return []Host{h}, nil
 	}
 	var hosts []Host
@@ -286,8 +304,14 @@ func (v *Verifier) lookupMX(ctx context.Context, f *Facts) ([]Host, error) {
 	slices.SortStableFunc(hosts, func(a, b Host) int {
 		return cmp.Or(cmp.Compare(a.Preference, b.Preference), strings.Compare(a.Name, b.Name))
 	})
+	f.MXSecure = ans.Authentic
 	for i := range hosts {
 		v.lookupAddrs(ctx, f, &hosts[i])
+		// TLSA for every host with secure addresses, also below an insecure MX
+		// RRset (Postfix smtp_tls_dane_insecure_mx_policy = dane; RFC 7672 §2.2.2).
+		if hosts[i].AddrSecure {
+			v.lookupTLSA(ctx, f, &hosts[i])
+		}
 	}
 	f.MX, f.MXDetail = MXFound, fmt.Sprintf("%d MX host(s)", len(hosts))
 	return hosts, nil
@@ -298,6 +322,8 @@ func (v *Verifier) lookupMX(ctx context.Context, f *Facts) ([]Host, error) {
 func (v *Verifier) lookupAddrs(ctx context.Context, f *Facts, h *Host) {
 	var errs []string
 	temporary := false
+	secure := true
+	h.cname = ""
 	for _, qt := range []uint16{dns.TypeA, dns.TypeAAAA} {
 		ans, err := v.cfg.Resolver.Lookup(ctx, h.Name, qt)
 		if err != nil {
@@ -305,6 +331,10 @@ func (v *Verifier) lookupAddrs(ctx context.Context, f *Facts, h *Host) {
 			v.cfg.Log.Debug("dns lookup failed", "domain", f.Domain, "mx", h.Name, "err", err)
 			temporary = true
 			continue
+		}
+		secure = secure && ans.Authentic
+		if ans.Target != "" && strings.TrimSuffix(ans.Target, ".") != h.Name {
+			h.cname = strings.TrimSuffix(ans.Target, ".")
 		}
 		switch ans.Status {
 		case dnsx.StatusOK:
@@ -330,6 +360,43 @@ func (v *Verifier) lookupAddrs(ctx context.Context, f *Facts, h *Host) {
 	if len(h.Addrs) == 0 {
 		h.AddrError = fmt.Sprintf("%s: %s", h.Name, strings.Join(slices.Compact(errs), "; "))
 		h.AddrTemporary = temporary
+	}
+	h.AddrSecure = secure && !temporary && len(h.Addrs) > 0
+}
+
+// lookupTLSA finds the host's TLSA records (RFC 7672 §2.2.2): for a host whose name is a
+// CNAME, at the expanded name first, then at the original name. An error is kept as
+// such: a secure host whose TLSA lookup fails must not be treated as having none.
+func (v *Verifier) lookupTLSA(ctx context.Context, f *Facts, h *Host) {
+	bases := []string{h.Name}
+	if h.cname != "" {
+		bases = []string{h.cname, h.Name}
+	}
+	for _, base := range bases {
+		name := fmt.Sprintf("_%d._tcp.%s", v.cfg.SMTPPort, base)
+		ans, err := v.cfg.Resolver.Lookup(ctx, name, dns.TypeTLSA)
+		switch {
+		case err != nil:
+			h.TLSA = TLSA{Status: TLSAError, Base: base, Error: fmt.Sprintf("TLSA lookup for %s failed: %s", name, dnsProblem(err))}
+			v.cfg.Log.Debug("dns lookup failed", "domain", f.Domain, "mx", h.Name, "err", err)
+			return
+		case !ans.Authentic:
+			h.TLSA = TLSA{Status: TLSAInsecure, Base: base}
+			return
+		case ans.Status != dnsx.StatusOK:
+			h.TLSA = TLSA{Status: TLSANone, Base: base}
+			f.DNSTTL = min(f.DNSTTL, ans.TTL)
+			continue // try the original name
+		}
+		f.DNSTTL = min(f.DNSTTL, ans.TTL)
+		t := TLSA{Status: TLSAFound, Base: base}
+		for _, rr := range ans.Records {
+			if r, ok := rr.(*dns.TLSA); ok {
+				t.Records = append(t.Records, r)
+			}
+		}
+		h.TLSA = t
+		return
 	}
 }
 

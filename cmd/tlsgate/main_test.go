@@ -105,7 +105,6 @@ func TestCheckExitCodes(t *testing.T) {
 		{"check"},
 		{"check", "a.test", "b.test"},
 		{"check", "--level", "bogus", "example.test"},
-		{"check", "--level", "dane", "example.test"},
 		{"check", "exa mple..test"},
 		{"check", "--config", "/nonexistent/tlsgate.yaml", "example.test"},
 		{"check", "--milter.listn", "x", "example.test"},

@@ -141,17 +141,22 @@ const (
 	maxReplyLine = 100  // lines in one multi-line reply
 )
 
-// Probe runs one session against ip. It never returns an error: every failure is a
-// Result with a transient or definite Outcome. The context bounds the whole session.
-func (p *Prober) Probe(ctx context.Context, ip netip.Addr) Result {
+// Probe runs one session against ip, sending sni as TLS server name ("" for
+// p.ServerName; DANE needs the TLSA base domain, RFC 7672 §8.1). It never returns an
+// error: every failure is a Result with a transient or definite Outcome. The context
+// bounds the whole session.
+func (p *Prober) Probe(ctx context.Context, ip netip.Addr, sni string) Result {
 	start := time.Now()
-	res := p.probe(ctx, ip)
+	if sni == "" {
+		sni = p.ServerName
+	}
+	res := p.probe(ctx, ip, sni)
 	res.IP = ip
 	res.Duration = time.Since(start)
 	return res
 }
 
-func (p *Prober) probe(ctx context.Context, ip netip.Addr) (res Result) {
+func (p *Prober) probe(ctx context.Context, ip netip.Addr, sni string) (res Result) {
 	port := p.Port
 	if port == 0 {
 		port = 25
@@ -212,7 +217,7 @@ func (p *Prober) probe(ctx context.Context, ip netip.Addr) (res Result) {
 		return res
 	}
 
-	tc := tls.Client(conn, p.tlsConfig())
+	tc := tls.Client(conn, p.tlsConfig(sni))
 	if err := tc.HandshakeContext(ctx); err != nil {
 		if ctx.Err() != nil || isTimeout(err) {
 			return netFailure(res, "TLS handshake", err)
@@ -236,7 +241,7 @@ func (p *Prober) probe(ctx context.Context, ip netip.Addr) (res Result) {
 	return res
 }
 
-func (p *Prober) tlsConfig() *tls.Config {
+func (p *Prober) tlsConfig(sni string) *tls.Config {
 	suites := []uint16{}
 	for _, cs := range tls.CipherSuites() {
 		suites = append(suites, cs.ID)
@@ -250,7 +255,7 @@ func (p *Prober) tlsConfig() *tls.Config {
 		}
 	}
 	return &tls.Config{
-		ServerName:         p.ServerName,
+		ServerName:         sni,
 		InsecureSkipVerify: true, // verified after the handshake, for every level at once
 		MinVersion:         tls.VersionTLS10,
 		CipherSuites:       suites,

@@ -63,7 +63,7 @@ func probe(t *testing.T, ap netip.AddrPort) smtpprobe.Result {
 	p := &smtpprobe.Prober{Dialer: d, HELO: "probe.test"}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
-	return p.Probe(ctx, ap.Addr())
+	return p.Probe(ctx, ap.Addr(), "")
 }
 
 // TestHostilePeers: malformed or malicious replies never crash the probe and never
@@ -119,7 +119,7 @@ func TestSessionAndSNI(t *testing.T) {
 		d := fake.NewDialer()
 		s.RegisterWith(d)
 		p := &smtpprobe.Prober{Dialer: d, HELO: "probe.test", Roots: ca.Pool, ServerName: sni}
-		r := p.Probe(context.Background(), s.Addr().Addr())
+		r := p.Probe(context.Background(), s.Addr().Addr(), "")
 		if r.Outcome != smtpprobe.OutcomeTLS || r.Stage != smtpprobe.StageDone || r.PKIX != nil {
 			t.Fatalf("outcome %s stage %s pkix %v (%s)", r.Outcome, r.Stage, r.PKIX, r.Detail)
 		}
@@ -144,7 +144,7 @@ func TestTarpitBoundedByContext(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	r := p.Probe(ctx, s.Addr().Addr())
+	r := p.Probe(ctx, s.Addr().Addr(), "")
 	if r.Outcome != smtpprobe.OutcomeTimeout {
 		t.Errorf("outcome %s; want timeout", r.Outcome)
 	}
