@@ -27,7 +27,7 @@ import (
 
 // levels judged through customers (sender domain LEVEL.sender.test); fingerprint cells
 // come from the shared tls_policy file.
-var levels = []string{"encrypt", "verify", "secure"}
+var levels = []string{"encrypt", "verify", "secure", "dane", "dane-only"}
 
 // cell is one (recipient domain, level) of the matrix with tlsgate's expected status.
 type cell struct {
@@ -39,30 +39,33 @@ type cell struct {
 func matrix() []cell {
 	rows := []struct {
 		domain string
-		want   [3]string // encrypt, verify, secure
+		want   [5]string // encrypt, verify, secure, dane, dane-only
 		code   string
 	}{
-		{"tls.test", [3]string{"pass", "pass", "pass"}, ""},
-		{"notls.test", [3]string{"fail", "fail", "fail"}, "5.7.5"},
-		{"selfsigned.test", [3]string{"pass", "fail", "fail"}, "5.7.5"},
-		{"wrongname.test", [3]string{"pass", "fail", "fail"}, "5.7.5"},
-		{"expired.test", [3]string{"pass", "fail", "fail"}, "5.7.5"},
-		{"greet421.test", [3]string{"tempfail", "tempfail", "tempfail"}, "4.7.5"},
-		{"greet450.test", [3]string{"tempfail", "tempfail", "tempfail"}, "4.7.5"},
-		{"tarpit.test", [3]string{"tempfail", "tempfail", "tempfail"}, "4.7.5"},
-		{"refused.test", [3]string{"tempfail", "tempfail", "tempfail"}, "4.7.5"},
-		{"secondmx.test", [3]string{"pass", "pass", "fail"}, "5.7.5"},
-		{"implicit.test", [3]string{"pass", "fail", "fail"}, "5.7.5"},
-		{"unsigned.test", [3]string{"pass", "fail", "fail"}, "5.7.5"},
-		{"nullmx.test", [3]string{"fail", "fail", "fail"}, "5.1.10"},
-		{"nope.test", [3]string{"fail", "fail", "fail"}, "5.1.2"},
-		{"bogus.test", [3]string{"tempfail", "tempfail", "tempfail"}, "4.4.3"},
+		{"tls.test", [5]string{"pass", "pass", "pass", "pass", "pass"}, ""},
+		{"notls.test", [5]string{"fail", "fail", "fail", "pass", "fail"}, "5.7.5"},
+		{"selfsigned.test", [5]string{"pass", "fail", "fail", "pass", "pass"}, "5.7.5"},
+		{"wrongname.test", [5]string{"pass", "fail", "fail", "fail", "fail"}, "5.7.5"},
+		{"expired.test", [5]string{"pass", "fail", "fail", "pass", "pass"}, "5.7.5"},
+		{"greet421.test", [5]string{"tempfail", "tempfail", "tempfail", "tempfail", "fail"}, "4.7.5"},
+		{"greet450.test", [5]string{"tempfail", "tempfail", "tempfail", "tempfail", "fail"}, "4.7.5"},
+		{"tarpit.test", [5]string{"tempfail", "tempfail", "tempfail", "tempfail", "fail"}, "4.7.5"},
+		{"refused.test", [5]string{"tempfail", "tempfail", "tempfail", "tempfail", "fail"}, "4.7.5"},
+		{"secondmx.test", [5]string{"pass", "pass", "fail", "pass", "pass"}, "5.7.5"},
+		{"implicit.test", [5]string{"pass", "fail", "fail", "pass", "fail"}, "5.7.5"},
+		{"unsigned.test", [5]string{"pass", "fail", "fail", "pass", "fail"}, "5.7.5"},
+		{"nullmx.test", [5]string{"fail", "fail", "fail", "fail", "fail"}, "5.1.10"},
+		{"nope.test", [5]string{"fail", "fail", "fail", "fail", "fail"}, "5.1.2"},
+		{"bogus.test", [5]string{"tempfail", "tempfail", "tempfail", "tempfail", "tempfail"}, "4.4.3"},
 	}
 	var cells []cell
 	for _, r := range rows {
 		for i, l := range levels {
 			c := cell{domain: r.domain, level: l, want: r.want[i]}
-			if c.want != "pass" {
+			switch {
+			case c.want == "fail" && strings.HasPrefix(r.code, "4"):
+				c.code = "5.7.5" // dane-only without TLSA: a TLS failure, whatever the server does
+			case c.want != "pass":
 				c.code = r.code
 			}
 			cells = append(cells, c)

@@ -66,6 +66,7 @@ type world struct {
 	bin   string            // tlsgate binary
 	gate  *exec.Cmd
 	ids   map[cell]string // oracle queue id per cell
+	tlsa  []string        // TLSA records for the signed zone
 }
 
 func newWorld(t *testing.T) *world {
@@ -197,6 +198,10 @@ func (w *world) certificates() {
 		for _, der := range c.Certificate {
 			pem.Encode(&chain, &pem.Block{Type: "CERTIFICATE", Bytes: der})
 		}
+		if h.behaviour == "good" {
+			// DANE-TA: the trust anchor must be in the presented chain (RFC 7671 §5.2.2).
+			pem.Encode(&chain, &pem.Block{Type: "CERTIFICATE", Bytes: w.ca.Cert.Raw})
+		}
 		key, err := x509.MarshalPKCS8PrivateKey(c.PrivateKey)
 		if err != nil {
 			w.t.Fatal(err)
@@ -205,6 +210,20 @@ func (w *world) certificates() {
 		w.write("certs/"+h.behaviour+".key", string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: key})), 0o600)
 		sum := sha256.Sum256(c.Certificate[0])
 		w.pins[h.name] = colonHex(sum[:])
+		// DANE: DANE-TA for the good host (names checked), DANE-EE for the
+		// self-signed and the expired one (names and dates ignored), a digest that
+		// matches nothing for the wrong-name host.
+		owner := "_25._tcp." + h.name + "."
+		switch h.behaviour {
+		case "good":
+			w.tlsa = append(w.tlsa, fake.TLSA(owner, 2, 0, 1, w.ca.Cert))
+		case "selfsigned":
+			w.tlsa = append(w.tlsa, fake.TLSA(owner, 3, 1, 1, c.Leaf))
+		case "expired":
+			w.tlsa = append(w.tlsa, fake.TLSA(owner, 3, 0, 1, c.Leaf))
+		case "wrongname":
+			w.tlsa = append(w.tlsa, owner+" 300 IN TLSA 3 1 1 "+strings.Repeat("5A", 32))
+		}
 	}
 }
 
@@ -302,7 +321,7 @@ func (w *world) dnsWorld() {
 		w.t.Fatal(err)
 	}
 
-	w.write("test.zone", w.tmpl("test", testZone, data)+string(ds), 0o644)
+	w.write("test.zone", w.tmpl("test", testZone, data)+string(ds)+strings.Join(w.tlsa, "\n")+"\n", 0o644)
 	ksk, zsk := w.keygen("test.")
 	w.run("ldns-signzone", "-n", "test.zone", ksk, zsk)
 
