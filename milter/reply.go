@@ -87,6 +87,10 @@ func failPhrase(r verify.Reason) string {
 		return "its mail server's certificate does not match the pinned fingerprint"
 	case verify.ReasonValidationFailure:
 		return "its mail server's certificate could not be verified"
+	case verify.ReasonTLSAInvalid:
+		return "its mail servers cannot be authenticated with their DANE (TLSA) records"
+	case verify.ReasonDNSSECInvalid:
+		return "its MX records are not DNSSEC-signed"
 	case verify.ReasonGreylisted:
 		return "its mail servers asked us to try again later"
 	case verify.ReasonTimeout:

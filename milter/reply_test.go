@@ -51,6 +51,8 @@ var replyCases = []replyCase{
 	{"validation-failure/fail/verify", verdict(policy.LevelVerify, fail, verify.ReasonValidationFailure, ""), false, ""},
 	{"fingerprint-mismatch/fail/fingerprint", verdict(policy.LevelFingerprint, fail, verify.ReasonFingerprintMismatch, "mx1.example.test[192.0.2.1]: certificate fingerprint AB:CD matches no match= entry"), false, ""},
 	{"handshake-failure/fail/dane-only", verdict(policy.LevelDaneOnly, fail, verify.ReasonHandshakeFailure, ""), false, ""},
+	{"tlsa-invalid/fail/dane", verdict(policy.LevelDane, fail, verify.ReasonTLSAInvalid, "mx1.example.test[192.0.2.1]: dane: no TLSA record matches the certificate chain"), false, ""},
+	{"dnssec-invalid/fail/dane-only", verdict(policy.LevelDaneOnly, fail, verify.ReasonDNSSECInvalid, "the MX records of example.test are not DNSSEC-validated; dane-only needs DNSSEC"), false, ""},
 	{"null-mx/fail", verdict(enc, fail, verify.ReasonNullMX, "the domain publishes a null MX: it accepts no mail"), false, ""},
 	{"null-mx/fail/temporary", verdict(enc, fail, verify.ReasonNullMX, ""), true, ""},
 	{"no-mx/fail", verdict(enc, fail, verify.ReasonNoMX, "the domain example.test does not exist"), false, ""},
