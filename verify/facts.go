@@ -6,9 +6,9 @@
 //   - A probe (Verifier.Probe) gathers Facts about a domain: its MX hosts in the order
 //     Postfix's SMTP client would try them, their addresses, and for each address that
 //     Postfix would contact, what an SMTP session up to the TLS handshake showed. The
-//     probe is bounded by Postfix's own limits (smtp_mx_address_limit = 5 addresses,
-//     smtp_mx_session_limit = 2 sessions, postconf(5)), so it contacts no host Postfix
-//     would not contact.
+//     probe is bounded by Postfix's own limit (smtp_mx_address_limit = 5 addresses,
+//     postconf(5); failed TLS handshakes do not count towards smtp_mx_session_limit),
+//     so it contacts no host Postfix would not contact.
 //   - Judge(facts, policy) is a pure function that decides one level from those facts,
 //     exactly as Postfix would at delivery (TLS_README "TLS security levels"). Facts are
 //     cached per domain; every level is judged from the same facts.
@@ -113,7 +113,3 @@ type Attempt struct {
 	DNSTemporary bool
 	Result       smtpprobe.Result
 }
-
-// Session reports whether the attempt counts against smtp_mx_session_limit: Postfix
-// counts an address once "the SMTP server greeting" was received (postconf(5)).
-func (a *Attempt) Session() bool { return a.Result.Greeting.Code != 0 }

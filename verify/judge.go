@@ -1,10 +1,7 @@
 package verify
 
 import (
-	"crypto/md5"
-	"crypto/sha1"
 	"crypto/sha256"
-	"crypto/sha512"
 	"crypto/x509"
 	"encoding/hex"
 	"errors"
@@ -285,10 +282,10 @@ func pkixReason(err error) (Reason, string) {
 	return ReasonValidationFailure, "certificate verification failed: " + err.Error()
 }
 
-// fingerprintMatches compares the leaf certificate's and public key's digests with the
-// match= fingerprints. Postfix notation is hex pairs separated by ':'; separators and case
-// are ignored. The digest algorithm follows from the length (md5, sha1, sha256, sha512),
-// so a pin written for postconf's smtp_tls_fingerprint_digest matches whatever it is set to.
+// fingerprintMatches compares the leaf certificate's and public key's SHA-256 digests
+// with the match= fingerprints (Postfix notation: hex pairs separated by ':'; separators
+// and case are ignored). Postfix compares one digest, smtp_tls_fingerprint_digest,
+// sha256 by default since 3.6: an MD5 or SHA-1 pin never matches there, so not here.
 func fingerprintMatches(leaf *x509.Certificate, match []string) bool {
 	for _, m := range match {
 		want, err := hex.DecodeString(strings.ReplaceAll(strings.TrimSpace(m), ":", ""))
@@ -305,19 +302,9 @@ func fingerprintMatches(leaf *x509.Certificate, match []string) bool {
 }
 
 func digest(b []byte, size int) []byte {
-	switch size {
-	case md5.Size:
-		s := md5.Sum(b)
-		return s[:]
-	case sha1.Size:
-		s := sha1.Sum(b)
-		return s[:]
-	case sha256.Size:
-		s := sha256.Sum256(b)
-		return s[:]
-	case sha512.Size:
-		s := sha512.Sum512(b)
-		return s[:]
+	if size != sha256.Size {
+		return nil
 	}
-	return nil
+	s := sha256.Sum256(b)
+	return s[:]
 }

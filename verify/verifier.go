@@ -33,12 +33,9 @@ type Prober interface {
 
 var _ Prober = (*smtpprobe.Prober)(nil)
 
-// Postfix's defaults for how many addresses and sessions one delivery may use
-// (postconf(5) smtp_mx_address_limit, smtp_mx_session_limit).
-const (
-	DefaultMXAddressLimit = 5
-	DefaultMXSessionLimit = 2
-)
+// DefaultMXAddressLimit is Postfix's default for how many addresses one delivery may
+// try (postconf(5) smtp_mx_address_limit).
+const DefaultMXAddressLimit = 5
 
 // Config configures a Verifier. Zero durations and limits take the documented defaults.
 type Config struct {
@@ -48,7 +45,6 @@ type Config struct {
 	HostTimeout    time.Duration  // one SMTP session; default 10s
 	DNSTimeout     time.Duration  // the DNS part of a probe; default 10s
 	MXAddressLimit int
-	MXSessionLimit int
 	MaxConcurrent  int // probes of distinct domains at once; default 64
 	CacheSize      int // default 100000
 	PassTTL        time.Duration
@@ -89,9 +85,6 @@ func New(cfg Config) (*Verifier, error) {
 	if cfg.MXAddressLimit <= 0 {
 		cfg.MXAddressLimit = DefaultMXAddressLimit
 	}
-	if cfg.MXSessionLimit <= 0 {
-		cfg.MXSessionLimit = DefaultMXSessionLimit
-	}
 	if cfg.MaxConcurrent <= 0 {
 		cfg.MaxConcurrent = 64
 	}
@@ -130,7 +123,8 @@ func (v *Verifier) Facts(ctx context.Context, domain string) (f *Facts, cached b
 	if f, ok := v.cache.Get(domain); ok && v.cfg.Now().Before(f.Until) {
 		return f, true, nil
 	}
-	ch := v.group.DoChan(domain, func() (any, error) {
+	ch := v.group.DoChan(domain, func() (res any, err error) {
+		var f *Facts
 		// Detached from ctx: the probe must outlive the RCPT that started it.
 		v.wg.Add(1)
 		defer v.wg.Done()
@@ -140,7 +134,15 @@ func (v *Verifier) Facts(ctx context.Context, domain string) (f *Facts, cached b
 			return nil, v.ctx.Err()
 		}
 		defer func() { <-v.sem }()
-		f := v.Probe(v.ctx, domain)
+		defer func() {
+			// singleflight re-panics in a goroutine nobody can recover: a bug in a
+			// probe must cost one domain's verdict, not the daemon.
+			if p := recover(); p != nil {
+				v.cfg.Log.Error("panic probing domain", "domain", domain, "panic", p)
+				f, err = nil, fmt.Errorf("verify: panic probing %s: %v", domain, p)
+			}
+		}()
+		f = v.Probe(v.ctx, domain)
 		v.store(f)
 		return f, nil
 	})
@@ -155,10 +157,16 @@ func (v *Verifier) Facts(ctx context.Context, domain string) (f *Facts, cached b
 	}
 }
 
-// store caches f for a TTL that depends on how good the facts are, capped by DNS TTLs.
+// minDNSTTL is the least time facts are cached for however small the DNS TTLs were:
+// a recursive resolver reports remaining TTLs, which can be 0, and a sender's retry
+// after "verification in progress" must find the result.
+const minDNSTTL = 30 * time.Second
+
+// store caches f for a TTL that depends on how good the facts are, capped by the DNS
+// TTLs seen (but not below minDNSTTL), counted from now, not from the probe's start.
 func (v *Verifier) store(f *Facts) {
-	ttl := min(v.ttlFor(f), f.DNSTTL)
-	f.Until = f.Checked.Add(ttl)
+	ttl := min(v.ttlFor(f), max(f.DNSTTL, minDNSTTL))
+	f.Until = v.cfg.Now().Add(ttl)
 	v.cache.Set(f.Domain, f, ttl)
 }
 
@@ -206,10 +214,15 @@ func (v *Verifier) probe(ctx context.Context, f *Facts) {
 		return
 	}
 	f.Hosts = hosts
-	addresses, sessions := 0, 0
+	// Postfix counts a session towards smtp_mx_session_limit only when its SMTP
+	// handshake, STARTTLS included, succeeded (smtp_connect.c: "Don't count handshake
+	// errors towards the session limit"); with mandatory TLS a successful handshake
+	// delivers. So for every level judged here only smtp_mx_address_limit bounds the
+	// addresses Postfix tries.
+	addresses := 0
 	for i := range f.Hosts {
 		h := &f.Hosts[i]
-		if addresses >= v.cfg.MXAddressLimit || sessions >= v.cfg.MXSessionLimit {
+		if addresses >= v.cfg.MXAddressLimit {
 			return
 		}
 		if h.AddrError != "" {
@@ -222,7 +235,7 @@ func (v *Verifier) probe(ctx context.Context, f *Facts) {
 			sni = h.TLSA.Base
 		}
 		for _, ip := range h.Addrs {
-			if addresses >= v.cfg.MXAddressLimit || sessions >= v.cfg.MXSessionLimit {
+			if addresses >= v.cfg.MXAddressLimit {
 				return
 			}
 			addresses++
@@ -237,9 +250,6 @@ func (v *Verifier) probe(ctx context.Context, f *Facts) {
 				cancel()
 				v.cfg.Log.Debug("probed", "domain", f.Domain, "mx", h.Name, "ip", ip.String(),
 					"outcome", a.Result.Outcome.String(), "detail", a.Result.Detail, "duration", a.Result.Duration)
-			}
-			if a.Session() {
-				sessions++
 			}
 			f.Attempts = append(f.Attempts, a)
 		}
@@ -295,7 +305,9 @@ func (v *Verifier) lookupMX(ctx context.Context, f *Facts) ([]Host, error) {
 		}
 		hosts = append(hosts, Host{Name: name, Preference: mx.Preference})
 	}
-	if null && len(hosts) == 0 {
+	if null {
+		// RFC 7505 §3 forbids other MX records beside a null MX; Postfix treats any
+		// MX with an empty target as a null MX for the whole domain (dns_get_rr).
 		f.MX, f.MXDetail = MXNull, "null MX (RFC 7505)"
 		return nil, nil
 	}

@@ -206,16 +206,14 @@ func (p *Prober) probe(ctx context.Context, ip netip.Addr, sni string) (res Resu
 		res.Outcome, res.Detail = OutcomeGreylisted, "STARTTLS answered "+res.StartTLS.String()
 		s.quit()
 		return res
-	case c != 220:
+	case c/100 != 2: // Postfix accepts any 2xx (smtp_proto.c)
 		res.Outcome, res.Detail = OutcomeNoStartTLS, "STARTTLS refused: "+res.StartTLS.String()
 		s.quit()
 		return res
 	}
-	if s.r.Buffered() > 0 {
-		// RFC 3207 §4.2 / CVE-2011-0411 class: bytes after "220" must not be read as TLS.
-		res.Outcome, res.Detail = OutcomeHandshakeError, "server sent data after the STARTTLS reply"
-		return res
-	}
+	// Bytes the server sent after its reply are discarded, never read as TLS nor as
+	// replies after it (RFC 3207 §4.2 / CVE-2011-0411); the handshake starts on the
+	// socket, as Postfix's does.
 
 	tc := tls.Client(conn, p.tlsConfig(sni))
 	if err := tc.HandshakeContext(ctx); err != nil {
@@ -227,16 +225,22 @@ func (p *Prober) probe(ctx context.Context, ip netip.Addr, sni string) (res Resu
 	}
 	st := tc.ConnectionState()
 	res.Stage = StageTLS
-	res.Outcome = OutcomeTLS
 	res.TLSVersion, res.CipherSuite = st.Version, st.CipherSuite
 	res.Chain = st.PeerCertificates
 	res.PKIX = p.verifyChain(st.PeerCertificates)
 
-	// Finish the session politely; failures here do not change the TLS facts.
+	// Postfix's handshake ends with EHLO over TLS (smtp_start_tls returns smtp_helo):
+	// a server that fails it does not get mail, whatever its certificate.
 	s = &session{conn: tc, r: bufio.NewReaderSize(tc, 4096)}
-	if r, err := s.cmd("EHLO " + p.HELO); err == nil && r.Code/100 == 2 {
-		res.Stage = StageDone
+	r, err := s.cmd("EHLO " + p.HELO)
+	if err != nil {
+		return netFailure(res, "EHLO after STARTTLS", err)
 	}
+	if !ok2xx(r, &res, "EHLO after STARTTLS") {
+		s.quit()
+		return res
+	}
+	res.Stage, res.Outcome = StageDone, OutcomeTLS
 	s.quit()
 	return res
 }
@@ -246,9 +250,9 @@ func (p *Prober) tlsConfig(sni string) *tls.Config {
 	for _, cs := range tls.CipherSuites() {
 		suites = append(suites, cs.ID)
 	}
-	// Postfix's default client accepts TLS 1.0+ and "medium" ciphers (postconf(5)
-	// smtp_tls_protocols, smtp_tls_mandatory_ciphers); include Go's legacy CBC suites so a
-	// server Postfix can talk to is not reported as broken. RC4 stays out (RFC 7465).
+	// Postfix's default client accepts "medium" ciphers (postconf(5)
+	// smtp_tls_mandatory_ciphers); include Go's legacy CBC suites so a server Postfix can
+	// talk to is not reported as broken. RC4 stays out (RFC 7465).
 	for _, cs := range tls.InsecureCipherSuites() {
 		if !strings.Contains(cs.Name, "RC4") {
 			suites = append(suites, cs.ID)
@@ -257,8 +261,10 @@ func (p *Prober) tlsConfig(sni string) *tls.Config {
 	return &tls.Config{
 		ServerName:         sni,
 		InsecureSkipVerify: true, // verified after the handshake, for every level at once
-		MinVersion:         tls.VersionTLS10,
-		CipherSuites:       suites,
+		// Postfix 3.7 on Debian's OpenSSL 3 (MinProtocol = TLSv1.2, SECLEVEL 2)
+		// refuses TLS 1.0 and 1.1 whatever smtp_tls_protocols says.
+		MinVersion:   tls.VersionTLS12,
+		CipherSuites: suites,
 	}
 }
 

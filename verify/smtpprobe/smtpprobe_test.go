@@ -85,8 +85,11 @@ func TestHostilePeers(t *testing.T) {
 		{"STARTTLS only in the greeting line", []step{{"", "220 mx ESMTP\r\n"}, {"EHLO", "250 STARTTLS\r\n"}}, smtpprobe.OutcomeNoStartTLS},
 		{"STARTTLS refused with 5xx", []step{{"", "220 mx\r\n"}, {"EHLO", "250-mx\r\n250 STARTTLS\r\n"}, {"STARTTLS", "502 5.5.1 no\r\n"}}, smtpprobe.OutcomeNoStartTLS},
 		// CVE-2011-0411 class: bytes after the 220 must not be taken as TLS or as replies.
-		{"data after STARTTLS reply", []step{{"", "220 mx\r\n"}, {"EHLO", "250-mx\r\n250 STARTTLS\r\n"}, {"STARTTLS", "220 go ahead\r\n250 injected\r\n"}}, smtpprobe.OutcomeHandshakeError},
-		{"plaintext after STARTTLS", []step{{"", "220 mx\r\n"}, {"EHLO", "250-mx\r\n250 STARTTLS\r\n"}, {"STARTTLS", "220 go ahead\r\n"}, {"", "this is not TLS\r\n"}}, smtpprobe.OutcomeHandshakeError},
+		// Bytes after the 220 are discarded, never taken as TLS or as replies; the
+		// server then says nothing more and the handshake times out, as Postfix's would.
+		{"data after STARTTLS reply", []step{{"", "220 mx\r\n"}, {"EHLO", "250-mx\r\n250 STARTTLS\r\n"}, {"STARTTLS", "220 go ahead\r\n250 injected\r\n"}}, smtpprobe.OutcomeTimeout},
+		{"plaintext after STARTTLS", []step{{"", "220 mx\r\n"}, {"EHLO", "250-mx\r\n250 STARTTLS\r\n"}, {"STARTTLS", "220 go ahead\r\n"}, {"", "this is not TLS\r\n"}}, smtpprobe.OutcomeTimeout},
+		{"STARTTLS answered 250", []step{{"", "220 mx\r\n"}, {"EHLO", "250-mx\r\n250 STARTTLS\r\n"}, {"STARTTLS", "250 sure\r\n"}}, smtpprobe.OutcomeTimeout},
 		{"closes after EHLO", []step{{"", "220 mx\r\n"}, {"EHLO", ""}}, smtpprobe.OutcomeProtocolError},
 		{"421 greeting", []step{{"", "421 4.3.2 busy\r\n"}}, smtpprobe.OutcomeGreylisted},
 		{"554 greeting", []step{{"", "554 5.7.1 go away\r\n"}}, smtpprobe.OutcomeRejected},
