@@ -1,7 +1,6 @@
 package verify
 
 import (
-	"crypto/sha256"
 	"crypto/tls"
 	"fmt"
 	"io"
@@ -133,11 +132,10 @@ func reportAttempt(res *smtpprobe.Result, verdict string) ReportAttempt {
 		ra.Cipher = tls.CipherSuiteName(res.CipherSuite)
 	}
 	if leaf := res.Leaf(); leaf != nil {
-		spki := sha256.Sum256(leaf.RawSubjectPublicKeyInfo)
 		ra.Certificate = &ReportCertificate{
 			Subject: leaf.Subject.String(), Issuer: leaf.Issuer.String(), DNSNames: leaf.DNSNames,
 			NotBefore: leaf.NotBefore.UTC(), NotAfter: leaf.NotAfter.UTC(),
-			SHA256: smtpprobe.Fingerprint(leaf.Raw), SPKISHA256: colonHex(spki[:]),
+			SHA256: smtpprobe.Fingerprint(leaf.Raw), SPKISHA256: smtpprobe.Fingerprint(leaf.RawSubjectPublicKeyInfo),
 		}
 		ra.PKIX = "ok"
 		if res.PKIX != nil {
@@ -145,14 +143,6 @@ func reportAttempt(res *smtpprobe.Result, verdict string) ReportAttempt {
 		}
 	}
 	return ra
-}
-
-func colonHex(b []byte) string {
-	parts := make([]string, len(b))
-	for i, c := range b {
-		parts[i] = fmt.Sprintf("%02X", c)
-	}
-	return strings.Join(parts, ":")
 }
 
 // WriteText writes the report for a human at a terminal.

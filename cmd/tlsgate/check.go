@@ -13,8 +13,6 @@ import (
 	"github.com/tlsgate/tlsgate/verify"
 )
 
-type policyLevel = policy.Level
-
 func check(ctx context.Context, args, env []string, stdout, stderr io.Writer) int {
 	var levelName string
 	var asJSON bool

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/tlsgate/tlsgate/config"
+	"github.com/tlsgate/tlsgate/config/policy"
 	"github.com/tlsgate/tlsgate/milter"
 	"github.com/tlsgate/tlsgate/verify"
 )
@@ -27,7 +28,7 @@ func serve(ctx context.Context, args, env []string, stderr io.Writer) int {
 	for _, w := range cfg.Warnings() {
 		log.Warn("configuration", "warning", w)
 	}
-	set, warnings, err := cfg.PolicySet(func(l policyLevel) bool { return !verify.Supported(l) })
+	set, warnings, err := cfg.PolicySet(func(l policy.Level) bool { return !verify.Supported(l) })
 	if err != nil {
 		fmt.Fprintln(stderr, "tlsgate:", err)
 		return exitUsage

@@ -282,9 +282,3 @@ func fqdn(name string) (string, error) {
 	}
 	return name, nil
 }
-
-// IsTemporary reports whether err is a DNS failure that may go away (SERVFAIL, REFUSED,
-// timeout, malformed response) as opposed to a definite answer.
-func IsTemporary(err error) bool {
-	return err != nil && !errors.Is(err, ErrBadName)
-}
