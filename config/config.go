@@ -35,6 +35,7 @@ type Config struct {
 	DNS struct {
 		Resolver string        `koanf:"resolver"`
 		Timeout  time.Duration `koanf:"timeout"`
+		Trusted  []string      `koanf:"trusted"`
 	} `koanf:"dns"`
 	Probe struct {
 		Port          int           `koanf:"port"`
@@ -44,6 +45,11 @@ type Config struct {
 		AllowNetworks []string      `koanf:"allow_networks"`
 		MaxConcurrent int           `koanf:"max_concurrent"`
 	} `koanf:"probe"`
+	MTASTS struct {
+		Enabled   bool          `koanf:"enabled"`
+		Timeout   time.Duration `koanf:"timeout"`
+		CacheSize int           `koanf:"cache_size"`
+	} `koanf:"mta_sts"`
 	Cache struct {
 		Size        int           `koanf:"size"`
 		PassTTL     time.Duration `koanf:"pass_ttl"`
@@ -108,6 +114,10 @@ func Default() *Config {
 	c.Milter.SocketGroup = ""
 	c.DNS.Resolver = ""
 	c.DNS.Timeout = 3 * time.Second
+	c.DNS.Trusted = []string{}
+	c.MTASTS.Enabled = true
+	c.MTASTS.Timeout = 10 * time.Second
+	c.MTASTS.CacheSize = 10000
 	c.Probe.Port = 25
 	c.Probe.HELO = ""
 	c.Probe.Timeout = 10 * time.Second
@@ -320,6 +330,25 @@ func parseMode(s string) (os.FileMode, error) {
 		return 0, errors.New("bad mode")
 	}
 	return os.FileMode(n), nil
+}
+
+// ResolverTrusted reports whether the AD bit of the resolver at addr (host:port) is
+// trusted because dns.trusted lists its address (a loopback resolver is always trusted).
+func (c *Config) ResolverTrusted(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return false
+	}
+	for _, t := range c.DNS.Trusted {
+		if p, err := parsePrefix(t); err == nil && p.Contains(ip.Unmap()) {
+			return true
+		}
+	}
+	return false
 }
 
 // ResolverAddr is dns.resolver as host:port (port 53 added when missing), or "" for

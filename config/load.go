@@ -365,6 +365,8 @@ func AddFlags(fs *pflag.FlagSet) {
 		switch p := s.ptr(d).(type) {
 		case *string:
 			fs.String(s.key, *p, s.usage)
+		case *bool:
+			fs.Bool(s.key, *p, s.usage)
 		case *time.Duration:
 			fs.Duration(s.key, *p, s.usage)
 		case *int:

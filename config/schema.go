@@ -13,7 +13,7 @@ import (
 // flag: every key except the policies and customers lists.
 type scalar struct {
 	key   string            // "milter.rcpt_timeout"; no dot for top-level keys
-	ptr   func(*Config) any // *string, *time.Duration, *int or *[]string
+	ptr   func(*Config) any // *string, *bool, *time.Duration, *int or *[]string
 	usage string            // flag usage, also the documentation of the key
 	mode  bool              // an octal file mode; YAML turns 0660 into the integer 432
 }
@@ -36,6 +36,8 @@ var scalars = []scalar{
 		usage: `DNS resolver IP[:PORT] ([IPv6]:PORT); "" is the first nameserver in /etc/resolv.conf`},
 	{key: "dns.timeout", ptr: func(c *Config) any { return &c.DNS.Timeout },
 		usage: "timeout of one DNS query"},
+	{key: "dns.trusted", ptr: func(c *Config) any { return &c.DNS.Trusted },
+		usage: "resolver addresses (or CIDRs) whose DNSSEC AD bit is trusted although not on loopback; only for a validating resolver reached over a trusted path (comma-separated)"},
 	{key: "probe.port", ptr: func(c *Config) any { return &c.Probe.Port },
 		usage: "SMTP port probed on each MX host"},
 	{key: "probe.helo", ptr: func(c *Config) any { return &c.Probe.HELO },
@@ -48,6 +50,12 @@ var scalars = []scalar{
 		usage: "CIDRs or addresses that may be probed although loopback, private or reserved (comma-separated)"},
 	{key: "probe.max_concurrent", ptr: func(c *Config) any { return &c.Probe.MaxConcurrent },
 		usage: "maximum number of probes running at once"},
+	{key: "mta_sts.enabled", ptr: func(c *Config) any { return &c.MTASTS.Enabled },
+		usage: "look up MTA-STS policies (RFC 8461) for the published level and check reports"},
+	{key: "mta_sts.timeout", ptr: func(c *Config) any { return &c.MTASTS.Timeout },
+		usage: "time limit for fetching one MTA-STS policy over HTTPS"},
+	{key: "mta_sts.cache_size", ptr: func(c *Config) any { return &c.MTASTS.CacheSize },
+		usage: "maximum number of MTA-STS policies kept (each for its max_age)"},
 	{key: "cache.size", ptr: func(c *Config) any { return &c.Cache.Size },
 		usage: "maximum number of domains in the verdict cache"},
 	{key: "cache.pass_ttl", ptr: func(c *Config) any { return &c.Cache.PassTTL },
@@ -154,6 +162,8 @@ func (s scalar) convert(v any) (out any, shown, msg string) {
 			return convertMode(v)
 		}
 		return convertString(v)
+	case *bool:
+		return convertBool(v)
 	case *time.Duration:
 		return convertDuration(v)
 	case *int:
@@ -174,6 +184,24 @@ func convertString(v any) (any, string, string) {
 		return fmt.Sprint(v), "", ""
 	}
 	return nil, "", "must be a single value, not " + kindOf(v)
+}
+
+// convertBool accepts YAML booleans and, from the environment, true/false, yes/no,
+// on/off and 1/0.
+func convertBool(v any) (any, string, string) {
+	switch v := v.(type) {
+	case bool:
+		return v, "", ""
+	case string:
+		switch strings.ToLower(strings.TrimSpace(v)) {
+		case "true", "yes", "on", "1":
+			return true, "", ""
+		case "false", "no", "off", "0":
+			return false, "", ""
+		}
+		return nil, v, "is not a boolean (true or false)"
+	}
+	return nil, fmt.Sprint(v), "is not a boolean (true or false)"
 }
 
 // convertMode accepts "0660" and also the integer YAML makes of an unquoted 0660
@@ -303,6 +331,8 @@ func defaultsMap() map[string]any {
 func deref(p any) any {
 	switch p := p.(type) {
 	case *string:
+		return *p
+	case *bool:
 		return *p
 	case *time.Duration:
 		return *p

@@ -163,6 +163,15 @@ func (v *validator) probe() {
 			v.fail(fmt.Sprintf("probe.allow_networks[%d]", i), n, "is not a CIDR or IP address", "")
 		}
 	}
+	for i, n := range v.c.DNS.Trusted {
+		if _, err := parsePrefix(n); err != nil {
+			v.fail(fmt.Sprintf("dns.trusted[%d]", i), n, "is not a CIDR or IP address", "")
+		}
+	}
+	v.positive("mta_sts.timeout", v.c.MTASTS.Timeout)
+	if v.c.MTASTS.CacheSize < 1 {
+		v.fail("mta_sts.cache_size", strconv.Itoa(v.c.MTASTS.CacheSize), "must be at least 1", "")
+	}
 	if p.MaxConcurrent < 1 {
 		v.fail("probe.max_concurrent", strconv.Itoa(p.MaxConcurrent), "must be at least 1", "")
 	}

@@ -81,7 +81,7 @@ func TestValidateErrors(t *testing.T) {
 			c.Policies = []PolicyConfig{{Domain: "a.example", Level: "encrypt"}, {Domain: ".a.example", Level: "encrypt"}, {Domain: "A.Example.", Level: "may"}}
 		}, "policies[2].domain", `"A.Example." is also the domain of policies[0]`},
 		{"policy level", func(c *Config) { c.Policies = []PolicyConfig{{Domain: "a.example", Level: "encrpyt"}} }, "policies[0].level",
-			`policies[0].level: "encrpyt" is not a TLS level (allowed: none, may, encrypt, dane, dane-only, fingerprint, verify, secure)`},
+			`policies[0].level: "encrpyt" is not a TLS level (allowed: none, may, encrypt, dane, dane-only, fingerprint, verify, secure, published)`},
 		{"policy level missing", func(c *Config) { c.Policies = []PolicyConfig{{Domain: "a.example"}} }, "policies[0].level", "must be set (allowed: none,"},
 		{"match at encrypt", func(c *Config) {
 			c.Policies = []PolicyConfig{{Domain: "a.example", Level: "encrypt", Match: []string{"hostname"}}}
@@ -249,7 +249,7 @@ func TestFieldErrorFormat(t *testing.T) {
 	}{
 		{FieldError{File: "/etc/tlsgate.yaml", Key: "policies[2].level", Value: "encrpyt", Msg: "is not a TLS level",
 			Allowed: strings.Join(policy.LevelNames(), ", ")},
-			`/etc/tlsgate.yaml: policies[2].level: "encrpyt" is not a TLS level (allowed: none, may, encrypt, dane, dane-only, fingerprint, verify, secure)`},
+			`/etc/tlsgate.yaml: policies[2].level: "encrpyt" is not a TLS level (allowed: none, may, encrypt, dane, dane-only, fingerprint, verify, secure, published)`},
 		{FieldError{Key: "policies[0].domain", Msg: "must be set"}, "policies[0].domain: must be set"},
 		{FieldError{File: "environment", Key: "TLSGATE_X", Value: "a\nb", Msg: "is bad"}, `environment: TLSGATE_X: "a\nb" is bad`},
 	}

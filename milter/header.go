@@ -12,6 +12,9 @@ import (
 //	example.com; level=encrypt; status=pass; mechanism=starttls; mx=mx1.example.com;
 //	tls=TLSv1.3; checked=2026-11-21T10:00:00Z; cached=yes; rule=policy:example.com
 //
+// sts= names the mode of the MTA-STS policy applied (enforce, testing); with testing, a
+// pass may carry the reason enforce would have failed for.
+//
 // Fields are "key=value" tokens separated by "; " (the style of RFC 8601
 // Authentication-Results), values never contain ';' or whitespace, empty values are left out.
 func HeaderValue(v verify.Verdict, rule string) string {
@@ -30,6 +33,7 @@ func HeaderValue(v verify.Verdict, rule string) string {
 	add("status", v.Status.String())
 	add("mechanism", string(v.Mechanism))
 	add("reason", string(v.Reason))
+	add("sts", v.STSMode)
 	add("mx", v.MX)
 	add("tls", v.TLSVersion)
 	if !v.Checked.IsZero() {

@@ -55,6 +55,15 @@ func TestHeaderValue(t *testing.T) {
 			fields: []field{{"level", "encrypt"}, {"status", "pass"}, {"mechanism", "starttls"}, {"mx", "mx1.example.test"}, {"tls", "TLSv1.3"}, {"checked", "2026-11-21T10:00:00Z"}, {"cached", "yes"}, {"rule", "policy:example.test"}},
 		},
 		{
+			name: "MTA-STS testing: a pass that records what enforce would say",
+			v: verify.Verdict{Domain: "example.test", Level: policy.LevelPublished, Status: verify.StatusPass, Mechanism: verify.MechMTASTS,
+				Reason: verify.ReasonCertHostMismatch, STSMode: "testing", MX: "mx1.example.test", TLSVersion: "TLSv1.3", Checked: checkedAt},
+			rule:   "customer:acme",
+			want:   "example.test; level=published; status=pass; mechanism=mta-sts; reason=certificate-host-mismatch; sts=testing; mx=mx1.example.test; tls=TLSv1.3; checked=2026-11-21T10:00:00Z; cached=no; rule=customer:acme",
+			domain: "example.test",
+			fields: []field{{"level", "published"}, {"status", "pass"}, {"mechanism", "mta-sts"}, {"reason", "certificate-host-mismatch"}, {"sts", "testing"}, {"mx", "mx1.example.test"}, {"tls", "TLSv1.3"}, {"checked", "2026-11-21T10:00:00Z"}, {"cached", "no"}, {"rule", "customer:acme"}},
+		},
+		{
 			name: "fail with reason (header action)",
 			v: verify.Verdict{Domain: "example.test", Level: policy.LevelVerify, Status: verify.StatusFail, Mechanism: verify.MechPKIX,
 				Reason: verify.ReasonCertExpired, MX: "mx1.example.test", TLSVersion: "TLSv1.2", Checked: checkedAt},

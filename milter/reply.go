@@ -53,9 +53,18 @@ func (r Reply) String() string {
 	return fmt.Sprintf("%d %s", r.Code, r.Text())
 }
 
-// levelPhrase says what a level requires, in words a sender understands.
-func levelPhrase(l policy.Level, domain string) string {
-	switch l {
+// levelPhrase says what a verdict's level requires, in words a sender understands.
+func levelPhrase(v verify.Verdict) string {
+	domain := v.Domain
+	switch l := v.Level; l {
+	case policy.LevelPublished:
+		switch v.Mechanism {
+		case verify.MechDANE:
+			return "encrypted delivery authenticated by the DANE records it publishes"
+		case verify.MechMTASTS:
+			return "encrypted delivery to the mail servers its MTA-STS policy lists"
+		}
+		return "the TLS protection it publishes (DANE or MTA-STS)"
 	case policy.LevelEncrypt:
 		return "encrypted delivery (TLS)"
 	case policy.LevelFingerprint:
@@ -67,7 +76,7 @@ func levelPhrase(l policy.Level, domain string) string {
 	case policy.LevelDane, policy.LevelDaneOnly:
 		return "encrypted delivery authenticated by DANE (TLS " + l.String() + ")"
 	}
-	return "delivery at TLS level " + l.String()
+	return "delivery at TLS level " + v.Level.String()
 }
 
 // failPhrase says what went wrong for a reason, completing "..., but ...".
@@ -91,6 +100,8 @@ func failPhrase(r verify.Reason) string {
 		return "its mail servers cannot be authenticated with their DANE (TLSA) records"
 	case verify.ReasonDNSSECInvalid:
 		return "its MX records are not DNSSEC-signed"
+	case verify.ReasonSTSMXMismatch:
+		return "none of its mail servers is listed in its MTA-STS policy"
 	case verify.ReasonGreylisted:
 		return "its mail servers asked us to try again later"
 	case verify.ReasonTimeout:
@@ -119,7 +130,7 @@ func failPhrase(r verify.Reason) string {
 func ReplyFor(v verify.Verdict, temporary bool, extra string) Reply {
 	d := v.Domain
 	var r Reply
-	level := levelPhrase(v.Level, d)
+	level := levelPhrase(v)
 	switch v.Reason {
 	case verify.ReasonNullMX:
 		r = Reply{556, "5.1.10", []string{fmt.Sprintf("Mail to %s cannot be delivered: the domain publishes a null MX, it accepts no mail.", d)}}
@@ -132,10 +143,10 @@ func ReplyFor(v verify.Verdict, temporary bool, extra string) Reply {
 		r = Reply{451, "4.3.0", []string{fmt.Sprintf("Mail to %s requires %s, but it could not be checked because of a temporary local problem. Please try again later.", d, level)}}
 		temporary = true
 	case verify.ReasonDNSError:
-		r = Reply{451, "4.4.3", []string{fmt.Sprintf("Mail to %s requires %s, but %s. Please try again later.", d, levelPhrase(v.Level, d), failPhrase(v.Reason))}}
+		r = Reply{451, "4.4.3", []string{fmt.Sprintf("Mail to %s requires %s, but %s. Please try again later.", d, level, failPhrase(v.Reason))}}
 		temporary = true
 	default:
-		sentence := fmt.Sprintf("Mail to %s requires %s, but %s.", d, levelPhrase(v.Level, d), failPhrase(v.Reason))
+		sentence := fmt.Sprintf("Mail to %s requires %s, but %s.", d, level, failPhrase(v.Reason))
 		if v.Status == verify.StatusTempfail {
 			sentence += " Please try again later."
 			temporary = true

@@ -53,6 +53,10 @@ var replyCases = []replyCase{
 	{"handshake-failure/fail/dane-only", verdict(policy.LevelDaneOnly, fail, verify.ReasonHandshakeFailure, ""), false, ""},
 	{"tlsa-invalid/fail/dane", verdict(policy.LevelDane, fail, verify.ReasonTLSAInvalid, "mx1.example.test[192.0.2.1]: dane: no TLSA record matches the certificate chain"), false, ""},
 	{"dnssec-invalid/fail/dane-only", verdict(policy.LevelDaneOnly, fail, verify.ReasonDNSSECInvalid, "the MX records of example.test are not DNSSEC-validated; dane-only needs DNSSEC"), false, ""},
+	{"sts-mx-mismatch/fail/published", withMech(verdict(policy.LevelPublished, fail, verify.ReasonSTSMXMismatch, "none of the MX hosts (mx1.example.test) is listed in the MTA-STS policy (mx: mx9.example.test)"), verify.MechMTASTS), false, ""},
+	{"certificate-host-mismatch/fail/published-mta-sts", withMech(verdict(policy.LevelPublished, fail, verify.ReasonCertHostMismatch, ""), verify.MechMTASTS), false, ""},
+	{"tlsa-invalid/fail/published-dane", withMech(verdict(policy.LevelPublished, fail, verify.ReasonTLSAInvalid, ""), verify.MechDANE), false, ""},
+	{"dns-error/tempfail/published", verdict(policy.LevelPublished, temp, verify.ReasonDNSError, "the MTA-STS record of example.test could not be looked up: SERVFAIL"), false, ""},
 	{"null-mx/fail", verdict(enc, fail, verify.ReasonNullMX, "the domain publishes a null MX: it accepts no mail"), false, ""},
 	{"null-mx/fail/temporary", verdict(enc, fail, verify.ReasonNullMX, ""), true, ""},
 	{"no-mx/fail", verdict(enc, fail, verify.ReasonNoMX, "the domain example.test does not exist"), false, ""},
@@ -81,6 +85,11 @@ var replyCases = []replyCase{
 		Detail: "mx1." + longestDomain + "[192.0.2.1]: STARTTLS not offered in the EHLO reply"}, false, "See https://tls.example/help for help."},
 	{"longest-domain/greylisted", verify.Verdict{Domain: longestDomain, Level: enc, Status: temp, Reason: verify.ReasonGreylisted,
 		Detail: "mx1[192.0.2.1]: banner 450 4.7.1 greylisted"}, false, "See https://tls.example/help for help."},
+}
+
+func withMech(v verify.Verdict, m verify.Mechanism) verify.Verdict {
+	v.Mechanism = m
+	return v
 }
 
 // longestDomain is a domain name of 253 octets, the most there can be.

@@ -22,6 +22,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/tlsgate/tlsgate/verify/mtasts"
 	"github.com/tlsgate/tlsgate/verify/smtpprobe"
 )
 
@@ -52,8 +53,12 @@ type Facts struct {
 	MXDetail string // why the lookup failed, or what was found
 	Hosts    []Host
 	// Attempts are the addresses Postfix would contact, in its order and within its
-	// limits, each with what the session showed (or why there was none).
+	// limits, each with what the session showed (or why there was none), followed by
+	// the addresses an MTA-STS policy makes a sender contact beyond those
+	// (Attempt.BeyondLimit).
 	Attempts []Attempt
+	// STS is the domain's MTA-STS state (RFC 8461), nil when MTA-STS is not looked up.
+	STS      *mtasts.Result
 	Checked  time.Time
 	Duration time.Duration
 	// DNSTTL is the smallest TTL of the DNS data used; cached facts never outlive it.
@@ -112,4 +117,8 @@ type Attempt struct {
 	DNSError     string
 	DNSTemporary bool
 	Result       smtpprobe.Result
+	// BeyondLimit: Postfix would not contact this address (it is past
+	// smtp_mx_address_limit); it was probed because the MTA-STS policy skips MX hosts
+	// it does not list (RFC 8461 §4.1), so an MTA-STS sender reaches it.
+	BeyondLimit bool
 }

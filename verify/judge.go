@@ -6,19 +6,20 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/miekg/dns"
 
 	"github.com/tlsgate/tlsgate/config/policy"
 	"github.com/tlsgate/tlsgate/verify/dane"
+	"github.com/tlsgate/tlsgate/verify/mtasts"
 	"github.com/tlsgate/tlsgate/verify/smtpprobe"
 )
 
-// Supported reports whether Judge can decide level: every Postfix level.
-func Supported(l policy.Level) bool {
-	return l >= policy.LevelNone && l <= policy.LevelSecure
-}
+// Supported reports whether Judge can decide level: every Postfix level, and
+// published.
+func Supported(l policy.Level) bool { return l.Valid() }
 
 // Judge decides whether f allows delivery at the level p requires, the way Postfix's SMTP
 // client would decide at delivery time. It does no I/O and is safe to call concurrently.
@@ -67,10 +68,22 @@ func Judge(f *Facts, p policy.Policy) Verdict {
 		return v
 	}
 
+	if p.Level == policy.LevelPublished {
+		return judgePublished(v, f, p)
+	}
+	return judgeAttempts(v, f, p, func(a *Attempt) bool { return !a.BeyondLimit })
+}
+
+// judgeAttempts judges the attempts use selects, in order, as Postfix would try them.
+func judgeAttempts(v Verdict, f *Facts, p policy.Policy, use func(*Attempt) bool) Verdict {
 	var failure *AttemptVerdict
 	failRank, transient := -1, false
-	for _, a := range f.Attempts {
-		av, rank, definite := judgeAttempt(&a, f, p)
+	for i := range f.Attempts {
+		a := &f.Attempts[i]
+		if !use(a) {
+			continue
+		}
+		av, rank, definite := judgeAttempt(a, f, p)
 		v.Attempts = append(v.Attempts, av)
 		if av.Pass {
 			v.Status, v.Reason, v.Detail = StatusPass, ReasonNone, av.Detail
@@ -101,6 +114,94 @@ func Judge(f *Facts, p policy.Policy) Verdict {
 		v.Status = StatusTempfail
 	}
 	v.Reason, v.Detail, v.MX, v.IP = failure.Reason, failure.Detail, failure.Host, failure.IP
+	return v
+}
+
+// judgePublished requires what the domain publishes (tlsgate's level "published"):
+//
+//   - DANE where it applies: some MX host Postfix would contact has DNSSEC-validated
+//     TLSA records. Judged as Postfix's "dane" level. RFC 8461 §2: a sender that
+//     validates DANE uses it instead of MTA-STS, so an MTA-STS policy can neither
+//     weaken nor rescue a DANE verdict. A failed TLSA lookup of a secure host is a
+//     tempfail, never a fall-back to MTA-STS (RFC 7672 §2.2).
+//   - else the MTA-STS policy in mode enforce (RFC 8461 §5) or testing (delivery goes
+//     ahead; the verdict passes and records what enforce would have said);
+//   - else nothing: the domain publishes no TLS requirement.
+func judgePublished(v Verdict, f *Facts, p policy.Policy) Verdict {
+	usableTLSA, unusableTLSA := false, false
+	for i := range f.Attempts {
+		a := &f.Attempts[i]
+		if a.BeyondLimit {
+			continue
+		}
+		switch a.TLSA.Status {
+		case TLSAError:
+			usableTLSA = true // judged as dane: a tempfail for this host
+		case TLSAFound:
+			if len(dane.UsableRecords(a.TLSA.Records)) > 0 {
+				usableTLSA = true
+			} else {
+				unusableTLSA = true
+			}
+		}
+	}
+	dp := p
+	dp.Level = policy.LevelDane
+	if usableTLSA {
+		v.Mechanism = MechDANE
+		return judgeAttempts(v, f, dp, func(a *Attempt) bool { return !a.BeyondLimit })
+	}
+	sts := f.STS
+	switch {
+	case sts != nil && sts.Status == mtasts.StatusError:
+		v.Status, v.Reason = StatusTempfail, ReasonDNSError
+		v.Detail = "the MTA-STS record of " + f.Domain + " could not be looked up: " + sts.Detail
+		return v
+	case sts != nil && sts.Policy != nil && sts.Policy.Mode != mtasts.ModeNone:
+		return judgeSTS(v, f, sts)
+	case unusableTLSA:
+		// RFC 7672 §2.2: TLSA records that are all unusable still mean "TLS is
+		// mandatory": Postfix's dane level is encrypt for those hosts.
+		v.Mechanism = MechDANE
+		return judgeAttempts(v, f, dp, func(a *Attempt) bool { return !a.BeyondLimit })
+	}
+	v.Status, v.Mechanism = StatusPass, MechNone
+	v.Detail = f.Domain + " publishes neither TLSA records nor an MTA-STS policy; nothing is required"
+	if sts != nil && sts.Problem != "" {
+		// RFC 8461 §5: no policy could be had, so delivery goes ahead as though there
+		// were none; the header records why.
+		v.Reason = Reason(sts.Problem)
+		v.Detail = f.Domain + " has an MTA-STS record but no policy could be fetched, so none applies (RFC 8461 §5): " + sts.Detail
+	}
+	return v
+}
+
+// judgeSTS applies an MTA-STS policy (RFC 8461 §4): only MX hosts the policy lists are
+// used (§4.1), and their certificate must be PKIX-valid for the MX host name (§4.2),
+// exactly the checks of Postfix's "verify" level with match=hostname.
+func judgeSTS(v Verdict, f *Facts, sts *mtasts.Result) Verdict {
+	pol := sts.Policy
+	v.Mechanism, v.STSMode = MechMTASTS, pol.Mode.String()
+	listed := func(a *Attempt) bool { return pol.Allows(a.Host) }
+	if !slices.ContainsFunc(f.Attempts, func(a Attempt) bool { return listed(&a) }) {
+		names := make([]string, len(f.Hosts))
+		for i, h := range f.Hosts {
+			names[i] = h.Name
+		}
+		v.Status, v.Reason = StatusFail, ReasonSTSMXMismatch
+		v.Detail = fmt.Sprintf("none of the MX hosts (%s) is listed in the MTA-STS policy (mx: %s)",
+			strings.Join(names, ", "), strings.Join(pol.MX, ", "))
+	} else {
+		v = judgeAttempts(v, f, policy.Policy{Level: policy.LevelVerify}, listed)
+		if v.Status == StatusPass && v.Mechanism == MechPKIX {
+			v.Mechanism = MechMTASTS
+		}
+	}
+	if pol.Mode == mtasts.ModeTesting && v.Status != StatusPass {
+		// RFC 8461 §5: in testing mode the sender delivers anyway (and reports).
+		v.Status = StatusPass
+		v.Detail = "MTA-STS policy in testing mode, delivery goes ahead; enforce would fail: " + v.Detail
+	}
 	return v
 }
 

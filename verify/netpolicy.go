@@ -24,6 +24,7 @@ var nonPublic = []netip.Prefix{
 	netip.MustParsePrefix("::/128"),          // unspecified
 	netip.MustParsePrefix("::1/128"),         // loopback
 	netip.MustParsePrefix("::ffff:0:0/96"),   // IPv4-mapped: judged by the IPv4 address instead
+	netip.MustParsePrefix("64:ff9b::/96"),    // NAT64, RFC 6052: may embed a private IPv4 address
 	netip.MustParsePrefix("64:ff9b:1::/48"),  // local-use NAT64, RFC 8215
 	netip.MustParsePrefix("100::/64"),        // discard-only, RFC 6666
 	netip.MustParsePrefix("2001::/23"),       // IETF protocol assignments, RFC 2928
@@ -46,4 +47,18 @@ func Public(ip netip.Addr) bool {
 		}
 	}
 	return true
+}
+
+// AllowFunc returns the outbound abuse guard: an address may be contacted when it is
+// public or inside one of the operator's allow networks (probe.allow_networks).
+func AllowFunc(allow []netip.Prefix) func(netip.Addr) bool {
+	return func(ip netip.Addr) bool {
+		ip = ip.Unmap()
+		for _, p := range allow {
+			if p.Contains(ip) {
+				return true
+			}
+		}
+		return Public(ip)
+	}
 }

@@ -26,19 +26,36 @@ type Report struct {
 	MXSecure   bool         `json:"mx_dnssec"`
 	MXDetail   string       `json:"mx_detail,omitempty"`
 	MX         []ReportHost `json:"mx"`
+	MTASTS     *ReportSTS   `json:"mta_sts,omitempty"`
 	Checked    time.Time    `json:"checked"`
 	DurationMS int64        `json:"duration_ms"`
 }
 
 // ReportHost is one MX host in a Report.
 type ReportHost struct {
-	Host       string          `json:"host"`
-	Preference uint16          `json:"preference"`
-	Addresses  []string        `json:"addresses"`
-	Error      string          `json:"error,omitempty"`
-	AddrSecure bool            `json:"addresses_dnssec"`
-	TLSA       ReportTLSA      `json:"tlsa"`
-	Attempts   []ReportAttempt `json:"attempts,omitempty"`
+	Host       string     `json:"host"`
+	Preference uint16     `json:"preference"`
+	Addresses  []string   `json:"addresses"`
+	Error      string     `json:"error,omitempty"`
+	AddrSecure bool       `json:"addresses_dnssec"`
+	TLSA       ReportTLSA `json:"tlsa"`
+	// STSListed: the MTA-STS policy lists this host (absent without a policy).
+	STSListed *bool           `json:"mta_sts_listed,omitempty"`
+	Attempts  []ReportAttempt `json:"attempts,omitempty"`
+}
+
+// ReportSTS is the domain's MTA-STS state (RFC 8461).
+type ReportSTS struct {
+	Status  string    `json:"status"` // none, policy, error
+	ID      string    `json:"id,omitempty"`
+	Mode    string    `json:"mode,omitempty"`
+	MaxAge  int64     `json:"max_age,omitempty"` // seconds
+	MX      []string  `json:"mx,omitempty"`
+	Cached  bool      `json:"cached"`
+	Fetched time.Time `json:"fetched,omitzero"`
+	Expires time.Time `json:"expires,omitzero"`
+	Problem string    `json:"problem,omitempty"` // RFC 8460 result type of the last failure
+	Detail  string    `json:"detail,omitempty"`
 }
 
 // ReportTLSA is a host's DANE data.
@@ -65,8 +82,9 @@ type ReportAttempt struct {
 	TLSVersion  string             `json:"tls_version,omitempty"`
 	Cipher      string             `json:"cipher,omitempty"`
 	Certificate *ReportCertificate `json:"certificate,omitempty"`
-	PKIX        string             `json:"pkix,omitempty"` // "ok" or the error
-	Verdict     string             `json:"verdict"`        // "pass" or the reason it did not meet the level
+	PKIX        string             `json:"pkix,omitempty"`                 // "ok" or the error
+	BeyondLimit bool               `json:"beyond_address_limit,omitempty"` // probed for MTA-STS only
+	Verdict     string             `json:"verdict"`                        // "pass" or the reason it did not meet the level
 	DurationMS  int64              `json:"duration_ms"`
 }
 
@@ -89,6 +107,13 @@ func NewReport(f *Facts, v Verdict, rule string) Report {
 		MXStatus: f.MX.String(), MXSecure: f.MXSecure, MXDetail: f.MXDetail, MX: []ReportHost{},
 		Checked: f.Checked.UTC(), DurationMS: f.Duration.Milliseconds(),
 	}
+	if sts := f.STS; sts != nil {
+		r.MTASTS = &ReportSTS{Status: sts.Status.String(), ID: sts.ID, Cached: sts.Cached,
+			Fetched: sts.Fetched.UTC(), Expires: sts.Expires.UTC(), Problem: sts.Problem, Detail: sts.Detail}
+		if p := sts.Policy; p != nil {
+			r.MTASTS.Mode, r.MTASTS.MaxAge, r.MTASTS.MX = p.Mode.String(), int64(p.MaxAge/time.Second), p.MX
+		}
+	}
 	for _, h := range f.Hosts {
 		rh := ReportHost{Host: h.Name, Preference: h.Preference, Addresses: []string{}, Error: h.AddrError, AddrSecure: h.AddrSecure,
 			TLSA: ReportTLSA{Status: h.TLSA.Status.String(), Base: h.TLSA.Base, Error: h.TLSA.Error}}
@@ -101,25 +126,36 @@ func NewReport(f *Facts, v Verdict, rule string) Report {
 		for _, ip := range h.Addrs {
 			rh.Addresses = append(rh.Addresses, ip.String())
 		}
-		for i, a := range f.Attempts {
+		if f.STS != nil && f.STS.Policy != nil {
+			listed := f.STS.Policy.Allows(h.Name)
+			rh.STSListed = &listed
+		}
+		for _, a := range f.Attempts {
 			if a.Host != h.Name || a.DNSError != "" {
 				continue
 			}
-			rh.Attempts = append(rh.Attempts, reportAttempt(&a.Result, attemptVerdict(v, i)))
+			ra := reportAttempt(&a.Result, attemptVerdict(v, &a))
+			ra.BeyondLimit = a.BeyondLimit
+			rh.Attempts = append(rh.Attempts, ra)
 		}
 		r.MX = append(r.MX, rh)
 	}
 	return r
 }
 
-func attemptVerdict(v Verdict, i int) string {
-	if i >= len(v.Attempts) {
-		return "not judged"
+// attemptVerdict finds how the verdict judged a; a level judges only some attempts
+// (an MTA-STS policy skips unlisted hosts, Postfix levels skip those past its limit)
+// and stops at the first that passes.
+func attemptVerdict(v Verdict, a *Attempt) string {
+	for _, av := range v.Attempts {
+		if av.Host == a.Host && av.IP == a.Result.IP {
+			if av.Pass {
+				return "pass"
+			}
+			return string(av.Reason)
+		}
 	}
-	if v.Attempts[i].Pass {
-		return "pass"
-	}
-	return string(v.Attempts[i].Reason)
+	return "not judged"
 }
 
 func reportAttempt(res *smtpprobe.Result, verdict string) ReportAttempt {
@@ -161,6 +197,9 @@ func (r Report) WriteText(w io.Writer) error {
 		if h.Error != "" {
 			p("  error:\t%s", h.Error)
 		}
+		if h.STSListed != nil {
+			p("  mta-sts:\t%s", map[bool]string{true: "listed in the policy", false: "not listed in the policy"}[*h.STSListed])
+		}
 		p("  tlsa:\t%s %s", h.TLSA.Status, h.TLSA.Error)
 		for _, rec := range h.TLSA.Records {
 			usable := "usable"
@@ -170,7 +209,11 @@ func (r Report) WriteText(w io.Writer) error {
 			p("    record:\t%s (%s)", rec.Record, usable)
 		}
 		for _, a := range h.Attempts {
-			p("  %s:\t%s", a.IP, a.Outcome)
+			if a.BeyondLimit {
+				p("  %s:\t%s (past Postfix's address limit; probed for MTA-STS)", a.IP, a.Outcome)
+			} else {
+				p("  %s:\t%s", a.IP, a.Outcome)
+			}
 			if a.Greeting != "" {
 				p("    greeting:\t%s", a.Greeting)
 			}
@@ -191,6 +234,27 @@ func (r Report) WriteText(w io.Writer) error {
 				p("    detail:\t%s", a.Detail)
 			}
 			p("    verdict:\t%s", a.Verdict)
+		}
+	}
+	if m := r.MTASTS; m != nil {
+		switch {
+		case m.Mode != "":
+			cached := "fetched now"
+			if m.Cached {
+				cached = "cached"
+			}
+			p("mta-sts:\tid %s, mode %s, max_age %d, %s, expires %s", m.ID, m.Mode, m.MaxAge, cached, m.Expires.Format(time.RFC3339))
+			p("  mx:\t%s", strings.Join(m.MX, ", "))
+		case m.ID != "":
+			p("mta-sts:\tid %s, no policy", m.ID)
+		default:
+			p("mta-sts:\t%s", m.Status)
+		}
+		if m.Problem != "" {
+			p("  problem:\t%s", m.Problem)
+		}
+		if m.Detail != "" {
+			p("  detail:\t%s", m.Detail)
 		}
 	}
 	p("verdict:\t%s", r.Status)

@@ -31,8 +31,8 @@ const (
 	MechSTARTTLS    Mechanism = "starttls"    // encrypt: any certificate
 	MechFingerprint Mechanism = "fingerprint" // fingerprint: pinned certificate or key digest
 	MechPKIX        Mechanism = "pkix"        // verify/secure: WebPKI chain and name
-	MechDANE        Mechanism = "dane"        // reserved for DANE levels
-	MechMTASTS      Mechanism = "mta-sts"     // reserved for MTA-STS
+	MechDANE        Mechanism = "dane"        // TLSA records (RFC 7672)
+	MechMTASTS      Mechanism = "mta-sts"     // an MTA-STS policy (RFC 8461)
 )
 
 // Reason is a machine-readable reason. Where one fits, it is an RFC 8460 §4.3 result
@@ -51,6 +51,8 @@ const (
 	ReasonDNSSECInvalid          Reason = "dnssec-invalid"            // RFC 8460 §4.3.2.2
 	ReasonSTSPolicyInvalid       Reason = "sts-policy-invalid"        // RFC 8460 §4.3.2.3
 	ReasonSTSWebPKIInvalid       Reason = "sts-webpki-invalid"        // RFC 8460 §4.3.2.3
+	ReasonSTSFetchError          Reason = "sts-policy-fetch-error"    // RFC 8460 §4.3.2.3
+	ReasonSTSMXMismatch          Reason = "sts-mx-mismatch"           // no MX host is listed in the MTA-STS policy (RFC 8461 §4.1)
 	ReasonFingerprintMismatch    Reason = "fingerprint-mismatch"      // no fingerprint in match= fits the certificate
 	ReasonHandshakeFailure       Reason = "handshake-failure"         // STARTTLS accepted, TLS handshake failed
 	ReasonDNSError               Reason = "dns-error"                 // SERVFAIL, timeout, refused
@@ -78,9 +80,12 @@ type Verdict struct {
 	MX         string     // the host used (pass) or whose failure is reported
 	IP         netip.Addr // its address, when there was one
 	TLSVersion string     // "TLSv1.3" when a session was made
-	Checked    time.Time
-	Until      time.Time
-	Cached     bool
+	// STSMode is the mode of the MTA-STS policy that was applied ("enforce",
+	// "testing"), "" when none was.
+	STSMode string
+	Checked time.Time
+	Until   time.Time
+	Cached  bool
 	// Hosts carries the per-attempt findings for reports.
 	Attempts []AttemptVerdict
 }

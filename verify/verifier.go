@@ -18,6 +18,7 @@ import (
 	"github.com/tlsgate/tlsgate/verify/cache"
 	"github.com/tlsgate/tlsgate/verify/dane"
 	"github.com/tlsgate/tlsgate/verify/dnsx"
+	"github.com/tlsgate/tlsgate/verify/mtasts"
 	"github.com/tlsgate/tlsgate/verify/smtpprobe"
 )
 
@@ -32,6 +33,13 @@ type Prober interface {
 }
 
 var _ Prober = (*smtpprobe.Prober)(nil)
+
+// STSLookup finds a domain's MTA-STS policy; *mtasts.Client implements it.
+type STSLookup interface {
+	Lookup(ctx context.Context, domain string) mtasts.Result
+}
+
+var _ STSLookup = (*mtasts.Client)(nil)
 
 // DefaultMXAddressLimit is Postfix's default for how many addresses one delivery may
 // try (postconf(5) smtp_mx_address_limit).
@@ -54,6 +62,9 @@ type Config struct {
 	Log            *slog.Logger
 	// SMTPPort names the TLSA records looked up (_PORT._tcp.host); default 25.
 	SMTPPort int
+	// STS looks up MTA-STS policies beside the MX records; nil disables MTA-STS.
+	// The Verifier owns it: Close closes it when it has a Close method.
+	STS STSLookup
 }
 
 // Verifier gathers and caches Facts. Concurrent requests for one domain share one probe.
@@ -113,6 +124,9 @@ func (v *Verifier) Close() {
 	v.stop()
 	v.wg.Wait()
 	v.cache.Close()
+	if c, ok := v.cfg.STS.(interface{ Close() }); ok {
+		c.Close()
+	}
 }
 
 // Facts returns the facts for domain (an A-label, lower case), from the cache or from a
@@ -207,26 +221,55 @@ func (v *Verifier) Probe(ctx context.Context, domain string) *Facts {
 }
 
 func (v *Verifier) probe(ctx context.Context, f *Facts) {
+	var sts chan mtasts.Result
+	if v.cfg.STS != nil {
+		// The policy is looked up while the MX records are: it decides which hosts an
+		// MTA-STS sender contacts.
+		sts = make(chan mtasts.Result, 1)
+		go func() { sts <- v.cfg.STS.Lookup(ctx, f.Domain) }()
+	}
 	dctx, cancel := context.WithTimeout(ctx, v.cfg.DNSTimeout)
 	hosts, err := v.lookupMX(dctx, f)
 	cancel()
+	if sts != nil {
+		r := <-sts
+		f.STS = &r
+		f.DNSTTL = min(f.DNSTTL, r.TTL)
+	}
 	if err != nil || f.MX != MXFound && f.MX != MXImplicit {
 		return
 	}
 	f.Hosts = hosts
-	// Postfix counts a session towards smtp_mx_session_limit only when its SMTP
-	// handshake, STARTTLS included, succeeded (smtp_connect.c: "Don't count handshake
-	// errors towards the session limit"); with mandatory TLS a successful handshake
-	// delivers. So for every level judged here only smtp_mx_address_limit bounds the
-	// addresses Postfix tries.
-	addresses := 0
+	v.probeHosts(ctx, f)
+}
+
+// probeHosts probes the addresses Postfix would contact and, when the domain has an
+// MTA-STS policy, those an MTA-STS sender would contact.
+//
+// Postfix counts a session towards smtp_mx_session_limit only when its SMTP handshake,
+// STARTTLS included, succeeded (smtp_connect.c: "Don't count handshake errors towards
+// the session limit"); with mandatory TLS a successful handshake delivers. So for every
+// level judged here only smtp_mx_address_limit bounds the addresses Postfix tries.
+// An MTA-STS sender skips the hosts its policy does not list (RFC 8461 §4.1), so its
+// limit counts only listed hosts, and may reach hosts past Postfix's limit.
+func (v *Verifier) probeHosts(ctx context.Context, f *Facts) {
+	var pol *mtasts.Policy
+	if f.STS != nil && f.STS.Policy != nil && f.STS.Policy.Mode != mtasts.ModeNone {
+		pol = f.STS.Policy
+	}
+	postfixLeft, stsLeft := v.cfg.MXAddressLimit, 0
+	if pol != nil {
+		stsLeft = v.cfg.MXAddressLimit
+	}
 	for i := range f.Hosts {
 		h := &f.Hosts[i]
-		if addresses >= v.cfg.MXAddressLimit {
-			return
+		listed := pol != nil && pol.Allows(h.Name)
+		if postfixLeft <= 0 && (!listed || stsLeft <= 0) {
+			continue
 		}
 		if h.AddrError != "" {
-			f.Attempts = append(f.Attempts, Attempt{Host: h.Name, Preference: h.Preference, TLSA: h.TLSA, DNSError: h.AddrError, DNSTemporary: h.AddrTemporary})
+			f.Attempts = append(f.Attempts, Attempt{Host: h.Name, Preference: h.Preference, TLSA: h.TLSA,
+				DNSError: h.AddrError, DNSTemporary: h.AddrTemporary, BeyondLimit: postfixLeft <= 0})
 			continue
 		}
 		// DANE: the server is asked for the TLSA base domain as SNI (RFC 7672 §8.1).
@@ -235,25 +278,36 @@ func (v *Verifier) probe(ctx context.Context, f *Facts) {
 			sni = h.TLSA.Base
 		}
 		for _, ip := range h.Addrs {
-			if addresses >= v.cfg.MXAddressLimit {
-				return
+			byPostfix, bySTS := postfixLeft > 0, listed && stsLeft > 0
+			if !byPostfix && !bySTS {
+				break
 			}
-			addresses++
-			a := Attempt{Host: h.Name, Preference: h.Preference, TLSA: h.TLSA}
-			if !v.allowed(ip) {
-				a.Result = smtpprobe.Result{IP: ip, Outcome: smtpprobe.OutcomeNotAllowed,
-					Detail: fmt.Sprintf("%s is not a public address; not probed (allow it with probe.allow_networks)", ip)}
-				v.cfg.Log.Warn("probe refused by configuration", "domain", f.Domain, "mx", h.Name, "ip", ip.String())
-			} else {
-				pctx, cancel := context.WithTimeout(ctx, v.cfg.HostTimeout)
-				a.Result = v.cfg.Prober.Probe(pctx, ip, sni)
-				cancel()
-				v.cfg.Log.Debug("probed", "domain", f.Domain, "mx", h.Name, "ip", ip.String(),
-					"outcome", a.Result.Outcome.String(), "detail", a.Result.Detail, "duration", a.Result.Duration)
+			if byPostfix {
+				postfixLeft--
 			}
+			if bySTS {
+				stsLeft--
+			}
+			a := Attempt{Host: h.Name, Preference: h.Preference, TLSA: h.TLSA, BeyondLimit: !byPostfix}
+			a.Result = v.probeAddr(ctx, f, h.Name, ip, sni)
 			f.Attempts = append(f.Attempts, a)
 		}
 	}
+}
+
+// probeAddr probes one address, unless the abuse guard forbids it.
+func (v *Verifier) probeAddr(ctx context.Context, f *Facts, host string, ip netip.Addr, sni string) smtpprobe.Result {
+	if !v.allowed(ip) {
+		v.cfg.Log.Warn("probe refused by configuration", "domain", f.Domain, "mx", host, "ip", ip.String())
+		return smtpprobe.Result{IP: ip, Outcome: smtpprobe.OutcomeNotAllowed,
+			Detail: fmt.Sprintf("%s is not a public address; not probed (allow it with probe.allow_networks)", ip)}
+	}
+	pctx, cancel := context.WithTimeout(ctx, v.cfg.HostTimeout)
+	defer cancel()
+	r := v.cfg.Prober.Probe(pctx, ip, sni)
+	v.cfg.Log.Debug("probed", "domain", f.Domain, "mx", host, "ip", ip.String(),
+		"outcome", r.Outcome.String(), "detail", r.Detail, "duration", r.Duration)
+	return r
 }
 
 // lookupMX fills f.MX and returns the hosts in Postfix's order with their addresses.
@@ -434,12 +488,4 @@ func dnsProblem(err error) string {
 
 // allowed reports whether ip may be probed: globally routable unicast, or inside one of
 // the operator's allow_networks.
-func (v *Verifier) allowed(ip netip.Addr) bool {
-	ip = ip.Unmap()
-	for _, p := range v.cfg.Allow {
-		if p.Contains(ip) {
-			return true
-		}
-	}
-	return Public(ip)
-}
+func (v *Verifier) allowed(ip netip.Addr) bool { return AllowFunc(v.cfg.Allow)(ip) }

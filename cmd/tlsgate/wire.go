@@ -14,6 +14,7 @@ import (
 	"github.com/tlsgate/tlsgate/config"
 	"github.com/tlsgate/tlsgate/verify"
 	"github.com/tlsgate/tlsgate/verify/dnsx"
+	"github.com/tlsgate/tlsgate/verify/mtasts"
 	"github.com/tlsgate/tlsgate/verify/smtpprobe"
 )
 
@@ -63,7 +64,7 @@ func newVerifier(cfg *config.Config, log *slog.Logger) (*verify.Verifier, error)
 			return nil, err
 		}
 	}
-	resolver, err := dnsx.NewClient(server, cfg.DNS.Timeout, false)
+	resolver, err := dnsx.NewClient(server, cfg.DNS.Timeout, cfg.ResolverTrusted(server))
 	if err != nil {
 		return nil, err
 	}
@@ -83,7 +84,23 @@ func newVerifier(cfg *config.Config, log *slog.Logger) (*verify.Verifier, error)
 		HELO:   helo,
 		Roots:  roots,
 	}
+	var sts verify.STSLookup
+	if cfg.MTASTS.Enabled {
+		c, err := mtasts.New(mtasts.Config{
+			Resolver:  resolver,
+			Allowed:   verify.AllowFunc(cfg.AllowedNetworks()),
+			Roots:     roots,
+			Timeout:   cfg.MTASTS.Timeout,
+			CacheSize: cfg.MTASTS.CacheSize,
+			Log:       log,
+		})
+		if err != nil {
+			return nil, err
+		}
+		sts = c
+	}
 	return verify.New(verify.Config{
+		STS:           sts,
 		Resolver:      resolver,
 		Prober:        prober,
 		Allow:         cfg.AllowedNetworks(),

@@ -23,6 +23,11 @@ const (
 	LevelFingerprint
 	LevelVerify
 	LevelSecure
+	// LevelPublished is tlsgate's own level, not a Postfix one: require what the
+	// recipient domain publishes: DANE where it has usable TLSA records, else its
+	// MTA-STS policy (RFC 8461) in enforce mode, else nothing. Postfix rejects it in a
+	// tls_policy table, so only tlsgate's configuration may use it.
+	LevelPublished
 )
 
 var levelNames = [...]string{
@@ -34,6 +39,22 @@ var levelNames = [...]string{
 	LevelFingerprint: "fingerprint",
 	LevelVerify:      "verify",
 	LevelSecure:      "secure",
+	LevelPublished:   "published",
+}
+
+// strictness orders the levels for Stricter: Postfix's documented order, with
+// published between may and encrypt, since it requires nothing of a domain that
+// publishes nothing.
+var strictness = [...]int{
+	LevelNone:        0,
+	LevelMay:         1,
+	LevelPublished:   2,
+	LevelEncrypt:     3,
+	LevelDane:        4,
+	LevelDaneOnly:    5,
+	LevelFingerprint: 6,
+	LevelVerify:      7,
+	LevelSecure:      8,
 }
 
 // ErrUnknownLevel is returned by ParseLevel for a name that is not a Postfix level.
@@ -70,8 +91,21 @@ func ParseLevel(s string) (Level, error) {
 func (l Level) Probed() bool { return l > LevelMay }
 
 // Stricter reports whether l is a stricter requirement than o in Postfix's
-// documented level order.
-func (l Level) Stricter(o Level) bool { return l > o }
+// documented level order (published ranks between may and encrypt).
+func (l Level) Stricter(o Level) bool { return l.rank() > o.rank() }
+
+func (l Level) rank() int {
+	if l < 0 || int(l) >= len(strictness) {
+		return -1
+	}
+	return strictness[l]
+}
+
+// Valid reports whether l is a known level.
+func (l Level) Valid() bool { return l >= LevelNone && l <= LevelPublished }
+
+// Postfix reports whether l is a Postfix level, valid in a tls_policy table.
+func (l Level) Postfix() bool { return l >= LevelNone && l <= LevelSecure }
 
 // Action is what tlsgate does with a recipient whose verdict is not pass.
 type Action int

@@ -242,6 +242,11 @@ func parsePolicy(value string) (Policy, []string, error) {
 	if err != nil {
 		return Policy{}, nil, err
 	}
+	if !level.Postfix() {
+		// The file is shared with Postfix, whose smtp_tls_policy_maps lookup
+		// would fail on a level it does not know.
+		return Policy{}, nil, fmt.Errorf("%w %q: a tlsgate level, not a Postfix one; set it in tlsgate's configuration (policies, customers), not in a tls_policy file", ErrUnknownLevel, tokens[0])
+	}
 	pol := Policy{Level: level}
 	var warns []string
 	warnf := func(format string, args ...any) { warns = append(warns, fmt.Sprintf(format, args...)) }

@@ -349,6 +349,12 @@ func TestParseFileErrors(t *testing.T) {
 			wantMsg: []string{"t:3:", `"example.net"`, `"fast"`},
 		},
 		{
+			name:    "tlsgate level in a Postfix file",
+			in:      "example.com encrypt\nexample.net published\n",
+			wantIs:  []error{ErrSyntax, ErrUnknownLevel},
+			wantMsg: []string{"t:2:", `"published"`, "not a Postfix one"},
+		},
+		{
 			name:    "missing level",
 			in:      "example.com encrypt\nexample.net\n",
 			wantIs:  []error{ErrSyntax},

@@ -186,9 +186,11 @@ func TestSetRequire(t *testing.T) {
 // wins exactly when its level is stricter.
 func TestSetRequireStricterBothWays(t *testing.T) {
 	t.Parallel()
-	levels := []Level{LevelNone, LevelMay, LevelEncrypt, LevelDane, LevelDaneOnly, LevelFingerprint, LevelVerify, LevelSecure}
-	for _, dom := range levels {
-		for _, cust := range levels {
+	// In order of strictness: published requires nothing of a domain that publishes
+	// nothing, so it ranks below encrypt.
+	levels := []Level{LevelNone, LevelMay, LevelPublished, LevelEncrypt, LevelDane, LevelDaneOnly, LevelFingerprint, LevelVerify, LevelSecure}
+	for di, dom := range levels {
+		for ci, cust := range levels {
 			tab := NewTable()
 			if _, err := tab.Add("example.com", Policy{Level: dom, Source: "t:1"}); err != nil {
 				t.Fatal(err)
@@ -196,7 +198,7 @@ func TestSetRequireStricterBothWays(t *testing.T) {
 			cs := mustCustomers(t, Customer{Name: "c", SASLLogins: []string{"c"}, Level: cust})
 			got := (&Set{Table: tab, Customers: cs}).Require(Request{RecipientDomain: "example.com", SASLLogin: "c"})
 			wantLevel, wantRule := dom, "policy example.com (t:1)"
-			if cust > dom {
+			if ci > di {
 				wantLevel, wantRule = cust, "customer c"
 			}
 			if got.Policy.Level != wantLevel || got.Rule != wantRule || got.Customer != "c" {

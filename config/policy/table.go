@@ -46,7 +46,7 @@ func (p Policy) clone() Policy {
 
 // validate checks that p's level and actions are known values.
 func (p Policy) validate() error {
-	if p.Level < LevelNone || p.Level > LevelSecure {
+	if !p.Level.Valid() {
 		return fmt.Errorf("%w %s", ErrUnknownLevel, p.Level)
 	}
 	for _, a := range [...]Action{p.OnFail, p.OnTempfail} {
