@@ -419,3 +419,24 @@ func TestRootCAsBadCertificate(t *testing.T) {
 		t.Errorf("RootCAs(garbage) = %v, want an error naming certificate 1", err)
 	}
 }
+
+func TestResolverTrusted(t *testing.T) {
+	t.Parallel()
+	c := Default()
+	c.DNS.Trusted = []string{"192.0.2.53", "2001:db8::/64"}
+	for addr, want := range map[string]bool{
+		"192.0.2.53:53":      true,
+		"192.0.2.54:53":      false,
+		"[2001:db8::35]:53":  true,
+		"[2001:db8:1::1]:53": false,
+		"not an address":     false,
+	} {
+		if got := c.ResolverTrusted(addr); got != want {
+			t.Errorf("ResolverTrusted(%q) = %v; want %v", addr, got, want)
+		}
+	}
+	c.DNS.Trusted = []string{"nonsense"}
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), `dns.trusted[0]: "nonsense" is not a CIDR or IP address`) {
+		t.Errorf("Validate() = %v", err)
+	}
+}

@@ -275,3 +275,39 @@ func TestSTSChangedPolicyNotStale(t *testing.T) {
 		t.Errorf("%d policy fetches; want 2", n)
 	}
 }
+
+// TestReportShowsMTASTS: `tlsgate check` shows the record id, the policy, which MX
+// hosts it lists, and attempts made only for MTA-STS.
+func TestReportShowsMTASTS(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	w.serve(domain, host{name: "mx1", behaviour: "good"}, host{name: "mx2", behaviour: "good"})
+	w.publishSTS(stsPolicy("enforce", "mx2.example.test"))
+	f := w.verifier(w.withSTS).Probe(context.Background(), domain)
+	v := verify.Judge(f, published)
+	r := verify.NewReport(f, v, "customer acme")
+	if r.MTASTS == nil || r.MTASTS.ID != "20261121" || r.MTASTS.Mode != "enforce" || r.MTASTS.MaxAge != 86400 ||
+		len(r.MTASTS.MX) != 1 || r.MTASTS.MX[0] != "mx2.example.test" || r.MTASTS.Cached {
+		t.Fatalf("mta_sts = %+v", r.MTASTS)
+	}
+	if len(r.MX) != 2 || r.MX[0].STSListed == nil || *r.MX[0].STSListed || r.MX[1].STSListed == nil || !*r.MX[1].STSListed {
+		t.Fatalf("mx listed flags wrong: %+v", r.MX)
+	}
+	// mx1 was probed for Postfix levels but not judged by the policy; mx2 passed.
+	if got := r.MX[0].Attempts[0].Verdict; got != "not judged" {
+		t.Errorf("mx1 verdict %q; want not judged", got)
+	}
+	if got := r.MX[1].Attempts[0].Verdict; got != "pass" {
+		t.Errorf("mx2 verdict %q; want pass", got)
+	}
+	var b strings.Builder
+	if err := r.WriteText(&b); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{"mta-sts:\tid 20261121, mode enforce, max_age 86400, fetched now",
+		"mx:\tmx2.example.test", "not listed in the policy", "listed in the policy", "mechanism:\tmta-sts"} {
+		if !strings.Contains(strings.Join(strings.Fields(b.String()), " "), strings.Join(strings.Fields(s), " ")) {
+			t.Errorf("report lacks %q:\n%s", s, b.String())
+		}
+	}
+}
