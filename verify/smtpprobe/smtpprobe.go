@@ -138,17 +138,36 @@ type Prober struct {
 
 const (
 	maxLineLen   = 2048 // RFC 5321 §4.5.3.1.5 allows 512; be generous, but bounded
+	bufSize      = 4096 // reader buffer; must hold maxLineLen plus CRLF
 	maxReplyLine = 100  // lines in one multi-line reply
+	// maxSession bounds a session whose context has no deadline. RFC 5321 §4.5.3.2.1
+	// gives a client 5 minutes to wait for the greeting; we allow that much for the
+	// whole session, as one deadline and not per read, so that a peer trickling one
+	// byte at a time cannot hold a probe forever.
+	maxSession = 5 * time.Minute
+	// quitWait is how long we wait for the reply to QUIT. RFC 5321 §4.1.1.10: the
+	// client SHOULD wait for the reply, but the verdict is known by then and Postfix
+	// does not wait at all (smtp_skip_quit_response = yes), so a server that never
+	// answers, or answers and keeps the connection open, costs at most this much.
+	quitWait = 500 * time.Millisecond
+	// maxQuoted is how much of a malformed line an error quotes.
+	maxQuoted = 64
 )
 
 // Probe runs one session against ip, sending sni as TLS server name ("" for
 // p.ServerName; DANE needs the TLSA base domain, RFC 7672 §8.1). It never returns an
 // error: every failure is a Result with a transient or definite Outcome. The context
-// bounds the whole session.
+// bounds the whole session, as one deadline for all reads and writes (a context without
+// a deadline gets maxSession): no amount of slow but steady input extends it.
 func (p *Prober) Probe(ctx context.Context, ip netip.Addr, sni string) Result {
 	start := time.Now()
 	if sni == "" {
 		sni = p.ServerName
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, maxSession)
+		defer cancel()
 	}
 	res := p.probe(ctx, ip, sni)
 	res.IP = ip
@@ -166,15 +185,16 @@ func (p *Prober) probe(ctx context.Context, ip netip.Addr, sni string) (res Resu
 		return netFailure(res, "connect", err)
 	}
 	defer conn.Close()
-	// Unblock reads when the context ends: a tarpit must not outlive the budget.
+	// One deadline for the whole session, never renewed by the bytes that arrive; the
+	// AfterFunc also unblocks I/O when the context is cancelled before it: a tarpit
+	// must not outlive the budget.
+	dl, _ := ctx.Deadline()
+	conn.SetDeadline(dl)
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
-	if dl, ok := ctx.Deadline(); ok {
-		conn.SetDeadline(dl)
-	}
 	res.Stage = StageConnected
 
-	s := &session{conn: conn, r: bufio.NewReaderSize(conn, 4096)}
+	s := &session{ctx: ctx, conn: conn, r: bufio.NewReaderSize(conn, bufSize)}
 	if res.Greeting, err = s.read(); err != nil {
 		return netFailure(res, "greeting", err)
 	}
@@ -217,7 +237,11 @@ func (p *Prober) probe(ctx context.Context, ip netip.Addr, sni string) (res Resu
 
 	tc := tls.Client(conn, p.tlsConfig(sni))
 	if err := tc.HandshakeContext(ctx); err != nil {
-		if ctx.Err() != nil || isTimeout(err) {
+		// A peer that stalls or goes away (FIN or RST) mid-handshake has not answered
+		// our ClientHello: that is a broken session, transient like a drop anywhere
+		// else. Only an answer (an alert, a record that is not TLS, a certificate or
+		// parameters we cannot accept) is a definite handshake failure.
+		if ctx.Err() != nil || isTimeout(err) || dropped(err) {
 			return netFailure(res, "TLS handshake", err)
 		}
 		res.Outcome, res.Detail = OutcomeHandshakeError, "TLS handshake failed: "+err.Error()
@@ -231,7 +255,7 @@ func (p *Prober) probe(ctx context.Context, ip netip.Addr, sni string) (res Resu
 
 	// Postfix's handshake ends with EHLO over TLS (smtp_start_tls returns smtp_helo):
 	// a server that fails it does not get mail, whatever its certificate.
-	s = &session{conn: tc, r: bufio.NewReaderSize(tc, 4096)}
+	s = &session{ctx: ctx, conn: tc, r: bufio.NewReaderSize(tc, bufSize)}
 	r, err := s.cmd("EHLO " + p.HELO)
 	if err != nil {
 		return netFailure(res, "EHLO after STARTTLS", err)
@@ -323,6 +347,13 @@ func netFailure(res Result, what string, err error) Result {
 	return res
 }
 
+// dropped reports whether err is the peer closing or resetting the connection.
+func dropped(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
+		errors.Is(err, syscall.ECONNABORTED)
+}
+
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) ||
@@ -343,6 +374,7 @@ func hasExtension(r Reply, ext string) bool {
 }
 
 type session struct {
+	ctx  context.Context // its deadline is already the connection's
 	conn net.Conn
 	r    *bufio.Reader
 }
@@ -354,15 +386,28 @@ func (s *session) cmd(line string) (Reply, error) {
 	return s.read()
 }
 
+// quit sends QUIT and waits for the reply at most quitWait, and never past the session
+// deadline; it does not wait for the server to close the connection (RFC 5321
+// §4.1.1.10 has the server close after its 221, but nothing makes it). The reply is
+// not looked at: the probe's result is already decided.
 func (s *session) quit() {
-	s.conn.SetDeadline(time.Now().Add(2 * time.Second))
+	dl := time.Now().Add(quitWait)
+	if d, ok := s.ctx.Deadline(); ok && d.Before(dl) {
+		dl = d
+	}
+	s.conn.SetDeadline(dl)
+	if s.ctx.Err() != nil {
+		return // cancelled: the AfterFunc's deadline may just have been overwritten
+	}
 	s.cmd("QUIT")
 }
 
 // ErrSyntax is wrapped by read for replies that are not RFC 5321 §4.2 replies.
 var ErrSyntax = errors.New("smtpprobe: malformed reply")
 
-// read reads one (possibly multi-line) reply, bounded in line length and line count.
+// read reads one (possibly multi-line) reply, bounded in line length and line count:
+// it stops at the first line over maxLineLen or after maxReplyLine lines, so a peer
+// sending megabytes makes it hold at most maxLineLen*maxReplyLine bytes.
 func (s *session) read() (Reply, error) {
 	var r Reply
 	var lines []string
@@ -372,11 +417,11 @@ func (s *session) read() (Reply, error) {
 			return Reply{}, err
 		}
 		if len(line) < 3 {
-			return Reply{}, fmt.Errorf("%w: %q", ErrSyntax, line)
+			return Reply{}, fmt.Errorf("%w: %s", ErrSyntax, quote(line))
 		}
 		code, err := strconv.Atoi(line[:3])
 		if err != nil || code < 200 || code > 599 || (r.Code != 0 && code != r.Code) {
-			return Reply{}, fmt.Errorf("%w: %q", ErrSyntax, line)
+			return Reply{}, fmt.Errorf("%w: %s", ErrSyntax, quote(line))
 		}
 		r.Code = code
 		if len(line) == 3 {
@@ -391,27 +436,43 @@ func (s *session) read() (Reply, error) {
 			return r, nil
 		case '-':
 		default:
-			return Reply{}, fmt.Errorf("%w: %q", ErrSyntax, line)
+			return Reply{}, fmt.Errorf("%w: %s", ErrSyntax, quote(line))
 		}
 	}
 	return Reply{}, fmt.Errorf("%w: more than %d lines", ErrSyntax, maxReplyLine)
 }
 
+// readLine reads one line without its CRLF (RFC 5321 §2.3.8; a bare LF is tolerated),
+// failing once the line outgrows the reader's buffer rather than buffering the rest of
+// an endless line. A line cut short by a timeout or a hang-up is an error, not a line:
+// a reply is only complete with its line end.
 func (s *session) readLine() (string, error) {
-	var b []byte
-	for {
-		chunk, isPrefix, err := s.r.ReadLine()
-		if err != nil {
-			return "", err
-		}
-		b = append(b, chunk...)
-		if len(b) > maxLineLen {
-			return "", fmt.Errorf("%w: line longer than %d bytes", ErrSyntax, maxLineLen)
-		}
-		if !isPrefix {
-			return string(b), nil
-		}
+	line, err := s.r.ReadSlice('\n')
+	switch {
+	case errors.Is(err, bufio.ErrBufferFull):
+		return "", fmt.Errorf("%w: line longer than %d bytes", ErrSyntax, maxLineLen)
+	case err == io.EOF && len(line) > 0:
+		return "", io.ErrUnexpectedEOF
+	case err != nil:
+		return "", err
 	}
+	line = line[:len(line)-1]
+	if n := len(line); n > 0 && line[n-1] == '\r' {
+		line = line[:n-1]
+	}
+	if len(line) > maxLineLen {
+		return "", fmt.Errorf("%w: line longer than %d bytes", ErrSyntax, maxLineLen)
+	}
+	return string(line), nil
+}
+
+// quote quotes at most maxQuoted bytes of a malformed line for an error message: the
+// line is the peer's and may be long or binary.
+func quote(line string) string {
+	if len(line) <= maxQuoted {
+		return strconv.Quote(line)
+	}
+	return strconv.Quote(line[:maxQuoted]) + "..."
 }
 
 // Fingerprint returns the SHA-256 digest of der in Postfix's "AA:BB:..." notation.
