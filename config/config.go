@@ -38,12 +38,14 @@ type Config struct {
 		Trusted  []string      `koanf:"trusted"`
 	} `koanf:"dns"`
 	Probe struct {
-		Port          int           `koanf:"port"`
-		HELO          string        `koanf:"helo"`
-		Timeout       time.Duration `koanf:"timeout"`
-		CAFile        string        `koanf:"ca_file"`
-		AllowNetworks []string      `koanf:"allow_networks"`
-		MaxConcurrent int           `koanf:"max_concurrent"`
+		Port           int           `koanf:"port"`
+		HELO           string        `koanf:"helo"`
+		Timeout        time.Duration `koanf:"timeout"`
+		CAFile         string        `koanf:"ca_file"`
+		AllowNetworks  []string      `koanf:"allow_networks"`
+		MaxConcurrent  int           `koanf:"max_concurrent"`
+		MaxQueued      int           `koanf:"max_queued"`
+		RatePerAddress int           `koanf:"rate_per_address"`
 	} `koanf:"probe"`
 	MTASTS struct {
 		Enabled   bool          `koanf:"enabled"`
@@ -124,6 +126,8 @@ func Default() *Config {
 	c.Probe.CAFile = ""
 	c.Probe.AllowNetworks = []string{}
 	c.Probe.MaxConcurrent = 64
+	c.Probe.MaxQueued = 1024
+	c.Probe.RatePerAddress = 10
 	c.Cache.Size = 100000
 	c.Cache.PassTTL = time.Hour
 	c.Cache.FailTTL = 10 * time.Minute

@@ -175,6 +175,12 @@ func (v *validator) probe() {
 	if p.MaxConcurrent < 1 {
 		v.fail("probe.max_concurrent", strconv.Itoa(p.MaxConcurrent), "must be at least 1", "")
 	}
+	if p.MaxQueued < 1 {
+		v.fail("probe.max_queued", strconv.Itoa(p.MaxQueued), "must be at least 1", "")
+	}
+	if p.RatePerAddress < 0 {
+		v.fail("probe.rate_per_address", strconv.Itoa(p.RatePerAddress), "must be 0 (no limit) or more", "")
+	}
 }
 
 // checkHELO accepts a host name or an address literal ("[192.0.2.1]",

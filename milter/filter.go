@@ -181,9 +181,12 @@ func (f *Filter) verdict(ctx context.Context, domain string, p policy.Policy) ve
 	facts, cached, err := f.cfg.Facts.Facts(ctx, domain)
 	if err != nil {
 		reason := verify.ReasonInternal
-		if errors.Is(err, verify.ErrPending) {
+		switch {
+		case errors.Is(err, verify.ErrPending):
 			reason = verify.ReasonVerificationInProgress
-		} else {
+		case errors.Is(err, verify.ErrOverloaded):
+			reason = verify.ReasonOverloaded
+		default:
 			f.cfg.Log.Error("verification failed", "domain", domain, "err", err)
 		}
 		return verify.Verdict{Domain: domain, Level: p.Level, Status: verify.StatusTempfail, Reason: reason, Checked: time.Now()}

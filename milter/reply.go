@@ -114,6 +114,8 @@ func failPhrase(r verify.Reason) string {
 		return "its mail servers could not be looked up in the DNS"
 	case verify.ReasonProbeNotAllowed:
 		return "its mail servers are on a network this server is not allowed to check"
+	case verify.ReasonRateLimited:
+		return "its mail servers were checked too often in the last minute"
 	}
 	return "it could not be checked"
 }
@@ -138,6 +140,9 @@ func ReplyFor(v verify.Verdict, temporary bool, extra string) Reply {
 		r = Reply{550, "5.1.2", []string{fmt.Sprintf("Mail to %s cannot be delivered: the domain has no mail servers that can be reached.", d)}}
 	case verify.ReasonVerificationInProgress:
 		r = Reply{451, "4.7.0", []string{fmt.Sprintf("Mail to %s requires %s; checking its mail servers is in progress. Please try again in a minute.", d, level)}}
+		temporary = true
+	case verify.ReasonOverloaded:
+		r = Reply{451, "4.7.0", []string{fmt.Sprintf("Mail to %s requires %s; too many checks are waiting right now. Please try again in a few minutes.", d, level)}}
 		temporary = true
 	case verify.ReasonInternal:
 		r = Reply{451, "4.3.0", []string{fmt.Sprintf("Mail to %s requires %s, but it could not be checked because of a temporary local problem. Please try again later.", d, level)}}

@@ -69,6 +69,8 @@ var replyCases = []replyCase{
 	{"connection-refused/tempfail", verdict(enc, temp, verify.ReasonConnectionRefused, "mx1.example.test[192.0.2.1]: connect: connection refused"), false, ""},
 	{"smtp-error/tempfail", verdict(enc, temp, verify.ReasonProtocolError, ""), false, ""},
 	{"probe-not-allowed/tempfail", verdict(enc, temp, verify.ReasonProbeNotAllowed, ""), false, ""},
+	{"overloaded/tempfail", verdict(enc, temp, verify.ReasonOverloaded, ""), false, ""},
+	{"rate-limited/tempfail", verdict(enc, temp, verify.ReasonRateLimited, "mx1.example.test[192.0.2.1]: not probed: this address was probed too often in the last minute"), false, ""},
 	{"in-progress/tempfail", verdict(enc, temp, verify.ReasonVerificationInProgress, ""), false, ""},
 	{"in-progress/tempfail/temporary", verdict(enc, temp, verify.ReasonVerificationInProgress, ""), true, ""},
 	{"internal-error/tempfail", verdict(enc, temp, verify.ReasonInternal, ""), false, ""},

@@ -121,4 +121,7 @@ type Attempt struct {
 	// smtp_mx_address_limit); it was probed because the MTA-STS policy skips MX hosts
 	// it does not list (RFC 8461 §4.1), so an MTA-STS sender reaches it.
 	BeyondLimit bool
+	// RateLimited: not probed because the address was probed too often
+	// (Config.RatePerAddress); a transient condition.
+	RateLimited bool
 }

@@ -246,6 +246,9 @@ func judgeAttempt(a *Attempt, f *Facts, p policy.Policy) (av AttemptVerdict, ran
 			return fail(ReasonTLSAInvalid, 1, true, "no DNSSEC-validated TLSA records (%s); dane-only needs them", a.TLSA.Status)
 		}
 	}
+	if a.RateLimited {
+		return fail(ReasonRateLimited, 0, false, "not probed: this address was probed too often in the last minute")
+	}
 	if a.DNSError != "" {
 		if a.DNSTemporary {
 			return fail(ReasonDNSError, 0, false, "%s", a.DNSError)

@@ -63,6 +63,8 @@ const (
 	ReasonNullMX                 Reason = "null-mx"                   // RFC 7505
 	ReasonNoMX                   Reason = "no-mx"                     // NXDOMAIN, or no MX host with an address
 	ReasonProbeNotAllowed        Reason = "probe-not-allowed"         // address outside probe.allow_networks
+	ReasonRateLimited            Reason = "rate-limited"              // address probed too often (probe.rate_per_address)
+	ReasonOverloaded             Reason = "overloaded"                // too many probes waiting (probe queue full)
 	ReasonVerificationInProgress Reason = "in-progress"               // the probe did not finish within rcpt_timeout
 	ReasonInternal               Reason = "internal-error"            // our own failure
 )

@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/miekg/dns"
@@ -25,6 +27,11 @@ import (
 // ErrPending is returned by Verifier.Facts when the caller's context ended before the
 // probe finished. The probe goes on in the background and its facts land in the cache.
 var ErrPending = errors.New("verify: verification still in progress")
+
+// ErrOverloaded is returned by Verifier.Facts when more probes are waiting than
+// Config.MaxQueued: a burst of distinct domains is answered with a tempfail rather than
+// queued without bound.
+var ErrOverloaded = errors.New("verify: too many probes waiting")
 
 // Prober probes one address with an optional TLS server name; *smtpprobe.Prober
 // implements it.
@@ -54,12 +61,26 @@ type Config struct {
 	DNSTimeout     time.Duration  // the DNS part of a probe; default 10s
 	MXAddressLimit int
 	MaxConcurrent  int // probes of distinct domains at once; default 64
-	CacheSize      int // default 100000
-	PassTTL        time.Duration
-	FailTTL        time.Duration
-	TempfailTTL    time.Duration
-	Now            func() time.Time
-	Log            *slog.Logger
+	// MaxQueued bounds the probes waiting for one of the MaxConcurrent slots;
+	// default 16 x MaxConcurrent. Past it Facts returns ErrOverloaded.
+	MaxQueued int
+	// RatePerAddress bounds the SMTP sessions opened to one address per minute
+	// (0: no limit). Results are shared between domains with the same MX address for
+	// AddressTTL, so the limit bites only when one address is probed for many
+	// distinct reasons.
+	RatePerAddress int
+	// AddressTTL is how long the result of probing one address (with one SNI) is
+	// reused for other domains; default 1 minute.
+	AddressTTL time.Duration
+	// OwnAddrs are this host's addresses, never probed unless in Allow; nil reads the
+	// interface addresses.
+	OwnAddrs    []netip.Addr
+	CacheSize   int // default 100000
+	PassTTL     time.Duration
+	FailTTL     time.Duration
+	TempfailTTL time.Duration
+	Now         func() time.Time
+	Log         *slog.Logger
 	// SMTPPort names the TLSA records looked up (_PORT._tcp.host); default 25.
 	SMTPPort int
 	// STS looks up MTA-STS policies beside the MX records; nil disables MTA-STS.
@@ -73,9 +94,17 @@ type Verifier struct {
 	cache *cache.Cache[*Facts]
 	group singleflight.Group
 	sem   chan struct{}
-	wg    sync.WaitGroup
-	ctx   context.Context // parent of background probes; cancelled by Close
-	stop  context.CancelFunc
+	// queued counts probes started and not yet holding a sem slot.
+	queued atomic.Int64
+	// addrs caches probe results per address and SNI, shared between domains;
+	// addrGroup collapses concurrent probes of one address.
+	addrs     *cache.Cache[smtpprobe.Result]
+	addrGroup singleflight.Group
+	limiter   *addrLimiter
+	allow     func(netip.Addr) bool
+	wg        sync.WaitGroup
+	ctx       context.Context // parent of background probes; cancelled by Close
+	stop      context.CancelFunc
 }
 
 // New returns a Verifier. It returns an error only for an unusable configuration.
@@ -99,6 +128,13 @@ func New(cfg Config) (*Verifier, error) {
 	if cfg.MaxConcurrent <= 0 {
 		cfg.MaxConcurrent = 64
 	}
+	if cfg.MaxQueued <= 0 {
+		cfg.MaxQueued = 16 * cfg.MaxConcurrent
+	}
+	def(&cfg.AddressTTL, time.Minute)
+	if cfg.OwnAddrs == nil {
+		cfg.OwnAddrs = interfaceAddrs()
+	}
 	if cfg.SMTPPort <= 0 {
 		cfg.SMTPPort = 25
 	}
@@ -115,8 +151,24 @@ func New(cfg Config) (*Verifier, error) {
 	if err != nil {
 		return nil, fmt.Errorf("verify: %w", err)
 	}
+	addrs, err := cache.New[smtpprobe.Result](max(cfg.CacheSize/4, 1000))
+	if err != nil {
+		return nil, fmt.Errorf("verify: %w", err)
+	}
 	ctx, stop := context.WithCancel(context.Background())
-	return &Verifier{cfg: cfg, cache: c, sem: make(chan struct{}, cfg.MaxConcurrent), ctx: ctx, stop: stop}, nil
+	allow := AllowFunc(cfg.Allow)
+	own := map[netip.Addr]bool{}
+	for _, ip := range cfg.OwnAddrs {
+		own[ip.Unmap()] = true
+	}
+	v := &Verifier{cfg: cfg, cache: c, sem: make(chan struct{}, cfg.MaxConcurrent), ctx: ctx, stop: stop,
+		addrs: addrs, limiter: newAddrLimiter(cfg.RatePerAddress, time.Minute),
+		allow: func(ip netip.Addr) bool {
+			// The host's own addresses are refused even when public: a domain whose MX
+			// points at us would make us probe ourselves.
+			return allow(ip) && (!own[ip.Unmap()] || allowedExplicitly(cfg.Allow, ip))
+		}}
+	return v, nil
 }
 
 // Close cancels background probes, waits for them and releases the cache.
@@ -124,6 +176,7 @@ func (v *Verifier) Close() {
 	v.stop()
 	v.wg.Wait()
 	v.cache.Close()
+	v.addrs.Close()
 	if c, ok := v.cfg.STS.(interface{ Close() }); ok {
 		c.Close()
 	}
@@ -142,9 +195,16 @@ func (v *Verifier) Facts(ctx context.Context, domain string) (f *Facts, cached b
 		// Detached from ctx: the probe must outlive the RCPT that started it.
 		v.wg.Add(1)
 		defer v.wg.Done()
+		if v.queued.Add(1) > int64(v.cfg.MaxQueued) {
+			v.queued.Add(-1)
+			v.cfg.Log.Warn("probe queue full; answering tempfail", "domain", domain, "max_queued", v.cfg.MaxQueued)
+			return nil, ErrOverloaded
+		}
 		select {
 		case v.sem <- struct{}{}:
+			v.queued.Add(-1)
 		case <-v.ctx.Done():
+			v.queued.Add(-1)
 			return nil, v.ctx.Err()
 		}
 		defer func() { <-v.sem }()
@@ -289,25 +349,45 @@ func (v *Verifier) probeHosts(ctx context.Context, f *Facts) {
 				stsLeft--
 			}
 			a := Attempt{Host: h.Name, Preference: h.Preference, TLSA: h.TLSA, BeyondLimit: !byPostfix}
-			a.Result = v.probeAddr(ctx, f, h.Name, ip, sni)
+			a.Result, a.RateLimited = v.probeAddr(ctx, f, h.Name, ip, sni)
 			f.Attempts = append(f.Attempts, a)
 		}
 	}
 }
 
-// probeAddr probes one address, unless the abuse guard forbids it.
-func (v *Verifier) probeAddr(ctx context.Context, f *Facts, host string, ip netip.Addr, sni string) smtpprobe.Result {
+// probeAddr probes one address, unless the abuse guard forbids it. A result for the
+// same address and SNI is shared between domains (many domains share their provider's
+// MX hosts; the probe does not depend on the domain).
+func (v *Verifier) probeAddr(ctx context.Context, f *Facts, host string, ip netip.Addr, sni string) (r smtpprobe.Result, limited bool) {
 	if !v.allowed(ip) {
 		v.cfg.Log.Warn("probe refused by configuration", "domain", f.Domain, "mx", host, "ip", ip.String())
 		return smtpprobe.Result{IP: ip, Outcome: smtpprobe.OutcomeNotAllowed,
-			Detail: fmt.Sprintf("%s is not a public address; not probed (allow it with probe.allow_networks)", ip)}
+			Detail: fmt.Sprintf("%s is not a public address or is this host's own; not probed (allow it with probe.allow_networks)", ip)}, false
 	}
-	pctx, cancel := context.WithTimeout(ctx, v.cfg.HostTimeout)
-	defer cancel()
-	r := v.cfg.Prober.Probe(pctx, ip, sni)
+	key := ip.String() + "|" + sni
+	if r, ok := v.addrs.Get(key); ok {
+		return r, false
+	}
+	res, _, _ := v.addrGroup.Do(key, func() (any, error) {
+		if !v.limiter.allow(ip, v.cfg.Now()) {
+			return nil, nil
+		}
+		pctx, cancel := context.WithTimeout(ctx, v.cfg.HostTimeout)
+		defer cancel()
+		r := v.cfg.Prober.Probe(pctx, ip, sni)
+		if ctx.Err() == nil {
+			v.addrs.Set(key, r, v.cfg.AddressTTL)
+		}
+		return r, nil
+	})
+	if res == nil {
+		v.cfg.Log.Warn("probe rate limit reached", "domain", f.Domain, "mx", host, "ip", ip.String(), "per_minute", v.cfg.RatePerAddress)
+		return smtpprobe.Result{IP: ip}, true
+	}
+	r = res.(smtpprobe.Result)
 	v.cfg.Log.Debug("probed", "domain", f.Domain, "mx", host, "ip", ip.String(),
 		"outcome", r.Outcome.String(), "detail", r.Detail, "duration", r.Duration)
-	return r
+	return r, false
 }
 
 // lookupMX fills f.MX and returns the hosts in Postfix's order with their addresses.
@@ -357,7 +437,13 @@ func (v *Verifier) lookupMX(ctx context.Context, f *Facts) ([]Host, error) {
 		if slices.ContainsFunc(hosts, func(h Host) bool { return h.Name == name }) {
 			continue
 		}
-		hosts = append(hosts, Host{Name: name, Preference: mx.Preference})
+		h := Host{Name: name, Preference: mx.Preference}
+		if _, err := netip.ParseAddr(name); err == nil {
+			// RFC 5321 §5.1: an MX names a host, never an address; Postfix rejects
+			// a numeric MX name ("malformed domain name"). Never probed.
+			h.AddrError = name + ": MX target is an IP address, not a host name"
+		}
+		hosts = append(hosts, h)
 	}
 	if null {
 		// RFC 7505 §3 forbids other MX records beside a null MX; Postfix treats any
@@ -372,6 +458,9 @@ func (v *Verifier) lookupMX(ctx context.Context, f *Facts) ([]Host, error) {
 	})
 	f.MXSecure = ans.Authentic
 	for i := range hosts {
+		if hosts[i].AddrError != "" {
+			continue
+		}
 		v.lookupAddrs(ctx, f, &hosts[i])
 		// TLSA for every host with secure addresses, also below an insecure MX
 		// RRset (Postfix smtp_tls_dane_insecure_mx_policy = dane; RFC 7672 §2.2.2).
@@ -486,6 +575,30 @@ func dnsProblem(err error) string {
 	return "malformed answer"
 }
 
-// allowed reports whether ip may be probed: globally routable unicast, or inside one of
-// the operator's allow_networks.
-func (v *Verifier) allowed(ip netip.Addr) bool { return AllowFunc(v.cfg.Allow)(ip) }
+// allowed reports whether ip may be probed: globally routable unicast and not this
+// host's own, or inside one of the operator's allow_networks.
+func (v *Verifier) allowed(ip netip.Addr) bool { return v.allow(ip) }
+
+func allowedExplicitly(allow []netip.Prefix, ip netip.Addr) bool {
+	for _, p := range allow {
+		if p.Contains(ip.Unmap()) {
+			return true
+		}
+	}
+	return false
+}
+
+// interfaceAddrs lists this host's addresses; none when they cannot be read.
+func interfaceAddrs() []netip.Addr {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return []netip.Addr{}
+	}
+	out := make([]netip.Addr, 0, len(addrs))
+	for _, a := range addrs {
+		if p, err := netip.ParsePrefix(a.String()); err == nil {
+			out = append(out, p.Addr().Unmap())
+		}
+	}
+	return out
+}

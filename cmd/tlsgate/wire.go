@@ -100,17 +100,19 @@ func newVerifier(cfg *config.Config, log *slog.Logger) (*verify.Verifier, error)
 		sts = c
 	}
 	return verify.New(verify.Config{
-		STS:           sts,
-		Resolver:      resolver,
-		Prober:        prober,
-		Allow:         cfg.AllowedNetworks(),
-		HostTimeout:   cfg.Probe.Timeout,
-		DNSTimeout:    cfg.DNS.Timeout * 3,
-		MaxConcurrent: cfg.Probe.MaxConcurrent,
-		CacheSize:     cfg.Cache.Size,
-		PassTTL:       cfg.Cache.PassTTL,
-		FailTTL:       cfg.Cache.FailTTL,
-		TempfailTTL:   cfg.Cache.TempfailTTL,
-		Log:           log,
+		STS:            sts,
+		Resolver:       resolver,
+		Prober:         prober,
+		Allow:          cfg.AllowedNetworks(),
+		HostTimeout:    cfg.Probe.Timeout,
+		DNSTimeout:     cfg.DNS.Timeout * 3,
+		MaxConcurrent:  cfg.Probe.MaxConcurrent,
+		MaxQueued:      cfg.Probe.MaxQueued,
+		RatePerAddress: cfg.Probe.RatePerAddress,
+		CacheSize:      cfg.Cache.Size,
+		PassTTL:        cfg.Cache.PassTTL,
+		FailTTL:        cfg.Cache.FailTTL,
+		TempfailTTL:    cfg.Cache.TempfailTTL,
+		Log:            log,
 	})
 }
