@@ -53,10 +53,12 @@ type Config struct {
 		CacheSize int           `koanf:"cache_size"`
 	} `koanf:"mta_sts"`
 	Cache struct {
-		Size        int           `koanf:"size"`
-		PassTTL     time.Duration `koanf:"pass_ttl"`
-		FailTTL     time.Duration `koanf:"fail_ttl"`
-		TempfailTTL time.Duration `koanf:"tempfail_ttl"`
+		Size         int           `koanf:"size"`
+		PassTTL      time.Duration `koanf:"pass_ttl"`
+		FailTTL      time.Duration `koanf:"fail_ttl"`
+		TempfailTTL  time.Duration `koanf:"tempfail_ttl"`
+		File         string        `koanf:"file"`
+		SaveInterval time.Duration `koanf:"save_interval"`
 	} `koanf:"cache"`
 	Defaults struct {
 		OnFail        string `koanf:"on_fail"`
@@ -132,6 +134,8 @@ func Default() *Config {
 	c.Cache.PassTTL = time.Hour
 	c.Cache.FailTTL = 10 * time.Minute
 	c.Cache.TempfailTTL = time.Minute
+	c.Cache.File = ""
+	c.Cache.SaveInterval = 5 * time.Minute
 	c.Defaults.OnFail = "reject"
 	c.Defaults.OnTempfail = "tempfail"
 	c.Defaults.RejectMessage = ""

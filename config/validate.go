@@ -202,6 +202,7 @@ func checkHELO(s string) string {
 }
 
 func (v *validator) cache() {
+	v.positive("cache.save_interval", v.c.Cache.SaveInterval)
 	c := &v.c.Cache
 	if c.Size < 1 {
 		v.fail("cache.size", strconv.Itoa(c.Size), "must be at least 1", "")

@@ -102,6 +102,9 @@ type Verifier struct {
 	addrGroup singleflight.Group
 	limiter   *addrLimiter
 	allow     func(netip.Addr) bool
+	// keys indexes the cached domains for SaveCache.
+	keysMu sync.Mutex
+	keys   map[string]struct{}
 	wg        sync.WaitGroup
 	ctx       context.Context // parent of background probes; cancelled by Close
 	stop      context.CancelFunc
@@ -162,7 +165,7 @@ func New(cfg Config) (*Verifier, error) {
 		own[ip.Unmap()] = true
 	}
 	v := &Verifier{cfg: cfg, cache: c, sem: make(chan struct{}, cfg.MaxConcurrent), ctx: ctx, stop: stop,
-		addrs: addrs, limiter: newAddrLimiter(cfg.RatePerAddress, time.Minute),
+		addrs: addrs, limiter: newAddrLimiter(cfg.RatePerAddress, time.Minute), keys: map[string]struct{}{},
 		allow: func(ip netip.Addr) bool {
 			// The host's own addresses are refused even when public: a domain whose MX
 			// points at us would make us probe ourselves.
@@ -242,6 +245,7 @@ func (v *Verifier) store(f *Facts) {
 	ttl := min(v.ttlFor(f), max(f.DNSTTL, minDNSTTL))
 	f.Until = v.cfg.Now().Add(ttl)
 	v.cache.Set(f.Domain, f, ttl)
+	v.track(f.Domain)
 }
 
 // ttlFor picks pass_ttl when the facts are as good as facts get (a verified session on

@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"net"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -164,5 +166,68 @@ func TestServeDefaults(t *testing.T) {
 	}
 	if !strings.Contains(stderr.String(), "tlsgate started") {
 		t.Errorf("no start log line:\n%s", stderr.String())
+	}
+}
+
+// runServe starts serve with args, waits until it listens, stops it and returns its log.
+func runServe(t *testing.T, args ...string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	var stderr bytes.Buffer
+	go func() {
+		done <- run(ctx, append([]string{"serve", "--milter.listen", "inet:" + addr, "--dns.resolver", "127.0.0.1:53", "--probe.helo", "probe.test"}, args...), nil, &bytes.Buffer{}, &stderr)
+	}()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			cancel()
+			<-done
+			t.Fatalf("serve did not listen on %s\n%s", addr, stderr.String())
+		}
+	}
+	cancel()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Errorf("serve exit %d\n%s", code, stderr.String())
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("serve did not stop")
+	}
+	return stderr.String()
+}
+
+// TestServeCacheFile: the verdict cache is saved at shutdown with owner-only
+// permissions and loaded at start; an unsafe file is ignored with a warning, and the
+// daemon still starts.
+func TestServeCacheFile(t *testing.T) {
+	t.Parallel()
+	file := filepath.Join(t.TempDir(), "cache.json")
+	out := runServe(t, "--cache.file", file)
+	if !strings.Contains(out, "verdict cache saved") {
+		t.Errorf("no save at shutdown:\n%s", out)
+	}
+	st, err := os.Stat(file)
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("cache file: %v, %v; want mode 0600", st, err)
+	}
+	if out := runServe(t, "--cache.file", file); !strings.Contains(out, "verdict cache loaded") {
+		t.Errorf("no load at start:\n%s", out)
+	}
+	if err := os.Chmod(file, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	if out := runServe(t, "--cache.file", file); !strings.Contains(out, "verdict cache file ignored") || !strings.Contains(out, "writable by group or others") {
+		t.Errorf("unsafe file not refused:\n%s", out)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -42,6 +43,23 @@ func serve(ctx context.Context, args, env []string, stderr io.Writer) int {
 		return exitUsage
 	}
 	defer v.Close()
+	if cfg.Cache.File != "" {
+		// A restart must not turn into a probe storm: start from the saved verdicts.
+		if n, err := v.LoadCache(cfg.Cache.File); err != nil {
+			log.Warn("verdict cache file ignored", "file", cfg.Cache.File, "err", err)
+		} else {
+			log.Info("verdict cache loaded", "file", cfg.Cache.File, "domains", n)
+		}
+		stopSaving := saveCachePeriodically(v, cfg.Cache.File, cfg.Cache.SaveInterval, log)
+		defer func() {
+			stopSaving()
+			if n, err := v.SaveCache(cfg.Cache.File); err != nil {
+				log.Error("saving the verdict cache", "file", cfg.Cache.File, "err", err)
+			} else {
+				log.Info("verdict cache saved", "file", cfg.Cache.File, "domains", n)
+			}
+		}()
+	}
 
 	f := milter.NewFilter(milter.Config{
 		Policies:          set,
@@ -88,4 +106,28 @@ func serve(ctx context.Context, args, env []string, stderr io.Writer) int {
 	}
 	<-done
 	return 0
+}
+
+// saveCachePeriodically saves the verdict cache every interval until the returned stop
+// function is called (which waits for a save in progress).
+func saveCachePeriodically(v *verify.Verifier, file string, every time.Duration, log *slog.Logger) (stop func()) {
+	done, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				if n, err := v.SaveCache(file); err != nil {
+					log.Error("saving the verdict cache", "file", file, "err", err)
+				} else {
+					log.Debug("verdict cache saved", "file", file, "domains", n)
+				}
+			}
+		}
+	}()
+	return func() { close(done); <-stopped }
 }

@@ -1,0 +1,113 @@
+package verify_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tlsgate/tlsgate/config/policy"
+	"github.com/tlsgate/tlsgate/verify"
+)
+
+// TestCacheFileRoundTrip: facts saved by one Verifier are loaded by the next and judged
+// exactly as before, without a probe; expired facts are dropped.
+func TestCacheFileRoundTrip(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	servers := w.serve(domain, host{name: "mx1", behaviour: "expired"}, host{name: "mx2", behaviour: "selfsigned"})
+	w.serve("other.test", host{name: "mx1", behaviour: "good", ip: "127.0.0.20"})
+	levels := []policy.Level{policy.LevelEncrypt, policy.LevelVerify, policy.LevelSecure, policy.LevelFingerprint, policy.LevelDane}
+	path := filepath.Join(t.TempDir(), "cache.json")
+
+	first := w.verifier()
+	before := map[string][]verify.Verdict{}
+	for _, d := range []string{domain, "other.test"} {
+		f, _, err := first.Facts(context.Background(), d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range levels {
+			before[d] = append(before[d], verify.Judge(f, policy.Policy{Level: l}))
+		}
+	}
+	n, err := first.SaveCache(path)
+	if err != nil || n != 2 {
+		t.Fatalf("SaveCache = %d, %v; want 2 domains", n, err)
+	}
+	if st, err := os.Stat(path); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("cache file mode %v, %v; want 0600", st.Mode(), err)
+	}
+
+	second := w.verifier()
+	if n, err := second.LoadCache(path); err != nil || n != 2 {
+		t.Fatalf("LoadCache = %d, %v; want 2", n, err)
+	}
+	conns := servers["mx1"].Connections()
+	for _, d := range []string{domain, "other.test"} {
+		f, cached, err := second.Facts(context.Background(), d)
+		if err != nil || !cached {
+			t.Fatalf("%s: cached=%v err=%v; want a hit from the loaded file", d, cached, err)
+		}
+		for i, l := range levels {
+			got, was := verify.Judge(f, policy.Policy{Level: l}), before[d][i]
+			if got.Status != was.Status || got.Reason != was.Reason || got.Detail != was.Detail {
+				t.Errorf("%s %s after reload: %s/%s %q; before: %s/%s %q", d, l, got.Status, got.Reason, got.Detail, was.Status, was.Reason, was.Detail)
+			}
+		}
+	}
+	if servers["mx1"].Connections() != conns {
+		t.Error("a loaded domain was probed again")
+	}
+
+	// A verifier whose clock is past every Until loads nothing.
+	later := w.verifier(func(c *verify.Config) { c.Now = func() time.Time { return time.Now().Add(2 * time.Hour) } })
+	if n, err := later.LoadCache(path); err != nil || n != 0 {
+		t.Errorf("LoadCache with expired facts = %d, %v; want 0", n, err)
+	}
+}
+
+// TestCacheFileRejected: a corrupt, foreign or unsafe file loads nothing, with an error
+// the daemon logs as a warning; a missing file is not an error.
+func TestCacheFileRejected(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	v := w.verifier()
+	dir := t.TempDir()
+	write := func(name, content string, mode os.FileMode) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, mode); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	header := `{"format":"tlsgate-cache","version":1,"saved":"2026-11-21T10:00:00Z"}` + "\n"
+	until := time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
+	good := `{"Domain":"forged.test","MX":1,"Until":"` + until + `"}` + "\n"
+	for _, tc := range []struct {
+		name, path, want string
+	}{
+		{"not JSON", write("garbage", "\x00\x01garbage\n", 0o600), "not a tlsgate cache file"},
+		{"wrong version", write("v9", strings.Replace(header, `"version":1`, `"version":9`, 1)+good, 0o600), "version 1"},
+		{"corrupt line", write("corrupt", header+good+"{\"Domain\":\n", 0o600), ":3:"},
+		{"world-writable", write("unsafe", header+good, 0o666), "writable by group or others"},
+		{"a directory", dir, "not a regular file"},
+	} {
+		n, err := v.LoadCache(tc.path)
+		if n != 0 || !errors.Is(err, verify.ErrCacheFile) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: LoadCache = %d, %v; want 0 and an error containing %q", tc.name, n, err, tc.want)
+		}
+	}
+	if _, cached, _ := v.Facts(context.Background(), "forged.test"); cached {
+		t.Error("an entry of a rejected file was loaded")
+	}
+	if n, err := v.LoadCache(filepath.Join(dir, "missing")); n != 0 || err != nil {
+		t.Errorf("missing file: %d, %v; want 0, nil", n, err)
+	}
+}
