@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -419,6 +420,12 @@ func (c *Config) Warnings() []string {
 	warn := func(key, value, msg string) {
 		e := c.fieldError(key, value, msg, "")
 		out = append(out, e.Error())
+	}
+	if c.File != "" {
+		// Whoever can write the configuration decides which mail is checked.
+		if st, err := os.Stat(c.File); err == nil && st.Mode().Perm()&0o002 != 0 {
+			out = append(out, fmt.Sprintf("%s: the configuration file is writable by every user (mode %04o); make it 0644 or stricter", c.File, st.Mode().Perm()))
+		}
 	}
 	if c.Milter.RcptTimeout >= postfixMilterTimeout {
 		warn("milter.rcpt_timeout", c.Milter.RcptTimeout.String(),

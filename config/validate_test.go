@@ -10,6 +10,7 @@ import (
 	"errors"
 	"math/big"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -438,5 +439,23 @@ func TestResolverTrusted(t *testing.T) {
 	c.DNS.Trusted = []string{"nonsense"}
 	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), `dns.trusted[0]: "nonsense" is not a CIDR or IP address`) {
 		t.Errorf("Validate() = %v", err)
+	}
+}
+
+func TestWarningWorldWritableConfig(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "tlsgate.yaml")
+	if err := os.WriteFile(path, []byte("log:\n  level: info\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(Options{File: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := strings.Join(c.Warnings(), "\n"); !strings.Contains(w, "writable by every user") {
+		t.Errorf("warnings %q lack the world-writable file", w)
 	}
 }

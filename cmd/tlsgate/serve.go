@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -28,6 +29,11 @@ func serve(ctx context.Context, args, env []string, stderr io.Writer) int {
 	log := newLogger(cfg, stderr)
 	for _, w := range cfg.Warnings() {
 		log.Warn("configuration", "warning", w)
+	}
+	if os.Geteuid() == 0 {
+		// Nothing after binding needs root (a port below 1024 aside, and the default
+		// port is 10025): see contrib for a systemd unit with a dedicated user.
+		log.Warn("running as root; run tlsgate as an unprivileged user")
 	}
 	set, warnings, err := cfg.PolicySet(func(l policy.Level) bool { return !verify.Supported(l) })
 	if err != nil {
