@@ -120,7 +120,7 @@ func Default() *Config {
 	c.DNS.Timeout = 3 * time.Second
 	c.DNS.Trusted = []string{}
 	c.MTASTS.Enabled = true
-	c.MTASTS.Timeout = 10 * time.Second
+	c.MTASTS.Timeout = 5 * time.Second
 	c.MTASTS.CacheSize = 10000
 	c.Probe.Port = 25
 	c.Probe.HELO = ""

@@ -427,6 +427,12 @@ func (c *Config) Warnings() []string {
 			out = append(out, fmt.Sprintf("%s: the configuration file is writable by every user (mode %04o); make it 0644 or stricter", c.File, st.Mode().Perm()))
 		}
 	}
+	if !c.MTASTS.Enabled && c.usesLevel(policy.LevelPublished) {
+		warn("mta_sts.enabled", "false", "while the level published is used: it will require DANE only, never a domain's MTA-STS policy")
+	}
+	if c.MTASTS.Enabled && c.MTASTS.Timeout >= c.Milter.RcptTimeout {
+		warn("mta_sts.timeout", c.MTASTS.Timeout.String(), "is not below milter.rcpt_timeout: a slow MTA-STS policy host turns first contacts into \"in progress\" tempfails")
+	}
 	if c.Milter.RcptTimeout >= postfixMilterTimeout {
 		warn("milter.rcpt_timeout", c.Milter.RcptTimeout.String(),
 			"is not below Postfix's default milter_command_timeout (30s); raise milter_command_timeout in main.cf or Postfix gives up on the milter first")
@@ -451,4 +457,19 @@ func (c *Config) Warnings() []string {
 		}
 	}
 	return out
+}
+
+// usesLevel reports whether a policy or customer asks for level l.
+func (c *Config) usesLevel(l policy.Level) bool {
+	for _, p := range c.Policies {
+		if got, err := policy.ParseLevel(p.Level); err == nil && got == l {
+			return true
+		}
+	}
+	for _, cu := range c.Customers {
+		if got, err := policy.ParseLevel(cu.Level); err == nil && got == l {
+			return true
+		}
+	}
+	return false
 }

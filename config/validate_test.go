@@ -459,3 +459,16 @@ func TestWarningWorldWritableConfig(t *testing.T) {
 		t.Errorf("warnings %q lack the world-writable file", w)
 	}
 }
+
+func TestWarningPublishedWithoutMTASTS(t *testing.T) {
+	t.Parallel()
+	c := Default()
+	c.Customers = []CustomerConfig{{Name: "acme", SASLLogins: []string{"acme"}, Level: "published"}}
+	if w := strings.Join(c.Warnings(), "\n"); strings.Contains(w, "mta_sts.enabled") {
+		t.Errorf("warning with MTA-STS enabled: %q", w)
+	}
+	c.MTASTS.Enabled = false
+	if w := strings.Join(c.Warnings(), "\n"); !strings.Contains(w, "mta_sts.enabled") || !strings.Contains(w, "DANE only") {
+		t.Errorf("warnings %q lack published without MTA-STS", w)
+	}
+}

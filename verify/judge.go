@@ -167,6 +167,9 @@ func judgePublished(v Verdict, f *Facts, p policy.Policy) Verdict {
 	}
 	v.Status, v.Mechanism = StatusPass, MechNone
 	v.Detail = f.Domain + " publishes neither TLSA records nor an MTA-STS policy; nothing is required"
+	if sts == nil {
+		v.Detail = f.Domain + " publishes no usable TLSA records, and MTA-STS lookups are disabled (mta_sts.enabled: false); nothing is required"
+	}
 	if sts != nil && sts.Problem != "" {
 		// RFC 8461 §5: no policy could be had, so delivery goes ahead as though there
 		// were none; the header records why.

@@ -105,9 +105,9 @@ type Verifier struct {
 	// keys indexes the cached domains for SaveCache.
 	keysMu sync.Mutex
 	keys   map[string]struct{}
-	wg        sync.WaitGroup
-	ctx       context.Context // parent of background probes; cancelled by Close
-	stop      context.CancelFunc
+	wg     sync.WaitGroup
+	ctx    context.Context // parent of background probes; cancelled by Close
+	stop   context.CancelFunc
 }
 
 // New returns a Verifier. It returns an error only for an unusable configuration.
@@ -289,26 +289,42 @@ func (v *Verifier) probe(ctx context.Context, f *Facts) {
 	if v.cfg.STS != nil {
 		// The policy is looked up while the MX records are: it decides which hosts an
 		// MTA-STS sender contacts.
-		sts = make(chan mtasts.Result, 1)
-		go func() { sts <- v.cfg.STS.Lookup(ctx, f.Domain) }()
+		ch := make(chan mtasts.Result, 1)
+		go func() { ch <- v.cfg.STS.Lookup(ctx, f.Domain) }()
+		sts = ch
 	}
+	waitSTS := func() *mtasts.Policy {
+		if sts == nil {
+			return nil
+		}
+		r := <-sts
+		sts = nil
+		f.STS = &r
+		f.DNSTTL = min(f.DNSTTL, r.TTL)
+		if r.Policy != nil && r.Policy.Mode != mtasts.ModeNone {
+			return r.Policy
+		}
+		return nil
+	}
+	defer waitSTS()
 	dctx, cancel := context.WithTimeout(ctx, v.cfg.DNSTimeout)
 	hosts, err := v.lookupMX(dctx, f)
 	cancel()
-	if sts != nil {
-		r := <-sts
-		f.STS = &r
-		f.DNSTTL = min(f.DNSTTL, r.TTL)
-	}
 	if err != nil || f.MX != MXFound && f.MX != MXImplicit {
 		return
 	}
 	f.Hosts = hosts
-	v.probeHosts(ctx, f)
+	// The hosts Postfix would try are probed while the policy is still being fetched:
+	// a slow policy host must not hold up levels that never use MTA-STS.
+	v.probeHosts(ctx, f, nil, false)
+	if pol := waitSTS(); pol != nil {
+		v.probeHosts(ctx, f, pol, true)
+	}
 }
 
-// probeHosts probes the addresses Postfix would contact and, when the domain has an
-// MTA-STS policy, those an MTA-STS sender would contact.
+// probeHosts probes the addresses Postfix would contact and, with an MTA-STS policy
+// pol, those an MTA-STS sender would contact; with beyondOnly, only those past
+// Postfix's limit (the others were probed by a first call without pol).
 //
 // Postfix counts a session towards smtp_mx_session_limit only when its SMTP handshake,
 // STARTTLS included, succeeded (smtp_connect.c: "Don't count handshake errors towards
@@ -316,11 +332,7 @@ func (v *Verifier) probe(ctx context.Context, f *Facts) {
 // level judged here only smtp_mx_address_limit bounds the addresses Postfix tries.
 // An MTA-STS sender skips the hosts its policy does not list (RFC 8461 §4.1), so its
 // limit counts only listed hosts, and may reach hosts past Postfix's limit.
-func (v *Verifier) probeHosts(ctx context.Context, f *Facts) {
-	var pol *mtasts.Policy
-	if f.STS != nil && f.STS.Policy != nil && f.STS.Policy.Mode != mtasts.ModeNone {
-		pol = f.STS.Policy
-	}
+func (v *Verifier) probeHosts(ctx context.Context, f *Facts, pol *mtasts.Policy, beyondOnly bool) {
 	postfixLeft, stsLeft := v.cfg.MXAddressLimit, 0
 	if pol != nil {
 		stsLeft = v.cfg.MXAddressLimit
@@ -332,8 +344,10 @@ func (v *Verifier) probeHosts(ctx context.Context, f *Facts) {
 			continue
 		}
 		if h.AddrError != "" {
-			f.Attempts = append(f.Attempts, Attempt{Host: h.Name, Preference: h.Preference, TLSA: h.TLSA,
-				DNSError: h.AddrError, DNSTemporary: h.AddrTemporary, BeyondLimit: postfixLeft <= 0})
+			if beyond := postfixLeft <= 0; beyond || !beyondOnly {
+				f.Attempts = append(f.Attempts, Attempt{Host: h.Name, Preference: h.Preference, TLSA: h.TLSA,
+					DNSError: h.AddrError, DNSTemporary: h.AddrTemporary, BeyondLimit: beyond})
+			}
 			continue
 		}
 		// DANE: the server is asked for the TLSA base domain as SNI (RFC 7672 §8.1).
@@ -351,6 +365,9 @@ func (v *Verifier) probeHosts(ctx context.Context, f *Facts) {
 			}
 			if bySTS {
 				stsLeft--
+			}
+			if byPostfix && beyondOnly {
+				continue
 			}
 			a := Attempt{Host: h.Name, Preference: h.Preference, TLSA: h.TLSA, BeyondLimit: !byPostfix}
 			a.Result, a.RateLimited = v.probeAddr(ctx, f, h.Name, ip, sni)
