@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
 # Installs what the end-to-end suite runs: Postfix (sending, receiving and oracle
 # instances), nsd + ldns (signed authoritative zone), unbound (validating resolver),
-# swaks (client). Debian packages; needs root. Safe to run twice.
+# swaks (client), postfix-mta-sts-resolver (the oracle's MTA-STS policy table).
+# Debian packages; needs root. Safe to run twice.
+#
+# postfix-mta-sts-resolver comes from Debian (bookworm: 1.1.2), not from PyPI: the
+# machines this suite runs on reach Debian's archive and no Python package index.
 set -euo pipefail
 need=()
-for tool in postfix:postfix nsd:nsd unbound:unbound ldns-signzone:ldnsutils swaks:swaks openssl:openssl unshare:util-linux; do
+for tool in postfix:postfix nsd:nsd unbound:unbound ldns-signzone:ldnsutils swaks:swaks openssl:openssl \
+  unshare:util-linux nsenter:util-linux mta-sts-daemon:postfix-mta-sts-resolver; do
   command -v "${tool%%:*}" >/dev/null 2>&1 || need+=("${tool#*:}")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -13,10 +18,10 @@ if [ ${#need[@]} -gt 0 ]; then
   echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${need[@]}"
+  apt-get install -y -qq --no-install-recommends $(printf '%s\n' "${need[@]}" | sort -u)
 fi
 # The packages may start their own daemons (Debian's postinst); the suite starts its own
 # instances on fixed loopback addresses, so stop any system copy.
-for svc in unbound nsd postfix; do
+for svc in unbound nsd postfix postfix-mta-sts-resolver; do
   if command -v service >/dev/null 2>&1; then service "$svc" stop >/dev/null 2>&1 || true; fi
 done

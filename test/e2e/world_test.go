@@ -40,7 +40,7 @@ const (
 type mxHost struct {
 	ip        string
 	name      string // host name in the certificate / greeting
-	behaviour string // good, notls, selfsigned, wrongname, expired, greet421, greet450, tarpit, none
+	behaviour string // good, notls, selfsigned, wrongname, expired, greet421, greet450, tarpit, none, sts
 }
 
 var mxHosts = []mxHost{
@@ -53,6 +53,7 @@ var mxHosts = []mxHost{
 	{"127.0.1.7", "mx.greet450.test", "greet450"},
 	{"127.0.1.8", "mx.tarpit.test", "tarpit"},
 	{"127.0.1.9", "mx.refused.test", "none"}, // nothing listens: connection refused
+	{"127.0.1.10", "mx.sts.test", "sts"},     // MTA-STS domains' MX (unsigned zone, see sts_test.go)
 }
 
 // world owns every process of the suite and stops them by PID.
@@ -74,7 +75,7 @@ func newWorld(t *testing.T) *world {
 	if os.Geteuid() != 0 {
 		t.Fatal("the e2e suite runs Postfix, nsd and unbound and must run as root (see README)")
 	}
-	for _, tool := range []string{"nsd", "unbound", "ldns-keygen", "ldns-signzone", "postfix", "postcat", "swaks", "unshare", "mount"} {
+	for _, tool := range []string{"nsd", "unbound", "ldns-keygen", "ldns-signzone", "postfix", "postcat", "postmap", "swaks", "unshare", "nsenter", "mount", "mta-sts-daemon"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Fatalf("%s not found: run test/e2e/install.sh first (%v)", tool, err)
 		}
@@ -167,6 +168,13 @@ func (w *world) start(name string, args ...string) *exec.Cmd {
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Dir = w.dir
 	cmd.Stdout, cmd.Stderr = logf, logf
+	// The suite's own TLSGATE_E2E_* switches are not tlsgate's: it refuses unknown
+	// TLSGATE_ variables.
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "TLSGATE_E2E_") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		w.t.Fatalf("start %s: %v", name, err)
@@ -175,7 +183,8 @@ func (w *world) start(name string, args ...string) *exec.Cmd {
 	return cmd
 }
 
-// certificates creates the test CA and one certificate per MX behaviour.
+// certificates creates the test CA and one certificate per MX behaviour (the policy
+// server's certificates are made in policyServer).
 func (w *world) certificates() {
 	w.ca = fake.NewCA(w.t, "tlsgate e2e root")
 	w.write("certs/ca.pem", string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: w.ca.Cert.Raw})), 0o644)
@@ -183,7 +192,7 @@ func (w *world) certificates() {
 	for _, h := range mxHosts {
 		var c tls.Certificate
 		switch h.behaviour {
-		case "good":
+		case "good", "sts":
 			c = w.ca.Issue(w.t, fake.CertOptions{DNSNames: []string{h.name}})
 		case "selfsigned":
 			c = fake.SelfSigned(w.t, fake.CertOptions{DNSNames: []string{h.name}})
@@ -236,7 +245,9 @@ func colonHex(b []byte) string {
 }
 
 // zone data: "test." is signed, "unsigned.test." is an unsigned delegation,
-// "bogus.test." is signed with expired signatures (a validating resolver says SERVFAIL).
+// "bogus.test." is signed with expired signatures (a validating resolver says SERVFAIL),
+// "sts.test." is an unsigned delegation holding the MTA-STS domains (sts_test.go adds
+// their records, and dane-sts.test's to "test.").
 const testZone = `$ORIGIN test.
 $TTL 60
 @ IN SOA ns.test. hostmaster.test. 1 3600 600 86400 60
@@ -264,6 +275,8 @@ unsigned IN NS ns.unsigned.test.
 ns.unsigned IN A {{.NS}}
 bogus IN NS ns.bogus.test.
 ns.bogus IN A {{.NS}}
+sts IN NS ns.sts.test.
+ns.sts IN A {{.NS}}
 `
 
 const unsignedZone = `$ORIGIN unsigned.test.
@@ -308,9 +321,12 @@ func (w *world) dnsWorld() {
 		MX []mx
 	}{NS: nsdAddr}
 	for _, h := range mxHosts {
-		data.MX = append(data.MX, mx{h.name, h.ip})
+		if !inChildZone(h.name) {
+			data.MX = append(data.MX, mx{h.name, h.ip})
+		}
 	}
 	w.write("unsigned.test.zone", w.tmpl("unsigned", unsignedZone, data), 0o644)
+	w.write("sts.test.zone", w.tmpl("sts", stsZoneHead, data)+stsRecords(stsZone), 0o644)
 
 	// bogus.test: signed, DS in the parent, but signatures expired in 2020.
 	w.write("bogus.test.zone", w.tmpl("bogus", bogusZone, data), 0o644)
@@ -321,7 +337,7 @@ func (w *world) dnsWorld() {
 		w.t.Fatal(err)
 	}
 
-	w.write("test.zone", w.tmpl("test", testZone, data)+string(ds)+strings.Join(w.tlsa, "\n")+"\n", 0o644)
+	w.write("test.zone", w.tmpl("test", testZone, data)+string(ds)+strings.Join(w.tlsa, "\n")+"\n"+stsRecords("test"), 0o644)
 	ksk, zsk := w.keygen("test.")
 	w.run("ldns-signzone", "-n", "test.zone", ksk, zsk)
 
@@ -348,6 +364,9 @@ zone:
 zone:
   name: bogus.test.
   zonefile: bogus.test.zone.signed
+zone:
+  name: sts.test.
+  zonefile: sts.test.zone
 `, nsdAddr, w.dir), 0o644)
 	w.start("nsd", "nsd", "-d", "-c", w.path("nsd.conf"))
 
@@ -502,7 +521,7 @@ func (w *world) mxPostfix() {
 	for _, h := range mxHosts {
 		svc := h.ip + ":smtp inet n - n - - smtpd -o myhostname=" + h.name
 		switch h.behaviour {
-		case "good", "selfsigned", "wrongname", "expired":
+		case "good", "selfsigned", "wrongname", "expired", "sts":
 			svc += fmt.Sprintf(" -o smtpd_tls_security_level=may -o smtpd_tls_cert_file=%s -o smtpd_tls_key_file=%s",
 				w.path("certs", h.behaviour+".crt"), w.path("certs", h.behaviour+".key"))
 		case "notls":
