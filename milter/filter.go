@@ -60,7 +60,12 @@ func NewFilter(cfg Config) *Filter {
 
 // Request is one recipient with its envelope context, as the MTA reports it.
 type Request struct {
-	Rcpt        string // RCPT TO address, with or without <>
+	Rcpt string // RCPT TO address, with or without <>
+	// RcptAddr is Postfix's {rcpt_addr}: the recipient after Postfix's own address
+	// resolution (smtpd_milter.c: smtpd_resolve_addr), so after the percent hack,
+	// bang paths and dequoting of a local domain's routed address. It is what Postfix
+	// delivers to, so it wins over Rcpt when the MTA sends it.
+	RcptAddr    string
 	Mailer      string // {rcpt_mailer}
 	MailerKnown bool   // whether the MTA sent {rcpt_mailer}
 	Sender      string // MAIL FROM address
@@ -109,7 +114,12 @@ func (f *Filter) Decide(ctx context.Context, r Request) (d Decision) {
 	if r.MailerKnown && !slices.Contains(f.cfg.CheckedTransports, r.Mailer) {
 		return Decision{Outcome: Accept, Skip: "transport " + r.Mailer + " is not checked"}
 	}
-	local, domain, ok := splitAddress(r.Rcpt)
+	addr := r.Rcpt
+	if r.RcptAddr != "" {
+		// "user%strict.example@ourhost.example" is delivered to strict.example.
+		addr = r.RcptAddr
+	}
+	local, domain, ok := splitAddress(addr)
 	switch {
 	case !ok && local == "":
 		return Decision{Outcome: Accept, Skip: "null recipient"}

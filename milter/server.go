@@ -84,6 +84,7 @@ func (s *session) RcptTo(rcptTo string, esmtpArgs string, m gomilter.Modifier) (
 	mailer, known := m.GetEx(gomilter.MacroRcptMailer)
 	d := s.f.Decide(context.Background(), Request{
 		Rcpt:        rcptTo,
+		RcptAddr:    m.Get(gomilter.MacroRcptAddr),
 		Mailer:      mailer,
 		MailerKnown: known && mailer != "",
 		Sender:      s.sender,
