@@ -65,6 +65,9 @@ type Config struct {
 		OnTempfail    string `koanf:"on_tempfail"`
 		RejectMessage string `koanf:"reject_message"`
 	} `koanf:"defaults"`
+	Metrics struct {
+		Listen string `koanf:"listen"`
+	} `koanf:"metrics"`
 	Log struct {
 		Level  string `koanf:"level"`
 		Format string `koanf:"format"`
@@ -139,6 +142,7 @@ func Default() *Config {
 	c.Defaults.OnFail = "reject"
 	c.Defaults.OnTempfail = "tempfail"
 	c.Defaults.RejectMessage = ""
+	c.Metrics.Listen = ""
 	c.Log.Level = "info"
 	c.Log.Format = "text"
 	c.PolicyFiles = []string{}

@@ -78,6 +78,8 @@ var scalars = []scalar{
 		usage: "action when the check could not be completed: tempfail or header"},
 	{key: "defaults.reject_message", ptr: func(c *Config) any { return &c.Defaults.RejectMessage },
 		usage: "sentence or URL appended to every rejection (printable ASCII, at most 200 characters)"},
+	{key: "metrics.listen", ptr: func(c *Config) any { return &c.Metrics.Listen },
+		usage: `HOST:PORT for Prometheus /metrics, /healthz and /readyz (e.g. 127.0.0.1:9425); "" disables it`},
 	{key: "log.level", ptr: func(c *Config) any { return &c.Log.Level },
 		usage: "log level: debug, info, warn or error"},
 	{key: "log.format", ptr: func(c *Config) any { return &c.Log.Format },

@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"slices"
@@ -245,6 +246,11 @@ func (v *validator) onFail(key, s string) {
 }
 
 func (v *validator) log() {
+	if l := v.c.Metrics.Listen; l != "" {
+		if _, _, err := net.SplitHostPort(l); err != nil {
+			v.fail("metrics.listen", l, "is not HOST:PORT", "")
+		}
+	}
 	l := &v.c.Log
 	if !slices.Contains(strings.Split(allowedLogLevel, ", "), strings.ToLower(l.Level)) {
 		v.fail("log.level", l.Level, "is not a log level", allowedLogLevel)

@@ -38,6 +38,9 @@ type Config struct {
 	OnTempfail        policy.Action // default action for tempfail verdicts
 	RejectMessage     string        // appended to every rejection
 	Log               *slog.Logger
+	// OnDecision, when set, is called with every decision (for metrics). It must be
+	// cheap and safe for concurrent use.
+	OnDecision func(Decision)
 }
 
 // Filter decides recipients. It is safe for concurrent use.
@@ -110,6 +113,9 @@ func (f *Filter) Decide(ctx context.Context, r Request) (d Decision) {
 			d = Decision{Outcome: Tempfail, Verdict: v, Reply: ReplyFor(v, true, "")}
 		}
 		f.log(r, d, time.Since(start))
+		if f.cfg.OnDecision != nil {
+			f.cfg.OnDecision(d)
+		}
 	}()
 	if r.MailerKnown && !slices.Contains(f.cfg.CheckedTransports, r.Mailer) {
 		return Decision{Outcome: Accept, Skip: "transport " + r.Mailer + " is not checked"}

@@ -83,6 +83,8 @@ type Config struct {
 	Log         *slog.Logger
 	// SMTPPort names the TLSA records looked up (_PORT._tcp.host); default 25.
 	SMTPPort int
+	// Events receives counts for metrics; nil is NopEvents.
+	Events Events
 	// STS looks up MTA-STS policies beside the MX records; nil disables MTA-STS.
 	// The Verifier owns it: Close closes it when it has a Close method.
 	STS STSLookup
@@ -102,6 +104,7 @@ type Verifier struct {
 	addrGroup singleflight.Group
 	limiter   *addrLimiter
 	allow     func(netip.Addr) bool
+	postures  *cache.Cache[posture]
 	// keys indexes the cached domains for SaveCache.
 	keysMu sync.Mutex
 	keys   map[string]struct{}
@@ -150,11 +153,18 @@ func New(cfg Config) (*Verifier, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
+	if cfg.Events == nil {
+		cfg.Events = NopEvents{}
+	}
 	c, err := cache.New[*Facts](cfg.CacheSize)
 	if err != nil {
 		return nil, fmt.Errorf("verify: %w", err)
 	}
 	addrs, err := cache.New[smtpprobe.Result](max(cfg.CacheSize/4, 1000))
+	if err != nil {
+		return nil, fmt.Errorf("verify: %w", err)
+	}
+	postures, err := cache.New[posture](cfg.CacheSize)
 	if err != nil {
 		return nil, fmt.Errorf("verify: %w", err)
 	}
@@ -165,7 +175,7 @@ func New(cfg Config) (*Verifier, error) {
 		own[ip.Unmap()] = true
 	}
 	v := &Verifier{cfg: cfg, cache: c, sem: make(chan struct{}, cfg.MaxConcurrent), ctx: ctx, stop: stop,
-		addrs: addrs, limiter: newAddrLimiter(cfg.RatePerAddress, time.Minute), keys: map[string]struct{}{},
+		addrs: addrs, limiter: newAddrLimiter(cfg.RatePerAddress, time.Minute), keys: map[string]struct{}{}, postures: postures,
 		allow: func(ip netip.Addr) bool {
 			// The host's own addresses are refused even when public: a domain whose MX
 			// points at us would make us probe ourselves.
@@ -180,6 +190,7 @@ func (v *Verifier) Close() {
 	v.wg.Wait()
 	v.cache.Close()
 	v.addrs.Close()
+	v.postures.Close()
 	if c, ok := v.cfg.STS.(interface{ Close() }); ok {
 		c.Close()
 	}
@@ -191,8 +202,10 @@ func (v *Verifier) Close() {
 // background into the cache.
 func (v *Verifier) Facts(ctx context.Context, domain string) (f *Facts, cached bool, err error) {
 	if f, ok := v.cache.Get(domain); ok && v.cfg.Now().Before(f.Until) {
+		v.cfg.Events.CacheLookup(true)
 		return f, true, nil
 	}
+	v.cfg.Events.CacheLookup(false)
 	ch := v.group.DoChan(domain, func() (res any, err error) {
 		var f *Facts
 		// Detached from ctx: the probe must outlive the RCPT that started it.
@@ -200,6 +213,7 @@ func (v *Verifier) Facts(ctx context.Context, domain string) (f *Facts, cached b
 		defer v.wg.Done()
 		if v.queued.Add(1) > int64(v.cfg.MaxQueued) {
 			v.queued.Add(-1)
+			v.cfg.Events.Overloaded()
 			v.cfg.Log.Warn("probe queue full; answering tempfail", "domain", domain, "max_queued", v.cfg.MaxQueued)
 			return nil, ErrOverloaded
 		}
@@ -211,6 +225,8 @@ func (v *Verifier) Facts(ctx context.Context, domain string) (f *Facts, cached b
 			return nil, v.ctx.Err()
 		}
 		defer func() { <-v.sem }()
+		v.cfg.Events.ProbeRunning(1)
+		defer v.cfg.Events.ProbeRunning(-1)
 		defer func() {
 			// singleflight re-panics in a goroutine nobody can recover: a bug in a
 			// probe must cost one domain's verdict, not the daemon.
@@ -244,6 +260,7 @@ const minDNSTTL = 30 * time.Second
 func (v *Verifier) store(f *Facts) {
 	ttl := min(v.ttlFor(f), max(f.DNSTTL, minDNSTTL))
 	f.Until = v.cfg.Now().Add(ttl)
+	v.notePosture(f)
 	v.cache.Set(f.Domain, f, ttl)
 	v.track(f.Domain)
 }
@@ -396,12 +413,14 @@ func (v *Verifier) probeAddr(ctx context.Context, f *Facts, host string, ip neti
 		pctx, cancel := context.WithTimeout(ctx, v.cfg.HostTimeout)
 		defer cancel()
 		r := v.cfg.Prober.Probe(pctx, ip, sni)
+		v.cfg.Events.Session(r.Outcome, r.Duration)
 		if ctx.Err() == nil {
 			v.addrs.Set(key, r, v.cfg.AddressTTL)
 		}
 		return r, nil
 	})
 	if res == nil {
+		v.cfg.Events.RateLimited()
 		v.cfg.Log.Warn("probe rate limit reached", "domain", f.Domain, "mx", host, "ip", ip.String(), "per_minute", v.cfg.RatePerAddress)
 		return smtpprobe.Result{IP: ip}, true
 	}

@@ -63,7 +63,7 @@ func check(ctx context.Context, args, env []string, stdout, stderr io.Writer) in
 		fmt.Fprintf(stderr, "tlsgate check: level %s is not supported by this version\n", p.Level)
 		return exitUsage
 	}
-	v, err := newVerifier(cfg, log)
+	v, err := newVerifier(cfg, log, nil)
 	if err != nil {
 		fmt.Fprintln(stderr, "tlsgate:", err)
 		return exitUsage

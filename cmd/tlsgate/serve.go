@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -43,7 +44,16 @@ func serve(ctx context.Context, args, env []string, stderr io.Writer) int {
 	for _, w := range warnings {
 		log.Warn("policy", "warning", w.String())
 	}
-	v, err := newVerifier(cfg, log)
+	var m *metrics
+	var events verify.Events
+	if cfg.Metrics.Listen != "" {
+		if m, err = newMetrics(); err != nil {
+			fmt.Fprintln(stderr, "tlsgate: metrics:", err)
+			return 1
+		}
+		events = m
+	}
+	v, err := newVerifier(cfg, log, events)
 	if err != nil {
 		fmt.Fprintln(stderr, "tlsgate:", err)
 		return exitUsage
@@ -67,7 +77,7 @@ func serve(ctx context.Context, args, env []string, stderr io.Writer) int {
 		}()
 	}
 
-	f := milter.NewFilter(milter.Config{
+	fc := milter.Config{
 		Policies:          set,
 		Facts:             v,
 		RcptTimeout:       cfg.Milter.RcptTimeout,
@@ -77,7 +87,11 @@ func serve(ctx context.Context, args, env []string, stderr io.Writer) int {
 		OnTempfail:        cfg.DefaultOnTempfail(),
 		RejectMessage:     cfg.Defaults.RejectMessage,
 		Log:               log,
-	})
+	}
+	if m != nil {
+		fc.OnDecision = m.decision
+	}
+	f := milter.NewFilter(fc)
 	network, address, err := config.ParseListen(cfg.Milter.Listen)
 	if err != nil {
 		fmt.Fprintln(stderr, "tlsgate:", err)
@@ -88,12 +102,26 @@ func serve(ctx context.Context, args, env []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "tlsgate: listen:", err)
 		return 1
 	}
+	var listening atomic.Bool
+	if m != nil {
+		resolver, err := newResolver(cfg)
+		if err == nil {
+			err = serveMetrics(ctx, cfg.Metrics.Listen, m, resolver, &listening, log)
+		}
+		if err != nil {
+			ln.Close()
+			fmt.Fprintln(stderr, "tlsgate: metrics.listen:", err)
+			return 1
+		}
+		log.Info("metrics listening", "listen", cfg.Metrics.Listen)
+	}
 	srv := f.NewServer()
 	log.Info("tlsgate started", "version", version, "listen", cfg.Milter.Listen, "config", cfg.File,
 		"policies", set.Table.Len(), "rcpt_timeout", cfg.Milter.RcptTimeout)
 
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
+	listening.Store(true)
 	select {
 	case err := <-done:
 		if !milter.IsClosed(err) {

@@ -56,15 +56,8 @@ func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
 }
 
 // newVerifier builds the verify layer from the configuration.
-func newVerifier(cfg *config.Config, log *slog.Logger) (*verify.Verifier, error) {
-	server := cfg.ResolverAddr()
-	if server == "" {
-		var err error
-		if server, err = dnsx.SystemResolver("/etc/resolv.conf"); err != nil {
-			return nil, err
-		}
-	}
-	resolver, err := dnsx.NewClient(server, cfg.DNS.Timeout, cfg.ResolverTrusted(server))
+func newVerifier(cfg *config.Config, log *slog.Logger, events verify.Events) (*verify.Verifier, error) {
+	resolver, err := newResolver(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -115,4 +108,17 @@ func newVerifier(cfg *config.Config, log *slog.Logger) (*verify.Verifier, error)
 		TempfailTTL:    cfg.Cache.TempfailTTL,
 		Log:            log,
 	})
+}
+
+// newResolver is the DNS client of the configuration: dns.resolver, or the first
+// nameserver of /etc/resolv.conf.
+func newResolver(cfg *config.Config) (*dnsx.Client, error) {
+	server := cfg.ResolverAddr()
+	if server == "" {
+		var err error
+		if server, err = dnsx.SystemResolver("/etc/resolv.conf"); err != nil {
+			return nil, err
+		}
+	}
+	return dnsx.NewClient(server, cfg.DNS.Timeout, cfg.ResolverTrusted(server))
 }

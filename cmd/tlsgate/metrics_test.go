@@ -1,0 +1,114 @@
+package main
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/tlsgate/tlsgate/config/policy"
+	"github.com/tlsgate/tlsgate/milter"
+	"github.com/tlsgate/tlsgate/test/fake"
+	"github.com/tlsgate/tlsgate/verify"
+	"github.com/tlsgate/tlsgate/verify/dnsx"
+	"github.com/tlsgate/tlsgate/verify/smtpprobe"
+)
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// TestMetricsEndpoints scrapes /metrics after recording events and decisions, and
+// checks /healthz and /readyz.
+func TestMetricsEndpoints(t *testing.T) {
+	t.Parallel()
+	m, err := newMetrics()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := fake.StartDNS(t)
+	resolver, err := dnsx.NewClient(d.Addr(), time.Second, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var listening atomic.Bool
+	if err := serveMetrics(ctx, addr, m, resolver, &listening, slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatal(err)
+	}
+
+	pass := verify.Verdict{Domain: "example.test", Level: policy.LevelEncrypt, Status: verify.StatusPass}
+	fail := verify.Verdict{Domain: "example.test", Level: policy.LevelEncrypt, Status: verify.StatusFail, Reason: verify.ReasonSTARTTLSNotSupported}
+	m.decision(milter.Decision{Outcome: milter.Accept, Checked: true, Verdict: pass})
+	m.decision(milter.Decision{Outcome: milter.Reject, Checked: true, Verdict: fail})
+	m.decision(milter.Decision{Outcome: milter.Accept, Skip: "address literal"})
+	m.CacheLookup(true)
+	m.CacheLookup(false)
+	m.ProbeRunning(1)
+	m.Session(smtpprobe.OutcomeTLS, 30*time.Millisecond)
+	m.RateLimited()
+	m.Overloaded()
+	m.PostureChanged("example.test", "certificate")
+	m.reload(false)
+
+	code, body := get(t, "http://"+addr+"/metrics")
+	if code != http.StatusOK {
+		t.Fatalf("/metrics: %d", code)
+	}
+	for _, want := range []string{
+		`tlsgate_decisions_total{action="accept",level="encrypt",reason="none"} 1`,
+		`tlsgate_decisions_total{action="reject",level="encrypt",reason="starttls-not-supported"} 1`,
+		`tlsgate_decisions_total{action="accept",level="skipped",reason="skipped"} 1`,
+		`tlsgate_verdict_changes_total{from="pass",to="fail"} 1`,
+		`tlsgate_cache_lookups_total{result="hit"} 1`,
+		`tlsgate_cache_lookups_total{result="miss"} 1`,
+		`tlsgate_probes_in_flight 1`,
+		`tlsgate_probe_duration_seconds_count{outcome="tls"} 1`,
+		`tlsgate_probes_rate_limited_total 1`,
+		`tlsgate_probes_overloaded_total 1`,
+		`tlsgate_posture_changes_total{what="certificate"} 1`,
+		`tlsgate_config_reloads_total{result="failure"} 1`,
+		`tlsgate_build_info{goversion="go`,
+		`go_goroutines `,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+
+	if code, _ := get(t, "http://"+addr+"/healthz"); code != http.StatusOK {
+		t.Errorf("/healthz: %d", code)
+	}
+	if code, body := get(t, "http://"+addr+"/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "not listening") {
+		t.Errorf("/readyz before listening: %d %q", code, body)
+	}
+	listening.Store(true)
+	if code, body := get(t, "http://"+addr+"/readyz"); code != http.StatusOK {
+		t.Errorf("/readyz: %d %q", code, body)
+	}
+	d.SetRcode("invalid.", dns.TypeSOA, dns.RcodeServerFailure)
+	if code, body := get(t, "http://"+addr+"/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "resolver") {
+		t.Errorf("/readyz with a failing resolver: %d %q", code, body)
+	}
+}
