@@ -14,6 +14,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/tlsgate/tlsgate/config/policy"
@@ -43,13 +44,22 @@ type Config struct {
 	OnDecision func(Decision)
 }
 
-// Filter decides recipients. It is safe for concurrent use.
+// Filter decides recipients. It is safe for concurrent use; Update swaps its
+// configuration atomically while it runs.
 type Filter struct {
-	cfg Config
+	p atomic.Pointer[Config]
 }
 
 // NewFilter returns a Filter; zero values in cfg take their defaults.
 func NewFilter(cfg Config) *Filter {
+	f := &Filter{}
+	f.Update(cfg)
+	return f
+}
+
+// Update replaces the configuration (a reload): recipients decided from now on use
+// cfg; a decision in progress finishes with the configuration it started with.
+func (f *Filter) Update(cfg Config) {
 	if cfg.RcptTimeout <= 0 {
 		cfg.RcptTimeout = 8 * time.Second
 	}
@@ -58,8 +68,11 @@ func NewFilter(cfg Config) *Filter {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Filter{cfg: cfg}
+	f.p.Store(&cfg)
 }
+
+// config returns the current configuration.
+func (f *Filter) config() *Config { return f.p.Load() }
 
 // Request is one recipient with its envelope context, as the MTA reports it.
 type Request struct {
@@ -103,21 +116,22 @@ type Decision struct {
 // noise) whatever the network does, and never panics on malformed input.
 func (f *Filter) Decide(ctx context.Context, r Request) (d Decision) {
 	start := time.Now()
+	cfg := f.config()
 	var level policy.Level
 	domainSeen := "this domain"
 	defer func() {
 		if p := recover(); p != nil {
 			// Fail safe: an internal bug tempfails this recipient, it never passes it.
-			f.cfg.Log.Error("panic deciding recipient", "queue_id", r.QueueID, "panic", p)
+			cfg.Log.Error("panic deciding recipient", "queue_id", r.QueueID, "panic", p)
 			v := verify.Verdict{Domain: domainSeen, Level: level, Status: verify.StatusTempfail, Reason: verify.ReasonInternal}
 			d = Decision{Outcome: Tempfail, Verdict: v, Reply: ReplyFor(v, true, "")}
 		}
-		f.log(r, d, time.Since(start))
-		if f.cfg.OnDecision != nil {
-			f.cfg.OnDecision(d)
+		cfg.log(r, d, time.Since(start))
+		if cfg.OnDecision != nil {
+			cfg.OnDecision(d)
 		}
 	}()
-	if r.MailerKnown && !slices.Contains(f.cfg.CheckedTransports, r.Mailer) {
+	if r.MailerKnown && !slices.Contains(cfg.CheckedTransports, r.Mailer) {
 		return Decision{Outcome: Accept, Skip: "transport " + r.Mailer + " is not checked"}
 	}
 	addr := r.Rcpt
@@ -140,7 +154,7 @@ func (f *Filter) Decide(ctx context.Context, r Request) (d Decision) {
 	if err == nil {
 		domainSeen = norm
 	}
-	req := f.cfg.Policies.Require(policy.Request{
+	req := cfg.Policies.Require(policy.Request{
 		RecipientDomain: norm,
 		SenderDomain:    senderDomain,
 		SASLLogin:       r.SASLLogin,
@@ -160,7 +174,7 @@ func (f *Filter) Decide(ctx context.Context, r Request) (d Decision) {
 		v = verify.Verdict{Domain: norm, Level: level, Status: verify.StatusPass, Mechanism: verify.MechNone}
 		return Decision{Outcome: Accept, Verdict: v, Rule: rule}
 	default:
-		v = f.verdict(ctx, norm, req.Policy)
+		v = cfg.verdict(ctx, norm, req.Policy)
 	}
 	d = Decision{Checked: true, Verdict: v, Rule: rule}
 	var action policy.Action
@@ -168,9 +182,9 @@ func (f *Filter) Decide(ctx context.Context, r Request) (d Decision) {
 	case verify.StatusPass:
 		return d // Accept
 	case verify.StatusFail:
-		action = req.Policy.OnFail.Or(f.cfg.OnFail)
+		action = req.Policy.OnFail.Or(cfg.OnFail)
 	default:
-		action = req.Policy.OnTempfail.Or(f.cfg.OnTempfail)
+		action = req.Policy.OnTempfail.Or(cfg.OnTempfail)
 		if action == policy.ActionReject {
 			action = policy.ActionTempfail // never a 5xx for "could not find out"
 		}
@@ -179,9 +193,9 @@ func (f *Filter) Decide(ctx context.Context, r Request) (d Decision) {
 	case policy.ActionHeader:
 		d.Outcome = Accept
 	case policy.ActionTempfail:
-		d.Outcome, d.Reply = Tempfail, ReplyFor(v, true, f.cfg.RejectMessage)
+		d.Outcome, d.Reply = Tempfail, ReplyFor(v, true, cfg.RejectMessage)
 	default:
-		d.Outcome, d.Reply = Reject, ReplyFor(v, false, f.cfg.RejectMessage)
+		d.Outcome, d.Reply = Reject, ReplyFor(v, false, cfg.RejectMessage)
 		if d.Reply.Code < 500 {
 			d.Outcome = Tempfail
 		}
@@ -191,10 +205,10 @@ func (f *Filter) Decide(ctx context.Context, r Request) (d Decision) {
 
 // verdict judges domain within the RCPT budget; running out of it, or any internal
 // error, gives a tempfail verdict.
-func (f *Filter) verdict(ctx context.Context, domain string, p policy.Policy) verify.Verdict {
-	ctx, cancel := context.WithTimeout(ctx, f.cfg.RcptTimeout)
+func (cfg *Config) verdict(ctx context.Context, domain string, p policy.Policy) verify.Verdict {
+	ctx, cancel := context.WithTimeout(ctx, cfg.RcptTimeout)
 	defer cancel()
-	facts, cached, err := f.cfg.Facts.Facts(ctx, domain)
+	facts, cached, err := cfg.Facts.Facts(ctx, domain)
 	if err != nil {
 		reason := verify.ReasonInternal
 		switch {
@@ -203,7 +217,7 @@ func (f *Filter) verdict(ctx context.Context, domain string, p policy.Policy) ve
 		case errors.Is(err, verify.ErrOverloaded):
 			reason = verify.ReasonOverloaded
 		default:
-			f.cfg.Log.Error("verification failed", "domain", domain, "err", err)
+			cfg.Log.Error("verification failed", "domain", domain, "err", err)
 		}
 		return verify.Verdict{Domain: domain, Level: p.Level, Status: verify.StatusTempfail, Reason: reason, Checked: time.Now()}
 	}
@@ -212,7 +226,7 @@ func (f *Filter) verdict(ctx context.Context, domain string, p policy.Policy) ve
 	return v
 }
 
-func (f *Filter) log(r Request, d Decision, took time.Duration) {
+func (cfg *Config) log(r Request, d Decision, took time.Duration) {
 	attrs := []any{"queue_id", r.QueueID, "outcome", d.Outcome.String(), "duration", took}
 	if d.Skip != "" {
 		attrs = append(attrs, "skip", d.Skip)
@@ -228,7 +242,7 @@ func (f *Filter) log(r Request, d Decision, took time.Duration) {
 	if d.Outcome != Accept {
 		attrs = append(attrs, "reply", d.Reply.String())
 	}
-	f.cfg.Log.Info("rcpt", attrs...)
+	cfg.Log.Info("rcpt", attrs...)
 }
 
 // ruleName is the compact name of the rule that won, for the audit header and logs:

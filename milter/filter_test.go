@@ -568,3 +568,21 @@ func TestDecideConcurrent(t *testing.T) {
 		}
 	}
 }
+
+// TestFilterUpdate: after Update (a reload) recipients are decided with the new
+// policies; the facts source, and so the cache, stays.
+func TestFilterUpdate(t *testing.T) {
+	t.Parallel()
+	src := &factSource{facts: map[string]*verify.Facts{"example.test": noTLSFacts("example.test")}}
+	cfg := milter.Config{Policies: policySet(t, nil, nil), Facts: src, CheckedTransports: []string{"smtp"}, Log: newLogger(t)}
+	f := milter.NewFilter(cfg)
+	req := milter.Request{Rcpt: "<user@example.test>", Mailer: "smtp", MailerKnown: true}
+	if d := f.Decide(context.Background(), req); d.Outcome != milter.Accept {
+		t.Fatalf("without a policy: %s", d.Outcome)
+	}
+	cfg.Policies = policySet(t, []entry{{"example.test", encrypt}}, nil)
+	f.Update(cfg)
+	if d := f.Decide(context.Background(), req); d.Outcome != milter.Reject || d.Verdict.Reason != verify.ReasonSTARTTLSNotSupported {
+		t.Errorf("after Update: %s %s; want a reject for starttls-not-supported", d.Outcome, d.Verdict.Reason)
+	}
+}

@@ -116,9 +116,9 @@ func (s *session) recorded(domain string) bool {
 }
 
 func (s *session) EndOfMessage(m gomilter.Modifier) (*gomilter.Response, error) {
-	if s.f.cfg.Header != "" {
+	if header := s.f.config().Header; header != "" {
 		for _, d := range s.audit {
-			if err := m.AddHeader(s.f.cfg.Header, HeaderValue(d.Verdict, d.Rule)); err != nil {
+			if err := m.AddHeader(header, HeaderValue(d.Verdict, d.Rule)); err != nil {
 				return nil, fmt.Errorf("milter: adding header: %w", err)
 			}
 		}

@@ -99,7 +99,12 @@ func (m *metrics) Session(o smtpprobe.Outcome, d time.Duration) {
 func (m *metrics) RateLimited()                  { m.rateLimited.Inc() }
 func (m *metrics) Overloaded()                   { m.overloaded.Inc() }
 func (m *metrics) PostureChanged(_, what string) { m.postureChanges.WithLabelValues(what).Inc() }
-func (m *metrics) reload(ok bool) {
+
+// countReload counts a configuration reload; m may be nil.
+func (m *metrics) countReload(ok bool) {
+	if m == nil {
+		return
+	}
 	if ok {
 		m.reloads.WithLabelValues("success").Inc()
 	} else {

@@ -70,7 +70,7 @@ func TestMetricsEndpoints(t *testing.T) {
 	m.RateLimited()
 	m.Overloaded()
 	m.PostureChanged("example.test", "certificate")
-	m.reload(false)
+	m.countReload(false)
 
 	code, body := get(t, "http://"+addr+"/metrics")
 	if code != http.StatusOK {

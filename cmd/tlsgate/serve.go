@@ -36,14 +36,6 @@ func serve(ctx context.Context, args, env []string, stderr io.Writer) int {
 		// port is 10025): see contrib for a systemd unit with a dedicated user.
 		log.Warn("running as root; run tlsgate as an unprivileged user")
 	}
-	set, warnings, err := cfg.PolicySet(func(l policy.Level) bool { return !verify.Supported(l) })
-	if err != nil {
-		fmt.Fprintln(stderr, "tlsgate:", err)
-		return exitUsage
-	}
-	for _, w := range warnings {
-		log.Warn("policy", "warning", w.String())
-	}
 	var m *metrics
 	var events verify.Events
 	if cfg.Metrics.Listen != "" {
@@ -77,19 +69,35 @@ func serve(ctx context.Context, args, env []string, stderr io.Writer) int {
 		}()
 	}
 
-	fc := milter.Config{
-		Policies:          set,
-		Facts:             v,
-		RcptTimeout:       cfg.Milter.RcptTimeout,
-		Header:            cfg.Milter.Header,
-		CheckedTransports: cfg.Milter.CheckedTransports,
-		OnFail:            cfg.DefaultOnFail(),
-		OnTempfail:        cfg.DefaultOnTempfail(),
-		RejectMessage:     cfg.Defaults.RejectMessage,
-		Log:               log,
+	// build turns a configuration into the milter's: at start and on every reload.
+	build := func(c *config.Config) (milter.Config, error) {
+		set, warnings, err := c.PolicySet(func(l policy.Level) bool { return !verify.Supported(l) })
+		if err != nil {
+			return milter.Config{}, err
+		}
+		for _, w := range warnings {
+			log.Warn("policy", "warning", w.String())
+		}
+		fc := milter.Config{
+			Policies:          set,
+			Facts:             v,
+			RcptTimeout:       c.Milter.RcptTimeout,
+			Header:            c.Milter.Header,
+			CheckedTransports: c.Milter.CheckedTransports,
+			OnFail:            c.DefaultOnFail(),
+			OnTempfail:        c.DefaultOnTempfail(),
+			RejectMessage:     c.Defaults.RejectMessage,
+			Log:               log,
+		}
+		if m != nil {
+			fc.OnDecision = m.decision
+		}
+		return fc, nil
 	}
-	if m != nil {
-		fc.OnDecision = m.decision
+	fc, err := build(cfg)
+	if err != nil {
+		fmt.Fprintln(stderr, "tlsgate:", err)
+		return exitUsage
 	}
 	f := milter.NewFilter(fc)
 	network, address, err := config.ParseListen(cfg.Milter.Listen)
@@ -117,7 +125,10 @@ func serve(ctx context.Context, args, env []string, stderr io.Writer) int {
 	}
 	srv := f.NewServer()
 	log.Info("tlsgate started", "version", version, "listen", cfg.Milter.Listen, "config", cfg.File,
-		"policies", set.Table.Len(), "rcpt_timeout", cfg.Milter.RcptTimeout)
+		"policies", fc.Policies.Table.Len(), "rcpt_timeout", cfg.Milter.RcptTimeout)
+	rctx, stopReloads := context.WithCancel(ctx)
+	defer stopReloads()
+	go (&reloader{args: args, env: env, running: cfg, filter: f, build: build, log: log, metrics: m}).run(rctx)
 
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()

@@ -1,0 +1,151 @@
+package main
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"syscall"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+
+	"github.com/tlsgate/tlsgate/config"
+	"github.com/tlsgate/tlsgate/milter"
+)
+
+// reloader rebuilds the milter configuration from the same arguments and environment
+// on SIGHUP or when the configuration or a policy file changes. A configuration that
+// does not load keeps the running one; milter connections and cached facts are
+// untouched (facts are judged again against the new levels on the next recipient).
+type reloader struct {
+	args, env []string
+	running   *config.Config // the configuration the daemon started with
+	filter    *milter.Filter
+	build     func(*config.Config) (milter.Config, error)
+	log       *slog.Logger
+	metrics   *metrics // nil without metrics
+}
+
+// reload loads the configuration again and swaps it in, or keeps the running one.
+func (r *reloader) reload(why string) bool {
+	cfg, _, err := loadConfig("serve", r.args, r.env, io.Discard, nil)
+	var fc milter.Config
+	if err == nil {
+		fc, err = r.build(cfg)
+	}
+	if err != nil {
+		r.log.Error("configuration reload failed; the running configuration stays", "trigger", why, "err", err)
+		r.metrics.countReload(false)
+		return false
+	}
+	for _, key := range restartOnly(r.running, cfg) {
+		r.log.Warn("configuration changed where a reload cannot apply it; restart tlsgate", "key", key)
+	}
+	r.filter.Update(fc)
+	r.log.Info("configuration reloaded", "trigger", why, "policies", fc.Policies.Table.Len())
+	r.metrics.countReload(true)
+	return true
+}
+
+// restartOnly names the sections that differ between a and b but are only read at
+// start: the listeners, the resolver, the prober, the caches, MTA-STS and logging.
+func restartOnly(a, b *config.Config) []string {
+	var out []string
+	for _, s := range []struct {
+		name string
+		a, b any
+	}{
+		{"milter.listen", a.Milter.Listen, b.Milter.Listen},
+		{"milter.socket_mode", a.Milter.SocketMode, b.Milter.SocketMode},
+		{"milter.socket_group", a.Milter.SocketGroup, b.Milter.SocketGroup},
+		{"dns", a.DNS, b.DNS},
+		{"probe", a.Probe, b.Probe},
+		{"mta_sts", a.MTASTS, b.MTASTS},
+		{"cache", a.Cache, b.Cache},
+		{"metrics", a.Metrics, b.Metrics},
+		{"log", a.Log, b.Log},
+	} {
+		if !reflect.DeepEqual(s.a, s.b) {
+			out = append(out, s.name)
+		}
+	}
+	return out
+}
+
+// reloadDebounce gathers the burst of events an editor or a deployment tool makes
+// when it replaces a file into one reload.
+const reloadDebounce = time.Second
+
+// run reloads on SIGHUP and on changes of the watched files until ctx ends.
+func (r *reloader) run(ctx context.Context) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
+	files := watchedFiles(r.running)
+	var events <-chan fsnotify.Event
+	var errs <-chan error
+	if len(files) > 0 {
+		w, err := fsnotify.NewWatcher()
+		if err != nil {
+			r.log.Warn("cannot watch configuration files; reload with SIGHUP", "err", err)
+		} else {
+			defer w.Close()
+			// Watch the directories: files are often replaced by a rename, which
+			// ends a watch on the file itself.
+			for _, dir := range dirsOf(files) {
+				if err := w.Add(dir); err != nil {
+					r.log.Warn("cannot watch a configuration directory; reload with SIGHUP", "dir", dir, "err", err)
+				}
+			}
+			events, errs = w.Events, w.Errors
+		}
+	}
+	var debounce <-chan time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			r.reload("SIGHUP")
+		case ev := <-events:
+			if slices.Contains(files, filepath.Clean(ev.Name)) && ev.Op&(fsnotify.Write|fsnotify.Create|fsnotify.Rename|fsnotify.Remove) != 0 {
+				debounce = time.After(reloadDebounce)
+			}
+		case err := <-errs:
+			r.log.Warn("watching configuration files", "err", err)
+		case <-debounce:
+			debounce = nil
+			r.reload("file changed")
+		}
+	}
+}
+
+// watchedFiles are the configuration file and the policy files, as absolute paths.
+func watchedFiles(cfg *config.Config) []string {
+	var out []string
+	for _, f := range append([]string{cfg.File}, cfg.PolicyFiles...) {
+		if f == "" {
+			continue
+		}
+		if abs, err := filepath.Abs(f); err == nil {
+			out = append(out, filepath.Clean(abs))
+		}
+	}
+	return out
+}
+
+func dirsOf(files []string) []string {
+	var dirs []string
+	for _, f := range files {
+		if d := filepath.Dir(f); !slices.Contains(dirs, d) {
+			dirs = append(dirs, d)
+		}
+	}
+	return dirs
+}
