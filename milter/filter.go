@@ -226,23 +226,21 @@ func (cfg *Config) verdict(ctx context.Context, domain string, p policy.Policy) 
 	return v
 }
 
+// log writes one Info line per decision. Every line has the same keys, empty when they
+// do not apply, so that log pipelines can rely on them.
 func (cfg *Config) log(r Request, d Decision, took time.Duration) {
-	attrs := []any{"queue_id", r.QueueID, "outcome", d.Outcome.String(), "duration", took}
-	if d.Skip != "" {
-		attrs = append(attrs, "skip", d.Skip)
+	v := d.Verdict
+	level, status, mechanism := "", "", ""
+	if v.Domain != "" {
+		level, status, mechanism = v.Level.String(), v.Status.String(), string(v.Mechanism)
 	}
-	if d.Verdict.Domain != "" {
-		v := d.Verdict
-		attrs = append(attrs, "domain", v.Domain, "level", v.Level.String(), "status", v.Status.String(),
-			"reason", string(v.Reason), "mechanism", string(v.Mechanism), "cached", v.Cached, "mx", v.MX)
-	}
-	if d.Rule != "" {
-		attrs = append(attrs, "rule", d.Rule)
-	}
+	reply := ""
 	if d.Outcome != Accept {
-		attrs = append(attrs, "reply", d.Reply.String())
+		reply = d.Reply.String()
 	}
-	cfg.Log.Info("rcpt", attrs...)
+	cfg.Log.Info("rcpt", "queue_id", r.QueueID, "outcome", d.Outcome.String(), "duration", took,
+		"domain", v.Domain, "level", level, "status", status, "reason", string(v.Reason),
+		"mechanism", mechanism, "cached", v.Cached, "mx", v.MX, "rule", d.Rule, "skip", d.Skip, "reply", reply)
 }
 
 // ruleName is the compact name of the rule that won, for the audit header and logs:

@@ -1,11 +1,14 @@
 package milter_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"slices"
 	"strings"
@@ -584,5 +587,37 @@ func TestFilterUpdate(t *testing.T) {
 	f.Update(cfg)
 	if d := f.Decide(context.Background(), req); d.Outcome != milter.Reject || d.Verdict.Reason != verify.ReasonSTARTTLSNotSupported {
 		t.Errorf("after Update: %s %s; want a reject for starttls-not-supported", d.Outcome, d.Verdict.Reason)
+	}
+}
+
+// TestDecisionLogKeys: every decision line has the same keys, whatever the outcome.
+func TestDecisionLogKeys(t *testing.T) {
+	t.Parallel()
+	var buf bytes.Buffer
+	src := &factSource{facts: map[string]*verify.Facts{"example.test": noTLSFacts("example.test")}}
+	f := milter.NewFilter(milter.Config{Policies: policySet(t, []entry{{"example.test", encrypt}}, nil), Facts: src,
+		CheckedTransports: []string{"smtp"}, Log: slog.New(slog.NewJSONHandler(&buf, nil))})
+	for _, rcpt := range []string{"<user@example.test>", "<>", "<user@[192.0.2.1]>", "<user@other.test>"} {
+		f.Decide(context.Background(), milter.Request{Rcpt: rcpt, Mailer: "smtp", MailerKnown: true})
+	}
+	var want []string
+	for i, line := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatal(err)
+		}
+		var keys []string
+		for k := range m {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		if i == 0 {
+			want = keys
+		} else if !slices.Equal(keys, want) {
+			t.Errorf("line %d keys %q; line 0 has %q", i, keys, want)
+		}
+	}
+	if len(want) < 15 {
+		t.Errorf("keys %q", want)
 	}
 }

@@ -1,11 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"strings"
 
 	"github.com/spf13/pflag"
 
@@ -78,7 +81,14 @@ func check(ctx context.Context, args, env []string, stdout, stderr io.Writer) in
 		enc.SetIndent("", "  ")
 		err = enc.Encode(report)
 	} else {
-		err = report.WriteText(stdout)
+		var b bytes.Buffer
+		if err = report.WriteText(&b); err == nil {
+			out := b.String()
+			if colorTerminal(stdout) {
+				out = colorize(out)
+			}
+			_, err = io.WriteString(stdout, out)
+		}
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, "tlsgate check:", err)
@@ -91,4 +101,34 @@ func check(ctx context.Context, args, env []string, stdout, stderr io.Writer) in
 		return exitFail
 	}
 	return exitTempfail
+}
+
+// colorTerminal reports whether w is a terminal that may get colours (no-color.org:
+// NO_COLOR set to anything disables them).
+func colorTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok || os.Getenv("NO_COLOR") != "" {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// colorize paints the verdict of a text report: green pass, red fail, yellow tempfail.
+func colorize(report string) string {
+	lines := strings.SplitAfter(report, "\n")
+	for i, l := range lines {
+		if !strings.HasPrefix(l, "verdict:") {
+			continue
+		}
+		code := "33" // tempfail
+		switch {
+		case strings.Contains(l, "pass"):
+			code = "32"
+		case strings.Contains(l, "fail") && !strings.Contains(l, "tempfail"):
+			code = "31"
+		}
+		lines[i] = "\x1b[1;" + code + "m" + strings.TrimRight(l, "\n") + "\x1b[0m\n"
+	}
+	return strings.Join(lines, "")
 }

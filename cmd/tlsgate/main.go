@@ -12,6 +12,8 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime"
+	"runtime/debug"
 	"syscall"
 )
 
@@ -44,8 +46,10 @@ func run(ctx context.Context, args, env []string, stdout, stderr io.Writer) int 
 		return serve(ctx, args[1:], env, stderr)
 	case "check":
 		return check(ctx, args[1:], env, stdout, stderr)
+	case "config":
+		return configCmd(args[1:], env, stdout, stderr)
 	case "version", "--version", "-v":
-		fmt.Fprintln(stdout, "tlsgate", version)
+		fmt.Fprintln(stdout, versionLine())
 		return 0
 	case "help", "--help", "-h":
 		usage(stdout)
@@ -62,10 +66,30 @@ func usage(w io.Writer) {
   tlsgate check [--config FILE] [--level LEVEL] [--json] DOMAIN
                                                     probe DOMAIN now and print the verdict
                                                     (exit 0 pass, 1 fail, 2 tempfail, 3 usage)
+  tlsgate config check FILE [--rcpt ADDR] [--sender ADDR] [--sasl LOGIN] [--client IP]
+                                                    validate FILE; show the policy for a recipient
   tlsgate version
 
 FILE may also be given as TLSGATE_CONFIG. Every configuration key is also a flag
 (--milter.listen, --dns.resolver, ...) and an environment variable
 (TLSGATE_MILTER_LISTEN, ...). See README.md.
 `)
+}
+
+// versionLine is the version with the build's Go version and VCS revision.
+func versionLine() string {
+	line := "tlsgate " + version + " " + runtime.Version()
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				line += " revision " + s.Value
+			case "vcs.modified":
+				if s.Value == "true" {
+					line += " (modified)"
+				}
+			}
+		}
+	}
+	return line
 }

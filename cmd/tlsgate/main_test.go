@@ -231,3 +231,61 @@ func TestServeCacheFile(t *testing.T) {
 		t.Errorf("unsafe file not refused:\n%s", out)
 	}
 }
+
+// TestConfigCheck: `tlsgate config check` validates a file and shows which rule sets
+// the level of a recipient.
+func TestConfigCheck(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	policyFile := filepath.Join(dir, "tls_policy")
+	if err := os.WriteFile(policyFile, []byte(".example.com secure match=.example.com\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(dir, "tlsgate.yaml")
+	yaml := "policy_files: [" + policyFile + "]\ncustomers:\n  - name: acme\n    senders: [acme.example]\n    level: published\n"
+	if err := os.WriteFile(file, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		args []string
+		want []string
+	}{
+		{nil, []string{"valid (1 domain policies, 1 customers)"}},
+		{[]string{"--rcpt", "user@mx.example.com"}, []string{"level: secure", "rule: policy .example.com", "match: .example.com", "on_fail: reject"}},
+		{[]string{"--rcpt", "user@other.test", "--sender", "boss@acme.example"}, []string{"level: published", "rule: customer acme"}},
+		{[]string{"--rcpt", "user@other.test"}, []string{"level: none", "passes unchecked"}},
+	} {
+		code, out, errOut := runCmd(t, append([]string{"config", "check", file}, tc.args...)...)
+		if code != 0 {
+			t.Errorf("%q: exit %d\n%s%s", tc.args, code, out, errOut)
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(out, w) {
+				t.Errorf("%q: output lacks %q:\n%s", tc.args, w, out)
+			}
+		}
+	}
+	bad := filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(bad, []byte("policies:\n  - domain: example.com\n    level: encrpyt\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errOut := runCmd(t, "config", "check", bad); code != exitUsage || !strings.Contains(errOut, `policies[0].level: "encrpyt" is not a TLS level`) {
+		t.Errorf("bad file: exit %d, %q", code, errOut)
+	}
+}
+
+func TestColorize(t *testing.T) {
+	t.Parallel()
+	in := "domain:  example.test\nverdict: fail\nmechanism: none\n"
+	if got := colorize(in); got != "domain:  example.test\n\x1b[1;31mverdict: fail\x1b[0m\nmechanism: none\n" {
+		t.Errorf("colorize = %q", got)
+	}
+	if got := colorize("verdict: tempfail\n"); !strings.Contains(got, "\x1b[1;33m") {
+		t.Errorf("tempfail = %q", got)
+	}
+	// Not a terminal: plain.
+	var b bytes.Buffer
+	if colorTerminal(&b) {
+		t.Error("a buffer is not a terminal")
+	}
+}

@@ -1,0 +1,94 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"strings"
+
+	"github.com/spf13/pflag"
+
+	"github.com/tlsgate/tlsgate/config"
+	"github.com/tlsgate/tlsgate/config/policy"
+	"github.com/tlsgate/tlsgate/verify"
+)
+
+// configCmd runs `tlsgate config check FILE [--rcpt ADDR] [--sender ADDR] [--sasl LOGIN]
+// [--client IP]`: validate a configuration (and its policy files) and, for a recipient,
+// say which level applies and which rule said so. Exit 0 valid, 3 invalid.
+func configCmd(args, env []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] != "check" {
+		fmt.Fprintln(stderr, "usage: tlsgate config check FILE [--rcpt ADDR] [--sender ADDR] [--sasl LOGIN] [--client IP]")
+		return exitUsage
+	}
+	fs := pflag.NewFlagSet("tlsgate config check", pflag.ContinueOnError)
+	fs.SetOutput(stderr)
+	rcpt := fs.String("rcpt", "", "recipient address or domain to show the effective policy for")
+	sender := fs.String("sender", "", "envelope sender address (customer toggles by sender domain)")
+	sasl := fs.String("sasl", "", "SASL login (customer toggles by {auth_authen})")
+	client := fs.String("client", "", "client IP address (customer toggles by client_networks)")
+	if err := fs.Parse(args[1:]); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return 0
+		}
+		return exitUsage
+	}
+	if fs.NArg() != 1 {
+		fmt.Fprintln(stderr, "tlsgate config check: exactly one FILE expected")
+		return exitUsage
+	}
+	cfg, err := config.Load(config.Options{File: fs.Arg(0), Env: env})
+	if err != nil {
+		fmt.Fprintln(stderr, "tlsgate:", err)
+		return exitUsage
+	}
+	set, warnings, err := cfg.PolicySet(func(l policy.Level) bool { return !verify.Supported(l) })
+	if err != nil {
+		fmt.Fprintln(stderr, "tlsgate:", err)
+		return exitUsage
+	}
+	for _, w := range cfg.Warnings() {
+		fmt.Fprintln(stdout, "warning:", w)
+	}
+	for _, w := range warnings {
+		fmt.Fprintln(stdout, "warning:", w.String())
+	}
+	fmt.Fprintf(stdout, "%s: valid (%d domain policies, %d customers)\n", fs.Arg(0), set.Table.Len(), len(cfg.Customers))
+	if *rcpt == "" {
+		return 0
+	}
+	domain := *rcpt
+	if i := strings.LastIndexByte(domain, '@'); i >= 0 {
+		domain = domain[i+1:]
+	}
+	domain = strings.Trim(domain, "<> ")
+	norm, err := policy.NormalizeDomain(domain)
+	if err != nil {
+		fmt.Fprintln(stderr, "tlsgate config check: --rcpt:", err)
+		return exitUsage
+	}
+	var ip netip.Addr
+	if *client != "" {
+		if ip, err = netip.ParseAddr(*client); err != nil {
+			fmt.Fprintln(stderr, "tlsgate config check: --client:", err)
+			return exitUsage
+		}
+	}
+	senderDomain := *sender
+	if i := strings.LastIndexByte(senderDomain, '@'); i >= 0 {
+		senderDomain = senderDomain[i+1:]
+	}
+	req := set.Require(policy.Request{RecipientDomain: norm, SenderDomain: strings.Trim(senderDomain, "<> "), SASLLogin: *sasl, ClientIP: ip})
+	p := req.Policy
+	rule := req.Rule
+	if rule == "none" {
+		rule = "none (no policy or customer matches: the recipient passes unchecked)"
+	}
+	fmt.Fprintf(stdout, "recipient domain: %s\nlevel: %s\nrule: %s\n", norm, p.Level, rule)
+	if len(p.Match) > 0 {
+		fmt.Fprintf(stdout, "match: %s\n", strings.Join(p.Match, ":"))
+	}
+	fmt.Fprintf(stdout, "on_fail: %s\non_tempfail: %s\n", p.OnFail.Or(cfg.DefaultOnFail()), p.OnTempfail.Or(cfg.DefaultOnTempfail()))
+	return 0
+}
