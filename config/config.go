@@ -116,7 +116,7 @@ func Default() *Config {
 	c.Milter.Listen = "inet:127.0.0.1:10025"
 	c.Milter.RcptTimeout = 8 * time.Second
 	c.Milter.Header = "TLSGate-Verdict"
-	c.Milter.CheckedTransports = []string{"smtp", "relay"}
+	c.Milter.CheckedTransports = []string{"smtp", "smtp-*", "relay"}
 	c.Milter.SocketMode = "0660"
 	c.Milter.SocketGroup = ""
 	c.DNS.Resolver = ""

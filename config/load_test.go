@@ -90,7 +90,7 @@ func TestLoadDefaults(t *testing.T) {
 		{"milter.listen", c.Milter.Listen, "inet:127.0.0.1:10025"},
 		{"milter.rcpt_timeout", c.Milter.RcptTimeout, 8 * time.Second},
 		{"milter.header", c.Milter.Header, "TLSGate-Verdict"},
-		{"milter.checked_transports", c.Milter.CheckedTransports, []string{"smtp", "relay"}},
+		{"milter.checked_transports", c.Milter.CheckedTransports, []string{"smtp", "smtp-*", "relay"}},
 		{"milter.socket_mode", c.Milter.SocketMode, "0660"},
 		{"milter.socket_group", c.Milter.SocketGroup, ""},
 		{"dns.resolver", c.DNS.Resolver, ""},
@@ -402,7 +402,7 @@ func TestAddFlags(t *testing.T) {
 	for flag, want := range map[string]string{
 		"milter.listen":             "inet:127.0.0.1:10025",
 		"milter.rcpt_timeout":       "8s",
-		"milter.checked_transports": "[smtp,relay]",
+		"milter.checked_transports": "[smtp,smtp-*,relay]",
 		"probe.port":                "25",
 		"cache.size":                "100000",
 	} {

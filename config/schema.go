@@ -27,7 +27,7 @@ var scalars = []scalar{
 	{key: "milter.header", ptr: func(c *Config) any { return &c.Milter.Header },
 		usage: `name of the audit header added at end of message; "" disables it`},
 	{key: "milter.checked_transports", ptr: func(c *Config) any { return &c.Milter.CheckedTransports },
-		usage: "{rcpt_mailer} transports whose recipients are checked; others pass (comma-separated)"},
+		usage: "{rcpt_mailer} transports whose recipients are checked, shell patterns allowed (smtp-*); others pass (comma-separated)"},
 	{key: "milter.socket_mode", ptr: func(c *Config) any { return &c.Milter.SocketMode }, mode: true,
 		usage: "octal permissions of the unix socket"},
 	{key: "milter.socket_group", ptr: func(c *Config) any { return &c.Milter.SocketGroup },

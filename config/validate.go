@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -92,8 +93,8 @@ func (v *validator) milter() {
 		}
 	}
 	for i, t := range m.CheckedTransports {
-		if !isToken(t, maxName) {
-			v.fail(fmt.Sprintf("milter.checked_transports[%d]", i), t, "is not a Postfix transport name", "")
+		if _, err := path.Match(t, ""); !isToken(t, maxName) || err != nil {
+			v.fail(fmt.Sprintf("milter.checked_transports[%d]", i), t, "is not a Postfix transport name or pattern (smtp, smtp-*)", "")
 		}
 	}
 	if _, err := parseMode(m.SocketMode); err != nil {

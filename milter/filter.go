@@ -12,7 +12,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/netip"
-	"slices"
+	"path"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -30,11 +30,13 @@ var _ FactSource = (*verify.Verifier)(nil)
 
 // Config configures a Filter.
 type Config struct {
-	Policies          *policy.Set
-	Facts             FactSource
-	RcptTimeout       time.Duration // answer every RCPT within this; default 8s
-	Header            string        // audit header name; "" disables it
-	CheckedTransports []string      // {rcpt_mailer} values that are checked
+	Policies    *policy.Set
+	Facts       FactSource
+	RcptTimeout time.Duration // answer every RCPT within this; default 8s
+	Header      string        // audit header name; "" disables it
+	// CheckedTransports are the {rcpt_mailer} values that are checked, as shell
+	// patterns (path.Match: "smtp-*" matches the smtp-encrypt service of a customer).
+	CheckedTransports []string
 	OnFail            policy.Action // default action for fail verdicts
 	OnTempfail        policy.Action // default action for tempfail verdicts
 	RejectMessage     string        // appended to every rejection
@@ -131,7 +133,7 @@ func (f *Filter) Decide(ctx context.Context, r Request) (d Decision) {
 			cfg.OnDecision(d)
 		}
 	}()
-	if r.MailerKnown && !slices.Contains(cfg.CheckedTransports, r.Mailer) {
+	if r.MailerKnown && !transportChecked(cfg.CheckedTransports, r.Mailer) {
 		return Decision{Outcome: Accept, Skip: "transport " + r.Mailer + " is not checked"}
 	}
 	addr := r.Rcpt
@@ -285,4 +287,14 @@ func splitAddress(addr string) (local, domain string, ok bool) {
 	}
 	domain = addr[at+1:]
 	return addr[:at], domain, domain != ""
+}
+
+// transportChecked reports whether mailer matches one of the patterns.
+func transportChecked(patterns []string, mailer string) bool {
+	for _, p := range patterns {
+		if ok, err := path.Match(p, mailer); ok && err == nil {
+			return true
+		}
+	}
+	return false
 }

@@ -621,3 +621,18 @@ func TestDecisionLogKeys(t *testing.T) {
 		t.Errorf("keys %q", want)
 	}
 }
+
+// TestCheckedTransportPatterns: a customer's sender-dependent transport (smtp-encrypt)
+// is checked with the default patterns; local transports are not.
+func TestCheckedTransportPatterns(t *testing.T) {
+	t.Parallel()
+	src := &factSource{facts: map[string]*verify.Facts{"example.test": noTLSFacts("example.test")}}
+	f := milter.NewFilter(milter.Config{Policies: policySet(t, []entry{{"example.test", encrypt}}, nil), Facts: src,
+		CheckedTransports: []string{"smtp", "smtp-*", "relay"}, Log: newLogger(t)})
+	for mailer, want := range map[string]milter.Outcome{"smtp": milter.Reject, "smtp-encrypt": milter.Reject, "relay": milter.Reject, "local": milter.Accept, "lmtp": milter.Accept, "smtpx": milter.Accept} {
+		d := f.Decide(context.Background(), milter.Request{Rcpt: "<user@example.test>", Mailer: mailer, MailerKnown: true})
+		if d.Outcome != want {
+			t.Errorf("{rcpt_mailer}=%s: %s; want %s", mailer, d.Outcome, want)
+		}
+	}
+}

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the end-to-end suite runs: Postfix (sending, receiving and oracle
 # instances), nsd + ldns (signed authoritative zone), unbound (validating resolver),
-# swaks (client), postfix-mta-sts-resolver (the oracle's MTA-STS policy table).
+# swaks (client), postfix-mta-sts-resolver (the oracle's MTA-STS policy table),
+# systemd (for systemd-analyze, which checks contrib/systemd offline).
 # Debian packages; needs root. Safe to run twice.
 #
 # postfix-mta-sts-resolver comes from Debian (bookworm: 1.1.2), not from PyPI: the
@@ -9,7 +10,7 @@
 set -euo pipefail
 need=()
 for tool in postfix:postfix nsd:nsd unbound:unbound ldns-signzone:ldnsutils swaks:swaks openssl:openssl \
-  unshare:util-linux nsenter:util-linux mta-sts-daemon:postfix-mta-sts-resolver; do
+  unshare:util-linux nsenter:util-linux mta-sts-daemon:postfix-mta-sts-resolver systemd-analyze:systemd; do
   command -v "${tool%%:*}" >/dev/null 2>&1 || need+=("${tool#*:}")
 done
 if [ ${#need[@]} -gt 0 ]; then
