@@ -2,10 +2,13 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"regexp"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -110,5 +113,55 @@ func TestMetricsEndpoints(t *testing.T) {
 	d.SetRcode("invalid.", dns.TypeSOA, dns.RcodeServerFailure)
 	if code, body := get(t, "http://"+addr+"/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "resolver") {
 		t.Errorf("/readyz with a failing resolver: %d %q", code, body)
+	}
+}
+
+// TestGrafanaDashboard: the sample dashboard is valid JSON and uses only metrics tlsgate
+// exports.
+func TestGrafanaDashboard(t *testing.T) {
+	t.Parallel()
+	b, err := os.ReadFile("../../contrib/grafana/tlsgate-dashboard.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dash struct {
+		Panels []struct {
+			Title   string
+			Targets []struct{ Expr string }
+		}
+	}
+	if err := json.Unmarshal(b, &dash); err != nil {
+		t.Fatal(err)
+	}
+	m, err := newMetrics()
+	if err != nil {
+		t.Fatal(err)
+	}
+	families, err := m.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	known := map[string]bool{}
+	for _, f := range families {
+		known[f.GetName()] = true
+	}
+	// Metrics with labels appear in Gather only once they have a value.
+	for _, name := range []string{"tlsgate_decisions_total", "tlsgate_probe_duration_seconds", "tlsgate_cache_lookups_total",
+		"tlsgate_posture_changes_total", "tlsgate_verdict_changes_total", "tlsgate_config_reloads_total"} {
+		known[name] = true
+	}
+	re := regexp.MustCompile(`tlsgate_[a-z_]+`)
+	if len(dash.Panels) == 0 {
+		t.Fatal("no panels")
+	}
+	for _, p := range dash.Panels {
+		for _, tg := range p.Targets {
+			for _, name := range re.FindAllString(tg.Expr, -1) {
+				base := strings.TrimSuffix(strings.TrimSuffix(name, "_bucket"), "_count")
+				if !known[base] {
+					t.Errorf("panel %q uses %s, which tlsgate does not export", p.Title, name)
+				}
+			}
+		}
 	}
 }
