@@ -198,3 +198,39 @@ func TestBurstOfDistinctDomains(t *testing.T) {
 		t.Errorf("%d goroutines after the burst; %d before", g, before)
 	}
 }
+
+// manyMXResolver publishes hundreds of MX hosts for every domain, none with an address.
+type manyMXResolver struct{ anyResolver }
+
+func (r *manyMXResolver) Lookup(ctx context.Context, name string, qtype uint16) (dnsx.Answer, error) {
+	if qtype != dns.TypeMX {
+		r.queries.Add(1)
+		return dnsx.Answer{Name: dns.Fqdn(name), Target: dns.Fqdn(name), Status: dnsx.StatusNXDomain, TTL: time.Hour}, nil
+	}
+	fq := dns.Fqdn(name)
+	ans := dnsx.Answer{Name: fq, Target: fq, TTL: time.Hour}
+	for i := range 500 {
+		ans.Records = append(ans.Records, &dns.MX{Hdr: dns.RR_Header{Name: fq, Rrtype: dns.TypeMX, Class: dns.ClassINET, Ttl: 3600},
+			Preference: uint16(i), Mx: fmt.Sprintf("mx%03d.%s", i, fq)})
+	}
+	return ans, nil
+}
+
+// TestHundredsOfMXHosts: a domain with 500 MX hosts costs a bounded number of lookups.
+func TestHundredsOfMXHosts(t *testing.T) {
+	t.Parallel()
+	r := &manyMXResolver{}
+	v, err := verify.New(verify.Config{Resolver: r, Prober: &slowProber{}, OwnAddrs: []netip.Addr{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	f := v.Probe(context.Background(), "many.example")
+	if q := r.queries.Load(); q > 2*32 {
+		t.Errorf("%d address lookups for 500 MX hosts; want at most 64", q)
+	}
+	if len(f.Hosts) != 32 {
+		t.Errorf("%d hosts kept; want 32", len(f.Hosts))
+	}
+	want("fail/no-mx").check(t, "encrypt", verify.Judge(f, encrypt))
+}

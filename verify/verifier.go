@@ -430,6 +430,10 @@ func (v *Verifier) probeAddr(ctx context.Context, f *Facts, host string, ip neti
 	return r, false
 }
 
+// maxMXHosts bounds the MX hosts whose addresses are looked up, in preference order:
+// enough for the address limit even when many hosts have no address.
+const maxMXHosts = 32
+
 // lookupMX fills f.MX and returns the hosts in Postfix's order with their addresses.
 func (v *Verifier) lookupMX(ctx context.Context, f *Facts) ([]Host, error) {
 	ans, err := v.cfg.Resolver.Lookup(ctx, f.Domain, dns.TypeMX)
@@ -497,6 +501,12 @@ func (v *Verifier) lookupMX(ctx context.Context, f *Facts) ([]Host, error) {
 		return cmp.Or(cmp.Compare(a.Preference, b.Preference), strings.Compare(a.Name, b.Name))
 	})
 	f.MXSecure = ans.Authentic
+	if len(hosts) > maxMXHosts {
+		// A hostile domain can publish hundreds of MX records; a delivery reaches only
+		// the first smtp_mx_address_limit addresses anyway.
+		v.cfg.Log.Debug("MX list truncated", "domain", f.Domain, "hosts", len(hosts), "kept", maxMXHosts)
+		hosts = hosts[:maxMXHosts]
+	}
 	for i := range hosts {
 		if hosts[i].AddrError != "" {
 			continue
