@@ -208,6 +208,16 @@ func (f *Filter) Decide(ctx context.Context, r Request) (d Decision) {
 // verdict judges domain within the RCPT budget; running out of it, or any internal
 // error, gives a tempfail verdict.
 func (cfg *Config) verdict(ctx context.Context, domain string, p policy.Policy) verify.Verdict {
+	// A cache hit needs no deadline: skip the timer of WithTimeout.
+	if c, ok := cfg.Facts.(interface {
+		Cached(string) (*verify.Facts, bool)
+	}); ok {
+		if facts, ok := c.Cached(domain); ok {
+			v := verify.Judge(facts, p)
+			v.Cached = true
+			return v
+		}
+	}
 	ctx, cancel := context.WithTimeout(ctx, cfg.RcptTimeout)
 	defer cancel()
 	facts, cached, err := cfg.Facts.Facts(ctx, domain)
@@ -231,6 +241,9 @@ func (cfg *Config) verdict(ctx context.Context, domain string, p policy.Policy) 
 // log writes one Info line per decision. Every line has the same keys, empty when they
 // do not apply, so that log pipelines can rely on them.
 func (cfg *Config) log(r Request, d Decision, took time.Duration) {
+	if !cfg.Log.Enabled(context.Background(), slog.LevelInfo) {
+		return
+	}
 	v := d.Verdict
 	level, status, mechanism := "", "", ""
 	if v.Domain != "" {
@@ -240,9 +253,12 @@ func (cfg *Config) log(r Request, d Decision, took time.Duration) {
 	if d.Outcome != Accept {
 		reply = d.Reply.String()
 	}
-	cfg.Log.Info("rcpt", "queue_id", r.QueueID, "outcome", d.Outcome.String(), "duration", took,
-		"domain", v.Domain, "level", level, "status", status, "reason", string(v.Reason),
-		"mechanism", mechanism, "cached", v.Cached, "mx", v.MX, "rule", d.Rule, "skip", d.Skip, "reply", reply)
+	// Typed attributes: no boxing of every value into an interface.
+	cfg.Log.LogAttrs(context.Background(), slog.LevelInfo, "rcpt",
+		slog.String("queue_id", r.QueueID), slog.String("outcome", d.Outcome.String()), slog.Duration("duration", took),
+		slog.String("domain", v.Domain), slog.String("level", level), slog.String("status", status),
+		slog.String("reason", string(v.Reason)), slog.String("mechanism", mechanism), slog.Bool("cached", v.Cached),
+		slog.String("mx", v.MX), slog.String("rule", d.Rule), slog.String("skip", d.Skip), slog.String("reply", reply))
 }
 
 // ruleName is the compact name of the rule that won, for the audit header and logs:

@@ -1,6 +1,7 @@
 package milter
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/binary"
 	"errors"
@@ -77,14 +78,15 @@ func (l guardListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &guardConn{Conn: c}, nil
+	return &guardConn{Conn: c, r: bufio.NewReaderSize(c, 4096)}, nil
 }
 
 // guardConn hands go-milter only whole packets that passed checkPacket. Deadlines set by
 // go-milter apply to the underlying connection, so they bound the guard's reads too.
 type guardConn struct {
 	net.Conn
-	buf []byte // the rest of the current checked packet, header included
+	r   *bufio.Reader // Conn, buffered: a macro packet and its command arrive in one read
+	buf []byte        // the rest of the current checked packet, header included
 	err error
 }
 
@@ -93,7 +95,7 @@ func (g *guardConn) Read(p []byte) (int, error) {
 		if g.err != nil {
 			return 0, g.err
 		}
-		if g.buf, g.err = readPacket(g.Conn); g.err != nil {
+		if g.buf, g.err = readPacket(g.r); g.err != nil {
 			return 0, g.err
 		}
 	}

@@ -227,12 +227,15 @@ func judgeAttempt(a *Attempt, f *Facts, p policy.Policy) (av AttemptVerdict, ran
 	domain := f.Domain
 	r := &a.Result
 	av = AttemptVerdict{Host: a.Host, IP: r.IP}
-	where := a.Host
-	if r.IP.IsValid() {
-		where = fmt.Sprintf("%s[%s]", a.Host, r.IP)
+	// where names the host in details; built only when a detail is.
+	where := func() string {
+		if r.IP.IsValid() {
+			return a.Host + "[" + r.IP.String() + "]"
+		}
+		return a.Host
 	}
 	fail := func(reason Reason, rank int, definite bool, format string, args ...any) (AttemptVerdict, int, bool) {
-		av.Reason, av.Detail = reason, where+": "+fmt.Sprintf(format, args...)
+		av.Reason, av.Detail = reason, where()+": "+fmt.Sprintf(format, args...)
 		return av, rank, definite
 	}
 	daneLevel := p.Level == policy.LevelDane || p.Level == policy.LevelDaneOnly
@@ -264,7 +267,7 @@ func judgeAttempt(a *Attempt, f *Facts, p policy.Policy) (av AttemptVerdict, ran
 		switch r.Outcome {
 		case smtpprobe.OutcomeTLS, smtpprobe.OutcomeNoStartTLS, smtpprobe.OutcomeHandshakeError:
 			av.Pass, av.Mechanism = true, MechNone
-			av.Detail = where + ": no TLSA records, opportunistic TLS"
+			av.Detail = where() + ": no TLSA records, opportunistic TLS"
 			return av, 0, true
 		}
 	}
@@ -333,7 +336,7 @@ func judgeAttempt(a *Attempt, f *Facts, p policy.Policy) (av AttemptVerdict, ran
 		return fail(ReasonInternal, 0, false, "level %s cannot be judged", p.Level)
 	}
 	av.Pass = true
-	av.Detail = fmt.Sprintf("%s: %s", where, r.TLSVersionName())
+	av.Detail = where() + ": " + r.TLSVersionName()
 	return av, 0, true
 }
 

@@ -196,6 +196,17 @@ func (v *Verifier) Close() {
 	}
 }
 
+// Cached returns the facts for domain when the cache holds fresh ones, without
+// waiting or probing: the RCPT hot path needs no deadline for a cache hit.
+func (v *Verifier) Cached(domain string) (*Facts, bool) {
+	f, ok := v.cache.Get(domain)
+	if !ok || !v.cfg.Now().Before(f.Until) {
+		return nil, false
+	}
+	v.cfg.Events.CacheLookup(true)
+	return f, true
+}
+
 // Facts returns the facts for domain (an A-label, lower case), from the cache or from a
 // probe shared with every concurrent caller. cached reports a cache hit. When ctx ends
 // first, it returns ErrPending (wrapping the context error) and the probe continues in the
@@ -529,8 +540,23 @@ func (v *Verifier) lookupAddrs(ctx context.Context, f *Facts, h *Host) {
 	temporary := false
 	secure := true
 	h.cname = ""
-	for _, qt := range []uint16{dns.TypeA, dns.TypeAAAA} {
-		ans, err := v.cfg.Resolver.Lookup(ctx, h.Name, qt)
+	// A and AAAA at once: one round trip to the resolver, not two.
+	qtypes := []uint16{dns.TypeA, dns.TypeAAAA}
+	type result struct {
+		ans dnsx.Answer
+		err error
+	}
+	results := make([]result, len(qtypes))
+	var wg sync.WaitGroup
+	for i, qt := range qtypes {
+		wg.Go(func() {
+			ans, err := v.cfg.Resolver.Lookup(ctx, h.Name, qt)
+			results[i] = result{ans, err}
+		})
+	}
+	wg.Wait()
+	for i, qt := range qtypes {
+		ans, err := results[i].ans, results[i].err
 		if err != nil {
 			errs = append(errs, fmt.Sprintf("%s lookup failed: %s", dns.TypeToString[qt], dnsProblem(err)))
 			v.cfg.Log.Debug("dns lookup failed", "domain", f.Domain, "mx", h.Name, "err", err)

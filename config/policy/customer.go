@@ -35,6 +35,11 @@ type Customer struct {
 // safe for concurrent use; a nil *Customers matches nothing.
 type Customers struct {
 	list []customer
+	// Indexes of the selectors, each to the first customer that has it, so that Match
+	// costs a few map lookups whatever the number of customers.
+	exact, parents, logins map[string]int
+	nets                   map[netip.Prefix]int // masked
+	bits                   []int                // the prefix lengths in nets
 }
 
 // customer is a Customer with its selectors prepared for matching.
@@ -115,6 +120,35 @@ func NewCustomers(cs []Customer) (*Customers, error) {
 		}
 		out.list = append(out.list, m)
 	}
+	out.exact, out.parents, out.logins = map[string]int{}, map[string]int{}, map[string]int{}
+	first := func(m map[string]int, k string, i int) {
+		if _, ok := m[k]; !ok {
+			m[k] = i
+		}
+	}
+	for i := range out.list {
+		m := &out.list[i]
+		for k := range m.exact {
+			first(out.exact, k, i)
+		}
+		for k := range m.parents {
+			first(out.parents, k, i)
+		}
+		for k := range m.logins {
+			first(out.logins, k, i)
+		}
+		for _, p := range m.nets {
+			if out.nets == nil {
+				out.nets = map[netip.Prefix]int{}
+			}
+			if _, ok := out.nets[p]; !ok {
+				out.nets[p] = i
+			}
+			if !slices.Contains(out.bits, p.Bits()) {
+				out.bits = append(out.bits, p.Bits())
+			}
+		}
+	}
 	return out, nil
 }
 
@@ -141,17 +175,46 @@ func (c *Customers) Match(senderDomain, saslLogin string, client netip.Addr) (Cu
 	if senderDomain != "" {
 		sender, _ = normalize(senderDomain) // "" when invalid: no domain match
 	}
-	for i := range c.list {
-		m := &c.list[i]
-		if m.matchSender(sender) || saslLogin != "" && m.logins[saslLogin] || m.matchClient(client) {
-			cp := m.Customer
-			cp.Senders = slices.Clone(cp.Senders)
-			cp.SASLLogins = slices.Clone(cp.SASLLogins)
-			cp.ClientNetworks = slices.Clone(cp.ClientNetworks)
-			return cp, true
+	best := len(c.list)
+	take := func(i int, ok bool) {
+		if ok && i < best {
+			best = i
 		}
 	}
-	return Customer{}, false
+	if sender != "" {
+		i, ok := c.exact[sender]
+		take(i, ok)
+		for j := range len(sender) {
+			if sender[j] == '.' {
+				i, ok := c.parents[sender[j:]]
+				take(i, ok)
+			}
+		}
+	}
+	if saslLogin != "" {
+		i, ok := c.logins[saslLogin]
+		take(i, ok)
+	}
+	if client.IsValid() {
+		a := client.WithZone("")
+		u := a.Unmap()
+		for _, bits := range c.bits {
+			for _, x := range []netip.Addr{a, u} {
+				if p, err := x.Prefix(bits); err == nil {
+					i, ok := c.nets[p]
+					take(i, ok)
+				}
+			}
+		}
+	}
+	if best == len(c.list) {
+		return Customer{}, false
+	}
+	cp := c.list[best].Customer
+	cp.Senders = slices.Clone(cp.Senders)
+	cp.SASLLogins = slices.Clone(cp.SASLLogins)
+	cp.ClientNetworks = slices.Clone(cp.ClientNetworks)
+	return cp, true
 }
 
 // matchSender applies the Table.Lookup rule to a normalized sender domain:

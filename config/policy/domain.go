@@ -85,6 +85,26 @@ func normalize(d string) (ascii, why string) {
 		// idna would map invalid bytes to U+FFFD and accept the result.
 		return "", "invalid UTF-8"
 	}
+	if a, ok := asciiLDH(s); ok {
+		// Fast path: plain ASCII LDH without A-labels, the common case. idna's lookup
+		// mapping of such a name is lower-casing, and its checks pass (CheckHyphens is
+		// off, '_' is allowed); checkLDH below still applies.
+		s = a
+		if why := checkLDH(s); why != "" {
+			return "", why
+		}
+		if strings.Trim(s, "0123456789.") == "" { // only then can it be an IPv4 address
+			if _, err := netip.ParseAddr(s); err == nil {
+				return "", "IP address, not a domain"
+			}
+		}
+		return s, ""
+	}
+	return normalizeIDNA(s)
+}
+
+// normalizeIDNA is normalize's general path: UTS #46 mapping and checks.
+func normalizeIDNA(s string) (ascii, why string) {
 	a, err := idnaProfile.ToASCII(s)
 	if err != nil {
 		return "", err.Error()
@@ -195,4 +215,27 @@ func isASCII(s string) bool {
 		}
 	}
 	return true
+}
+
+// asciiLDH returns s lower-cased when it is made of ASCII letters, digits, '-', '_' and
+// '.' only and has no label starting with "xn--" (A-labels need idna's checks).
+func asciiLDH(s string) (string, bool) {
+	upper := false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case 'a' <= c && c <= 'z', '0' <= c && c <= '9', c == '-', c == '_', c == '.':
+		case 'A' <= c && c <= 'Z':
+			upper = true
+		default:
+			return "", false
+		}
+		if (i == 0 || s[i-1] == '.') && len(s)-i >= 4 && (c == 'x' || c == 'X') && strings.EqualFold(s[i:i+4], "xn--") {
+			return "", false
+		}
+	}
+	if upper {
+		s = strings.ToLower(s)
+	}
+	return s, true
 }

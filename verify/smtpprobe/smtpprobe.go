@@ -116,8 +116,17 @@ func (r *Result) Leaf() *x509.Certificate {
 
 // TLSVersionName is "TLSv1.3"-style (Postfix's log notation), or "".
 func (r *Result) TLSVersionName() string {
-	if r.TLSVersion == 0 {
+	switch r.TLSVersion {
+	case 0:
 		return ""
+	case tls.VersionTLS13:
+		return "TLSv1.3"
+	case tls.VersionTLS12:
+		return "TLSv1.2"
+	case tls.VersionTLS11:
+		return "TLSv1.1"
+	case tls.VersionTLS10:
+		return "TLSv1.0"
 	}
 	return strings.Replace(tls.VersionName(r.TLSVersion), "TLS 1", "TLSv1", 1)
 }
@@ -400,7 +409,9 @@ func (s *session) quit() {
 	if s.ctx.Err() != nil {
 		return // cancelled: the AfterFunc's deadline may just have been overwritten
 	}
-	s.cmd("QUIT")
+	// Postfix does not wait for the reply either (smtp_skip_quit_response = yes): the
+	// verdict is known, and waiting would add a round trip to every cold RCPT.
+	io.WriteString(s.conn, "QUIT\r\n")
 }
 
 // ErrSyntax is wrapped by read for replies that are not RFC 5321 §4.2 replies.
