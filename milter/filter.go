@@ -213,7 +213,7 @@ func (cfg *Config) verdict(ctx context.Context, domain string, p policy.Policy) 
 		Cached(string) (*verify.Facts, bool)
 	}); ok {
 		if facts, ok := c.Cached(domain); ok {
-			v := verify.Judge(facts, p)
+			v := facts.JudgeCached(p)
 			v.Cached = true
 			return v
 		}
@@ -233,7 +233,7 @@ func (cfg *Config) verdict(ctx context.Context, domain string, p policy.Policy) 
 		}
 		return verify.Verdict{Domain: domain, Level: p.Level, Status: verify.StatusTempfail, Reason: reason, Checked: time.Now()}
 	}
-	v := verify.Judge(facts, p)
+	v := facts.JudgeCached(p)
 	v.Cached = cached
 	return v
 }

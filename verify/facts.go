@@ -18,10 +18,13 @@ package verify
 
 import (
 	"net/netip"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/miekg/dns"
 
+	"github.com/tlsgate/tlsgate/config/policy"
 	"github.com/tlsgate/tlsgate/verify/mtasts"
 	"github.com/tlsgate/tlsgate/verify/smtpprobe"
 )
@@ -65,6 +68,27 @@ type Facts struct {
 	DNSTTL time.Duration
 	// Until is when these facts expire (set by the Verifier when caching).
 	Until time.Time
+
+	// verdicts memoizes Judge per policy (JudgeCached): a cached domain is judged once
+	// per level, not once per recipient.
+	verdicts sync.Map // verdictKey(policy) -> Verdict
+}
+
+// JudgeCached is Judge(f, p), computed once per distinct policy for these facts. Facts
+// never change once built, and Judge is pure, so the memo is always right.
+func (f *Facts) JudgeCached(p policy.Policy) Verdict {
+	key := verdictKey(p)
+	if v, ok := f.verdicts.Load(key); ok {
+		return v.(Verdict)
+	}
+	v := Judge(f, p)
+	f.verdicts.Store(key, v)
+	return v
+}
+
+// verdictKey is what Judge reads of a policy: the level and the match list.
+func verdictKey(p policy.Policy) string {
+	return p.Level.String() + "\x00" + strings.Join(p.Match, "\x00")
 }
 
 // Host is one MX host.

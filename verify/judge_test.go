@@ -160,3 +160,30 @@ func TestJudgeDANEInsecureMX(t *testing.T) {
 		}
 	}
 }
+
+// TestJudgeCached: the memo gives exactly Judge's verdict for every policy, and keeps
+// policies that differ only in match= apart.
+func TestJudgeCached(t *testing.T) {
+	t.Parallel()
+	leaf := testCert(t, "mx1.example.test", "mx1.example.test")
+	f := &Facts{Domain: "example.test", MX: MXFound,
+		Hosts: []Host{{Name: "mx1.example.test"}},
+		Attempts: []Attempt{{Host: "mx1.example.test", Result: smtpprobe.Result{
+			Outcome: smtpprobe.OutcomeTLS, TLSVersion: 0x0304, Chain: []*x509.Certificate{leaf}}}}}
+	policies := []policy.Policy{
+		{Level: policy.LevelEncrypt},
+		{Level: policy.LevelVerify},
+		{Level: policy.LevelVerify, Match: []string{"other.test"}},
+		{Level: policy.LevelSecure},
+		{Level: policy.LevelFingerprint, Match: []string{smtpprobe.Fingerprint(leaf.Raw)}},
+		{Level: policy.LevelFingerprint, Match: []string{"00:11"}},
+	}
+	for round := range 2 {
+		for _, p := range policies {
+			got, want := f.JudgeCached(p), Judge(f, p)
+			if got.Status != want.Status || got.Reason != want.Reason || got.Detail != want.Detail {
+				t.Errorf("round %d, %s %q: memo %s/%s, Judge %s/%s", round, p.Level, p.Match, got.Status, got.Reason, want.Status, want.Reason)
+			}
+		}
+	}
+}
