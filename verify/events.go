@@ -1,7 +1,6 @@
 package verify
 
 import (
-	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"slices"
@@ -53,7 +52,8 @@ func postureOf(f *Facts) (p posture, ok bool) {
 	}
 	var starttls, certs, tlsa []string
 	sessions := 0
-	for _, a := range f.Attempts {
+	for i := range f.Attempts {
+		a := &f.Attempts[i]
 		r := &a.Result
 		switch r.Outcome {
 		case smtpprobe.OutcomeTLS, smtpprobe.OutcomeNoStartTLS, smtpprobe.OutcomeHandshakeError:
@@ -62,9 +62,8 @@ func postureOf(f *Facts) (p posture, ok bool) {
 		default:
 			continue
 		}
-		if leaf := r.Leaf(); leaf != nil {
-			sum := sha256.Sum256(leaf.RawSubjectPublicKeyInfo)
-			certs = append(certs, hex.EncodeToString(sum[:8]))
+		if leaf := a.cert(); leaf != nil {
+			certs = append(certs, hex.EncodeToString(leaf.SPKISHA256[:8]))
 		}
 	}
 	if sessions == 0 {

@@ -145,6 +145,10 @@ type Attempt struct {
 	// smtp_mx_address_limit); it was probed because the MTA-STS policy skips MX hosts
 	// it does not list (RFC 8461 §4.1), so an MTA-STS sender reaches it.
 	BeyondLimit bool
+	// Cert summarises the server's leaf certificate and DANE the chain's DANE
+	// verification, recorded at probe time; cached facts keep these, not the chain.
+	Cert *CertInfo  `json:",omitempty"`
+	DANE DANEResult `json:",omitzero"`
 	// RateLimited: not probed because the address was probed too often
 	// (Config.RatePerAddress); a transient condition.
 	RateLimited bool

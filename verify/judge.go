@@ -290,7 +290,7 @@ func judgeAttempt(a *Attempt, f *Facts, p policy.Policy) (av AttemptVerdict, ran
 	default:
 		return fail(ReasonInternal, 0, false, "not probed")
 	}
-	leaf := r.Leaf()
+	leaf := a.cert()
 	if leaf == nil {
 		return fail(ReasonHandshakeFailure, 2, true, "no certificate presented")
 	}
@@ -308,8 +308,8 @@ func judgeAttempt(a *Attempt, f *Facts, p policy.Policy) (av AttemptVerdict, ran
 		}
 		// RFC 7672 §3.2.2: reference identifiers are the TLSA base domain and the
 		// next-hop domain.
-		if _, err := dane.Verify(usable, r.Chain, []string{a.TLSA.Base, domain}, f.Checked); err != nil {
-			return fail(ReasonTLSAInvalid, 3, true, "%v", err)
+		if res := a.daneResult(usable, f); res.Error != "" {
+			return fail(ReasonTLSAInvalid, 3, true, "%s", res.Error)
 		}
 		av.Mechanism = MechDANE
 	case policy.LevelEncrypt:
@@ -318,7 +318,7 @@ func judgeAttempt(a *Attempt, f *Facts, p policy.Policy) (av AttemptVerdict, ran
 		// TLS_README "Certificate fingerprint verification": the leaf certificate's or its
 		// public key's digest must be listed; names, expiry and chain are ignored.
 		if !fingerprintMatches(leaf, p.Match) {
-			return fail(ReasonFingerprintMismatch, 3, true, "certificate fingerprint %s matches no match= entry", smtpprobe.Fingerprint(leaf.Raw))
+			return fail(ReasonFingerprintMismatch, 3, true, "certificate fingerprint %s matches no match= entry", leaf.Fingerprint())
 		}
 	case policy.LevelVerify, policy.LevelSecure:
 		// TLS_README "Mandatory server certificate verification" / "Secure server
@@ -330,7 +330,7 @@ func judgeAttempt(a *Attempt, f *Facts, p policy.Policy) (av AttemptVerdict, ran
 		refs := referenceNames(p, a.Host, domain)
 		if !namesMatch(leaf, refs) {
 			return fail(ReasonCertHostMismatch, 4, true, "certificate names %s match none of %s",
-				strings.Join(certNames(leaf), ", "), strings.Join(refs, ", "))
+				strings.Join(leaf.Names, ", "), strings.Join(refs, ", "))
 		}
 	default:
 		return fail(ReasonInternal, 0, false, "level %s cannot be judged", p.Level)
@@ -368,8 +368,8 @@ func referenceNames(p policy.Policy, mxHost, nexthop string) []string {
 	return refs
 }
 
-func namesMatch(leaf *x509.Certificate, refs []string) bool {
-	for _, cn := range certNames(leaf) {
+func namesMatch(leaf *CertInfo, refs []string) bool {
+	for _, cn := range leaf.Names {
 		for _, ref := range refs {
 			if matchName(cn, ref) {
 				return true
@@ -396,25 +396,15 @@ func pkixReason(err error) (Reason, string) {
 // with the match= fingerprints (Postfix notation: hex pairs separated by ':'; separators
 // and case are ignored). Postfix compares one digest, smtp_tls_fingerprint_digest,
 // sha256 by default since 3.6: an MD5 or SHA-1 pin never matches there, so not here.
-func fingerprintMatches(leaf *x509.Certificate, match []string) bool {
+func fingerprintMatches(leaf *CertInfo, match []string) bool {
 	for _, m := range match {
 		want, err := hex.DecodeString(strings.ReplaceAll(strings.TrimSpace(m), ":", ""))
-		if err != nil {
+		if err != nil || len(want) != sha256.Size {
 			continue
 		}
-		for _, der := range [][]byte{leaf.Raw, leaf.RawSubjectPublicKeyInfo} {
-			if got := digest(der, len(want)); got != nil && string(got) == string(want) {
-				return true
-			}
+		if string(want) == string(leaf.SHA256[:]) || string(want) == string(leaf.SPKISHA256[:]) {
+			return true
 		}
 	}
 	return false
-}
-
-func digest(b []byte, size int) []byte {
-	if size != sha256.Size {
-		return nil
-	}
-	s := sha256.Sum256(b)
-	return s[:]
 }

@@ -84,7 +84,7 @@ func TestFingerprintForms(t *testing.T) {
 		{"none", nil, false},
 	}
 	for _, tc := range tests {
-		if got := fingerprintMatches(leaf, tc.match); got != tc.want {
+		if got := fingerprintMatches(summarize(leaf), tc.match); got != tc.want {
 			t.Errorf("%s: fingerprintMatches = %v; want %v", tc.name, got, tc.want)
 		}
 	}

@@ -10,7 +10,9 @@ import (
 	"time"
 
 	"github.com/tlsgate/tlsgate/config/policy"
+	"github.com/tlsgate/tlsgate/test/fake"
 	"github.com/tlsgate/tlsgate/verify"
+	"github.com/tlsgate/tlsgate/verify/smtpprobe"
 )
 
 // TestCacheFileRoundTrip: facts saved by one Verifier are loaded by the next and judged
@@ -109,5 +111,43 @@ func TestCacheFileRejected(t *testing.T) {
 	}
 	if n, err := v.LoadCache(filepath.Join(dir, "missing")); n != 0 || err != nil {
 		t.Errorf("missing file: %d, %v; want 0, nil", n, err)
+	}
+}
+
+// TestCompactFactsJudgeAlike: cached facts keep a certificate summary instead of the
+// chain, and every level judges them exactly as the full facts.
+func TestCompactFactsJudgeAlike(t *testing.T) {
+	t.Parallel()
+	for _, spec := range []string{"LEAF 3 1 1", "INTER 2 0 1", "x 3 1 1", "LEAF 1 1 1"} {
+		t.Run(spec, func(t *testing.T) {
+			t.Parallel()
+			w := newWorld(t)
+			w.dns.SetAllAuthentic(true)
+			w.dns.Add(t, "example.test. 300 IN MX 10 mx1.example.test.", "mx1.example.test. 300 IN A 127.0.0.10")
+			ca := w.ca.Intermediate(t, "Test Intermediate")
+			c := ca.Issue(t, fake.CertOptions{DNSNames: []string{"mx1.example.test"}})
+			fake.StartSMTP(t, "127.0.0.10", fake.Behavior{Hostname: "mx1.example.test", Cert: &c}).RegisterWith(w.dialer)
+			w.dns.Add(t, tlsaRR(t, "_25._tcp.mx1.example.test.", spec, c.Leaf, ca))
+			v := w.verifier()
+			full := v.Probe(context.Background(), domain)
+			cached, _, err := v.Facts(context.Background(), domain)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(cached.Attempts) != 1 || cached.Attempts[0].Result.Chain != nil || cached.Attempts[0].Cert == nil {
+				t.Fatalf("cached facts still hold the chain or lack the summary: %+v", cached.Attempts)
+			}
+			policies := []policy.Policy{{Level: policy.LevelEncrypt}, {Level: policy.LevelVerify}, {Level: policy.LevelSecure},
+				{Level: policy.LevelDane}, {Level: policy.LevelDaneOnly}, {Level: policy.LevelPublished},
+				{Level: policy.LevelFingerprint, Match: []string{smtpprobe.Fingerprint(c.Leaf.Raw)}},
+				{Level: policy.LevelFingerprint, Match: []string{smtpprobe.Fingerprint(c.Leaf.RawSubjectPublicKeyInfo)}},
+				{Level: policy.LevelFingerprint, Match: []string{smtpprobe.Fingerprint([]byte("other"))}}}
+			for _, p := range policies {
+				a, b := verify.Judge(full, p), verify.Judge(cached, p)
+				if a.Status != b.Status || a.Reason != b.Reason || a.Detail != b.Detail || a.Mechanism != b.Mechanism {
+					t.Errorf("%s %q: full %s/%s %q; cached %s/%s %q", p.Level, p.Match, a.Status, a.Reason, a.Detail, b.Status, b.Reason, b.Detail)
+				}
+			}
+		})
 	}
 }

@@ -100,7 +100,7 @@ type Verifier struct {
 	queued atomic.Int64
 	// addrs caches probe results per address and SNI, shared between domains;
 	// addrGroup collapses concurrent probes of one address.
-	addrs     *cache.Cache[smtpprobe.Result]
+	addrs     *cache.Cache[addrResult]
 	addrGroup singleflight.Group
 	limiter   *addrLimiter
 	allow     func(netip.Addr) bool
@@ -160,7 +160,7 @@ func New(cfg Config) (*Verifier, error) {
 	if err != nil {
 		return nil, fmt.Errorf("verify: %w", err)
 	}
-	addrs, err := cache.New[smtpprobe.Result](max(cfg.CacheSize/4, 1000))
+	addrs, err := cache.New[addrResult](max(cfg.CacheSize/4, 1000))
 	if err != nil {
 		return nil, fmt.Errorf("verify: %w", err)
 	}
@@ -272,6 +272,7 @@ func (v *Verifier) store(f *Facts) {
 	ttl := min(v.ttlFor(f), max(f.DNSTTL, minDNSTTL))
 	f.Until = v.cfg.Now().Add(ttl)
 	v.notePosture(f)
+	f.compact()
 	v.cache.Set(f.Domain, f, ttl)
 	v.track(f.Domain)
 }
@@ -398,24 +399,34 @@ func (v *Verifier) probeHosts(ctx context.Context, f *Facts, pol *mtasts.Policy,
 				continue
 			}
 			a := Attempt{Host: h.Name, Preference: h.Preference, TLSA: h.TLSA, BeyondLimit: !byPostfix}
-			a.Result, a.RateLimited = v.probeAddr(ctx, f, h.Name, ip, sni)
+			a.Result, a.Cert, a.RateLimited = v.probeAddr(ctx, f, h.Name, ip, sni)
+			a.record(f)
 			f.Attempts = append(f.Attempts, a)
 		}
 	}
 }
 
-// probeAddr probes one address, unless the abuse guard forbids it. A result for the
-// same address and SNI is shared between domains (many domains share their provider's
-// MX hosts; the probe does not depend on the domain).
-func (v *Verifier) probeAddr(ctx context.Context, f *Facts, host string, ip netip.Addr, sni string) (r smtpprobe.Result, limited bool) {
+// addrResult is a probe result shared between domains, with its leaf summary. Without
+// SNI the chain is dropped (nothing domain-specific needs it); with SNI (a DANE host)
+// it is kept for the DANE check of each domain.
+type addrResult struct {
+	r    smtpprobe.Result
+	cert *CertInfo
+}
+
+// probeAddr probes one address, unless the abuse guard forbids it, and returns the
+// result with its leaf summary. A result for the same address and SNI is shared
+// between domains (many domains share their provider's MX hosts; the probe does not
+// depend on the domain).
+func (v *Verifier) probeAddr(ctx context.Context, f *Facts, host string, ip netip.Addr, sni string) (r smtpprobe.Result, cert *CertInfo, limited bool) {
 	if !v.allowed(ip) {
 		v.cfg.Log.Warn("probe refused by configuration", "domain", f.Domain, "mx", host, "ip", ip.String())
 		return smtpprobe.Result{IP: ip, Outcome: smtpprobe.OutcomeNotAllowed,
-			Detail: fmt.Sprintf("%s is not a public address or is this host's own; not probed (allow it with probe.allow_networks)", ip)}, false
+			Detail: fmt.Sprintf("%s is not a public address or is this host's own; not probed (allow it with probe.allow_networks)", ip)}, nil, false
 	}
 	key := ip.String() + "|" + sni
-	if r, ok := v.addrs.Get(key); ok {
-		return r, false
+	if ar, ok := v.addrs.Get(key); ok {
+		return ar.r, ar.cert, false
 	}
 	res, _, _ := v.addrGroup.Do(key, func() (any, error) {
 		if !v.limiter.allow(ip, v.cfg.Now()) {
@@ -425,20 +436,28 @@ func (v *Verifier) probeAddr(ctx context.Context, f *Facts, host string, ip neti
 		defer cancel()
 		r := v.cfg.Prober.Probe(pctx, ip, sni)
 		v.cfg.Events.Session(r.Outcome, r.Duration)
-		if ctx.Err() == nil {
-			v.addrs.Set(key, r, v.cfg.AddressTTL)
+		ar := addrResult{r: r}
+		if leaf := r.Leaf(); leaf != nil {
+			ar.cert = summarize(leaf)
 		}
-		return r, nil
+		if ctx.Err() == nil {
+			shared := ar
+			if sni == "" {
+				shared.r.Chain = nil
+			}
+			v.addrs.Set(key, shared, v.cfg.AddressTTL)
+		}
+		return ar, nil
 	})
 	if res == nil {
 		v.cfg.Events.RateLimited()
 		v.cfg.Log.Warn("probe rate limit reached", "domain", f.Domain, "mx", host, "ip", ip.String(), "per_minute", v.cfg.RatePerAddress)
-		return smtpprobe.Result{IP: ip}, true
+		return smtpprobe.Result{IP: ip}, nil, true
 	}
-	r = res.(smtpprobe.Result)
+	ar := res.(addrResult)
 	v.cfg.Log.Debug("probed", "domain", f.Domain, "mx", host, "ip", ip.String(),
-		"outcome", r.Outcome.String(), "detail", r.Detail, "duration", r.Duration)
-	return r, false
+		"outcome", ar.r.Outcome.String(), "detail", ar.r.Detail, "duration", ar.r.Duration)
+	return ar.r, ar.cert, false
 }
 
 // maxMXHosts bounds the MX hosts whose addresses are looked up, in preference order:

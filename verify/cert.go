@@ -1,0 +1,105 @@
+package verify
+
+import (
+	"crypto/sha256"
+	"crypto/x509"
+	"slices"
+
+	"github.com/miekg/dns"
+
+	"github.com/tlsgate/tlsgate/verify/dane"
+)
+
+// CertInfo is what judging needs of a server's leaf certificate, kept in cached facts
+// instead of the parsed chain (a chain with the TLS stack's buffers behind it costs
+// several KiB per domain; this costs a few hundred bytes).
+type CertInfo struct {
+	// Names are the reference identifiers the certificate carries as Postfix reads
+	// them: the DNS subjectAltNames, or the subject CN when there is none.
+	Names      []string `json:"names,omitempty"`
+	SHA256     [32]byte `json:"sha256"`      // of the certificate (DER)
+	SPKISHA256 [32]byte `json:"spki_sha256"` // of its SubjectPublicKeyInfo
+}
+
+func summarize(c *x509.Certificate) *CertInfo {
+	return &CertInfo{
+		Names:      slices.Clone(certNames(c)),
+		SHA256:     sha256.Sum256(c.Raw),
+		SPKISHA256: sha256.Sum256(c.RawSubjectPublicKeyInfo),
+	}
+}
+
+// DANEResult is the DANE verification of an attempt's chain against its host's usable
+// TLSA records (RFC 7672 §3), done when the chain was at hand.
+type DANEResult struct {
+	Done  bool   `json:"done"`
+	Error string `json:"error,omitempty"` // "" when the chain matched
+}
+
+// cert returns the leaf summary: the one recorded at probe time, or one made now from
+// the chain (facts built by hand, or fresh from Probe).
+func (a *Attempt) cert() *CertInfo {
+	if a.Cert != nil {
+		return a.Cert
+	}
+	if leaf := a.Result.Leaf(); leaf != nil {
+		return summarize(leaf)
+	}
+	return nil
+}
+
+// daneResult verifies the chain against usable TLSA records, or returns the result
+// recorded at probe time. Reference identifiers are the TLSA base domain and the
+// next-hop domain (RFC 7672 §3.2.2).
+func (a *Attempt) daneResult(usable []*dns.TLSA, f *Facts) DANEResult {
+	if a.DANE.Done {
+		return a.DANE
+	}
+	r := DANEResult{Done: true}
+	if _, err := dane.Verify(usable, a.Result.Chain, []string{a.TLSA.Base, f.Domain}, f.Checked); err != nil {
+		r.Error = err.Error()
+	}
+	return r
+}
+
+// record fills Cert and DANE from the chain while it is at hand, so that compact can
+// drop the chain.
+func (a *Attempt) record(f *Facts) {
+	if a.Cert == nil {
+		if leaf := a.Result.Leaf(); leaf != nil {
+			a.Cert = summarize(leaf)
+		}
+	}
+	if a.Cert == nil || len(a.Result.Chain) == 0 {
+		return
+	}
+	if a.TLSA.Status == TLSAFound {
+		if usable := dane.UsableRecords(a.TLSA.Records); len(usable) > 0 {
+			a.DANE = a.daneResult(usable, f)
+		}
+	}
+}
+
+// compact drops the certificate chains of facts about to be cached; everything Judge
+// needs of them was recorded by record.
+func (f *Facts) compact() {
+	for i := range f.Attempts {
+		if a := &f.Attempts[i]; a.Cert != nil {
+			a.Result.Chain = nil
+		}
+	}
+}
+
+// Fingerprint is the certificate's SHA-256 digest in Postfix's notation (upper-case
+// hex pairs separated by ':'), as smtpprobe.Fingerprint prints it.
+func (c *CertInfo) Fingerprint() string {
+	const hexdig = "0123456789ABCDEF"
+	out := make([]byte, 0, len(c.SHA256)*3)
+	for i, b := range c.SHA256 {
+		if i > 0 {
+			out = append(out, ':')
+		}
+		out = append(out, hexdig[b>>4], hexdig[b&15])
+	}
+	return string(out)
+}
