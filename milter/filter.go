@@ -177,6 +177,14 @@ func (f *Filter) Decide(ctx context.Context, r Request) (d Decision) {
 		return Decision{Outcome: Accept, Verdict: v, Rule: rule}
 	default:
 		v = cfg.verdict(ctx, norm, req.Policy)
+		if also := req.Also; also != nil && v.Status == verify.StatusPass {
+			// The other requirement must be met too (policy.Requirement.Also); the
+			// facts are shared, so this costs a judgement, not a probe.
+			if va := cfg.verdict(ctx, norm, *also); va.Status != verify.StatusPass {
+				v, level = va, also.Level
+				req.Policy, rule = *also, ruleName(policy.Requirement{Policy: *also, Customer: req.Customer})
+			}
+		}
 	}
 	d = Decision{Checked: true, Verdict: v, Rule: rule}
 	var action policy.Action

@@ -636,3 +636,28 @@ func TestCheckedTransportPatterns(t *testing.T) {
 		}
 	}
 }
+
+// TestDecideAlsoRequirement: a customer's verify does not override a domain's
+// fingerprint pin: both must pass, and the one that fails decides, with its rule.
+func TestDecideAlsoRequirement(t *testing.T) {
+	t.Parallel()
+	facts := tlsFacts("example.test") // verifies, names mx1.example.test
+	pin := policy.Policy{Level: policy.LevelFingerprint, Match: []string{"00:11:22"}}
+	src := &factSource{facts: map[string]*verify.Facts{"example.test": facts}}
+	secureCustomer := policy.Customer{Name: "strict", SASLLogins: []string{"strict"}, Level: policy.LevelVerify}
+	f := milter.NewFilter(milter.Config{Policies: policySet(t, []entry{{"example.test", pin}}, []policy.Customer{secureCustomer}),
+		Facts: src, CheckedTransports: []string{"smtp"}, Log: newLogger(t)})
+	d := f.Decide(context.Background(), milter.Request{Rcpt: "<user@example.test>", SASLLogin: "strict"})
+	if d.Outcome != milter.Reject || d.Verdict.Level != policy.LevelFingerprint || d.Verdict.Reason != verify.ReasonFingerprintMismatch || d.Rule != "policy:example.test" {
+		t.Errorf("got %s %s/%s rule %q; want a reject for the domain's pin", d.Outcome, d.Verdict.Level, d.Verdict.Reason, d.Rule)
+	}
+	// Without the customer, the pin alone decides the same way; with a matching pin
+	// both pass and the customer's (winning) rule is recorded.
+	pin.Match = []string{smtpprobe.Fingerprint(facts.Attempts[0].Result.Chain[0].Raw)}
+	f.Update(milter.Config{Policies: policySet(t, []entry{{"example.test", pin}}, []policy.Customer{secureCustomer}),
+		Facts: src, CheckedTransports: []string{"smtp"}, Log: newLogger(t)})
+	d = f.Decide(context.Background(), milter.Request{Rcpt: "<user@example.test>", SASLLogin: "strict"})
+	if d.Outcome != milter.Accept || d.Rule != "customer:strict" {
+		t.Errorf("got %s rule %q (%s); want accept under the customer's rule", d.Outcome, d.Rule, d.Verdict.Detail)
+	}
+}

@@ -90,5 +90,8 @@ func configCmd(args, env []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "match: %s\n", strings.Join(p.Match, ":"))
 	}
 	fmt.Fprintf(stdout, "on_fail: %s\non_tempfail: %s\n", p.OnFail.Or(cfg.DefaultOnFail()), p.OnTempfail.Or(cfg.DefaultOnTempfail()))
+	if a := req.Also; a != nil {
+		fmt.Fprintf(stdout, "also required: %s (%s)\n", a.Level, req.AlsoRule)
+	}
 	return 0
 }

@@ -289,3 +289,17 @@ func TestColorize(t *testing.T) {
 		t.Error("a buffer is not a terminal")
 	}
 }
+
+func TestConfigCheckAlso(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	file := filepath.Join(dir, "tlsgate.yaml")
+	yaml := "policies:\n  - domain: pinned.example\n    level: fingerprint\n    match: [\"AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB\"]\ncustomers:\n  - name: acme\n    senders: [acme.example]\n    level: secure\n"
+	if err := os.WriteFile(file, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := runCmd(t, "config", "check", file, "--rcpt", "u@pinned.example", "--sender", "b@acme.example")
+	if code != 0 || !strings.Contains(out, "level: secure") || !strings.Contains(out, "also required: fingerprint (policy pinned.example") {
+		t.Errorf("exit %d:\n%s%s", code, out, errOut)
+	}
+}

@@ -23,6 +23,14 @@ type Requirement struct {
 	// Customer names the customer recognized on the sending side, if any,
 	// also when the domain policy was stricter and won.
 	Customer string
+	// Also is the other requirement when both a domain policy and a customer apply
+	// and the losing one is not implied by the winner: it must be met too. The levels
+	// are distinct mechanisms, not a strict order: a customer's secure does not
+	// imply a domain's dane-only, fingerprint pin or published, and Postfix enforces
+	// the domain's tls_policy entry at delivery whatever the customer's
+	// sender-dependent transport says. AlsoRule names it.
+	Also     *Policy
+	AlsoRule string
 }
 
 // Set is every source of TLS requirements: the domain policy table and the
@@ -53,24 +61,43 @@ func (s *Set) Require(r Request) Requirement {
 	if haveCust {
 		req.Customer = cust.Name
 	}
+	custPolicy := Policy{
+		Level:      cust.Level,
+		OnFail:     cust.OnFail,
+		OnTempfail: cust.OnTempfail,
+		Source:     "customer " + cust.Name,
+	}
+	custRule := "customer " + cust.Name
+	domRule := "policy " + dom.Key
+	if dom.Source != "" {
+		domRule += " (" + dom.Source + ")"
+	}
 	switch {
 	case haveCust && (!haveDom || cust.Level.Stricter(dom.Level)):
-		req.Policy = Policy{
-			Level:      cust.Level,
-			OnFail:     cust.OnFail,
-			OnTempfail: cust.OnTempfail,
-			Source:     "customer " + cust.Name,
+		req.Policy, req.Rule = custPolicy, custRule
+		if haveDom && independent(dom.Level) {
+			req.Also, req.AlsoRule = &dom, domRule
 		}
-		req.Rule = "customer " + cust.Name
 	case haveDom:
-		req.Policy = dom
-		req.Rule = "policy " + dom.Key
-		if dom.Source != "" {
-			req.Rule += " (" + dom.Source + ")"
+		req.Policy, req.Rule = dom, domRule
+		if haveCust && independent(cust.Level) && cust.Level != dom.Level {
+			req.Also, req.AlsoRule = &custPolicy, custRule
 		}
 	default:
 		req.Policy = Policy{Level: LevelNone}
 		req.Rule = ruleNone
 	}
 	return req
+}
+
+// independent reports whether meeting a stricter level can leave l unmet: l checks
+// something the stricter levels do not (TLSA records, a pinned fingerprint, what the
+// domain publishes). encrypt is implied by every stricter level, and verify by secure
+// and the other way round (both demand a verified certificate).
+func independent(l Level) bool {
+	switch l {
+	case LevelDane, LevelDaneOnly, LevelFingerprint, LevelPublished:
+		return true
+	}
+	return false
 }

@@ -208,3 +208,42 @@ func TestSetRequireStricterBothWays(t *testing.T) {
 		}
 	}
 }
+
+// TestSetRequireAlso: when the losing requirement checks something the winner does not
+// (TLSA, a pin, what the domain publishes), it is returned as Also, to be met too.
+func TestSetRequireAlso(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		dom, cust  Level
+		winner     Level
+		also       Level // -1: none
+		alsoSource string
+	}{
+		{LevelFingerprint, LevelSecure, LevelSecure, LevelFingerprint, "t:1"},
+		{LevelDaneOnly, LevelVerify, LevelVerify, LevelDaneOnly, "t:1"},
+		{LevelDane, LevelSecure, LevelSecure, LevelDane, "t:1"},
+		{LevelSecure, LevelPublished, LevelSecure, LevelPublished, "customer c"},
+		{LevelEncrypt, LevelVerify, LevelVerify, -1, ""},
+		{LevelSecure, LevelVerify, LevelSecure, -1, ""},
+		{LevelVerify, LevelSecure, LevelSecure, -1, ""},
+		{LevelDane, LevelDane, LevelDane, -1, ""},
+		{LevelMay, LevelFingerprint, LevelFingerprint, -1, ""},
+	}
+	for _, tc := range tests {
+		tab := NewTable()
+		if _, err := tab.Add("example.com", Policy{Level: tc.dom, Source: "t:1"}); err != nil {
+			t.Fatal(err)
+		}
+		cs := mustCustomers(t, Customer{Name: "c", SASLLogins: []string{"c"}, Level: tc.cust})
+		got := (&Set{Table: tab, Customers: cs}).Require(Request{RecipientDomain: "example.com", SASLLogin: "c"})
+		if got.Policy.Level != tc.winner {
+			t.Errorf("domain %s, customer %s: winner %s; want %s", tc.dom, tc.cust, got.Policy.Level, tc.winner)
+		}
+		switch {
+		case tc.also < 0 && got.Also != nil:
+			t.Errorf("domain %s, customer %s: also %s (%s); want none", tc.dom, tc.cust, got.Also.Level, got.AlsoRule)
+		case tc.also >= 0 && (got.Also == nil || got.Also.Level != tc.also || got.Also.Source != tc.alsoSource):
+			t.Errorf("domain %s, customer %s: also %+v; want %s from %s", tc.dom, tc.cust, got.Also, tc.also, tc.alsoSource)
+		}
+	}
+}
