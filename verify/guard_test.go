@@ -234,3 +234,29 @@ func TestHundredsOfMXHosts(t *testing.T) {
 	}
 	want("fail/no-mx").check(t, "encrypt", verify.Judge(f, encrypt))
 }
+
+// TestCloseWhileProbing: Close while requests keep arriving neither panics nor hangs;
+// late requests get ErrClosed or ErrPending, never a verdict from nowhere.
+func TestCloseWhileProbing(t *testing.T) {
+	t.Parallel()
+	v, err := verify.New(verify.Config{Resolver: &anyResolver{}, Prober: &slowProber{}, MaxConcurrent: 4, OwnAddrs: []netip.Addr{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for i := range 200 {
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			_, _, err := v.Facts(ctx, fmt.Sprintf("c%03d.example", i))
+			if err != nil && !errors.Is(err, verify.ErrClosed) && !errors.Is(err, verify.ErrPending) &&
+				!errors.Is(err, verify.ErrOverloaded) && !errors.Is(err, context.Canceled) {
+				t.Error(err)
+			}
+		})
+		if i == 100 {
+			v.Close()
+		}
+	}
+	wg.Wait()
+}

@@ -33,6 +33,9 @@ var ErrPending = errors.New("verify: verification still in progress")
 // queued without bound.
 var ErrOverloaded = errors.New("verify: too many probes waiting")
 
+// ErrClosed is returned by Verifier.Facts after Close.
+var ErrClosed = errors.New("verify: verifier closed")
+
 // Prober probes one address with an optional TLS server name; *smtpprobe.Prober
 // implements it.
 type Prober interface {
@@ -109,8 +112,11 @@ type Verifier struct {
 	keysMu sync.Mutex
 	keys   map[string]struct{}
 	wg     sync.WaitGroup
-	ctx    context.Context // parent of background probes; cancelled by Close
-	stop   context.CancelFunc
+	// closeMu orders wg.Add (enter) before Close's wg.Wait.
+	closeMu sync.RWMutex
+	closed  bool
+	ctx     context.Context // parent of background probes; cancelled by Close
+	stop    context.CancelFunc
 }
 
 // New returns a Verifier. It returns an error only for an unusable configuration.
@@ -186,6 +192,9 @@ func New(cfg Config) (*Verifier, error) {
 
 // Close cancels background probes, waits for them and releases the cache.
 func (v *Verifier) Close() {
+	v.closeMu.Lock()
+	v.closed = true
+	v.closeMu.Unlock()
 	v.stop()
 	v.wg.Wait()
 	v.cache.Close()
@@ -194,6 +203,18 @@ func (v *Verifier) Close() {
 	if c, ok := v.cfg.STS.(interface{ Close() }); ok {
 		c.Close()
 	}
+}
+
+// enter registers a background probe unless the Verifier is closing: WaitGroup.Add
+// must not run concurrently with the Wait in Close.
+func (v *Verifier) enter() bool {
+	v.closeMu.RLock()
+	defer v.closeMu.RUnlock()
+	if v.closed {
+		return false
+	}
+	v.wg.Add(1)
+	return true
 }
 
 // Cached returns the facts for domain when the cache holds fresh ones, without
@@ -220,7 +241,9 @@ func (v *Verifier) Facts(ctx context.Context, domain string) (f *Facts, cached b
 	ch := v.group.DoChan(domain, func() (res any, err error) {
 		var f *Facts
 		// Detached from ctx: the probe must outlive the RCPT that started it.
-		v.wg.Add(1)
+		if !v.enter() {
+			return nil, ErrClosed
+		}
 		defer v.wg.Done()
 		if v.queued.Add(1) > int64(v.cfg.MaxQueued) {
 			v.queued.Add(-1)
