@@ -129,3 +129,74 @@ func TestServerRobustness(t *testing.T) {
 		t.Errorf("%d goroutines after shutdown, %d before:\n%s", g, before, buf[:runtime.Stack(buf, true)])
 	}
 }
+
+// TestShutdownAnswersInFlightRCPT: Shutdown (SIGTERM in serve) lets an RCPT whose
+// verdict is still being computed get its answer before the session closes.
+func TestShutdownAnswersInFlightRCPT(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	src := &factSource{facts: map[string]*verify.Facts{"slow.test": tlsFacts("slow.test")}, block: release}
+	f := milter.NewFilter(milter.Config{
+		Policies:          policySet(t, nil, []policy.Customer{acme}),
+		Facts:             src,
+		RcptTimeout:       5 * time.Second,
+		CheckedTransports: []string{"smtp"},
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := f.NewServer()
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	macros := gomilter.NewMacroBag()
+	macros.Set(gomilter.MacroRcptMailer, "smtp")
+	s, err := gomilter.NewClient("tcp", ln.Addr().String()).Session(macros)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for _, step := range []func() (*gomilter.Action, error){
+		func() (*gomilter.Action, error) { return s.Conn("client.example", gomilter.FamilyInet, 40000, "192.0.2.10") },
+		func() (*gomilter.Action, error) { return s.Helo("client.example") },
+		func() (*gomilter.Action, error) { return s.Mail("sender@acme.example", "") },
+	} {
+		if _, err := step(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	answered := make(chan *gomilter.Action, 1)
+	go func() {
+		act, err := s.Rcpt("user@slow.test", "")
+		if err != nil {
+			t.Errorf("RCPT during shutdown: %v", err)
+		}
+		answered <- act
+	}()
+	for len(src.Asked()) == 0 { // the RCPT is being decided
+		time.Sleep(5 * time.Millisecond)
+	}
+	shut := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		shut <- srv.Shutdown(ctx)
+	}()
+	time.Sleep(50 * time.Millisecond) // shutdown has begun while the verdict is pending
+	close(release)
+	select {
+	case act := <-answered:
+		if act == nil || act.Type != gomilter.ActionContinue {
+			t.Errorf("in-flight RCPT answered %v; want continue", act)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the in-flight RCPT was never answered")
+	}
+	s.Close() // the MTA ends its session; Shutdown can complete
+	if err := <-shut; err != nil {
+		t.Errorf("Shutdown: %v", err)
+	}
+	if err := <-served; !milter.IsClosed(err) {
+		t.Errorf("Serve: %v", err)
+	}
+}
