@@ -157,7 +157,9 @@ func TestShutdownAnswersInFlightRCPT(t *testing.T) {
 	}
 	defer s.Close()
 	for _, step := range []func() (*gomilter.Action, error){
-		func() (*gomilter.Action, error) { return s.Conn("client.example", gomilter.FamilyInet, 40000, "192.0.2.10") },
+		func() (*gomilter.Action, error) {
+			return s.Conn("client.example", gomilter.FamilyInet, 40000, "192.0.2.10")
+		},
 		func() (*gomilter.Action, error) { return s.Helo("client.example") },
 		func() (*gomilter.Action, error) { return s.Mail("sender@acme.example", "") },
 	} {
