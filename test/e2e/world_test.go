@@ -68,6 +68,10 @@ type world struct {
 	gate  *exec.Cmd
 	ids   map[cell]string // oracle queue id per cell
 	tlsa  []string        // TLSA records for the signed zone
+	// postconf holds main.cf settings ("name=value") that postfixInstance applies with
+	// postconf -e to the instance of that name: what one test needs and the shared
+	// world does not have (routing_test.go).
+	postconf map[string][]string
 }
 
 func newWorld(t *testing.T) *world {
@@ -485,6 +489,9 @@ biff = no
 smtputf8_enable = no
 `, base, w.dir, name) + mainExtra
 	w.write("pf-"+name+"/conf/main.cf", main, 0o644)
+	if settings := w.postconf[name]; len(settings) > 0 {
+		w.run("postconf", append([]string{"-c", conf, "-e"}, settings...)...)
+	}
 	w.write("pf-"+name+"/conf/master.cf", master+masterServices, 0o644)
 	w.pf = append(w.pf, conf)
 	start := fmt.Sprintf("postfix -c %s start", conf)
