@@ -17,8 +17,10 @@ package dnsx
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"strings"
@@ -122,25 +124,27 @@ func SystemResolver(path string) (string, error) {
 }
 
 // Lookup asks for name/qtype and follows CNAMEs (bounded). Returns ErrServFail, ErrRefused,
-// ErrTimeout, ErrBadResponse, ErrCNAMELoop or ErrBadName, wrapped with the name.
+// ErrTimeout, ErrBadResponse, ErrUnreachable, ErrCNAMELoop or ErrBadName, wrapped with
+// the name.
 func (c *Client) Lookup(ctx context.Context, name string, qtype uint16) (Answer, error) {
 	qname, err := fqdn(name)
 	if err != nil {
 		return Answer{}, err
 	}
 	ans := Answer{Name: qname, Target: qname, Authentic: true, TTL: maxNegativeTTL}
-	seen := map[string]bool{}
-	for hop := 0; hop <= maxCNAME; hop++ {
-		if seen[ans.Target] {
-			break
-		}
-		seen[ans.Target] = true
+	// Every name of the chain so far. follow only ever hands back a name it has just
+	// added, so each query asks for a new name, and there are at most maxCNAME+1.
+	chain := map[string]bool{qname: true}
+	for range maxCNAME + 1 {
 		resp, err := c.exchange(ctx, ans.Target, qtype)
 		if err != nil {
 			return Answer{}, err
 		}
 		ans.Authentic = ans.Authentic && resp.AuthenticatedData && c.Trusted
-		next, done := follow(&ans, resp, qtype)
+		next, done, err := follow(&ans, resp, qtype, chain)
+		if err != nil {
+			return Answer{}, fmt.Errorf("%w (looking up %s %s)", err, qname, dns.TypeToString[qtype])
+		}
 		if done {
 			return ans, nil
 		}
@@ -149,40 +153,78 @@ func (c *Client) Lookup(ctx context.Context, name string, qtype uint16) (Answer,
 	return Answer{}, fmt.Errorf("%w: %s", ErrCNAMELoop, qname)
 }
 
-// follow folds one response into ans. It returns done when ans is final, else the CNAME
-// target that still has to be asked for.
-func follow(ans *Answer, resp *dns.Msg, qtype uint16) (next string, done bool) {
+// follow folds one response into ans, walking the CNAME chain inside it (resolvers usually
+// include it whole, RFC 1034 §4.3.2). chain holds the names of the chain so far, across
+// responses; a name met twice is a loop, and more than maxCNAME CNAMEs in all are too many
+// (ErrCNAMELoop). It returns done when ans is final, else the CNAME target that still has
+// to be asked for.
+//
+// A negative answer has to be clean: NXDOMAIN or NODATA may carry nothing in the answer
+// section but the CNAME chain that leads to the name that has no data (RFC 2308 §2.1,
+// §2.2; RFC 6604 §3: the RCODE is that of the last name of the chain). Anything else there
+// (records of another type at the name, records of names off the chain, the asked records
+// beside NXDOMAIN) means the response does not answer the question, and reading it as "no
+// records" could hide a TLSA or MX RRset: ErrBadResponse. A positive answer only takes the
+// records of the asked type at the end of the chain and ignores the rest (RFC 2181 §5.4.1).
+func follow(ans *Answer, resp *dns.Msg, qtype uint16, chain map[string]bool) (next string, done bool, err error) {
 	target := ans.Target
-	// Walk the CNAME chain inside this answer (resolvers usually include it whole).
-	for i := 0; i <= maxCNAME; i++ {
+	walked := map[string]bool{target: true} // the chain's names in this response
+	for {
 		var cname string
+		var records []dns.RR
 		for _, rr := range resp.Answer {
 			h := rr.Header()
 			if !strings.EqualFold(h.Name, target) {
 				continue
 			}
 			if h.Rrtype == qtype {
-				ans.Records = append(ans.Records, rr)
-				ans.TTL = minTTL(ans.TTL, h.Ttl)
+				records = append(records, rr)
 			} else if c, ok := rr.(*dns.CNAME); ok && qtype != dns.TypeCNAME {
-				cname = strings.ToLower(c.Target)
+				t := strings.ToLower(c.Target)
+				if cname != "" && cname != t {
+					// RFC 2181 §10.1: one CNAME at a name.
+					return "", false, fmt.Errorf("%w: %s has two CNAMEs", ErrBadResponse, target)
+				}
+				cname = t
 				ans.TTL = minTTL(ans.TTL, h.Ttl)
 			}
 		}
-		if len(ans.Records) > 0 {
-			ans.Target, ans.Status = target, StatusOK
-			return "", true
+		if len(records) > 0 {
+			if resp.Rcode == dns.RcodeNameError {
+				return "", false, fmt.Errorf("%w: NXDOMAIN with %s records for %s", ErrBadResponse, dns.TypeToString[qtype], target)
+			}
+			for _, rr := range records {
+				ans.TTL = minTTL(ans.TTL, rr.Header().Ttl)
+			}
+			ans.Records, ans.Target, ans.Status = records, target, StatusOK
+			return "", true, nil
 		}
 		if cname == "" {
 			break
 		}
+		if chain[cname] {
+			return "", false, fmt.Errorf("%w: %s comes back to %s", ErrCNAMELoop, target, cname)
+		}
+		if len(chain) > maxCNAME {
+			return "", false, fmt.Errorf("%w: more than %d CNAMEs", ErrCNAMELoop, maxCNAME)
+		}
+		chain[cname], walked[cname] = true, true
 		target = cname
 	}
 	ans.Target = target
-	if target != strings.ToLower(resp.Question[0].Name) {
+	if resp.Rcode == dns.RcodeSuccess && !strings.EqualFold(target, resp.Question[0].Name) {
 		// The answer ended in a CNAME whose target it did not resolve: ask for it.
-		if resp.Rcode == dns.RcodeSuccess && !hasOwner(resp.Answer, target) {
-			return target, false
+		return target, false, nil
+	}
+	for _, rr := range resp.Answer {
+		h := rr.Header()
+		switch {
+		case walked[strings.ToLower(h.Name)] && (h.Rrtype == dns.TypeCNAME || h.Rrtype == dns.TypeRRSIG):
+		case h.Rrtype == dns.TypeDNAME: // RFC 6672 §3.4: the DNAME behind a synthesized CNAME
+		case isRRSIGOver(rr, dns.TypeDNAME):
+		default:
+			return "", false, fmt.Errorf("%w: %s for %s %s: %s %s record in the answer", ErrBadResponse,
+				dns.RcodeToString[resp.Rcode], target, dns.TypeToString[qtype], h.Name, dns.TypeToString[h.Rrtype])
 		}
 	}
 	ans.TTL = minTTL(ans.TTL, negativeTTL(resp))
@@ -191,16 +233,12 @@ func follow(ans *Answer, resp *dns.Msg, qtype uint16) (next string, done bool) {
 	} else {
 		ans.Status = StatusNoData
 	}
-	return "", true
+	return "", true, nil
 }
 
-func hasOwner(rrs []dns.RR, name string) bool {
-	for _, rr := range rrs {
-		if strings.EqualFold(rr.Header().Name, name) {
-			return true
-		}
-	}
-	return false
+func isRRSIGOver(rr dns.RR, covered uint16) bool {
+	sig, ok := rr.(*dns.RRSIG)
+	return ok && sig.TypeCovered == covered
 }
 
 // negativeTTL is min(SOA TTL, SOA MINIMUM) of the authority section (RFC 2308 §5).
@@ -217,23 +255,27 @@ func minTTL(cur time.Duration, ttl uint32) time.Duration {
 	return min(cur, time.Duration(ttl)*time.Second)
 }
 
+// exchange asks the resolver for name/qtype: over UDP, then over TCP when the UDP answer
+// is truncated (RFC 7766 §5; the truncated answer is not used at all). The response it
+// returns answers exactly this question with NOERROR or NXDOMAIN.
 func (c *Client) exchange(ctx context.Context, name string, qtype uint16) (*dns.Msg, error) {
 	q := new(dns.Msg)
 	q.SetQuestion(name, qtype)
 	q.RecursionDesired = true
 	// Ask for the AD bit (RFC 6840 §5.7) and allow large UDP answers (RFC 6891).
 	q.AuthenticatedData = true
-	q.SetEdns0(1232, true)
+	q.SetEdns0(udpSize, true)
 
 	resp, err := c.exchangeNet(ctx, q, "udp")
 	if err == nil && resp.Truncated {
 		resp, err = c.exchangeNet(ctx, q, "tcp")
+		if err == nil && resp.Truncated {
+			// Nothing is larger than a TCP message: TC here means records are missing.
+			return nil, fmt.Errorf("%w: %s %s: truncated over TCP", ErrBadResponse, name, dns.TypeToString[qtype])
+		}
 	}
 	if err != nil {
 		return nil, err
-	}
-	if len(resp.Question) != 1 || !strings.EqualFold(resp.Question[0].Name, name) || resp.Question[0].Qtype != qtype {
-		return nil, fmt.Errorf("%w: %s %s: question mismatch", ErrBadResponse, name, dns.TypeToString[qtype])
 	}
 	switch resp.Rcode {
 	case dns.RcodeSuccess, dns.RcodeNameError:
@@ -247,6 +289,23 @@ func (c *Client) exchange(ctx context.Context, name string, qtype uint16) (*dns.
 	}
 }
 
+// udpSize is the EDNS0 UDP payload size we advertise (RFC 6891 §6.2.5; 1232 avoids IP
+// fragmentation, as DNS Flag Day 2020 recommends).
+const udpSize = 1232
+
+// exchangeNet sends q over network ("udp" or "tcp") on a connection of its own and returns
+// the response to it, which is a well-formed response to q's question, or a truncated UDP
+// one. It ends by the timeout, the context's deadline or the context's cancellation,
+// whichever comes first (ErrTimeout).
+//
+// Responses are matched as RFC 1035 §7.3 and RFC 5452 §9.1 ask: the connected socket
+// accepts only the resolver's address and port, and over UDP a datagram without q's ID is
+// somebody else's (late, stray or forged): it is dropped unread and the wait goes on.
+// A message with q's ID is the answer: if it is not a response (QR, opcode) to exactly q's
+// question, it is an error (ErrBadResponse), never an empty answer. Over TCP the
+// connection carries this one query (RFC 7766 §7), so the first message is the answer.
+//
+// Memory is bounded by one DNS message, at most 64 KiB (RFC 1035 §4.2.2).
 func (c *Client) exchangeNet(ctx context.Context, q *dns.Msg, network string) (*dns.Msg, error) {
 	timeout := c.Timeout
 	if timeout <= 0 {
@@ -254,20 +313,127 @@ func (c *Client) exchangeNet(ctx context.Context, q *dns.Msg, network string) (*
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	cl := &dns.Client{Net: network, Timeout: timeout, UDPSize: 1232}
-	resp, _, err := cl.ExchangeContext(ctx, q, c.Server)
+	what := fmt.Sprintf("%s %s via %s/%s", q.Question[0].Name, dns.TypeToString[q.Question[0].Qtype], c.Server, network)
+
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, network, c.Server)
 	if err != nil {
-		var ne net.Error
-		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) || (errors.As(err, &ne) && ne.Timeout()) {
-			return nil, fmt.Errorf("%w: %s %s via %s", ErrTimeout, q.Question[0].Name, dns.TypeToString[q.Question[0].Qtype], c.Server)
+		return nil, netError(ctx, err, what)
+	}
+	defer conn.Close()
+	// The deadline bounds every read and write; a cancellation has no deadline for the
+	// socket to see, so it moves the deadline to now and wakes a blocked read.
+	deadline, _ := ctx.Deadline()
+	conn.SetDeadline(deadline)
+	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) })
+	defer stop()
+
+	out, err := q.Pack()
+	if err != nil {
+		return nil, fmt.Errorf("dnsx: packing %s: %w", what, err)
+	}
+	if network == "tcp" {
+		out = append(binary.BigEndian.AppendUint16(nil, uint16(len(out))), out...)
+	}
+	if _, err := conn.Write(out); err != nil {
+		return nil, netError(ctx, err, what)
+	}
+
+	if network == "tcp" {
+		var l [2]byte
+		if _, err := io.ReadFull(conn, l[:]); err != nil {
+			return nil, netError(ctx, err, what)
 		}
-		var oe *net.OpError
-		if errors.As(err, &oe) {
-			return nil, fmt.Errorf("%w: %s %s via %s/%s: %v", ErrUnreachable, q.Question[0].Name, dns.TypeToString[q.Question[0].Qtype], c.Server, network, oe.Err)
+		p := make([]byte, binary.BigEndian.Uint16(l[:]))
+		if _, err := io.ReadFull(conn, p); err != nil {
+			return nil, netError(ctx, err, what)
 		}
-		return nil, fmt.Errorf("%w: %s %s via %s/%s: %v", ErrBadResponse, q.Question[0].Name, dns.TypeToString[q.Question[0].Qtype], c.Server, network, err)
+		resp, err := parseResponse(p, q, false)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s: %v", ErrBadResponse, what, err)
+		}
+		return resp, nil
+	}
+	// A whole datagram, even one larger than we advertised: a read into a smaller buffer
+	// would silently cut it.
+	buf := make([]byte, dns.MaxMsgSize)
+	for {
+		n, err := conn.Read(buf)
+		if err != nil {
+			return nil, netError(ctx, err, what)
+		}
+		if n < 2 || binary.BigEndian.Uint16(buf) != q.Id {
+			continue // not ours
+		}
+		resp, err := parseResponse(buf[:n], q, true)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s: %v", ErrBadResponse, what, err)
+		}
+		return resp, nil
+	}
+}
+
+// parseResponse unpacks p, which carries q's ID, and checks that it is a complete response
+// to q. A truncated UDP response is returned once its header says so (allowTC): only its
+// TC bit is used.
+func parseResponse(p []byte, q *dns.Msg, allowTC bool) (*dns.Msg, error) {
+	if len(p) < 12 {
+		return nil, fmt.Errorf("%d-byte message", len(p))
+	}
+	resp := new(dns.Msg)
+	err := resp.Unpack(p) // fills in the header even when a section fails
+	if resp.Id != q.Id {
+		return nil, fmt.Errorf("id %d, want %d", resp.Id, q.Id)
+	}
+	// RFC 1035 §4.1.1: a response has QR set and the query's opcode. (A query echoed
+	// back has our ID and question, and even our AD bit.)
+	if !resp.Response || resp.Opcode != dns.OpcodeQuery {
+		return nil, fmt.Errorf("not a response to a query (qr=%v opcode=%s)", resp.Response, dns.OpcodeToString[resp.Opcode])
+	}
+	if resp.Truncated && allowTC {
+		return resp, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	// miekg/dns stops quietly where the data ends even when the header promises more
+	// records; a response cut short must not read as having fewer or no records.
+	// (RFC 1035 §4.1.1: QDCOUNT, ANCOUNT, NSCOUNT and ARCOUNT at offsets 4 to 11.)
+	promised := [4]int{}
+	for i := range promised {
+		promised[i] = int(binary.BigEndian.Uint16(p[4+2*i:]))
+	}
+	if held := [4]int{len(resp.Question), len(resp.Answer), len(resp.Ns), len(resp.Extra)}; held != promised {
+		return nil, fmt.Errorf("the header promises %v entries per section, the message holds %v", promised, held)
+	}
+	// RFC 1035 §7.3, RFC 5452 §9.1: the question must be ours (name, type and class).
+	qq := q.Question[0]
+	if len(resp.Question) != 1 || !strings.EqualFold(resp.Question[0].Name, qq.Name) ||
+		resp.Question[0].Qtype != qq.Qtype || resp.Question[0].Qclass != qq.Qclass {
+		return nil, fmt.Errorf("question mismatch: %v", resp.Question)
 	}
 	return resp, nil
+}
+
+// netError classifies an I/O error of an exchange. Once ctx is done, any error is a
+// timeout; the error then also wraps ctx's cause (context.Canceled or DeadlineExceeded).
+func netError(ctx context.Context, err error, what string) error {
+	if ctx.Err() != nil {
+		return fmt.Errorf("%w: %s: %w", ErrTimeout, what, context.Cause(ctx))
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return fmt.Errorf("%w: %s", ErrTimeout, what)
+	}
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		// The resolver hung up before a whole answer.
+		return fmt.Errorf("%w: %s: %v", ErrBadResponse, what, err)
+	}
+	var oe *net.OpError
+	if errors.As(err, &oe) {
+		return fmt.Errorf("%w: %s: %v", ErrUnreachable, what, oe.Err)
+	}
+	return fmt.Errorf("%w: %s: %v", ErrBadResponse, what, err)
 }
 
 // fqdn validates and canonicalises a presentation-format name.
