@@ -40,8 +40,8 @@ func echoServer(t *testing.T) string {
 
 // TestLatencyProxyRoundTrips checks the proxy's accounting: the greeting arrives 2 RTT
 // after the dial (TCP handshake, then the server's first bytes), each request/reply
-// exchange costs one RTT, and pipelined requests share one. Only lower bounds are
-// asserted; the excess is logged.
+// exchange costs one RTT, and pipelined requests share one. Only lower bounds (the
+// proxy never delivers early) are asserted; the rest is logged.
 func TestLatencyProxyRoundTrips(t *testing.T) {
 	t.Parallel()
 	const rtt = 20 * time.Millisecond
@@ -82,9 +82,8 @@ func TestLatencyProxyRoundTrips(t *testing.T) {
 	if greeting < 2*rtt || serial < exchanges*rtt || pipelined < rtt {
 		t.Errorf("faster than the injected latency allows")
 	}
-	if pipelined >= 2*rtt {
-		t.Errorf("pipelined requests took %v: more than one round trip", pipelined)
-	}
+	// No upper bound: under -race on a busy machine scheduling adds tens of
+	// milliseconds; timing limits belong to the load tool's measurements, not here.
 	if p.Accepted() != 1 {
 		t.Errorf("Accepted %d, want 1", p.Accepted())
 	}
