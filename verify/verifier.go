@@ -612,16 +612,9 @@ func (v *Verifier) lookupAddrs(ctx context.Context, f *Facts, h *Host) {
 		switch ans.Status {
 		case dnsx.StatusOK:
 			f.DNSTTL = min(f.DNSTTL, ans.TTL)
-			for _, rr := range ans.Records {
-				var ip netip.Addr
-				switch r := rr.(type) {
-				case *dns.A:
-					ip, _ = netip.AddrFromSlice(r.A.To4())
-				case *dns.AAAA:
-					ip, _ = netip.AddrFromSlice(r.AAAA.To16())
-				}
-				if ip.IsValid() && !slices.Contains(h.Addrs, ip.Unmap()) {
-					h.Addrs = append(h.Addrs, ip.Unmap())
+			for _, ip := range ans.Addrs() {
+				if !slices.Contains(h.Addrs, ip) {
+					h.Addrs = append(h.Addrs, ip)
 				}
 			}
 		case dnsx.StatusNXDomain:

@@ -130,54 +130,26 @@ func TestVersion(t *testing.T) {
 // the default port so the test cannot collide) and stops cleanly on cancellation.
 func TestServeDefaults(t *testing.T) {
 	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan int, 1)
-	var stderr bytes.Buffer
-	go func() {
-		done <- run(ctx, []string{"serve", "--milter.listen", "inet:" + addr, "--dns.resolver", "127.0.0.1:53", "--probe.helo", "probe.test"}, nil, &bytes.Buffer{}, &stderr)
-	}()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		c, err := net.Dial("tcp", addr)
-		if err == nil {
-			c.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			cancel()
-			t.Fatalf("serve did not listen on %s: %v\n%s", addr, err, stderr.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	cancel()
-	select {
-	case code := <-done:
-		if code != 0 {
-			t.Errorf("serve exit %d\n%s", code, stderr.String())
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("serve did not stop")
-	}
-	if !strings.Contains(stderr.String(), "tlsgate started") {
-		t.Errorf("no start log line:\n%s", stderr.String())
+	if out := runServe(t); !strings.Contains(out, "tlsgate started") {
+		t.Errorf("no start log line:\n%s", out)
 	}
 }
 
-// runServe starts serve with args, waits until it listens, stops it and returns its log.
-func runServe(t *testing.T, args ...string) string {
+// freeAddr returns a loopback TCP address nothing listens on (a moment ago).
+func freeAddr(t *testing.T) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := ln.Addr().String()
-	ln.Close()
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// runServe starts serve with args, waits until it listens, stops it and returns its log.
+func runServe(t *testing.T, args ...string) string {
+	t.Helper()
+	addr := freeAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
 	var stderr bytes.Buffer

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -51,12 +50,7 @@ func TestReload(t *testing.T) {
 	if err := os.WriteFile(policyFile, []byte("example.test encrypt\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := freeAddr(t)
 	cfgFile := filepath.Join(dir, "tlsgate.yaml")
 	good := "milter:\n  listen: inet:" + addr + "\ndns:\n  resolver: 127.0.0.1:53\nprobe:\n  helo: probe.test\npolicy_files: [" + policyFile + "]\n"
 	if err := os.WriteFile(cfgFile, []byte(good), 0o644); err != nil {

@@ -72,6 +72,25 @@ type Answer struct {
 	TTL       time.Duration
 }
 
+// Addrs returns the addresses of the A and AAAA records of the answer (IPv4-mapped
+// IPv6 addresses unmapped), in order.
+func (a Answer) Addrs() []netip.Addr {
+	var out []netip.Addr
+	for _, rr := range a.Records {
+		var ip netip.Addr
+		switch r := rr.(type) {
+		case *dns.A:
+			ip, _ = netip.AddrFromSlice(r.A.To4())
+		case *dns.AAAA:
+			ip, _ = netip.AddrFromSlice(r.AAAA.To16())
+		}
+		if ip.IsValid() {
+			out = append(out, ip.Unmap())
+		}
+	}
+	return out
+}
+
 // Resolver looks up one name and type. Implementations return an Answer for NOERROR and
 // NXDOMAIN, and an error wrapping one of the package errors otherwise.
 type Resolver interface {

@@ -3,6 +3,8 @@ package dnsx_test
 import (
 	"context"
 	"errors"
+	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -160,5 +162,18 @@ func TestUnreachable(t *testing.T) {
 	_, err = c.Lookup(context.Background(), "example.test", dns.TypeA)
 	if !errors.Is(err, dnsx.ErrUnreachable) && !errors.Is(err, dnsx.ErrTimeout) {
 		t.Errorf("err = %v; want ErrUnreachable or ErrTimeout", err)
+	}
+}
+
+func TestAnswerAddrs(t *testing.T) {
+	t.Parallel()
+	a4, _ := dns.NewRR("mx.example.test. 60 IN A 192.0.2.1")
+	a6, _ := dns.NewRR("mx.example.test. 60 IN AAAA 2001:db8::1")
+	mapped, _ := dns.NewRR("mx.example.test. 60 IN AAAA ::ffff:192.0.2.2")
+	mx, _ := dns.NewRR("example.test. 60 IN MX 10 mx.example.test.")
+	got := dnsx.Answer{Records: []dns.RR{a4, mx, a6, mapped}}.Addrs()
+	want := []netip.Addr{netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("2001:db8::1"), netip.MustParseAddr("192.0.2.2")}
+	if !slices.Equal(got, want) {
+		t.Errorf("Addrs() = %v; want %v", got, want)
 	}
 }

@@ -346,18 +346,7 @@ func (c *Client) dial(ctx context.Context, network, address string) (net.Conn, e
 			errs = append(errs, fmt.Errorf("%s %s: %w", host, dns.TypeToString[qt], err))
 			continue
 		}
-		for _, rr := range ans.Records {
-			var ip netip.Addr
-			switch r := rr.(type) {
-			case *dns.A:
-				ip, _ = netip.AddrFromSlice(r.A.To4())
-			case *dns.AAAA:
-				ip, _ = netip.AddrFromSlice(r.AAAA.To16())
-			}
-			if ip.IsValid() {
-				addrs = append(addrs, ip.Unmap())
-			}
-		}
+		addrs = append(addrs, ans.Addrs()...)
 	}
 	if len(addrs) == 0 {
 		if len(errs) > 0 {
