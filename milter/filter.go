@@ -166,6 +166,13 @@ func (f *Filter) Decide(ctx context.Context, r Request) (d Decision) {
 	level = req.Policy.Level
 	var v verify.Verdict
 	switch {
+	case req.Invalid != "":
+		// smtp_tls_policy.c marks such a policy TLS_LEV_INVALID and defers the mail:
+		// it would sit in the queue. The reason goes to the log, not to the sender.
+		cfg.Log.Error("invalid TLS policy for recipient domain; Postfix defers its mail", "domain", norm,
+			"rule", req.InvalidRule, "problem", req.Invalid)
+		v = verify.Verdict{Domain: norm, Level: level, Status: verify.StatusTempfail, Reason: verify.ReasonPolicyInvalid,
+			Detail: req.Invalid, Checked: time.Now()}
 	case err != nil && !level.Probed():
 		return Decision{Outcome: Accept, Skip: "invalid recipient domain", Rule: rule}
 	case err != nil:

@@ -661,3 +661,23 @@ func TestDecideAlsoRequirement(t *testing.T) {
 		t.Errorf("got %s rule %q (%s); want accept under the customer's rule", d.Outcome, d.Rule, d.Verdict.Detail)
 	}
 }
+
+// TestDecideInvalidPolicy: a tls_policy entry Postfix refuses makes Postfix defer the
+// mail, whatever the level; tlsgate tempfails without probing, and the sender is not
+// told the local file and line.
+func TestDecideInvalidPolicy(t *testing.T) {
+	t.Parallel()
+	for _, level := range []policy.Level{policy.LevelMay, policy.LevelEncrypt} {
+		src := &factSource{facts: map[string]*verify.Facts{"example.test": tlsFacts("example.test")}}
+		bad := policy.Policy{Level: level, Invalid: `unknown attribute "foo" kept`, Source: "/etc/postfix/tls_policy:7"}
+		f := milter.NewFilter(milter.Config{Policies: policySet(t, []entry{{"example.test", bad}}, nil), Facts: src,
+			CheckedTransports: []string{"smtp"}, Log: newLogger(t)})
+		d := f.Decide(context.Background(), milter.Request{Rcpt: "<user@example.test>"})
+		if d.Outcome != milter.Tempfail || d.Reply.Code != 451 || d.Reply.Enhanced != "4.7.5" || d.Verdict.Reason != verify.ReasonPolicyInvalid {
+			t.Errorf("%s: %s %s; want 451 4.7.5 policy-invalid", level, d.Outcome, d.Reply)
+		}
+		if strings.Contains(d.Reply.String(), "tls_policy:7") || len(src.Asked()) != 0 {
+			t.Errorf("%s: reply %q, asked %q; want no local detail and no probe", level, d.Reply, src.Asked())
+		}
+	}
+}

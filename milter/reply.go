@@ -144,6 +144,9 @@ func ReplyFor(v verify.Verdict, temporary bool, extra string) Reply {
 	case verify.ReasonOverloaded:
 		r = Reply{451, "4.7.0", []string{fmt.Sprintf("Mail to %s requires %s; too many checks are waiting right now. Please try again in a few minutes.", d, level)}}
 		temporary = true
+	case verify.ReasonPolicyInvalid:
+		r = Reply{451, "4.7.5", []string{fmt.Sprintf("Mail to %s cannot be sent right now: the TLS policy configured for it on this server is invalid. Please try again later.", d)}}
+		temporary = true
 	case verify.ReasonInternal:
 		r = Reply{451, "4.3.0", []string{fmt.Sprintf("Mail to %s requires %s, but it could not be checked because of a temporary local problem. Please try again later.", d, level)}}
 		temporary = true
@@ -158,7 +161,7 @@ func ReplyFor(v verify.Verdict, temporary bool, extra string) Reply {
 		}
 		r = Reply{550, "5.7.5", []string{sentence}}
 	}
-	if v.Detail != "" {
+	if v.Detail != "" && v.Reason != verify.ReasonPolicyInvalid { // that one names a local file: log only
 		r.Parts = append(r.Parts, "("+sanitize(v.Detail, 200)+")")
 	}
 	if extra != "" {

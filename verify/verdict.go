@@ -64,6 +64,7 @@ const (
 	ReasonNoMX                   Reason = "no-mx"                     // NXDOMAIN, or no MX host with an address
 	ReasonProbeNotAllowed        Reason = "probe-not-allowed"         // address outside probe.allow_networks
 	ReasonRateLimited            Reason = "rate-limited"              // address probed too often (probe.rate_per_address)
+	ReasonPolicyInvalid          Reason = "policy-invalid"            // the domain's tls_policy entry is one Postfix refuses (it defers the mail)
 	ReasonOverloaded             Reason = "overloaded"                // too many probes waiting (probe queue full)
 	ReasonVerificationInProgress Reason = "in-progress"               // the probe did not finish within rcpt_timeout
 	ReasonInternal               Reason = "internal-error"            // our own failure

@@ -299,6 +299,17 @@ func parsePolicy(value string) (Policy, []string, error) {
 			setAttr(&pol, name, val)
 		}
 	}
+	if level == LevelFingerprint && len(pol.Match) == 0 {
+		// smtp_tls_policy.c: "configured at fingerprint security level, but with no
+		// fingerprints to match" (unless smtp_tls_fingerprint_cert_match is set).
+		warnf("level fingerprint without match= fingerprints%s", invalidInPostfix)
+	}
+	for _, w := range warns {
+		if reason, ok := strings.CutSuffix(w, invalidInPostfix); ok {
+			pol.Invalid = reason
+			break
+		}
+	}
 	return pol, warns, nil
 }
 

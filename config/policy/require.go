@@ -31,6 +31,11 @@ type Requirement struct {
 	// sender-dependent transport says. AlsoRule names it.
 	Also     *Policy
 	AlsoRule string
+	// Invalid is set when the recipient domain's policy is one Postfix refuses
+	// (Policy.Invalid), whichever requirement won: Postfix defers such mail at
+	// delivery, so it cannot be accepted as deliverable. InvalidRule names it.
+	Invalid     string
+	InvalidRule string
 }
 
 // Set is every source of TLS requirements: the domain policy table and the
@@ -71,6 +76,9 @@ func (s *Set) Require(r Request) Requirement {
 	domRule := "policy " + dom.Key
 	if dom.Source != "" {
 		domRule += " (" + dom.Source + ")"
+	}
+	if haveDom && dom.Invalid != "" {
+		req.Invalid, req.InvalidRule = dom.Invalid, domRule
 	}
 	switch {
 	case haveCust && (!haveDom || cust.Level.Stricter(dom.Level)):

@@ -3,6 +3,7 @@ package policy
 import (
 	"net/netip"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -245,5 +246,25 @@ func TestSetRequireAlso(t *testing.T) {
 		case tc.also >= 0 && (got.Also == nil || got.Also.Level != tc.also || got.Also.Source != tc.alsoSource):
 			t.Errorf("domain %s, customer %s: also %+v; want %s from %s", tc.dom, tc.cust, got.Also, tc.also, tc.alsoSource)
 		}
+	}
+}
+
+// TestSetRequireInvalid: an invalid domain policy is reported whichever requirement wins.
+func TestSetRequireInvalid(t *testing.T) {
+	t.Parallel()
+	tab := NewTable()
+	if _, err := tab.Add("example.com", Policy{Level: LevelEncrypt, Invalid: "bad", Source: "t:1"}); err != nil {
+		t.Fatal(err)
+	}
+	cs := mustCustomers(t, Customer{Name: "c", SASLLogins: []string{"c"}, Level: LevelSecure})
+	s := &Set{Table: tab, Customers: cs}
+	for _, login := range []string{"", "c"} {
+		got := s.Require(Request{RecipientDomain: "example.com", SASLLogin: login})
+		if got.Invalid != "bad" || !strings.HasPrefix(got.InvalidRule, "policy example.com") {
+			t.Errorf("login %q: Invalid %q rule %q", login, got.Invalid, got.InvalidRule)
+		}
+	}
+	if got := s.Require(Request{RecipientDomain: "other.com", SASLLogin: "c"}); got.Invalid != "" {
+		t.Errorf("other domain: Invalid %q", got.Invalid)
 	}
 }

@@ -13,6 +13,10 @@ import (
 type Policy struct {
 	// Level is the required TLS security level.
 	Level Level
+	// Invalid says why Postfix would refuse this policy at delivery
+	// (smtp_tls_policy.c marks it TLS_LEV_INVALID and defers the mail), "" when
+	// it is valid. tlsgate then tempfails: the mail could not leave either.
+	Invalid string
 	// Match holds the match= values in order. For verify and secure each
 	// match= value is split on ':' ("hostname:nexthop:.example.com"); for
 	// fingerprint it is split on '|', because a fingerprint itself contains
