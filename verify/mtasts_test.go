@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -309,5 +310,39 @@ func TestReportShowsMTASTS(t *testing.T) {
 		if !strings.Contains(strings.Join(strings.Fields(b.String()), " "), strings.Join(strings.Fields(s), " ")) {
 			t.Errorf("report lacks %q:\n%s", s, b.String())
 		}
+	}
+}
+
+// TestSTSPolicySurvivesRestart: the cache file carries MTA-STS policies, so after a
+// restart an unexpired policy still applies when its TXT record has gone and the policy
+// host is unreachable (RFC 8461 §5.1), with no fetch.
+func TestSTSPolicySurvivesRestart(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	w.serve(domain, host{name: "mx1", behaviour: "good"})
+	srv := w.publishSTS(stsPolicy("enforce", "mx9.example.test"))
+	path := filepath.Join(t.TempDir(), "cache.json")
+	first := w.verifier(w.withSTS)
+	if _, _, err := first.Facts(context.Background(), domain); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := first.SaveCache(path); err != nil {
+		t.Fatal(err)
+	}
+	// The attacker's view: no TXT record, no policy host.
+	w.dns.Remove("_mta-sts.example.test.", dns.TypeTXT)
+	w.dns.Remove("mta-sts.example.test.", dns.TypeA)
+	second := w.verifier(w.withSTS)
+	if _, err := second.LoadCache(path); err != nil {
+		t.Fatal(err)
+	}
+	// A fresh probe (not the cached facts) still applies the saved policy.
+	f := second.Probe(context.Background(), domain)
+	want("fail/sts-mx-mismatch").check(t, "published", verify.Judge(f, published))
+	if f.STS == nil || !f.STS.Cached || f.STS.ID != "20261121" {
+		t.Errorf("STS result %+v; want the saved policy", f.STS)
+	}
+	if n := srv.Fetches(); n != 1 {
+		t.Errorf("%d policy fetches; want only the first verifier's", n)
 	}
 }

@@ -10,13 +10,29 @@ import (
 	"path/filepath"
 	"syscall"
 	"time"
+
+	"github.com/tlsgate/tlsgate/verify/mtasts"
 )
 
 // The verdict cache file keeps the facts cache across restarts, so a restart does not
-// send a storm of probes to every destination at once. It is JSON lines: a header, then
-// one Facts per line. Facts are read back only until their Until time.
+// send a storm of probes to every destination at once, and the MTA-STS policies, so that
+// an unexpired policy keeps protecting a domain across a restart (RFC 8461 §5.1). It is
+// JSON lines: a header, then one record per line, facts or a policy. Both are read back
+// only until they expire.
 
-const cacheFileVersion = 1
+const cacheFileVersion = 2
+
+// cacheRecord is one line after the header: exactly one field is set.
+type cacheRecord struct {
+	Facts  *Facts        `json:"facts,omitempty"`
+	MTASTS *mtasts.Saved `json:"mta_sts,omitempty"`
+}
+
+// stsStore is implemented by an STSLookup whose policies can be saved (*mtasts.Client).
+type stsStore interface {
+	Export() []mtasts.Saved
+	Import([]mtasts.Saved) int
+}
 
 type cacheFileHeader struct {
 	Format  string    `json:"format"`
@@ -79,8 +95,16 @@ func (v *Verifier) SaveCache(path string) (int, error) {
 			v.keysMu.Unlock()
 			continue
 		}
-		err = enc.Encode(f)
+		err = enc.Encode(cacheRecord{Facts: f})
 		n++
+	}
+	if st, ok := v.cfg.STS.(stsStore); ok {
+		for _, s := range st.Export() {
+			if err != nil {
+				break
+			}
+			err = enc.Encode(cacheRecord{MTASTS: &s})
+		}
 	}
 	if err == nil {
 		err = w.Flush()
@@ -125,16 +149,24 @@ func (v *Verifier) LoadCache(path string) (int, error) {
 	}
 	now := v.cfg.Now()
 	var facts []*Facts
+	var policies []mtasts.Saved
 	for line := 2; sc.Scan(); line++ {
-		var f Facts
-		if err := json.Unmarshal(sc.Bytes(), &f); err != nil {
+		var r cacheRecord
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
 			return 0, fmt.Errorf("%w %s:%d: %v", ErrCacheFile, path, line, err)
 		}
-		if f.Domain == "" {
-			return 0, fmt.Errorf("%w %s:%d: no domain", ErrCacheFile, path, line)
-		}
-		if now.Before(f.Until) && len(facts) < v.cfg.CacheSize {
-			facts = append(facts, &f)
+		switch {
+		case r.Facts != nil && r.MTASTS == nil:
+			if r.Facts.Domain == "" {
+				return 0, fmt.Errorf("%w %s:%d: no domain", ErrCacheFile, path, line)
+			}
+			if now.Before(r.Facts.Until) && len(facts) < v.cfg.CacheSize {
+				facts = append(facts, r.Facts)
+			}
+		case r.MTASTS != nil && r.Facts == nil:
+			policies = append(policies, *r.MTASTS)
+		default:
+			return 0, fmt.Errorf("%w %s:%d: neither facts nor an MTA-STS policy", ErrCacheFile, path, line)
 		}
 	}
 	if err := sc.Err(); err != nil {
@@ -143,6 +175,9 @@ func (v *Verifier) LoadCache(path string) (int, error) {
 	for _, f := range facts {
 		v.cache.Set(f.Domain, f, f.Until.Sub(now))
 		v.track(f.Domain)
+	}
+	if st, ok := v.cfg.STS.(stsStore); ok {
+		st.Import(policies)
 	}
 	return len(facts), nil
 }

@@ -89,14 +89,15 @@ func TestCacheFileRejected(t *testing.T) {
 		}
 		return p
 	}
-	header := `{"format":"tlsgate-cache","version":1,"saved":"2026-11-21T10:00:00Z"}` + "\n"
+	header := `{"format":"tlsgate-cache","version":2,"saved":"2026-11-21T10:00:00Z"}` + "\n"
 	until := time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
-	good := `{"Domain":"forged.test","MX":1,"Until":"` + until + `"}` + "\n"
+	good := `{"facts":{"Domain":"forged.test","MX":1,"Until":"` + until + `"}}` + "\n"
 	for _, tc := range []struct {
 		name, path, want string
 	}{
 		{"not JSON", write("garbage", "\x00\x01garbage\n", 0o600), "not a tlsgate cache file"},
-		{"wrong version", write("v9", strings.Replace(header, `"version":1`, `"version":9`, 1)+good, 0o600), "version 1"},
+		{"wrong version", write("v9", strings.Replace(header, `"version":2`, `"version":9`, 1)+good, 0o600), "version 2"},
+		{"neither record kind", write("empty-record", header+"{}\n", 0o600), "neither facts nor"},
 		{"corrupt line", write("corrupt", header+good+"{\"Domain\":\n", 0o600), ":3:"},
 		{"world-writable", write("unsafe", header+good, 0o666), "writable by group or others"},
 		{"a directory", dir, "not a regular file"},

@@ -90,6 +90,7 @@ type Client struct {
 	cfg    Config
 	http   *http.Client
 	policy *cache.Cache[*entry]
+	keys   index // the domains in policy, for Export
 }
 
 // entry is the cached state of one domain: the last good policy, and the latest fetch
@@ -253,6 +254,7 @@ func (c *Client) store(domain string, e *entry, now time.Time) {
 	}
 	if ttl := until.Sub(now); ttl > 0 {
 		c.policy.Set(domain, e, ttl)
+		c.keys.add(domain, c.cfg.CacheSize, func(d string) bool { _, ok := c.policy.Get(d); return ok })
 	} else {
 		c.policy.Delete(domain)
 	}

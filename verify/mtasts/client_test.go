@@ -307,3 +307,31 @@ func TestMaxAgeZero(t *testing.T) {
 	}
 	w.lookup(c, expect{status: mtasts.StatusPolicy, mx: "mx1.example.test", fetches: 2})
 }
+
+// TestImportValidates: saved policies are checked like fetched ones; expired, damaged
+// or forged entries are not imported.
+func TestImportValidates(t *testing.T) {
+	t.Parallel()
+	w := newSTSWorld(t)
+	c := w.client()
+	now := w.clock()
+	good := mtasts.Saved{Domain: "a.test", ID: "1", Mode: mtasts.ModeEnforce, MaxAge: 86400, MX: []string{"mx.a.test"}, Fetched: now, Expires: now.Add(time.Hour)}
+	bad := func(mod func(*mtasts.Saved)) mtasts.Saved { s := good; s.MX = []string{"mx.a.test"}; mod(&s); return s }
+	saved := []mtasts.Saved{
+		good,
+		bad(func(s *mtasts.Saved) { s.Domain = "expired.test"; s.Expires = now.Add(-time.Second) }),
+		bad(func(s *mtasts.Saved) { s.Domain = "ip.test"; s.MX = []string{"192.0.2.1"} }),
+		bad(func(s *mtasts.Saved) { s.Domain = "id.test"; s.ID = "not valid!" }),
+		bad(func(s *mtasts.Saved) { s.Domain = "age.test"; s.MaxAge = mtasts.MaxMaxAge + 1 }),
+		bad(func(s *mtasts.Saved) { s.Domain = "mode.test"; s.Mode = 7 }),
+		bad(func(s *mtasts.Saved) { s.Domain = "nomx.test"; s.MX = nil }),
+		bad(func(s *mtasts.Saved) { s.Domain = "" }),
+	}
+	if n := c.Import(saved); n != 1 {
+		t.Errorf("imported %d; want only the valid one", n)
+	}
+	got := c.Export()
+	if len(got) != 1 || got[0].Domain != "a.test" || got[0].ID != "1" || got[0].MaxAge != 86400 {
+		t.Errorf("Export() = %+v", got)
+	}
+}
