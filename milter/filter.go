@@ -14,6 +14,7 @@ import (
 	"net/netip"
 	"path"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -44,6 +45,8 @@ type Config struct {
 	// OnDecision, when set, is called with every decision (for metrics). It must be
 	// cheap and safe for concurrent use.
 	OnDecision func(Decision)
+
+	warnedHops *sync.Map // next hops warned about (warnNextHop); kept across Update
 }
 
 // Filter decides recipients. It is safe for concurrent use; Update swaps its
@@ -70,6 +73,11 @@ func (f *Filter) Update(cfg Config) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
+	if old := f.p.Load(); old != nil {
+		cfg.warnedHops = old.warnedHops
+	} else {
+		cfg.warnedHops = &sync.Map{}
+	}
 	f.p.Store(&cfg)
 }
 
@@ -83,7 +91,10 @@ type Request struct {
 	// resolution (smtpd_milter.c: smtpd_resolve_addr), so after the percent hack,
 	// bang paths and dequoting of a local domain's routed address. It is what Postfix
 	// delivers to, so it wins over Rcpt when the MTA sends it.
-	RcptAddr    string
+	RcptAddr string
+	// NextHop is Postfix's {rcpt_host}: where the recipient's mail goes next (the
+	// recipient domain, or a relayhost / transport next hop such as [relay]:587).
+	NextHop     string
 	Mailer      string // {rcpt_mailer}
 	MailerKnown bool   // whether the MTA sent {rcpt_mailer}
 	Sender      string // MAIL FROM address
@@ -256,10 +267,13 @@ func (cfg *Config) verdict(ctx context.Context, domain string, p policy.Policy) 
 // log writes one Info line per decision. Every line has the same keys, empty when they
 // do not apply, so that log pipelines can rely on them.
 func (cfg *Config) log(r Request, d Decision, took time.Duration) {
+	v := d.Verdict
+	if nh := nextHopElsewhere(r.NextHop, v.Domain); nh != "" && d.Checked {
+		cfg.warnNextHop(nh, v.Domain)
+	}
 	if !cfg.Log.Enabled(context.Background(), slog.LevelInfo) {
 		return
 	}
-	v := d.Verdict
 	level, status, mechanism := "", "", ""
 	if v.Domain != "" {
 		level, status, mechanism = v.Level.String(), v.Status.String(), string(v.Mechanism)
@@ -273,7 +287,8 @@ func (cfg *Config) log(r Request, d Decision, took time.Duration) {
 		slog.String("queue_id", r.QueueID), slog.String("outcome", d.Outcome.String()), slog.Duration("duration", took),
 		slog.String("domain", v.Domain), slog.String("level", level), slog.String("status", status),
 		slog.String("reason", string(v.Reason)), slog.String("mechanism", mechanism), slog.Bool("cached", v.Cached),
-		slog.String("mx", v.MX), slog.String("rule", d.Rule), slog.String("skip", d.Skip), slog.String("reply", reply))
+		slog.String("mx", v.MX), slog.String("rule", d.Rule), slog.String("skip", d.Skip), slog.String("reply", reply),
+		slog.String("next_hop", r.NextHop))
 }
 
 // ruleName is the compact name of the rule that won, for the audit header and logs:
@@ -328,4 +343,26 @@ func transportChecked(patterns []string, mailer string) bool {
 		}
 	}
 	return false
+}
+
+// nextHopElsewhere returns {rcpt_host} when it is not the recipient domain itself: a
+// relayhost or transport next hop ("[relay.example]:587", "relay.example"). Delivery
+// then goes there, not to the domain's MX hosts, and the verdict does not predict it.
+func nextHopElsewhere(nextHop, domain string) string {
+	if nextHop == "" || domain == "" {
+		return ""
+	}
+	if strings.EqualFold(strings.TrimSuffix(nextHop, "."), domain) {
+		return ""
+	}
+	return nextHop
+}
+
+// warnNextHop logs, once per next hop, that recipients are relayed elsewhere.
+func (cfg *Config) warnNextHop(nextHop, domain string) {
+	if _, seen := cfg.warnedHops.LoadOrStore(nextHop, true); seen {
+		return
+	}
+	cfg.Log.Warn("recipients are delivered through a next hop, not their domain's MX hosts; tlsgate's verdicts judge the MX hosts",
+		"next_hop", nextHop, "example_domain", domain)
 }

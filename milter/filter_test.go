@@ -681,3 +681,19 @@ func TestDecideInvalidPolicy(t *testing.T) {
 		}
 	}
 }
+
+// TestNextHopWarning: recipients relayed through a next hop other than their domain
+// are logged once per next hop, since the verdict judges the domain's MX hosts.
+func TestNextHopWarning(t *testing.T) {
+	t.Parallel()
+	var buf bytes.Buffer
+	src := &factSource{facts: map[string]*verify.Facts{"example.test": tlsFacts("example.test")}}
+	f := milter.NewFilter(milter.Config{Policies: policySet(t, []entry{{"example.test", encrypt}}, nil), Facts: src,
+		CheckedTransports: []string{"smtp"}, Log: slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	for _, hop := range []string{"example.test", "[relay.example]:587", "[relay.example]:587", "EXAMPLE.test."} {
+		f.Decide(context.Background(), milter.Request{Rcpt: "<u@example.test>", NextHop: hop})
+	}
+	if n := strings.Count(buf.String(), "delivered through a next hop"); n != 1 || !strings.Contains(buf.String(), "next_hop=[relay.example]:587") {
+		t.Errorf("%d warnings:\n%s", n, buf.String())
+	}
+}

@@ -19,7 +19,7 @@ import (
 // milter_*_macros defaults otherwise, which include these).
 var (
 	mailMacros = []gomilter.MacroName{gomilter.MacroQueueId, gomilter.MacroAuthAuthen, gomilter.MacroMailAddr}
-	rcptMacros = []gomilter.MacroName{gomilter.MacroQueueId, gomilter.MacroRcptMailer, gomilter.MacroRcptAddr}
+	rcptMacros = []gomilter.MacroName{gomilter.MacroQueueId, gomilter.MacroRcptMailer, gomilter.MacroRcptHost, gomilter.MacroRcptAddr}
 	eomMacros  = []gomilter.MacroName{gomilter.MacroQueueId}
 )
 
@@ -85,6 +85,7 @@ func (s *session) RcptTo(rcptTo string, esmtpArgs string, m gomilter.Modifier) (
 	d := s.f.Decide(context.Background(), Request{
 		Rcpt:        rcptTo,
 		RcptAddr:    m.Get(gomilter.MacroRcptAddr),
+		NextHop:     m.Get(gomilter.MacroRcptHost),
 		Mailer:      mailer,
 		MailerKnown: known && mailer != "",
 		Sender:      s.sender,
