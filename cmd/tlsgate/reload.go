@@ -81,21 +81,19 @@ func restartOnly(a, b *config.Config) []string {
 // when it replaces a file into one reload.
 const reloadDebounce = time.Second
 
-// run reloads on SIGHUP and on changes of the watched files until ctx ends.
-func (r *reloader) run(ctx context.Context) {
+// start begins watching: SIGHUP and the watched files are registered before it
+// returns, so a change made after the daemon reports it started is never missed; the
+// reloads then run in the background until ctx ends.
+func (r *reloader) start(ctx context.Context) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-
 	files := watchedFiles(r.running)
-	var events <-chan fsnotify.Event
-	var errs <-chan error
+	var w *fsnotify.Watcher
 	if len(files) > 0 {
-		w, err := fsnotify.NewWatcher()
-		if err != nil {
+		var err error
+		if w, err = fsnotify.NewWatcher(); err != nil {
 			r.log.Warn("cannot watch configuration files; reload with SIGHUP", "err", err)
 		} else {
-			defer w.Close()
 			// Watch the directories: files are often replaced by a rename, which
 			// ends a watch on the file itself.
 			for _, dir := range dirsOf(files) {
@@ -103,8 +101,19 @@ func (r *reloader) run(ctx context.Context) {
 					r.log.Warn("cannot watch a configuration directory; reload with SIGHUP", "dir", dir, "err", err)
 				}
 			}
-			events, errs = w.Events, w.Errors
 		}
+	}
+	go r.loop(ctx, hup, w, files)
+}
+
+// loop reloads on SIGHUP and on changes of the watched files until ctx ends.
+func (r *reloader) loop(ctx context.Context, hup chan os.Signal, w *fsnotify.Watcher, files []string) {
+	defer signal.Stop(hup)
+	var events <-chan fsnotify.Event
+	var errs <-chan error
+	if w != nil {
+		defer w.Close()
+		events, errs = w.Events, w.Errors
 	}
 	var debounce <-chan time.Time
 	for {

@@ -124,11 +124,11 @@ func serve(ctx context.Context, args, env []string, stderr io.Writer) int {
 		log.Info("metrics listening", "listen", cfg.Metrics.Listen)
 	}
 	srv := f.NewServer()
-	log.Info("tlsgate started", "version", version, "listen", cfg.Milter.Listen, "config", cfg.File,
-		"policies", fc.Policies.Table.Len(), "rcpt_timeout", cfg.Milter.RcptTimeout)
 	rctx, stopReloads := context.WithCancel(ctx)
 	defer stopReloads()
-	go (&reloader{args: args, env: env, running: cfg, filter: f, build: build, log: log, metrics: m}).run(rctx)
+	(&reloader{args: args, env: env, running: cfg, filter: f, build: build, log: log, metrics: m}).start(rctx)
+	log.Info("tlsgate started", "version", version, "listen", cfg.Milter.Listen, "config", cfg.File,
+		"policies", fc.Policies.Table.Len(), "rcpt_timeout", cfg.Milter.RcptTimeout)
 
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
