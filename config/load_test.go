@@ -627,7 +627,7 @@ func TestContribExample(t *testing.T) {
 	if len(c.Policies) == 0 || len(c.Customers) == 0 {
 		t.Errorf("example has %d policies and %d customers, want examples of both", len(c.Policies), len(c.Customers))
 	}
-	if _, _, err := c.PolicySet(nil); err != nil {
+	if _, _, err := c.PolicySet(); err != nil {
 		t.Errorf("example PolicySet: %v", err)
 	}
 }

@@ -1,12 +1,9 @@
 package config
 
 import (
-	"cmp"
 	"errors"
 	"fmt"
-	"os"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/tlsgate/tlsgate/config/policy"
@@ -20,20 +17,11 @@ import (
 // entry, as postmap(1) does, with a warning: policies in the configuration file win
 // over the Postfix tables.
 //
-// unsupported (nil means none) names the levels this build cannot judge. Such a
-// level in policies or customers is an error, since the operator asked for
-// something that would not be enforced; in a policy file, shared with Postfix,
-// the entry is skipped with the warning "level dane not enforced by this version;
-// entry for KEY skipped".
-//
 // The warnings are those of the policy files (policy.ParseFile) and the
 // duplicates. Errors: the errors.Join of a *FieldError (wrapping ErrInvalid) per
-// unsupported or invalid level, invalid domain or customer, and per policy file that
+// invalid level, invalid domain or customer, and per policy file that
 // cannot be read or parsed (also wrapping the policy package or fs error).
-func (c *Config) PolicySet(unsupported func(policy.Level) bool) (*policy.Set, []policy.Warning, error) {
-	if unsupported == nil {
-		unsupported = func(policy.Level) bool { return false }
-	}
+func (c *Config) PolicySet() (*policy.Set, []policy.Warning, error) {
 	var (
 		errs  []error
 		warns []policy.Warning
@@ -44,10 +32,6 @@ func (c *Config) PolicySet(unsupported func(policy.Level) bool) (*policy.Set, []
 		l, err := policy.ParseLevel(s)
 		if err != nil {
 			errs = append(errs, c.fieldError(key, s, "is not a TLS level", levels))
-			return 0, false
-		}
-		if unsupported(l) {
-			errs = append(errs, c.fieldError(key, s, "is not enforced by this version of tlsgate", ""))
 			return 0, false
 		}
 		return l, true
@@ -77,7 +61,7 @@ func (c *Config) PolicySet(unsupported func(policy.Level) bool) (*policy.Set, []
 	}
 
 	for i, path := range c.PolicyFiles {
-		ws, err := loadPolicyFile(t, path, unsupported)
+		ws, err := t.LoadFile(path)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%w: %w", c.fieldError(fmt.Sprintf("policy_files[%d]", i), path, "cannot be loaded", ""), err))
 			continue
@@ -118,46 +102,6 @@ func (c *Config) PolicySet(unsupported func(policy.Level) bool) (*policy.Set, []
 		return nil, warns, fmt.Errorf("%w: %w", c.fieldError("customers", "", "are invalid", ""), err)
 	}
 	return &policy.Set{Table: t, Customers: customers}, warns, nil
-}
-
-// loadPolicyFile adds the entries of a Postfix tls_policy file to t, skipping
-// those with an unsupported level. It reads with policy.ParseFile rather than
-// Table.LoadFile to be able to skip entries. Warnings come in line order.
-func loadPolicyFile(t *policy.Table, path string, unsupported func(policy.Level) bool) ([]policy.Warning, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	entries, warns, err := policy.ParseFile(f, path)
-	if err != nil {
-		return nil, err
-	}
-	for _, e := range entries {
-		if unsupported(e.Policy.Level) {
-			warns = append(warns, policy.Warning{
-				Source: e.Policy.Source,
-				Msg:    fmt.Sprintf("level %s not enforced by this version; entry for %s skipped", e.Policy.Level, e.Key),
-			})
-			continue
-		}
-		w, err := t.Add(e.Key, e.Policy)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", e.Policy.Source, err)
-		}
-		if w != "" {
-			warns = append(warns, policy.Warning{Source: e.Policy.Source, Msg: w})
-		}
-	}
-	slices.SortStableFunc(warns, func(a, b policy.Warning) int { return cmp.Compare(lineOf(a), lineOf(b)) })
-	return warns, nil
-}
-
-// lineOf returns the line number at the end of a "file:line" source, or 0.
-func lineOf(w policy.Warning) int {
-	i := strings.LastIndexByte(w.Source, ':')
-	n, _ := strconv.Atoi(w.Source[i+1:])
-	return n
 }
 
 // parseAction parses a validated action; "" is policy.ActionDefault.

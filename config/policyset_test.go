@@ -12,12 +12,6 @@ import (
 	"github.com/tlsgate/tlsgate/config/policy"
 )
 
-// daneUnsupported is the unsupported-level predicate of a build that cannot judge
-// DANE yet.
-func daneUnsupported(l policy.Level) bool {
-	return l == policy.LevelDane || l == policy.LevelDaneOnly
-}
-
 func TestPolicySet(t *testing.T) {
 	t.Parallel()
 	policyFile := filepath.Join("testdata", "tls_policy")
@@ -35,7 +29,7 @@ func TestPolicySet(t *testing.T) {
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	set, warns, err := c.PolicySet(daneUnsupported)
+	set, warns, err := c.PolicySet()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,8 +45,8 @@ func TestPolicySet(t *testing.T) {
 		{"files.example", true, policy.Policy{Level: policy.LevelEncrypt, Source: policyFile + ":2", Key: "files.example"}},
 		{"mx.files.example", true, policy.Policy{Level: policy.LevelVerify, Match: []string{"hostname", "nexthop"},
 			Source: policyFile + ":3", Key: ".files.example"}},
-		{"dane.example", false, policy.Policy{}},
-		{"daneonly.example", false, policy.Policy{}},
+		{"dane.example", true, policy.Policy{Level: policy.LevelDane, Source: policyFile + ":4", Key: "dane.example"}},
+		{"daneonly.example", true, policy.Policy{Level: policy.LevelDaneOnly, Source: policyFile + ":5", Key: "daneonly.example"}},
 		{"other.example", false, policy.Policy{}},
 	}
 	for _, l := range lookups {
@@ -66,8 +60,8 @@ func TestPolicySet(t *testing.T) {
 			t.Errorf("Lookup(%q) = %+v\nwant %+v", l.domain, got, l.want)
 		}
 	}
-	if n := set.Table.Len(); n != 4 {
-		t.Errorf("table has %d keys, want 4", n)
+	if n := set.Table.Len(); n != 6 {
+		t.Errorf("table has %d keys, want 6", n)
 	}
 
 	var ws []string
@@ -75,8 +69,6 @@ func TestPolicySet(t *testing.T) {
 		ws = append(ws, w.String())
 	}
 	want := []string{
-		policyFile + ":4: level dane not enforced by this version; entry for dane.example skipped",
-		policyFile + ":5: level dane-only not enforced by this version; entry for daneonly.example skipped",
 		policyFile + `:7: duplicate entry "config.example" (first entry at config policies[0] is kept)`,
 	}
 	if !slices.Equal(ws, want) {
@@ -95,25 +87,6 @@ func TestPolicySet(t *testing.T) {
 	}
 }
 
-func TestPolicySetAllSupported(t *testing.T) {
-	t.Parallel()
-	c := Default()
-	c.PolicyFiles = []string{filepath.Join("testdata", "tls_policy")}
-	set, warns, err := c.PolicySet(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if p, ok := set.Table.Lookup("dane.example"); !ok || p.Level != policy.LevelDane {
-		t.Errorf("dane.example = %+v, %v; want the dane entry when nothing is unsupported", p, ok)
-	}
-	if len(warns) != 0 {
-		t.Errorf("warnings: %v", warns)
-	}
-	if set.Table.Len() != 5 {
-		t.Errorf("table has %d keys, want 5", set.Table.Len())
-	}
-}
-
 func TestPolicySetErrors(t *testing.T) {
 	t.Parallel()
 	missing := filepath.Join(t.TempDir(), "tls_policy")
@@ -125,11 +98,6 @@ func TestPolicySetErrors(t *testing.T) {
 		msg    string
 		is     error
 	}{
-		{"unsupported policy level", func(c *Config) { c.Policies = []PolicyConfig{{Domain: "a.example", Level: "dane"}} },
-			"policies[0].level", `"dane" is not enforced by this version of tlsgate`, nil},
-		{"unsupported customer level", func(c *Config) {
-			c.Customers = []CustomerConfig{{Name: "acme", SASLLogins: []string{"acme"}, Level: "dane-only"}}
-		}, "customers[0].level", `"dane-only" is not enforced`, nil},
 		{"missing policy file", func(c *Config) { c.PolicyFiles = []string{missing} },
 			"policy_files[0]", "cannot be loaded: open " + missing + ": no such file", fs.ErrNotExist},
 		{"broken policy file", func(c *Config) { c.PolicyFiles = []string{broken} },
@@ -144,7 +112,7 @@ func TestPolicySetErrors(t *testing.T) {
 			if err := c.Validate(); err != nil {
 				t.Fatalf("Validate: %v", err)
 			}
-			set, _, err := c.PolicySet(daneUnsupported)
+			set, _, err := c.PolicySet()
 			if set != nil {
 				t.Errorf("got a set with an error")
 			}

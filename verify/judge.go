@@ -17,10 +17,6 @@ import (
 	"github.com/tlsgate/tlsgate/verify/smtpprobe"
 )
 
-// Supported reports whether Judge can decide level: every Postfix level, and
-// published.
-func Supported(l policy.Level) bool { return l.Valid() }
-
 // Judge decides whether f allows delivery at the level p requires, the way Postfix's SMTP
 // client would decide at delivery time. It does no I/O and is safe to call concurrently.
 //
@@ -42,7 +38,7 @@ func Judge(f *Facts, p policy.Policy) Verdict {
 		v.Status, v.Mechanism = StatusPass, MechNone
 		return v
 	}
-	if !Supported(p.Level) {
+	if !p.Level.Valid() {
 		v.Status, v.Reason = StatusTempfail, ReasonInternal
 		v.Detail = fmt.Sprintf("level %s is not supported by this version", p.Level)
 		return v

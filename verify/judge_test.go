@@ -154,11 +154,6 @@ func TestJudgeDANEInsecureMX(t *testing.T) {
 	if v := Judge(f, policy.Policy{Level: policy.LevelDaneOnly}); v.Status != StatusFail || v.Reason != ReasonDNSSECInvalid {
 		t.Errorf("dane-only: %s/%s; want fail/%s", v.Status, v.Reason, ReasonDNSSECInvalid)
 	}
-	for l := policy.LevelNone; l <= policy.LevelSecure; l++ {
-		if !Supported(l) {
-			t.Errorf("Supported(%s) = false", l)
-		}
-	}
 }
 
 // TestJudgeCached: the memo gives exactly Judge's verdict for every policy, and keeps

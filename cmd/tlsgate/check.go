@@ -40,7 +40,7 @@ func check(ctx context.Context, args, env []string, stdout, stderr io.Writer) in
 		return exitUsage
 	}
 	log := newLogger(cfg, stderr)
-	set, _, err := cfg.PolicySet(func(l policy.Level) bool { return !verify.Supported(l) })
+	set, _, err := cfg.PolicySet()
 	if err != nil {
 		fmt.Fprintln(stderr, "tlsgate:", err)
 		return exitUsage
@@ -61,10 +61,6 @@ func check(ctx context.Context, args, env []string, stdout, stderr io.Writer) in
 		}
 	} else if !p.Level.Probed() {
 		p, rule = policy.Policy{Level: policy.LevelEncrypt}, "default"
-	}
-	if !verify.Supported(p.Level) {
-		fmt.Fprintf(stderr, "tlsgate check: level %s is not supported by this version\n", p.Level)
-		return exitUsage
 	}
 	v, err := newVerifier(cfg, log, nil)
 	if err != nil {

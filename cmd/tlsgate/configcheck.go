@@ -11,7 +11,6 @@ import (
 
 	"github.com/tlsgate/tlsgate/config"
 	"github.com/tlsgate/tlsgate/config/policy"
-	"github.com/tlsgate/tlsgate/verify"
 )
 
 // configCmd runs `tlsgate config check FILE [--rcpt ADDR] [--sender ADDR] [--sasl LOGIN]
@@ -43,7 +42,7 @@ func configCmd(args, env []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "tlsgate:", err)
 		return exitUsage
 	}
-	set, warnings, err := cfg.PolicySet(func(l policy.Level) bool { return !verify.Supported(l) })
+	set, warnings, err := cfg.PolicySet()
 	if err != nil {
 		fmt.Fprintln(stderr, "tlsgate:", err)
 		return exitUsage

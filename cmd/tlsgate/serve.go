@@ -13,7 +13,6 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/tlsgate/tlsgate/config"
-	"github.com/tlsgate/tlsgate/config/policy"
 	"github.com/tlsgate/tlsgate/milter"
 	"github.com/tlsgate/tlsgate/verify"
 )
@@ -71,7 +70,7 @@ func serve(ctx context.Context, args, env []string, stderr io.Writer) int {
 
 	// build turns a configuration into the milter's: at start and on every reload.
 	build := func(c *config.Config) (milter.Config, error) {
-		set, warnings, err := c.PolicySet(func(l policy.Level) bool { return !verify.Supported(l) })
+		set, warnings, err := c.PolicySet()
 		if err != nil {
 			return milter.Config{}, err
 		}

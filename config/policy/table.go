@@ -180,7 +180,7 @@ type Entry struct {
 func (t *Table) LoadFile(path string) ([]Warning, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("policy: %w", err)
+		return nil, err // a *fs.PathError: it names the operation and the file
 	}
 	defer f.Close()
 	entries, warnings, err := ParseFile(f, path)
