@@ -179,11 +179,12 @@ func (f *Filter) Decide(ctx context.Context, r Request) (d Decision) {
 	switch {
 	case req.Invalid != "":
 		// smtp_tls_policy.c marks such a policy TLS_LEV_INVALID and defers the mail:
-		// it would sit in the queue. The reason goes to the log, not to the sender.
+		// it would sit in the queue. The problem names a local file and line: it goes
+		// to the log, not into the verdict the sender's reply is made from.
 		cfg.Log.Error("invalid TLS policy for recipient domain; Postfix defers its mail", "domain", norm,
 			"rule", req.InvalidRule, "problem", req.Invalid)
 		v = verify.Verdict{Domain: norm, Level: level, Status: verify.StatusTempfail, Reason: verify.ReasonPolicyInvalid,
-			Detail: req.Invalid, Checked: time.Now()}
+			Checked: time.Now()}
 	case err != nil && !level.Probed():
 		return Decision{Outcome: Accept, Skip: "invalid recipient domain", Rule: rule}
 	case err != nil:

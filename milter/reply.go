@@ -161,7 +161,7 @@ func ReplyFor(v verify.Verdict, temporary bool, extra string) Reply {
 		}
 		r = Reply{550, "5.7.5", []string{sentence}}
 	}
-	if v.Detail != "" && v.Reason != verify.ReasonPolicyInvalid { // that one names a local file: log only
+	if v.Detail != "" {
 		r.Parts = append(r.Parts, "("+sanitize(v.Detail, 200)+")")
 	}
 	if extra != "" {
