@@ -13,6 +13,7 @@ import (
 
 	"github.com/tlsgate/tlsgate/config/policy"
 	"github.com/tlsgate/tlsgate/milter"
+	"github.com/tlsgate/tlsgate/test/fake"
 	"github.com/tlsgate/tlsgate/verify"
 )
 
@@ -120,14 +121,7 @@ func TestServerRobustness(t *testing.T) {
 	if err := <-served; !milter.IsClosed(err) {
 		t.Errorf("Serve: %v", err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for runtime.NumGoroutine() > before+3 && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if g := runtime.NumGoroutine(); g > before+3 {
-		buf := make([]byte, 1<<16)
-		t.Errorf("%d goroutines after shutdown, %d before:\n%s", g, before, buf[:runtime.Stack(buf, true)])
-	}
+	fake.WaitGoroutines(t, before, 3)
 }
 
 // TestShutdownAnswersInFlightRCPT: Shutdown (SIGTERM in serve) lets an RCPT whose

@@ -15,6 +15,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/tlsgate/tlsgate/test/fake"
 	"github.com/tlsgate/tlsgate/verify"
 	"github.com/tlsgate/tlsgate/verify/dnsx"
 	"github.com/tlsgate/tlsgate/verify/smtpprobe"
@@ -190,13 +191,7 @@ func TestBurstOfDistinctDomains(t *testing.T) {
 	if done.Load()+pending.Load()+overloaded.Load() != n {
 		t.Errorf("answers do not add up to %d", n)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for runtime.NumGoroutine() > before+5 && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if g := runtime.NumGoroutine(); g > before+5 {
-		t.Errorf("%d goroutines after the burst; %d before", g, before)
-	}
+	fake.WaitGoroutines(t, before, 5)
 }
 
 // manyMXResolver publishes hundreds of MX hosts for every domain, none with an address.

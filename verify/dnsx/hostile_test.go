@@ -15,6 +15,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/tlsgate/tlsgate/test/fake"
 	"github.com/tlsgate/tlsgate/verify/dnsx"
 )
 
@@ -305,18 +306,7 @@ func TestHostileDNS(t *testing.T) {
 	t.Run("answers", testHostileAnswers)
 	t.Run("timing", testHostileTiming)
 
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		after := runtime.NumGoroutine()
-		if after <= before {
-			return
-		}
-		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<20)
-			t.Fatalf("%d goroutines before, %d after:\n%s", before, after, buf[:runtime.Stack(buf, true)])
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	fake.WaitGoroutines(t, before, 0)
 }
 
 func testHostileAnswers(t *testing.T) {

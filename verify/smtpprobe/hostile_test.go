@@ -378,22 +378,6 @@ func TestHostileServers(t *testing.T) {
 			}
 		})
 		// The subtest's cleanup has closed the server; nothing of the probe may remain.
-		noLeak(t, tc.name, before)
-	}
-}
-
-func noLeak(t *testing.T, name string, before int) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		after := runtime.NumGoroutine()
-		if after <= before {
-			return
-		}
-		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<20)
-			t.Fatalf("%s: %d goroutines before, %d after:\n%s", name, before, after, buf[:runtime.Stack(buf, true)])
-		}
-		time.Sleep(10 * time.Millisecond)
+		fake.WaitGoroutines(t, before, 0)
 	}
 }
