@@ -18,6 +18,7 @@ import (
 	gomilter "github.com/d--j/go-milter"
 
 	"github.com/tlsgate/tlsgate/milter"
+	"github.com/tlsgate/tlsgate/test/fake"
 	"github.com/tlsgate/tlsgate/verify"
 )
 
@@ -55,27 +56,10 @@ func TestHelperMilterServer(t *testing.T) {
 type child struct {
 	cmd    *exec.Cmd
 	stdin  io.WriteCloser
-	stderr *syncBuffer
+	stderr *fake.Buffer
 	addr   string
 	exited chan struct{}
 	err    error // of Wait, once exited is closed
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // addrWriter collects the child's stdout and reports the "listening" line once.
@@ -107,7 +91,7 @@ func startChild(t *testing.T) *child {
 	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperMilterServer$", "-test.timeout=2m")
 	cmd.Env = append(os.Environ(), childEnv+"=1")
 	out := &addrWriter{addr: make(chan string, 1)}
-	c := &child{cmd: cmd, stderr: &syncBuffer{}, exited: make(chan struct{})}
+	c := &child{cmd: cmd, stderr: &fake.Buffer{}, exited: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = out, c.stderr
 	var err error
 	if c.stdin, err = cmd.StdinPipe(); err != nil {

@@ -6,32 +6,15 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tlsgate/tlsgate/test/fake"
 )
 
-// syncBuffer is a bytes.Buffer safe for the daemon's log writes and the test's reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // waitLog waits until the log contains want n times.
-func waitLog(t *testing.T, log *syncBuffer, want string, n int) {
+func waitLog(t *testing.T, log *fake.Buffer, want string, n int) {
 	t.Helper()
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		if strings.Count(log.String(), want) >= n {
@@ -58,7 +41,7 @@ func TestReload(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	log := &syncBuffer{}
+	log := &fake.Buffer{}
 	done := make(chan int, 1)
 	go func() { done <- run(ctx, []string{"serve", "--config", cfgFile}, nil, &bytes.Buffer{}, log) }()
 	waitLog(t, log, "tlsgate started", 1)
