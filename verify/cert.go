@@ -62,26 +62,19 @@ func (a *Attempt) daneResult(usable []*dns.TLSA, f *Facts) DANEResult {
 	return r
 }
 
-// record fills Cert and DANE from the chain while it is at hand, so that compact can
-// drop the chain.
-func (a *Attempt) record(f *Facts) {
-	if a.Cert == nil {
-		if leaf := a.Result.Leaf(); leaf != nil {
-			a.Cert = summarize(leaf)
-		}
-	}
-	if a.Cert == nil || len(a.Result.Chain) == 0 {
+// recordDANE verifies the chain against the host's usable TLSA records while the
+// chain is at hand (Cert comes with the probe result), so that compact can drop it.
+func (a *Attempt) recordDANE(f *Facts) {
+	if len(a.Result.Chain) == 0 || a.TLSA.Status != TLSAFound {
 		return
 	}
-	if a.TLSA.Status == TLSAFound {
-		if usable := dane.UsableRecords(a.TLSA.Records); len(usable) > 0 {
-			a.DANE = a.daneResult(usable, f)
-		}
+	if usable := dane.UsableRecords(a.TLSA.Records); len(usable) > 0 {
+		a.DANE = a.daneResult(usable, f)
 	}
 }
 
 // compact drops the certificate chains of facts about to be cached; everything Judge
-// needs of them was recorded by record.
+// needs of them is in Cert and DANE (recordDANE).
 func (f *Facts) compact() {
 	for i := range f.Attempts {
 		if a := &f.Attempts[i]; a.Cert != nil {

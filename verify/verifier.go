@@ -233,8 +233,7 @@ func (v *Verifier) Cached(domain string) (*Facts, bool) {
 // first, it returns ErrPending (wrapping the context error) and the probe continues in the
 // background into the cache.
 func (v *Verifier) Facts(ctx context.Context, domain string) (f *Facts, cached bool, err error) {
-	if f, ok := v.cache.Get(domain); ok && v.cfg.Now().Before(f.Until) {
-		v.cfg.Events.CacheLookup(true)
+	if f, ok := v.Cached(domain); ok {
 		return f, true, nil
 	}
 	v.cfg.Events.CacheLookup(false)
@@ -423,7 +422,7 @@ func (v *Verifier) probeHosts(ctx context.Context, f *Facts, pol *mtasts.Policy,
 			}
 			a := Attempt{Host: h.Name, Preference: h.Preference, TLSA: h.TLSA, BeyondLimit: !byPostfix}
 			a.Result, a.Cert, a.RateLimited = v.probeAddr(ctx, f, h.Name, ip, sni)
-			a.record(f)
+			a.recordDANE(f)
 			f.Attempts = append(f.Attempts, a)
 		}
 	}
