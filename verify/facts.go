@@ -88,6 +88,9 @@ func (f *Facts) JudgeCached(p policy.Policy) Verdict {
 
 // verdictKey is what Judge reads of a policy: the level and the match list.
 func verdictKey(p policy.Policy) string {
+	if len(p.Match) == 0 {
+		return p.Level.String() // the common case, on every cached RCPT: no allocation
+	}
 	return p.Level.String() + "\x00" + strings.Join(p.Match, "\x00")
 }
 
