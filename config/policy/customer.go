@@ -216,37 +216,3 @@ func (c *Customers) Match(senderDomain, saslLogin string, client netip.Addr) (Cu
 	cp.ClientNetworks = slices.Clone(cp.ClientNetworks)
 	return cp, true
 }
-
-// matchSender applies the Table.Lookup rule to a normalized sender domain:
-// exact entry, then ".parent" entries.
-func (m *customer) matchSender(d string) bool {
-	if d == "" {
-		return false
-	}
-	if m.exact[d] {
-		return true
-	}
-	if len(m.parents) == 0 {
-		return false
-	}
-	for i := range len(d) {
-		if d[i] == '.' && m.parents[d[i:]] {
-			return true
-		}
-	}
-	return false
-}
-
-func (m *customer) matchClient(a netip.Addr) bool {
-	if !a.IsValid() {
-		return false
-	}
-	a = a.WithZone("") // Prefix.Contains is false for zoned addresses
-	u := a.Unmap()
-	for _, p := range m.nets {
-		if p.Contains(a) || p.Contains(u) {
-			return true
-		}
-	}
-	return false
-}
