@@ -81,7 +81,7 @@ func TestLoadDefaults(t *testing.T) {
 	if !reflect.DeepEqual(withoutOrigins(c), Default()) {
 		t.Errorf("Load(no sources) = %+v\nwant Default() = %+v", c, Default())
 	}
-	// The values of DESIGN.md "What the operator sees", spelt out so that a change
+	// The defaults of docs/design.md "What the operator sees", spelt out so that a change
 	// of Default is a visible change of the contract.
 	checks := []struct {
 		key       string
