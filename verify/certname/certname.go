@@ -213,35 +213,45 @@ func wildcardMatch(prefix, suffix, subject string) bool {
 	return true
 }
 
-// CheckCNConstraints applies the DNS name constraints of every CA certificate above
-// the leaf, in each of the verified chains (leaf first, as x509.Certificate.Verify
-// returns them), to the leaf's subject CNs when the leaf has no DNS subjectAltName.
-// This is what OpenSSL adds to the checks Go's Verify makes (x509_vfy.c
-// check_name_constraints: "If EE certificate check commonName too", unless
-// X509_CHECK_FLAG_NEVER_CHECK_SUBJECT, which Postfix does not set), and it runs for
-// every verification, whether or not a host name is then matched.
+// CheckNameConstraints makes the name-constraint checks OpenSSL's chain verification
+// adds to Go's Verify, for each of the verified chains (leaf first, as
+// x509.Certificate.Verify returns them), with the constraints of every CA certificate
+// above the leaf (x509_vfy.c check_name_constraints, v3_ncons.c):
 //
-// A CN is checked when it looks like a DNS name of two or more labels (cn2dnsid): a
-// wildcard "*.example.com" or a one-label CN is not checked, as in OpenSSL. A CN with
-// an embedded NUL under any CA with name constraints is an error.
+//   - When the leaf has no DNS subjectAltName, its subject CNs are checked against the
+//     DNS subtrees ("If EE certificate check commonName too", unless
+//     X509_CHECK_FLAG_NEVER_CHECK_SUBJECT, which Postfix does not set). This runs for
+//     every verification, whether or not a host name is then matched. A CN is checked
+//     when it looks like a DNS name of two or more labels (cn2dnsid): a wildcard
+//     "*.example.com" or a one-label CN is not checked, as in OpenSSL. A CN with an
+//     embedded NUL under any CA with name constraints is an error.
+//   - A DNS subtree with a minimum other than 0 or with a maximum fails any DNS name
+//     checked against it (nc_minmax_valid); Go ignores both fields.
 //
 // OpenSSL verifies the one chain it builds; Go may return several. Every chain must
 // pass, so that the answer never depends on which one OpenSSL would have built.
 //
 // The error is an x509.CertificateInvalidError with reason CANotAuthorizedForThisName,
 // the same Go gives for a subjectAltName outside the constraints.
-func CheckCNConstraints(chains [][]*x509.Certificate) error {
+func CheckNameConstraints(chains [][]*x509.Certificate) error {
 	for _, chain := range chains {
-		if len(chain) < 2 || len(chain[0].DNSNames) > 0 {
-			continue // has_san_id(leaf, GEN_DNS): the CN is not a name here
+		if len(chain) < 2 {
+			continue
 		}
 		leaf := chain[0]
 		for j := len(chain) - 1; j >= 1; j-- {
 			nc, ok, err := parseDNSConstraints(chain[j])
-			if err != nil {
+			switch {
+			case len(leaf.DNSNames) > 0:
+				// has_san_id(leaf, GEN_DNS): the CN is not a name here, and Go has
+				// checked the subjectAltNames, all but the minimum and maximum.
+				if ok && err == nil && nc.badMinMax() {
+					return invalid(leaf, "%v (name constraints of %s)", errMinMax, subjectOf(chain[j]))
+				}
+				continue
+			case err != nil:
 				return invalid(leaf, "name constraints of %s: %v", subjectOf(chain[j]), err)
-			}
-			if !ok {
+			case !ok:
 				continue
 			}
 			if err := nc.checkCN(leaf); err != nil {
@@ -279,6 +289,16 @@ type dnsSubtree struct {
 // dnsConstraints are the DNS subtrees of one CA's name constraints.
 type dnsConstraints struct {
 	permitted, excluded []dnsSubtree
+}
+
+// badMinMax reports whether a DNS subtree has a minimum or maximum OpenSSL refuses.
+func (nc *dnsConstraints) badMinMax() bool {
+	for _, s := range append(nc.permitted[:len(nc.permitted):len(nc.permitted)], nc.excluded...) {
+		if !s.minMaxOK {
+			return true
+		}
+	}
+	return false
 }
 
 // checkCN is NAME_CONSTRAINTS_check_CN: every CN that cn2dnsid takes for a DNS name

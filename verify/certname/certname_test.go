@@ -1,15 +1,22 @@
 package certname_test
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
 	"encoding/pem"
 	"errors"
+	"math/big"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tlsgate/tlsgate/test/fake"
 	"github.com/tlsgate/tlsgate/verify/certname"
@@ -110,7 +117,7 @@ type chainCase struct {
 	ca     string // key into the CAs of newCAs
 	leaf   fake.CertOptions
 	host   string // reference identifier; "" checks the chain only
-	goOK   bool   // Go's Verify alone accepts the chain (before CheckCNConstraints)
+	goOK   bool   // Go's Verify alone accepts the chain (before CheckNameConstraints)
 	want   bool   // OpenSSL accepts it
 	reason string // a word of the expected error, when !want
 }
@@ -178,7 +185,7 @@ func newCAs(t *testing.T) (map[string]*fake.CA, map[string]*x509.CertPool) {
 var errHostname = errors.New("hostname mismatch")
 
 // verifyLikePostfix is what tlsgate does with a chain at verify/secure: Go's Verify,
-// then CheckCNConstraints, then the names.
+// then CheckNameConstraints, then the names.
 func verifyLikePostfix(leaf *x509.Certificate, inter []*x509.Certificate, roots *x509.CertPool, host string) (goErr, err error) {
 	pool := x509.NewCertPool()
 	for _, c := range inter {
@@ -188,7 +195,7 @@ func verifyLikePostfix(leaf *x509.Certificate, inter []*x509.Certificate, roots 
 	if goErr != nil {
 		return goErr, goErr
 	}
-	if err := certname.CheckCNConstraints(chains); err != nil {
+	if err := certname.CheckNameConstraints(chains); err != nil {
 		return nil, err
 	}
 	if host != "" && !certname.MatchAny(leaf, []string{host}) {
@@ -197,7 +204,7 @@ func verifyLikePostfix(leaf *x509.Certificate, inter []*x509.Certificate, roots 
 	return nil, nil
 }
 
-func TestCheckCNConstraints(t *testing.T) {
+func TestCheckNameConstraints(t *testing.T) {
 	t.Parallel()
 	cas, roots := newCAs(t)
 	for _, tc := range chainCases() {
@@ -328,6 +335,69 @@ func TestMatchAgreesWithOpenSSL(t *testing.T) {
 		leaf = ca.Issue(t, fake.CertOptions{CommonName: tc.cert}).Leaf
 		if ok, out := opensslVerify(t, bin, dir, leaf, nil, ca.Cert, tc.ref); ok != tc.want {
 			t.Errorf("CN %q, host %q: openssl verify ok=%v, Match says %v:\n%s", tc.cert, tc.ref, ok, tc.want, out)
+		}
+	}
+}
+
+// ncWithMinMax is a NameConstraints extension permitting example.test with the
+// given extra GeneralSubtree fields (DER of minimum [0] / maximum [1]).
+func ncWithMinMax(fields []byte) []byte {
+	base := append([]byte{0x82, 12}, "example.test"...)
+	subtree := append([]byte{0x30, byte(len(base) + len(fields))}, append(base, fields...)...)
+	permitted := append([]byte{0xa0, byte(len(subtree))}, subtree...)
+	return append([]byte{0x30, byte(len(permitted))}, permitted...)
+}
+
+// TestMinMaxConstraints: OpenSSL refuses a DNS subtree with a minimum other than 0 or
+// with a maximum (nc_minmax_valid, "name constraints minimum and maximum not
+// supported") for every DNS name checked against it; Go ignores both fields.
+func TestMinMaxConstraints(t *testing.T) {
+	t.Parallel()
+	root := fake.NewCA(t, "root")
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name   string
+		fields []byte
+		ok     bool
+	}{
+		{"no minimum, no maximum", nil, true},
+		{"minimum 0", []byte{0x80, 1, 0}, true},
+		{"minimum 1", []byte{0x80, 1, 1}, false},
+		{"maximum 5", []byte{0x81, 1, 5}, false},
+	} {
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tmpl := &x509.Certificate{
+			SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "sub " + tc.name},
+			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+			KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true, IsCA: true,
+			ExtraExtensions: []pkix.Extension{{Id: asn1.ObjectIdentifier{2, 5, 29, 30}, Critical: true, Value: ncWithMinMax(tc.fields)}},
+		}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, root.Cert, key.Public(), root.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sub, err := x509.ParseCertificate(der)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		subCA := &fake.CA{Cert: sub, Key: key}
+		for _, leafOpts := range []fake.CertOptions{{DNSNames: []string{"mx.example.test"}}, {CommonName: "mx.example.test"}} {
+			leaf := subCA.Issue(t, leafOpts).Leaf
+			goErr, err := verifyLikePostfix(leaf, []*x509.Certificate{sub}, root.Pool, "mx.example.test")
+			if goErr != nil {
+				t.Errorf("%s, %+v: Go's Verify: %v", tc.name, leafOpts, goErr)
+			}
+			if (err == nil) != tc.ok || (err != nil && !strings.Contains(err.Error(), "minimum and maximum")) {
+				t.Errorf("%s, %+v: error %v; want ok=%v", tc.name, leafOpts, err, tc.ok)
+			}
+			if bin, lookErr := exec.LookPath("openssl"); lookErr == nil {
+				if ok, out := opensslVerify(t, bin, dir, leaf, []*x509.Certificate{sub}, root.Cert, "mx.example.test"); ok != tc.ok {
+					t.Errorf("%s, %+v: openssl verify ok=%v; want %v:\n%s", tc.name, leafOpts, ok, tc.ok, out)
+				}
+			}
 		}
 	}
 }

@@ -42,6 +42,6 @@ func FuzzDNSConstraints(f *testing.F) {
 	f.Fuzz(func(t *testing.T, ext []byte, cn string) {
 		ca := &x509.Certificate{Extensions: []pkix.Extension{{Id: oidNameConstraints, Value: ext}}}
 		leaf := &x509.Certificate{Subject: pkix.Name{Names: []pkix.AttributeTypeAndValue{{Type: oidCommonName, Value: cn}}}}
-		_ = CheckCNConstraints([][]*x509.Certificate{{leaf, ca}})
+		_ = CheckNameConstraints([][]*x509.Certificate{{leaf, ca}})
 	})
 }

@@ -212,7 +212,7 @@ func verifyTA(chain []*x509.Certificate, ta int, names []string, now time.Time) 
 			KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
 		})
 		if err == nil {
-			err = certname.CheckCNConstraints(chains)
+			err = certname.CheckNameConstraints(chains)
 		}
 		if err != nil {
 			return fmt.Errorf("%w: %v", ErrTAChain, err)

@@ -308,7 +308,7 @@ func (p *Prober) tlsConfig(sni string) *tls.Config {
 // name rules differ per level (verify: MX host name, secure: next-hop) and are applied by
 // the judge. It applies what OpenSSL's chain verification checks and Go's does not: the
 // DNS name constraints of every CA to the subject CN of a leaf without DNS
-// subjectAltName (certname.CheckCNConstraints), so that a sub-CA constrained to
+// subjectAltName (certname.CheckNameConstraints), so that a sub-CA constrained to
 // other domains cannot vouch for a CN-only certificate Postfix would refuse.
 func (p *Prober) verifyChain(chain []*x509.Certificate) error {
 	if len(chain) == 0 {
@@ -331,7 +331,7 @@ func (p *Prober) verifyChain(chain []*x509.Certificate) error {
 	if err != nil {
 		return err
 	}
-	return certname.CheckCNConstraints(chains)
+	return certname.CheckNameConstraints(chains)
 }
 
 func ok2xx(r Reply, res *Result, what string) bool {
