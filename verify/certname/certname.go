@@ -293,9 +293,11 @@ type dnsConstraints struct {
 
 // badMinMax reports whether a DNS subtree has a minimum or maximum OpenSSL refuses.
 func (nc *dnsConstraints) badMinMax() bool {
-	for _, s := range append(nc.permitted[:len(nc.permitted):len(nc.permitted)], nc.excluded...) {
-		if !s.minMaxOK {
-			return true
+	for _, list := range [][]dnsSubtree{nc.permitted, nc.excluded} {
+		for _, s := range list {
+			if !s.minMaxOK {
+				return true
+			}
 		}
 	}
 	return false
