@@ -6,9 +6,9 @@
 // subject CN of a leaf that has no DNS subjectAltName (crypto/x509/x509_vfy.c
 // check_name_constraints, v3_ncons.c NAME_CONSTRAINTS_check_CN).
 //
-// Go's crypto/x509 differs in both: VerifyHostname never looks at the CN and trims a
-// trailing dot from certificate names, and Verify checks name constraints against the
-// subjectAltNames only. A leaf whose only name is a CN issued by a CA constrained to
+// Go's crypto/x509 differs in both: VerifyHostname never looks at the CN and has its
+// own wildcard and trailing-dot rules, and Verify checks name constraints against the
+// subjectAltNames only (ignoring a subtree's minimum and maximum). A leaf whose only name is a CN issued by a CA constrained to
 // other domains is valid to Go and refused by Postfix ("permitted subtree violation").
 // Everything here is pure and works on byte strings, as OpenSSL does.
 package certname

@@ -36,7 +36,7 @@ var matchCases = []struct {
 	{cert: "mx.example.com", ref: "MX.EXAMPLE.COM", want: true},
 	{cert: "mx.example.com", ref: "mx2.example.com"},
 	// Nothing is trimmed: a certificate name with a trailing dot matches only a
-	// reference with one (Go's VerifyHostname would trim it: a false pass).
+	// reference with one (tlsgate used to trim it: a false pass).
 	{cert: "mx.example.com.", ref: "mx.example.com"},
 	{cert: "mx.example.com", ref: "mx.example.com."},
 	{cert: "*.example.com.", ref: "mx.example.com"},
