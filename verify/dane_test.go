@@ -25,6 +25,7 @@ func TestDANE(t *testing.T) {
 		leaf     fake.CertOptions // server certificate
 		selfSign bool
 		viaInter bool                                        // issue the leaf from an intermediate CA
+		nc       *fake.NameConstraints                       // with viaInter: the intermediate's name constraints
 		noTLS    bool                                        // server offers no STARTTLS
 		records  func(w *world, leaf, inter string) []string // TLSA RRs, given the leaf and intermediate PEM-less certs' owners
 		dns      func(w *world)                              // extra DNS setup (AD toggles, faults)
@@ -82,6 +83,51 @@ func TestDANE(t *testing.T) {
 			records: func(w *world, _, inter string) []string { return []string{inter + " 2 0 1"} },
 			dane:    "fail/tlsa-invalid", daneOnly: "fail/tlsa-invalid",
 		},
+		// Names as OpenSSL checks them for Postfix's DANE-TA (X509_check_host via
+		// SSL_add1_host, CN when there is no DNS SAN), and the TA's name constraints
+		// applied to a CN-only leaf (issue 17).
+		{
+			name: "DANE-TA: CN-only leaf, the CN is the name",
+			leaf: fake.CertOptions{CommonName: "mx1.example.test"}, viaInter: true,
+			records: func(w *world, _, inter string) []string { return []string{inter + " 2 0 1"} },
+			dane:    "pass", daneOnly: "pass", mech: verify.MechDANE,
+		},
+		{
+			name: "DANE-TA: SAN with a trailing dot matches no name",
+			leaf: fake.CertOptions{DNSNames: []string{"mx1.example.test."}}, viaInter: true,
+			records: func(w *world, _, inter string) []string { return []string{inter + " 2 0 1"} },
+			dane:    "fail/tlsa-invalid", daneOnly: "fail/tlsa-invalid",
+		},
+		{
+			name: "DANE-TA: CN-only leaf outside the trust anchor's permitted subtree",
+			leaf: fake.CertOptions{CommonName: "mx1.example.test"}, viaInter: true, nc: &fake.NameConstraints{Permitted: []string{"attacker.test"}},
+			records: func(w *world, _, inter string) []string { return []string{inter + " 2 0 1"} },
+			dane:    "fail/tlsa-invalid", daneOnly: "fail/tlsa-invalid",
+		},
+		{
+			name: "DANE-TA: CN-only leaf in the trust anchor's excluded subtree",
+			leaf: fake.CertOptions{CommonName: "mx1.example.test"}, viaInter: true, nc: &fake.NameConstraints{Excluded: []string{"example.test"}},
+			records: func(w *world, _, inter string) []string { return []string{inter + " 2 0 1"} },
+			dane:    "fail/tlsa-invalid", daneOnly: "fail/tlsa-invalid",
+		},
+		{
+			name: "DANE-TA: CN-only leaf inside the trust anchor's permitted subtree",
+			leaf: fake.CertOptions{CommonName: "mx1.example.test"}, viaInter: true, nc: &fake.NameConstraints{Permitted: []string{"example.test"}},
+			records: func(w *world, _, inter string) []string { return []string{inter + " 2 0 1"} },
+			dane:    "pass", daneOnly: "pass", mech: verify.MechDANE,
+		},
+		{
+			name: "DANE-TA: SAN outside the trust anchor's permitted subtree",
+			leaf: fake.CertOptions{DNSNames: []string{"mx1.example.test"}}, viaInter: true, nc: &fake.NameConstraints{Permitted: []string{"attacker.test"}},
+			records: func(w *world, _, inter string) []string { return []string{inter + " 2 0 1"} },
+			dane:    "fail/tlsa-invalid", daneOnly: "fail/tlsa-invalid",
+		},
+		{
+			name: "DANE-EE: name constraints do not matter",
+			leaf: fake.CertOptions{CommonName: "mx1.example.test"}, viaInter: true, nc: &fake.NameConstraints{Permitted: []string{"attacker.test"}},
+			records: func(w *world, leaf, _ string) []string { return []string{leaf + " 3 1 1"} },
+			dane:    "pass", daneOnly: "pass", mech: verify.MechDANE,
+		},
 		{
 			name: "DANE-TA: expired leaf fails",
 			leaf: fake.CertOptions{DNSNames: []string{"mx1.example.test"}, NotBefore: time.Now().Add(-96 * time.Hour), NotAfter: time.Now().Add(-48 * time.Hour)}, viaInter: true,
@@ -125,7 +171,10 @@ func TestDANE(t *testing.T) {
 			w.dns.SetAllAuthentic(true)
 			w.dns.Add(t, "example.test. 300 IN MX 10 mx1.example.test.", "mx1.example.test. 300 IN A 127.0.0.10")
 			ca := w.ca
-			if tc.viaInter {
+			switch {
+			case tc.viaInter && tc.nc != nil:
+				ca = w.ca.ConstrainedIntermediate(t, "Test Constrained Intermediate", *tc.nc)
+			case tc.viaInter:
 				ca = w.ca.Intermediate(t, "Test Intermediate")
 			}
 			var c = ca.Issue(t, tc.leaf)

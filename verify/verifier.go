@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/netip"
 	"slices"
 	"strings"
@@ -76,8 +75,12 @@ type Config struct {
 	// reused for other domains; default 1 minute.
 	AddressTTL time.Duration
 	// OwnAddrs are this host's addresses, never probed unless in Allow; nil reads the
-	// interface addresses.
-	OwnAddrs    []netip.Addr
+	// interface addresses, again every DefaultOwnAddrsRefresh.
+	OwnAddrs []netip.Addr
+	// Guard, when set, is the outbound guard to use instead of one made from Allow and
+	// OwnAddrs: the one the MTA-STS client uses too. The Verifier owns it: Close
+	// closes it.
+	Guard       *Guard
 	CacheSize   int // default 100000
 	PassTTL     time.Duration
 	FailTTL     time.Duration
@@ -144,9 +147,6 @@ func New(cfg Config) (*Verifier, error) {
 		cfg.MaxQueued = 16 * cfg.MaxConcurrent
 	}
 	def(&cfg.AddressTTL, time.Minute)
-	if cfg.OwnAddrs == nil {
-		cfg.OwnAddrs = interfaceAddrs()
-	}
 	if cfg.SMTPPort <= 0 {
 		cfg.SMTPPort = 25
 	}
@@ -174,19 +174,17 @@ func New(cfg Config) (*Verifier, error) {
 	if err != nil {
 		return nil, fmt.Errorf("verify: %w", err)
 	}
-	ctx, stop := context.WithCancel(context.Background())
-	allow := AllowFunc(cfg.Allow)
-	own := map[netip.Addr]bool{}
-	for _, ip := range cfg.OwnAddrs {
-		own[ip.Unmap()] = true
+	if cfg.Guard == nil {
+		gc := GuardConfig{Allow: cfg.Allow}
+		if own := cfg.OwnAddrs; own != nil {
+			gc.OwnAddrs = func() ([]netip.Addr, error) { return own, nil }
+		}
+		cfg.Guard = NewGuard(gc)
 	}
+	ctx, stop := context.WithCancel(context.Background())
 	v := &Verifier{cfg: cfg, cache: c, sem: make(chan struct{}, cfg.MaxConcurrent), ctx: ctx, stop: stop,
 		addrs: addrs, limiter: newAddrLimiter(cfg.RatePerAddress, time.Minute), keys: map[string]struct{}{}, postures: postures,
-		allow: func(ip netip.Addr) bool {
-			// The host's own addresses are refused even when public: a domain whose MX
-			// points at us would make us probe ourselves.
-			return allow(ip) && (!own[ip.Unmap()] || allowedExplicitly(cfg.Allow, ip))
-		}}
+		allow: cfg.Guard.Allowed}
 	return v, nil
 }
 
@@ -203,6 +201,7 @@ func (v *Verifier) Close() {
 	if c, ok := v.cfg.STS.(interface{ Close() }); ok {
 		c.Close()
 	}
+	v.cfg.Guard.Close()
 }
 
 // enter registers a background probe unless the Verifier is closing: WaitGroup.Add
@@ -688,27 +687,3 @@ func dnsProblem(err error) string {
 // allowed reports whether ip may be probed: globally routable unicast and not this
 // host's own, or inside one of the operator's allow_networks.
 func (v *Verifier) allowed(ip netip.Addr) bool { return v.allow(ip) }
-
-func allowedExplicitly(allow []netip.Prefix, ip netip.Addr) bool {
-	for _, p := range allow {
-		if p.Contains(ip.Unmap()) {
-			return true
-		}
-	}
-	return false
-}
-
-// interfaceAddrs lists this host's addresses; none when they cannot be read.
-func interfaceAddrs() []netip.Addr {
-	addrs, err := net.InterfaceAddrs()
-	if err != nil {
-		return []netip.Addr{}
-	}
-	out := make([]netip.Addr, 0, len(addrs))
-	for _, a := range addrs {
-		if p, err := netip.ParsePrefix(a.String()); err == nil {
-			out = append(out, p.Addr().Unmap())
-		}
-	}
-	return out
-}

@@ -44,12 +44,43 @@ func (w *world) behaviour(name, host string) fake.Behavior {
 	opts := fake.CertOptions{DNSNames: names}
 	b := fake.Behavior{Hostname: host}
 	selfSigned := false
+	var issuer *fake.CA // nil: w.ca
+	// A sub-CA whose name constraints permit only attacker.test, or exclude the
+	// host's parent domain (RFC 5280 §4.2.1.10).
+	_, parent, _ := strings.Cut(host, ".")
+	toAttacker := fake.NameConstraints{Permitted: []string{"attacker.test"}}
 	switch name {
 	case "good":
+	case "cn-only":
+		opts = fake.CertOptions{CommonName: host}
+	case "cn-only-trailing-dot":
+		opts = fake.CertOptions{CommonName: host + "."}
+	case "cn-only-constrained-outside":
+		// The finding of issue 17: Go verifies the chain (it checks constraints
+		// against subjectAltNames only), OpenSSL does not (the CN is checked too).
+		opts = fake.CertOptions{CommonName: host}
+		issuer = w.ca.ConstrainedIntermediate(t, "attacker.test sub-CA", toAttacker)
+	case "cn-only-constrained-inside":
+		opts = fake.CertOptions{CommonName: host}
+		issuer = w.ca.ConstrainedIntermediate(t, parent+" sub-CA", fake.NameConstraints{Permitted: []string{parent}})
+	case "cn-only-constrained-excluded":
+		opts = fake.CertOptions{CommonName: host}
+		issuer = w.ca.ConstrainedIntermediate(t, "not-"+parent+" sub-CA", fake.NameConstraints{Excluded: []string{parent}})
+	case "cn-only-wildcard-constrained-outside":
+		// OpenSSL's cn2dnsid does not take "*.example.test" for a DNS name: the
+		// constraints are not applied and Postfix delivers.
+		opts = fake.CertOptions{CommonName: "*." + parent}
+		issuer = w.ca.ConstrainedIntermediate(t, "attacker.test sub-CA", toAttacker)
+	case "san-constrained-outside":
+		issuer = w.ca.ConstrainedIntermediate(t, "attacker.test sub-CA", toAttacker)
+	case "san-constrained-inside-cn-outside":
+		opts = fake.CertOptions{CommonName: host, DNSNames: []string{"mx.attacker.test"}}
+		issuer = w.ca.ConstrainedIntermediate(t, "attacker.test sub-CA", toAttacker)
+	case "san-constrained-excluded":
+		issuer = w.ca.ConstrainedIntermediate(t, "not-"+parent+" sub-CA", fake.NameConstraints{Excluded: []string{parent}})
 	case "good-tls12":
 		b.MaxTLSVersion = 0x0303
 	case "wildcard":
-		_, parent, _ := strings.Cut(host, ".")
 		opts.DNSNames = []string{"*." + parent}
 	case "nexthop-only":
 		opts.DNSNames = []string{"example.test"}
@@ -81,9 +112,12 @@ func (w *world) behaviour(name, host string) fake.Behavior {
 		t.Fatalf("unknown behaviour %q", name)
 	}
 	var c tls.Certificate
-	if selfSigned {
+	switch {
+	case selfSigned:
 		c = fake.SelfSigned(t, opts)
-	} else {
+	case issuer != nil:
+		c = issuer.Issue(t, opts)
+	default:
 		c = w.ca.Issue(t, opts)
 	}
 	b.Cert = &c
@@ -216,6 +250,28 @@ func TestJudgeMatrix(t *testing.T) {
 			levels{"pass", "pass", "pass", "pass"}, ""},
 		{"certificate names only the next-hop domain", []host{{name: "mx1", behaviour: "nexthop-only"}},
 			levels{"pass", "pass", "fail/certificate-host-mismatch", "pass"}, ""},
+		// Names as OpenSSL's X509_check_host sees them, and name constraints applied
+		// to a CN-only leaf as OpenSSL does (issue 17: these were false passes).
+		{"CN-only certificate", []host{{name: "mx1", behaviour: "cn-only"}},
+			levels{"pass", "pass", "pass", "pass"}, ""},
+		{"CN-only certificate with a trailing dot", []host{{name: "mx1", behaviour: "cn-only-trailing-dot"}},
+			levels{"pass", "pass", "fail/certificate-host-mismatch", "fail/certificate-host-mismatch"}, ""},
+		{"CN-only certificate from a sub-CA constrained to another domain", []host{{name: "mx1", behaviour: "cn-only-constrained-outside"}},
+			levels{"pass", "pass", "fail/validation-failure", "fail/validation-failure"}, ""},
+		{"CN-only certificate inside the sub-CA's permitted subtree", []host{{name: "mx1", behaviour: "cn-only-constrained-inside"}},
+			levels{"pass", "pass", "pass", "pass"}, ""},
+		{"CN-only certificate in the sub-CA's excluded subtree", []host{{name: "mx1", behaviour: "cn-only-constrained-excluded"}},
+			levels{"pass", "pass", "fail/validation-failure", "fail/validation-failure"}, ""},
+		{"wildcard CN-only certificate from a sub-CA constrained elsewhere", []host{{name: "mx1", behaviour: "cn-only-wildcard-constrained-outside"}},
+			levels{"pass", "pass", "pass", "pass"}, ""},
+		{"SAN outside the sub-CA's permitted subtree", []host{{name: "mx1", behaviour: "san-constrained-outside"}},
+			levels{"pass", "pass", "fail/validation-failure", "fail/validation-failure"}, ""},
+		{"SAN inside the permitted subtree hides a CN outside it", []host{{name: "mx1", behaviour: "san-constrained-inside-cn-outside"}},
+			levels{"pass", "pass", "fail/certificate-host-mismatch", "fail/certificate-host-mismatch"}, ""},
+		{"SAN in the sub-CA's excluded subtree", []host{{name: "mx1", behaviour: "san-constrained-excluded"}},
+			levels{"pass", "pass", "fail/validation-failure", "fail/validation-failure"}, ""},
+		{"constrained sub-CA's CN-only MX second, good MX first", []host{{name: "mx1", behaviour: "good"}, {name: "mx2", behaviour: "cn-only-constrained-outside"}},
+			levels{"pass", "pass", "pass", "pass"}, ""},
 		{"no STARTTLS", []host{{name: "mx1", behaviour: "nostarttls"}},
 			levels{"fail/starttls-not-supported", "fail/starttls-not-supported", "fail/starttls-not-supported", "fail/starttls-not-supported"}, ""},
 		{"self-signed", []host{{name: "mx1", behaviour: "selfsigned"}},

@@ -77,22 +77,27 @@ func newVerifier(cfg *config.Config, log *slog.Logger, events verify.Events) (*v
 		HELO:   helo,
 		Roots:  roots,
 	}
+	// One outbound guard (public, not this host's own, or allowed) for probes and
+	// MTA-STS fetches alike.
+	guard := verify.NewGuard(verify.GuardConfig{Allow: cfg.AllowedNetworks()})
 	var sts verify.STSLookup
 	if cfg.MTASTS.Enabled {
 		c, err := mtasts.New(mtasts.Config{
 			Resolver:  resolver,
-			Allowed:   verify.AllowFunc(cfg.AllowedNetworks()),
+			Allowed:   guard.Allowed,
 			Roots:     roots,
 			Timeout:   cfg.MTASTS.Timeout,
 			CacheSize: cfg.MTASTS.CacheSize,
 			Log:       log,
 		})
 		if err != nil {
+			guard.Close()
 			return nil, err
 		}
 		sts = c
 	}
 	return verify.New(verify.Config{
+		Guard:          guard,
 		STS:            sts,
 		Resolver:       resolver,
 		Prober:         prober,

@@ -63,6 +63,9 @@ func matrix() []cell {
 		{"nullmx.test", [5]string{"fail", "fail", "fail", "fail", "fail"}, "5.1.10"},
 		{"nope.test", [5]string{"fail", "fail", "fail", "fail", "fail"}, "5.1.2"},
 		{"bogus.test", [5]string{"tempfail", "tempfail", "tempfail", "tempfail", "tempfail"}, "4.4.3"},
+		// CN-only certificate from a sub-CA constrained to attacker.test: Postfix
+		// defers at verify and secure ("permitted subtree violation"; issue 17).
+		{"constrained.test", [5]string{"pass", "fail", "fail", "pass", "fail"}, "5.7.5"},
 	}
 	var cells []cell
 	for _, r := range rows {

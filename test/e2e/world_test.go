@@ -54,6 +54,9 @@ var mxHosts = []mxHost{
 	{"127.0.1.8", "mx.tarpit.test", "tarpit"},
 	{"127.0.1.9", "mx.refused.test", "none"}, // nothing listens: connection refused
 	{"127.0.1.10", "mx.sts.test", "sts"},     // MTA-STS domains' MX (unsigned zone, see sts_test.go)
+	// A CN-only certificate (no subjectAltName) from a sub-CA whose name constraints
+	// permit only attacker.test: OpenSSL applies them to the CN, Go's Verify does not.
+	{"127.0.1.12", "mx.constrained.test", "constrained"},
 }
 
 // world owns every process of the suite and stops them by PID.
@@ -204,6 +207,9 @@ func (w *world) certificates() {
 			c = w.ca.Issue(w.t, fake.CertOptions{DNSNames: []string{"mail.other.example"}})
 		case "expired":
 			c = w.ca.Issue(w.t, fake.CertOptions{DNSNames: []string{h.name}, NotBefore: past.Add(-48 * time.Hour), NotAfter: past})
+		case "constrained":
+			sub := w.ca.ConstrainedIntermediate(w.t, "attacker.test sub-CA", fake.NameConstraints{Permitted: []string{"attacker.test"}})
+			c = sub.Issue(w.t, fake.CertOptions{CommonName: h.name})
 		default:
 			continue
 		}
@@ -281,6 +287,7 @@ bogus IN NS ns.bogus.test.
 ns.bogus IN A {{.NS}}
 sts IN NS ns.sts.test.
 ns.sts IN A {{.NS}}
+constrained IN MX 10 mx.constrained.test.
 `
 
 const unsignedZone = `$ORIGIN unsigned.test.
@@ -528,7 +535,7 @@ func (w *world) mxPostfix() {
 	for _, h := range mxHosts {
 		svc := h.ip + ":smtp inet n - n - - smtpd -o myhostname=" + h.name
 		switch h.behaviour {
-		case "good", "selfsigned", "wrongname", "expired", "sts":
+		case "good", "selfsigned", "wrongname", "expired", "sts", "constrained":
 			svc += fmt.Sprintf(" -o smtpd_tls_security_level=may -o smtpd_tls_cert_file=%s -o smtpd_tls_key_file=%s",
 				w.path("certs", h.behaviour+".crt"), w.path("certs", h.behaviour+".key"))
 		case "notls":

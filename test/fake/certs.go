@@ -11,6 +11,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/asn1"
 	"encoding/hex"
 	"encoding/pem"
 	"fmt"
@@ -46,6 +47,9 @@ type CertOptions struct {
 	IPAddresses []netip.Addr
 	// CommonName is the subject CN. Empty means the first DNS name, if any.
 	CommonName string
+	// MoreCommonNames are further subject CN attributes after CommonName (a
+	// subject may hold several; OpenSSL matches each).
+	MoreCommonNames []string
 	// NotBefore and NotAfter bound the validity period. A zero NotBefore
 	// means an hour ago, a zero NotAfter a day from now; if only one of
 	// them is given and the default would invert the period (for an
@@ -89,6 +93,35 @@ func (ca *CA) Intermediate(t testing.TB, name string) *CA {
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
 		BasicConstraintsValid: true,
 		IsCA:                  true,
+	}
+	return newCA(t, tmpl, ca.Cert, key, ca.Key, ca)
+}
+
+// NameConstraints are the DNS name constraints of a constrained intermediate CA
+// (RFC 5280 §4.2.1.10): names it may issue (Permitted, none meaning any) and names it
+// may not (Excluded). A leading "." means subdomains only.
+type NameConstraints struct {
+	Permitted, Excluded []string
+}
+
+// ConstrainedIntermediate creates an intermediate CA signed by ca whose certificate
+// carries the DNS name constraints nc (critical, as RFC 5280 requires). It fails the
+// test on error.
+func (ca *CA) ConstrainedIntermediate(t testing.TB, name string, nc NameConstraints) *CA {
+	t.Helper()
+	key := newKey(t, false)
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber:                serial(t),
+		Subject:                     pkix.Name{CommonName: name, Organization: []string{"tlsgate fake"}},
+		NotBefore:                   now.Add(-time.Hour),
+		NotAfter:                    now.Add(24 * time.Hour),
+		KeyUsage:                    x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
+		BasicConstraintsValid:       true,
+		IsCA:                        true,
+		PermittedDNSDomainsCritical: true,
+		PermittedDNSDomains:         nc.Permitted,
+		ExcludedDNSDomains:          nc.Excluded,
 	}
 	return newCA(t, tmpl, ca.Cert, key, ca.Key, ca)
 }
@@ -234,7 +267,7 @@ func leafTemplate(t testing.TB, o CertOptions, key crypto.Signer) *x509.Certific
 	}
 	return &x509.Certificate{
 		SerialNumber:          serial(t),
-		Subject:               pkix.Name{CommonName: cn},
+		Subject:               leafSubject(cn, o.MoreCommonNames),
 		DNSNames:              o.DNSNames,
 		IPAddresses:           ips,
 		NotBefore:             notBefore,
@@ -243,6 +276,18 @@ func leafTemplate(t testing.TB, o CertOptions, key crypto.Signer) *x509.Certific
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		BasicConstraintsValid: true,
 	}
+}
+
+// leafSubject is a subject with the CN attributes cn and then more.
+func leafSubject(cn string, more []string) pkix.Name {
+	if len(more) == 0 {
+		return pkix.Name{CommonName: cn}
+	}
+	var n pkix.Name
+	for _, v := range append([]string{cn}, more...) {
+		n.ExtraNames = append(n.ExtraNames, pkix.AttributeTypeAndValue{Type: asn1.ObjectIdentifier{2, 5, 4, 3}, Value: v})
+	}
+	return n
 }
 
 // validity applies the CertOptions defaults for NotBefore and NotAfter.

@@ -213,3 +213,35 @@ func TestTLSARecord(t *testing.T) {
 		t.Errorf("miekg/dns TLSA.Verify: %v", err)
 	}
 }
+
+// TestConstrainedIntermediate: the sub-CA carries critical DNS name constraints, its
+// certificates chain to the root, and Go enforces the constraints on subjectAltNames.
+func TestConstrainedIntermediate(t *testing.T) {
+	t.Parallel()
+	root := fake.NewCA(t, "Test Root")
+	sub := root.ConstrainedIntermediate(t, "Constrained", fake.NameConstraints{Permitted: []string{"example.test"}, Excluded: []string{"secret.example.test"}})
+	if !sub.Cert.PermittedDNSDomainsCritical || len(sub.Cert.PermittedDNSDomains) != 1 || len(sub.Cert.ExcludedDNSDomains) != 1 {
+		t.Fatalf("constraints: critical %v, permitted %q, excluded %q", sub.Cert.PermittedDNSDomainsCritical, sub.Cert.PermittedDNSDomains, sub.Cert.ExcludedDNSDomains)
+	}
+	for name, ok := range map[string]bool{"mx.example.test": true, "mx.other.test": false, "mx.secret.example.test": false} {
+		c := sub.Issue(t, fake.CertOptions{DNSNames: []string{name}})
+		if len(c.Certificate) != 2 {
+			t.Fatalf("chain length %d; want leaf and sub-CA", len(c.Certificate))
+		}
+		_, err := c.Leaf.Verify(x509.VerifyOptions{Roots: root.Pool, Intermediates: sub.IntermediatePool()})
+		if (err == nil) != ok {
+			t.Errorf("%s: Verify error %v; want ok=%v", name, err, ok)
+		}
+	}
+	// A subject with several CNs.
+	c := sub.Issue(t, fake.CertOptions{CommonName: "a.example.test", MoreCommonNames: []string{"b.example.test"}})
+	var cns []string
+	for _, atv := range c.Leaf.Subject.Names {
+		if atv.Type.String() == "2.5.4.3" {
+			cns = append(cns, atv.Value.(string))
+		}
+	}
+	if len(cns) != 2 || cns[0] != "a.example.test" || cns[1] != "b.example.test" || len(c.Leaf.DNSNames) != 0 {
+		t.Errorf("CNs %q, SANs %q; want two CNs and no SAN", cns, c.Leaf.DNSNames)
+	}
+}

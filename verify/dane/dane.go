@@ -35,6 +35,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/tlsgate/tlsgate/verify/certname"
 )
 
 // Certificate usages, selectors and matching types (RFC 6698 §7.2-7.4, RFC 7218 names).
@@ -187,7 +189,10 @@ func Verify(records []*dns.TLSA, chain []*x509.Certificate, names []string, now 
 }
 
 // verifyTA checks that the leaf chains to chain[ta] with valid dates and carries one of
-// names (RFC 7672 §3.1.2: DANE-TA requires name checks; RFC 7671 §5.2.2).
+// names (RFC 7672 §3.1.2: DANE-TA requires name checks; RFC 7671 §5.2.2). Names and
+// name constraints are checked as OpenSSL checks them for Postfix (certname): the CN
+// counts when there is no DNS subjectAltName, and then the DNS name constraints of the
+// trust anchor and the CAs below it apply to it.
 func verifyTA(chain []*x509.Certificate, ta int, names []string, now time.Time) error {
 	leaf := chain[0]
 	roots := x509.NewCertPool()
@@ -201,16 +206,20 @@ func verifyTA(chain []*x509.Certificate, ta int, names []string, now time.Time) 
 		if now.Before(leaf.NotBefore) || now.After(leaf.NotAfter) {
 			return fmt.Errorf("%w: certificate not valid at %s", ErrTAChain, now.UTC().Format(time.RFC3339))
 		}
-	} else if _, err := leaf.Verify(x509.VerifyOptions{
-		Roots: roots, Intermediates: inter, CurrentTime: now,
-		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
-	}); err != nil {
-		return fmt.Errorf("%w: %v", ErrTAChain, err)
-	}
-	for _, n := range names {
-		if err := leaf.VerifyHostname(n); err == nil {
-			return nil
+	} else {
+		chains, err := leaf.Verify(x509.VerifyOptions{
+			Roots: roots, Intermediates: inter, CurrentTime: now,
+			KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
+		})
+		if err == nil {
+			err = certname.CheckNameConstraints(chains)
 		}
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrTAChain, err)
+		}
+	}
+	if certname.MatchAny(leaf, names) {
+		return nil
 	}
 	return fmt.Errorf("%w (%s)", ErrTAName, strings.Join(names, ", "))
 }

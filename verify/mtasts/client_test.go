@@ -237,6 +237,55 @@ func TestPolicyFetchFailures(t *testing.T) {
 	}
 }
 
+// TestPolicyHostNameConstraints: the policy host's certificate is verified by Go's
+// HTTPS client against its name (RFC 8461 §3.3, RFC 6125), so a sub-CA's name
+// constraints apply to the subjectAltNames, and a CN is never taken for a name (Go
+// ignores it; so do OpenSSL-based fetchers that set
+// X509_CHECK_FLAG_NEVER_CHECK_SUBJECT): the CN-only certificate of a constrained
+// sub-CA that OpenSSL's CN fallback would have to check (issue 17) cannot pass here.
+func TestPolicyHostNameConstraints(t *testing.T) {
+	t.Parallel()
+	toAttacker := fake.NameConstraints{Permitted: []string{"attacker.test"}}
+	host := strings.TrimSuffix(hostName, ".")
+	tests := []struct {
+		name string
+		nc   *fake.NameConstraints // nil: an unconstrained sub-CA
+		leaf fake.CertOptions
+		ok   bool
+	}{
+		{"SAN inside the permitted subtree", &fake.NameConstraints{Permitted: []string{"example.test"}},
+			fake.CertOptions{DNSNames: []string{host}}, true},
+		{"SAN outside the permitted subtree", &toAttacker,
+			fake.CertOptions{DNSNames: []string{host}}, false},
+		{"SAN in an excluded subtree", &fake.NameConstraints{Excluded: []string{"example.test"}},
+			fake.CertOptions{DNSNames: []string{host}}, false},
+		{"SAN inside, CN outside", &toAttacker,
+			fake.CertOptions{DNSNames: []string{"mta-sts.attacker.test"}, CommonName: host}, false},
+		{"CN-only outside the permitted subtree", &toAttacker,
+			fake.CertOptions{CommonName: host}, false},
+		{"CN-only, no constraints", nil,
+			fake.CertOptions{CommonName: host}, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			w := newSTSWorld(t)
+			sub := w.ca.Intermediate(t, "STS sub-CA")
+			if tc.nc != nil {
+				sub = w.ca.ConstrainedIntermediate(t, "STS constrained sub-CA", *tc.nc)
+			}
+			w.srv = fake.StartPolicyServer(t, sub.Issue(t, tc.leaf))
+			w.srv.RegisterWith(w.dialer, policyIP)
+			w.srv.SetPolicy(policyV1)
+			want := expect{status: mtasts.StatusNone, problem: mtasts.ProblemWebPKI}
+			if tc.ok {
+				want = expect{status: mtasts.StatusPolicy, mx: "mx1.example.test", fetches: 1}
+			}
+			w.lookup(w.client(), want)
+		})
+	}
+}
+
 // TestPolicyHostNotAllowed: the fetch is an outbound connection chosen by the
 // recipient domain, under the same guard as probes.
 func TestPolicyHostNotAllowed(t *testing.T) {

@@ -29,6 +29,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/tlsgate/tlsgate/verify/certname"
 )
 
 // Stage is how far a probe got.
@@ -304,7 +306,10 @@ func (p *Prober) tlsConfig(sni string) *tls.Config {
 
 // verifyChain checks the presented chain against the roots at Now, without names: the
 // name rules differ per level (verify: MX host name, secure: next-hop) and are applied by
-// the judge.
+// the judge. It applies what OpenSSL's chain verification checks and Go's does not: the
+// DNS name constraints of every CA to the subject CN of a leaf without DNS
+// subjectAltName (certname.CheckNameConstraints), so that a sub-CA constrained to
+// other domains cannot vouch for a CN-only certificate Postfix would refuse.
 func (p *Prober) verifyChain(chain []*x509.Certificate) error {
 	if len(chain) == 0 {
 		return errors.New("smtpprobe: no certificate presented")
@@ -317,13 +322,16 @@ func (p *Prober) verifyChain(chain []*x509.Certificate) error {
 	for _, c := range chain[1:] {
 		inter.AddCert(c)
 	}
-	_, err := chain[0].Verify(x509.VerifyOptions{
+	chains, err := chain[0].Verify(x509.VerifyOptions{
 		Roots:         p.Roots,
 		Intermediates: inter,
 		CurrentTime:   now(),
 		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	})
-	return err
+	if err != nil {
+		return err
+	}
+	return certname.CheckNameConstraints(chains)
 }
 
 func ok2xx(r Reply, res *Result, what string) bool {

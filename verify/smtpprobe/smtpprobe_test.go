@@ -3,6 +3,9 @@ package smtpprobe_test
 import (
 	"bufio"
 	"context"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
 	"net"
 	"net/netip"
 	"strings"
@@ -169,5 +172,47 @@ func TestFingerprintNotation(t *testing.T) {
 	const want = "BA:78:16:BF:8F:01:CF:EA:41:41:40:DE:5D:AE:22:23:B0:03:61:A3:96:17:7A:9C:B4:10:FF:61:F2:00:15:AD"
 	if got != want {
 		t.Errorf("Fingerprint = %s; want %s", got, want)
+	}
+}
+
+// TestConstrainedCNOnlyChain: the PKIX result includes what OpenSSL's verification
+// adds to Go's: a CN-only leaf outside its sub-CA's DNS name constraints is not
+// verified (issue 17), and the failure survives the verdict cache file.
+func TestConstrainedCNOnlyChain(t *testing.T) {
+	t.Parallel()
+	ca := fake.NewCA(t, "Root")
+	sub := ca.ConstrainedIntermediate(t, "attacker.test sub-CA", fake.NameConstraints{Permitted: []string{"attacker.test"}})
+	for _, tc := range []struct {
+		cn string
+		ok bool
+	}{{"mx.example.test", false}, {"mx.attacker.test", true}} {
+		cert := sub.Issue(t, fake.CertOptions{CommonName: tc.cn})
+		s := fake.StartSMTP(t, "127.0.0.42", fake.Behavior{Hostname: tc.cn, Cert: &cert})
+		d := fake.NewDialer()
+		s.RegisterWith(d)
+		p := &smtpprobe.Prober{Dialer: d, HELO: "probe.test", Roots: ca.Pool}
+		r := p.Probe(context.Background(), s.Addr().Addr(), "")
+		if r.Outcome != smtpprobe.OutcomeTLS {
+			t.Fatalf("CN %s: outcome %s (%s)", tc.cn, r.Outcome, r.Detail)
+		}
+		if (r.PKIX == nil) != tc.ok {
+			t.Errorf("CN %s: PKIX %v; want ok=%v", tc.cn, r.PKIX, tc.ok)
+		}
+		var inv x509.CertificateInvalidError
+		if !tc.ok && (!errors.As(r.PKIX, &inv) || inv.Reason != x509.CANotAuthorizedForThisName ||
+			!strings.Contains(r.PKIX.Error(), "permitted subtree violation")) {
+			t.Errorf("CN %s: PKIX %#v; want CANotAuthorizedForThisName, permitted subtree violation", tc.cn, r.PKIX)
+		}
+		b, err := json.Marshal(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var back smtpprobe.Result
+		if err := json.Unmarshal(b, &back); err != nil {
+			t.Fatal(err)
+		}
+		if (back.PKIX == nil) != tc.ok {
+			t.Errorf("CN %s: PKIX after the cache file %v; want ok=%v", tc.cn, back.PKIX, tc.ok)
+		}
 	}
 }
