@@ -56,7 +56,7 @@ func TestCheckJSON(t *testing.T) {
 			t.Errorf("%s: exit %d; want %d\n%s%s", tc.level, code, tc.code, out, errOut)
 		}
 		var r struct {
-			Socketmap struct{ Status, Data, Why string }
+			Socketmap                                        struct{ Status, Data, Why string }
 			Domain, Level, Status, Reason, Mechanism, Detail string
 			MX                                               []struct {
 				Host      string
