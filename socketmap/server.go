@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -263,16 +264,21 @@ func (c *conn) interruptIfIdle() {
 	}
 }
 
-// waitIdle marks the connection idle and arms the idle deadline; false when the server
-// is shutting down and the connection should end.
-func (c *conn) waitIdle(timeout time.Duration) bool {
+// waitIdle marks the connection idle and arms the idle deadline (*dl, unless it is
+// within 1/8 of the timeout already); false when the server is shutting down and the
+// connection should end. Both under c.mu, so that Shutdown's interruption of an idle
+// connection comes after the deadline and stays.
+func (c *conn) waitIdle(timeout time.Duration, dl *time.Time) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.s.closing.Load() {
 		return false
 	}
 	c.idle = true
-	c.nc.SetReadDeadline(time.Now().Add(timeout))
+	if want := time.Now().Add(timeout); dl.Before(want.Add(-timeout / 8)) {
+		*dl = want
+		c.nc.SetReadDeadline(want)
+	}
 	return true
 }
 
@@ -302,8 +308,13 @@ func (c *conn) serve() {
 		maxRequest = MaxName + 1 + maxQuery
 	)
 	br := bufio.NewReaderSize(c.nc, 4096)
+	// The deadlines armed on the socket. Arming one costs more than the rest of a cached
+	// lookup's CPU time, so a deadline still far enough away is left as it is: the idle
+	// limit is then between 7/8 and all of idleTimeout, a write gets at least half of
+	// ioTimeout.
+	var readDL, writeDL time.Time
 	for {
-		if !c.waitIdle(idleTimeout) {
+		if !c.waitIdle(idleTimeout, &readDL) {
 			return
 		}
 		if _, err := br.Peek(1); err != nil {
@@ -317,10 +328,12 @@ func (c *conn) serve() {
 		if !c.setActive() {
 			return
 		}
-		// The rest of the request, and the reply unless the lookup takes long, must
-		// each be transferred within ioTimeout. The lookup's budget is enforced by call.
-		armed := time.Now()
-		c.nc.SetDeadline(armed.Add(ioTimeout))
+		// Postfix writes a request with one write: it is usually all there. If not, the
+		// rest must arrive within ioTimeout.
+		if !buffered(br) {
+			readDL = time.Now().Add(ioTimeout)
+			c.nc.SetReadDeadline(readDL)
+		}
 		req, big, err := readNetstring(br, maxRequest, c.big)
 		c.big = big
 		start := time.Now()
@@ -329,13 +342,31 @@ func (c *conn) serve() {
 			return
 		}
 		r, name := c.lookup(req, maxQuery, timeout)
-		if now := time.Now(); now.Sub(armed) > ioTimeout/2 {
-			c.nc.SetWriteDeadline(now.Add(ioTimeout))
+		if now := time.Now(); writeDL.Before(now.Add(ioTimeout / 2)) {
+			writeDL = now.Add(ioTimeout)
+			c.nc.SetWriteDeadline(writeDL)
 		}
 		if !c.reply(r, name, maxReply, start) {
 			return
 		}
 	}
+}
+
+// buffered reports whether r's buffer holds a whole netstring (or the start of one that
+// readNetstring will refuse without reading more).
+func buffered(r *bufio.Reader) bool {
+	p, _ := r.Peek(r.Buffered())
+	n := 0
+	for i, b := range p {
+		switch {
+		case b == ':':
+			return len(p) > i+n+1
+		case b < '0' || b > '9' || n > 1<<20:
+			return true // malformed or too long: refused at once
+		}
+		n = n*10 + int(b-'0')
+	}
+	return false
 }
 
 // badNetstring ends a connection whose input is not a netstring: the framing is lost, so
@@ -406,7 +437,23 @@ func (c *conn) lookup(req []byte, maxQuery int, timeout time.Duration) (Reply, s
 	if c.s.Handler == nil {
 		return Reply{StatusTemp, "no handler"}, name
 	}
+	if ch, ok := c.s.Handler.(CachedHandler); ok {
+		if r, ok := c.s.cached(ch, name, key); ok {
+			return r, name
+		}
+	}
 	return c.s.call(name, key, timeout), name
+}
+
+// cached runs h.LookupCached inline; a panic is that lookup's TEMP.
+func (s *Server) cached(h CachedHandler, name, key string) (r Reply, ok bool) {
+	defer func() {
+		if p := recover(); p != nil {
+			s.log().Error("socketmap: handler panic", "map", name, "key", key, "panic", p, "stack", string(debug.Stack()))
+			r, ok = Reply{StatusTemp, "internal error"}, true
+		}
+	}()
+	return h.LookupCached(name, key)
 }
 
 // printable reports whether b has no ASCII control bytes (and no space, unless
@@ -471,7 +518,7 @@ func (c *conn) reply(r Reply, name string, maxReply int, start time.Time) bool {
 	// Postfix reads the reply as a C string (dict_sockmap_lookup: VSTRING_TERMINATE, then
 	// strcmp and split_at): a NUL would silently cut the data short, which for a TLS
 	// policy could drop the attributes that make it strict. Never send one.
-	if bytes.IndexByte([]byte(r.Data), 0) >= 0 { // no allocation: the conversion does not escape
+	if strings.IndexByte(r.Data, 0) >= 0 {
 		s.log().Error("socketmap: handler reply contains NUL", "map", name, "status", string(r.Status))
 		r = Reply{StatusTemp, "internal error"}
 	}
