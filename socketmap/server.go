@@ -507,7 +507,15 @@ func (s *Server) call(name, key string, timeout time.Duration) Reply {
 func (c *conn) reply(r Reply, name string, maxReply int, start time.Time) bool {
 	s := c.s
 	switch r.Status {
-	case StatusOK, StatusTemp, StatusTimeout, StatusPerm:
+	case StatusOK:
+		// Postfix's maps_find() takes an empty value for a configuration error ("should
+		// return NO RESULT in case of NOT FOUND"), never for a value. Whether the handler
+		// meant NOTFOUND the server cannot tell; TEMP fails safe.
+		if r.Data == "" {
+			s.log().Error("socketmap: handler returned OK without data", "map", name)
+			r = Reply{StatusTemp, "internal error"}
+		}
+	case StatusTemp, StatusTimeout, StatusPerm:
 	case StatusNotFound:
 		// socketmap_table(5): "NOTFOUND <space>", no data.
 		r.Data = ""
