@@ -88,6 +88,11 @@ type Server struct {
 	base      context.Context
 	cancel    context.CancelFunc
 	done      chan struct{} // closed by Shutdown and Close
+
+	logMu      sync.Mutex
+	logWindow  time.Time
+	logCount   int
+	logDropped int
 }
 
 func (s *Server) init() {
@@ -108,6 +113,31 @@ func or[T comparable](v, def T) T {
 	}
 	return v
 }
+
+// clientLog logs what a client caused, at most logBurst lines a second: a client can
+// open connections faster than a log should grow. The next line logged says how many
+// were dropped.
+func (s *Server) clientLog(level slog.Level, msg string, args ...any) {
+	s.logMu.Lock()
+	now := time.Now()
+	if now.Sub(s.logWindow) >= time.Second {
+		s.logWindow, s.logCount = now, 0
+	}
+	s.logCount++
+	if s.logCount > logBurst {
+		s.logDropped++
+		s.logMu.Unlock()
+		return
+	}
+	if s.logDropped > 0 {
+		args = append(args, "dropped_log_lines", s.logDropped)
+		s.logDropped = 0
+	}
+	s.logMu.Unlock()
+	s.log().Log(context.Background(), level, msg, args...)
+}
+
+const logBurst = 10
 
 func (s *Server) log() *slog.Logger {
 	if s.Log == nil {
@@ -169,7 +199,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		}
 		if len(s.conns) >= maxConns {
 			s.mu.Unlock()
-			s.log().Warn("socketmap: too many connections, closing a new one", "max_conns", maxConns, "remote", nc.RemoteAddr().String())
+			s.clientLog(slog.LevelWarn, "socketmap: too many connections, closing a new one", "max_conns", maxConns, "remote", nc.RemoteAddr().String())
 			nc.Close()
 			continue
 		}
@@ -382,10 +412,10 @@ func (c *conn) badNetstring(err error, start time.Time) {
 	case errSize:
 		reason = fmt.Sprintf("request longer than %d bytes", MaxName+1+or(s.MaxQuery, DefaultMaxQuery))
 	default:
-		s.log().Info("socketmap: incomplete request, closing", "remote", c.remote(), "err", err)
+		s.clientLog(slog.LevelInfo, "socketmap: incomplete request, closing", "remote", c.remote(), "err", err)
 		return
 	}
-	s.log().Info("socketmap: "+reason+", closing", "remote", c.remote())
+	s.clientLog(slog.LevelInfo, "socketmap: "+reason+", closing", "remote", c.remote())
 	c.out = appendNetstring(c.out[:0], string(StatusPerm), " ", reason)
 	if s.Observe != nil {
 		s.Observe("", StatusPerm, time.Since(start))

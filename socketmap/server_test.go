@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"runtime"
 	"strconv"
@@ -690,5 +691,30 @@ func TestCachedHandler(t *testing.T) {
 	}
 	if n := h.slow.Load(); n != 1 {
 		t.Errorf("Lookup called %d times, want 1", n)
+	}
+}
+
+// TestClientLogIsBounded: what clients cause is logged at most ten lines a second,
+// however many connections misbehave; the dropped lines are counted.
+func TestClientLogIsBounded(t *testing.T) {
+	var log fake.Buffer
+	addr := start(t, &socketmap.Server{Handler: &tableHandler{}, Log: slog.New(slog.NewTextHandler(&log, nil))})
+	begin := time.Now()
+	const n = 50
+	for range n {
+		c := dialRaw(t, addr)
+		c.send("x")
+		if got := c.reply(); got != "PERM malformed netstring" {
+			t.Fatalf("reply %q", got)
+		}
+		c.c.Close()
+	}
+	seconds := int(time.Since(begin)/time.Second) + 1
+	lines := strings.Count(log.String(), "malformed netstring, closing")
+	if lines < 10 || lines > 10*seconds+10 {
+		t.Errorf("%d log lines for %d malformed connections in %d s:\n%s", lines, n, seconds, log.String())
+	}
+	if seconds < 5 && lines == n {
+		t.Errorf("every line logged")
 	}
 }
