@@ -61,8 +61,8 @@ const (
 var ErrServerClosed = errors.New("socketmap: server closed")
 
 // Server serves the socketmap protocol: one netstring request "NAME KEY" at a time on
-// each connection, each answered by one netstring reply (socketmap_table(5)). The zero
-// values of the limits and timeouts select the defaults above. Set the fields before
+// each connection, each answered by one netstring reply (socketmap_table(5)). Limits and
+// timeouts that are zero (or negative) select the defaults above. Set the fields before
 // Serve; do not change them after.
 type Server struct {
 	Handler Handler // answers every well-formed request
@@ -106,9 +106,9 @@ func (s *Server) init() {
 	}
 }
 
-func or[T comparable](v, def T) T {
-	var zero T
-	if v == zero {
+// or is v, or def when v is not positive.
+func or[T int | time.Duration](v, def T) T {
+	if v <= 0 {
 		return def
 	}
 	return v

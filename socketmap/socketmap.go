@@ -4,6 +4,9 @@
 // "TIMEOUT reason" or "PERM reason".
 //
 // The package knows the protocol only; what a key means is the Handler's business.
+// Server serves it as Postfix's socketmap client (src/util/dict_sockmap.c) speaks it,
+// within Postfix's limits, and keeps what a client sends from reaching the Handler unless
+// it is a well-formed request; Client speaks it as dict_sockmap does, for tests and tools.
 package socketmap
 
 import (
