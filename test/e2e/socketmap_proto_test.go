@@ -133,6 +133,20 @@ func TestSocketmapPostmap(t *testing.T) {
 		})
 	}
 
+	// The same over a unix socket: socketmap:unix:PATH:NAME.
+	t.Run("unix socket", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "socketmap")
+		uln, err := net.Listen("unix", path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		go srv.Serve(uln)
+		stdout, stderr, code := query(t, "", "-q", "[mx.test]:25", "socketmap:unix:"+path+":QUERY")
+		if code != 0 || stdout != "dane-only\n" {
+			t.Errorf("postmap -q over unix socket: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+		}
+	})
+
 	// "postmap -q -" looks every line's key up in turn on one connection.
 	t.Run("several keys on one connection", func(t *testing.T) {
 		before := accepted.n.Load()
