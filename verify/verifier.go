@@ -111,6 +111,11 @@ type Verifier struct {
 	limiter   *addrLimiter
 	allow     func(netip.Addr) bool
 	postures  *cache.Cache[posture]
+	// maps caches MapFacts (the socketmap's DNS-only facts); mapGroup collapses
+	// concurrent lookups of one domain.
+	maps        *cache.Cache[*MapFacts]
+	mapGroup    singleflight.Group
+	mapsRunning atomic.Int64
 	// keys indexes the cached domains for SaveCache.
 	keysMu sync.Mutex
 	keys   map[string]struct{}
@@ -174,6 +179,10 @@ func New(cfg Config) (*Verifier, error) {
 	if err != nil {
 		return nil, fmt.Errorf("verify: %w", err)
 	}
+	maps, err := cache.New[*MapFacts](max(cfg.CacheSize/4, 1000))
+	if err != nil {
+		return nil, fmt.Errorf("verify: %w", err)
+	}
 	if cfg.Guard == nil {
 		gc := GuardConfig{Allow: cfg.Allow}
 		if own := cfg.OwnAddrs; own != nil {
@@ -183,7 +192,7 @@ func New(cfg Config) (*Verifier, error) {
 	}
 	ctx, stop := context.WithCancel(context.Background())
 	v := &Verifier{cfg: cfg, cache: c, sem: make(chan struct{}, cfg.MaxConcurrent), ctx: ctx, stop: stop,
-		addrs: addrs, limiter: newAddrLimiter(cfg.RatePerAddress, time.Minute), keys: map[string]struct{}{}, postures: postures,
+		addrs: addrs, limiter: newAddrLimiter(cfg.RatePerAddress, time.Minute), keys: map[string]struct{}{}, postures: postures, maps: maps,
 		allow: cfg.Guard.Allowed}
 	return v, nil
 }
@@ -198,6 +207,7 @@ func (v *Verifier) Close() {
 	v.cache.Close()
 	v.addrs.Close()
 	v.postures.Close()
+	v.maps.Close()
 	if c, ok := v.cfg.STS.(interface{ Close() }); ok {
 		c.Close()
 	}
