@@ -32,7 +32,17 @@ const (
 	// later read (TLSRPT_README "MTA-STS Support via smtp_tls_policy_maps"). Postfix
 	// 3.9 and earlier refuse them ("invalid attribute name") and defer the mail.
 	NameQueryTLSRPT = "QUERYwithTLSRPT"
+	// NamePublished answers as NameQuery, with every domain that has no configured
+	// policy at level published whatever socketmap.default_level says: the table of a
+	// per-customer smtp service whose customer has the published toggle (the milter's
+	// customer level, enforced at delivery; contrib/postfix master.cf.snippet).
+	NamePublished = "PUBLISHED"
+	// NamePublishedTLSRPT is NamePublished with the TLSRPT attributes (Postfix 3.10+).
+	NamePublishedTLSRPT = "PUBLISHEDwithTLSRPT"
 )
+
+// Names lists the map names served, for metrics labels and messages.
+var Names = []string{NameQuery, NameQueryTLSRPT, NamePublished, NamePublishedTLSRPT}
 
 // DefaultTimeout is the default budget of one lookup: time for a cold DNS lookup and an
 // MTA-STS policy fetch, and far below Postfix's socketmap timeout (dict_sockmap.c:
@@ -146,13 +156,14 @@ var _ CachedFactsSource = (*verify.Verifier)(nil)
 // (socketmap.CachedHandler). It never blocks; false sends the request to Lookup.
 func (m *Map) LookupCached(name, key string) (socketmap.Reply, bool) {
 	cfg := m.cfg.Load()
-	tlsrpt, known := mapName(name)
+	tlsrpt, allPublished, known := mapName(name)
 	if !known {
 		return m.Lookup(context.Background(), name, key), true
 	}
+	defaultPublished := cfg.DefaultPublished || allPublished
 	k := Classify(key)
 	var facts *verify.MapFacts
-	if d, published := Needs(cfg.Policies, cfg.DefaultPublished, k); published {
+	if d, published := Needs(cfg.Policies, defaultPublished, k); published {
 		cf, ok := cfg.Facts.(CachedFactsSource)
 		if !ok {
 			return socketmap.Reply{}, false
@@ -161,7 +172,7 @@ func (m *Map) LookupCached(name, key string) (socketmap.Reply, bool) {
 			return socketmap.Reply{}, false
 		}
 	}
-	a := Decide(cfg.Policies, cfg.DefaultPublished, k, facts, nil, tlsrpt)
+	a := Decide(cfg.Policies, defaultPublished, k, facts, nil, tlsrpt)
 	logAnswer(context.Background(), cfg, name, key, a)
 	return a.Reply(), true
 }
@@ -180,16 +191,20 @@ func logAnswer(ctx context.Context, cfg *Config, name, key string, a Answer) {
 		"data", a.Data, "why", a.Why, "rule", a.Rule)
 }
 
-// mapName reports whether name is a map this table serves, and whether it is the
-// TLSRPT one.
-func mapName(name string) (tlsrpt, known bool) {
+// mapName reports whether name is a map this table serves, whether it adds the TLSRPT
+// attributes, and whether it answers published for every unconfigured domain.
+func mapName(name string) (tlsrpt, published, known bool) {
 	switch name {
 	case NameQuery:
-		return false, true
+		return false, false, true
 	case NameQueryTLSRPT:
-		return true, true
+		return true, false, true
+	case NamePublished:
+		return false, true, true
+	case NamePublishedTLSRPT:
+		return true, true, true
 	}
-	return false, false
+	return false, false, false
 }
 
 // Answer is Lookup with the reasons: it parses the key, finds the configured policy
@@ -199,22 +214,23 @@ func (m *Map) Answer(ctx context.Context, name, key string) Answer {
 }
 
 func (m *Map) answer(ctx context.Context, cfg *Config, name, key string) Answer {
-	tlsrpt, known := mapName(name)
+	tlsrpt, allPublished, known := mapName(name)
 	if !known {
 		return Answer{Status: socketmap.StatusPerm, Data: "unknown map name " + strconv.Quote(clean(name)) +
-			" (want " + NameQuery + " or " + NameQueryTLSRPT + ")", Why: "unknown map name"}
+			" (want one of " + strings.Join(Names, ", ") + ")", Why: "unknown map name"}
 	}
+	defaultPublished := cfg.DefaultPublished || allPublished
 	k := Classify(key)
 	var facts *verify.MapFacts
 	var factsErr error
-	if d, published := Needs(cfg.Policies, cfg.DefaultPublished, k); published && cfg.Facts == nil {
+	if d, published := Needs(cfg.Policies, defaultPublished, k); published && cfg.Facts == nil {
 		factsErr = errors.New("no facts source")
 	} else if published {
 		lctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 		facts, factsErr = cfg.Facts.MapFacts(lctx, d)
 		cancel()
 	}
-	return Decide(cfg.Policies, cfg.DefaultPublished, k, facts, factsErr, tlsrpt)
+	return Decide(cfg.Policies, defaultPublished, k, facts, factsErr, tlsrpt)
 }
 
 // KeyKind is what a lookup key names.

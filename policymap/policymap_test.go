@@ -252,6 +252,13 @@ func TestLookup(t *testing.T) {
 		{pub, "QUERY", "sts.example", "OK secure match=mx.sts.example servername=hostname", true},
 		{pub, tlsrpt, "sts.example", "OK secure match=mx.sts.example servername=hostname policy_type=sts policy_domain=sts.example mx_host_pattern=mx.sts.example" +
 			" { policy_string = version: STSv1 } { policy_string = mode: enforce } { policy_string = mx: mx.sts.example } { policy_string = max_age: 86400 }", true},
+		// PUBLISHED is the table of a per-customer published service: every unconfigured
+		// domain at level published whatever socketmap.default_level says.
+		{none, policymap.NamePublished, "dane.example", "OK dane", true},
+		{none, policymap.NamePublished, "override.dane.example", "OK encrypt", false},
+		{none, policymap.NamePublished, "[mx.example]", "NOTFOUND", false},
+		{none, policymap.NamePublishedTLSRPT, "sts.example", "OK secure match=mx.sts.example servername=hostname policy_type=sts policy_domain=sts.example mx_host_pattern=mx.sts.example" +
+			" { policy_string = version: STSv1 } { policy_string = mode: enforce } { policy_string = mx: mx.sts.example } { policy_string = max_age: 86400 }", true},
 		{pub, "QUERY", "nxdomain.example", "NOTFOUND", true},
 		{pub, "QUERY", ".example", "NOTFOUND", false},     // the default never applies to parent keys
 		{pub, "QUERY", "[mx.example]", "NOTFOUND", false}, // nor to explicit next hops

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -120,13 +121,13 @@ func newSocketmapMetrics(reg *prometheus.Registry) (socketmap.Observer, error) {
 		}
 	}
 	// The label values are fixed words: the client's map name is free text.
-	for _, name := range []string{policymap.NameQuery, policymap.NameQueryTLSRPT} {
+	for _, name := range policymap.Names {
 		for _, st := range []socketmap.Status{socketmap.StatusOK, socketmap.StatusNotFound, socketmap.StatusTemp} {
 			requests.WithLabelValues(name, strings.ToLower(string(st)))
 		}
 	}
 	return func(name string, st socketmap.Status, took time.Duration) {
-		if name != policymap.NameQuery && name != policymap.NameQueryTLSRPT {
+		if !slices.Contains(policymap.Names, name) {
 			name = "other"
 		}
 		requests.WithLabelValues(name, strings.ToLower(string(st))).Inc()
