@@ -29,6 +29,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/tlsgate/tlsgate/internal/safetext"
 )
 
 // Stage is how far a probe got.
@@ -79,6 +81,14 @@ func (o Outcome) Definite() bool {
 type Reply struct {
 	Code int
 	Text string // all lines joined with "\n", without codes
+}
+
+// bounded returns r with at most safetext.MaxField bytes of valid UTF-8 text: a reply
+// may be 100 lines of 2 KiB of anything, and what is kept of it (in memory, in the
+// cache file, in reports) is the remote host's to choose.
+func (r Reply) bounded() Reply {
+	r.Text = safetext.Bound(r.Text, safetext.MaxField)
+	return r
 }
 
 func (r Reply) String() string {
@@ -181,6 +191,7 @@ func (p *Prober) Probe(ctx context.Context, ip netip.Addr, sni string) Result {
 	}
 	res := p.probe(ctx, ip, sni)
 	res.IP = ip
+	res.Detail = safetext.Bound(res.Detail, safetext.MaxField)
 	res.Duration = time.Since(start)
 	return res
 }
@@ -208,20 +219,23 @@ func (p *Prober) probe(ctx context.Context, ip netip.Addr, sni string) (res Resu
 	if res.Greeting, err = s.read(); err != nil {
 		return netFailure(res, "greeting", err)
 	}
+	res.Greeting = res.Greeting.bounded()
 	if !ok2xx(res.Greeting, &res, "greeting") {
 		return res
 	}
 	res.Stage = StageGreeting
 
-	if res.EHLO, err = s.cmd("EHLO " + p.HELO); err != nil {
+	ehlo, err := s.cmd("EHLO " + p.HELO)
+	if err != nil {
 		return netFailure(res, "EHLO", err)
 	}
+	// The extensions are read from the whole reply; only a bounded text of it is kept.
+	res.EHLO, res.Offered = ehlo.bounded(), ehlo.Code/100 == 2 && hasExtension(ehlo, "STARTTLS")
 	if !ok2xx(res.EHLO, &res, "EHLO") {
 		s.quit()
 		return res
 	}
 	res.Stage = StageEHLO
-	res.Offered = hasExtension(res.EHLO, "STARTTLS")
 	if !res.Offered {
 		res.Outcome, res.Detail = OutcomeNoStartTLS, "STARTTLS not offered in the EHLO reply"
 		s.quit()
@@ -231,6 +245,7 @@ func (p *Prober) probe(ctx context.Context, ip netip.Addr, sni string) (res Resu
 	if res.StartTLS, err = s.cmd("STARTTLS"); err != nil {
 		return netFailure(res, "STARTTLS", err)
 	}
+	res.StartTLS = res.StartTLS.bounded()
 	switch c := res.StartTLS.Code; {
 	case c >= 400 && c < 500:
 		res.Outcome, res.Detail = OutcomeGreylisted, "STARTTLS answered "+res.StartTLS.String()
@@ -533,7 +548,7 @@ func (r Result) MarshalJSON() ([]byte, error) {
 		s.Chain = append(s.Chain, c.Raw)
 	}
 	if r.PKIX != nil {
-		s.PKIXKind, s.PKIXError = "other", r.PKIX.Error()
+		s.PKIXKind, s.PKIXError = "other", safetext.Bound(r.PKIX.Error(), safetext.MaxField)
 		var inv x509.CertificateInvalidError
 		var ua x509.UnknownAuthorityError
 		switch {
@@ -554,9 +569,10 @@ func (r *Result) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, &s); err != nil {
 		return err
 	}
-	*r = Result{IP: s.IP, Stage: s.Stage, Outcome: s.Outcome, Detail: s.Detail, Greeting: s.Greeting,
-		EHLO: s.EHLO, StartTLS: s.StartTLS, Offered: s.Offered, TLSVersion: s.TLSVersion,
-		CipherSuite: s.CipherSuite, Duration: s.Duration}
+	// The text is bounded again: the file may have been written by an older version.
+	*r = Result{IP: s.IP, Stage: s.Stage, Outcome: s.Outcome, Detail: safetext.Bound(s.Detail, safetext.MaxField),
+		Greeting: s.Greeting.bounded(), EHLO: s.EHLO.bounded(), StartTLS: s.StartTLS.bounded(), Offered: s.Offered,
+		TLSVersion: s.TLSVersion, CipherSuite: s.CipherSuite, Duration: s.Duration}
 	for _, der := range s.Chain {
 		c, err := x509.ParseCertificate(der)
 		if err != nil {
@@ -565,7 +581,7 @@ func (r *Result) UnmarshalJSON(b []byte) error {
 		r.Chain = append(r.Chain, c)
 	}
 	if s.PKIXKind != "" {
-		r.PKIX = &storedPKIXError{kind: s.PKIXKind, msg: s.PKIXError, leaf: r.Leaf()}
+		r.PKIX = &storedPKIXError{kind: s.PKIXKind, msg: safetext.Bound(s.PKIXError, safetext.MaxField), leaf: r.Leaf()}
 	}
 	return nil
 }
