@@ -30,6 +30,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tlsgate/tlsgate/internal/problem"
 	"github.com/tlsgate/tlsgate/internal/safetext"
 )
 
@@ -114,6 +115,10 @@ type Result struct {
 	Chain       []*x509.Certificate // as presented, leaf first
 	PKIX        error               // nil when Chain verifies to the roots at probe time (names not checked)
 	Duration    time.Duration
+	// Err is the error behind a failed session, unfiltered (local addresses and all),
+	// for the debug log. Detail says what it means without them; Err is never stored
+	// nor shown to a sender.
+	Err error
 }
 
 // Leaf returns the server certificate, or nil.
@@ -269,7 +274,7 @@ func (p *Prober) probe(ctx context.Context, ip netip.Addr, sni string) (res Resu
 		if ctx.Err() != nil || isTimeout(err) || dropped(err) {
 			return netFailure(res, "TLS handshake", err)
 		}
-		res.Outcome, res.Detail = OutcomeHandshakeError, "TLS handshake failed: "+err.Error()
+		res.Outcome, res.Detail, res.Err = OutcomeHandshakeError, "TLS handshake failed: "+problem.Describe(err), err
 		return res
 	}
 	st := tc.ConnectionState()
@@ -354,7 +359,12 @@ func ok2xx(r Reply, res *Result, what string) bool {
 	return false
 }
 
+// netFailure records a failed network step. The detail names the step and the finding
+// (problem.Describe), never this host's address and port, which the error's own text
+// carries ("read tcp 127.0.0.1:44500->192.0.2.1:25: ..."): it may reach a sender's
+// reply.
 func netFailure(res Result, what string, err error) Result {
+	res.Err = err
 	switch {
 	case isTimeout(err):
 		res.Outcome = OutcomeTimeout
@@ -364,10 +374,10 @@ func netFailure(res Result, what string, err error) Result {
 		res.Detail = what + ": connection refused"
 	case res.Stage == StageNone:
 		res.Outcome = OutcomeRefused
-		res.Detail = what + ": " + err.Error()
+		res.Detail = what + ": " + problem.Describe(err)
 	default:
 		res.Outcome = OutcomeProtocolError
-		res.Detail = what + ": " + err.Error()
+		res.Detail = what + ": " + problem.Describe(err)
 	}
 	return res
 }
