@@ -280,8 +280,10 @@ func (lr *lineReader) next() ([]byte, error) {
 	}
 }
 
-// boundFacts caps the remote text of facts read back from the file, as the probe caps
-// it when it captures it: a file written by an older version, or edited, holds no more.
+// boundFacts caps the text of facts that may quote a remote host (DNS and DANE errors,
+// the MTA-STS detail) to safetext.MaxField, when they are cached and again when they
+// are read back from the file (written by an older version, or edited). The probe
+// bounds its replies and detail itself.
 func boundFacts(f *Facts) {
 	b := func(s *string) { *s = safetext.Bound(*s, safetext.MaxField) }
 	b(&f.MXDetail)

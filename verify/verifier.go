@@ -296,6 +296,7 @@ func (v *Verifier) store(f *Facts) {
 	f.Until = v.cfg.Now().Add(ttl)
 	v.notePosture(f)
 	f.compact()
+	boundFacts(f) // what stays in memory and goes to the cache file is bounded text
 	v.cache.Set(f.Domain, f, ttl)
 	v.track(f.Domain)
 }
