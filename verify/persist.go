@@ -263,7 +263,7 @@ func (lr *lineReader) next() ([]byte, error) {
 		case errors.Is(err, bufio.ErrBufferFull):
 			continue
 		case errors.Is(err, io.EOF):
-			if tooLong {
+			if tooLong || len(lr.buf) > lr.max {
 				return nil, errLineTooLong
 			}
 			if len(lr.buf) == 0 {
