@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/tlsgate/tlsgate/test/fake"
 	"github.com/tlsgate/tlsgate/verify/smtpprobe"
@@ -169,5 +170,29 @@ func TestFingerprintNotation(t *testing.T) {
 	const want = "BA:78:16:BF:8F:01:CF:EA:41:41:40:DE:5D:AE:22:23:B0:03:61:A3:96:17:7A:9C:B4:10:FF:61:F2:00:15:AD"
 	if got != want {
 		t.Errorf("Fingerprint = %s; want %s", got, want)
+	}
+}
+
+// TestReplyTextBounded: a server sending the most lines of the longest length the probe
+// reads, all 0xff, leaves a bounded, valid UTF-8 text of each reply in the result (what
+// the cache and the file keep), and STARTTLS on the last of 100 EHLO lines is still seen.
+func TestReplyTextBounded(t *testing.T) {
+	t.Parallel()
+	junk := strings.Repeat("\xff", 2044)
+	var greeting, ehlo strings.Builder
+	for range 99 {
+		greeting.WriteString("220-" + junk + "\r\n")
+		ehlo.WriteString("250-" + junk + "\r\n")
+	}
+	greeting.WriteString("220 " + junk + "\r\n")
+	ehlo.WriteString("250 STARTTLS\r\n")
+	r := probe(t, scripted(t, step{"", greeting.String()}, step{"EHLO", ehlo.String()}, step{"STARTTLS", "454 4.7.0 not now\r\n"}))
+	if !r.Offered || r.Outcome != smtpprobe.OutcomeGreylisted {
+		t.Errorf("offered %v, outcome %s (%s); want STARTTLS seen and the 454 answer", r.Offered, r.Outcome, r.Detail)
+	}
+	for what, text := range map[string]string{"greeting": r.Greeting.Text, "EHLO": r.EHLO.Text, "STARTTLS": r.StartTLS.Text, "detail": r.Detail} {
+		if len(text) > 512 || !utf8.ValidString(text) {
+			t.Errorf("%s text kept: %d bytes, valid UTF-8 %v", what, len(text), utf8.ValidString(text))
+		}
 	}
 }
