@@ -151,7 +151,9 @@ func Text(msg string) string {
 	if msg == "EOF" || strings.HasSuffix(msg, ": EOF") {
 		return ConnectionClosed
 	}
-	return safetext.Bound(scrub(msg), safetext.MaxField)
+	// Scrubbed before the cut (which could leave half an address) and after it
+	// (which turns invalid bytes into longer runes); scrubbing only drops text.
+	return scrub(safetext.Bound(scrub(msg), safetext.MaxField))
 }
 
 // Scrub drops socket addresses from a text that is already a finding (a verdict's
@@ -194,6 +196,12 @@ func scrubOnce(msg string) string {
 		run := msg[i:j]
 		core := strings.TrimRight(run, ":")
 		if !isSocket(core) {
+			if run[0] == '[' {
+				// Not a bracketed address: look inside it, from after the '['.
+				b.WriteByte('[')
+				i++
+				continue
+			}
 			b.WriteString(run)
 			i = j
 			continue

@@ -80,3 +80,13 @@ func FuzzText(f *testing.F) {
 		}
 	})
 }
+
+// TestTextCutKeepsNoHalfAddress: a message whose socket address straddles the length
+// bound loses the address, not just its tail.
+func TestTextCutKeepsNoHalfAddress(t *testing.T) {
+	t.Parallel()
+	msg := strings.Repeat("x", 500) + " 127.0.0.1:44500 more"
+	if got := Text(msg); strings.Contains(got, "127.0.0.1") {
+		t.Errorf("Text(...) = %q: keeps part of the address", got[480:])
+	}
+}
