@@ -139,16 +139,19 @@ func Describe(err error) string {
 }
 
 // Text applies Describe's rules to an error message that is only text: a known phrase
-// becomes its finding, else socket addresses with their ports ("127.0.0.1:44500",
+// (outside quotes) becomes its finding, else socket addresses with their ports ("127.0.0.1:44500",
 // "[::1]:53", "10.0.0.1:53/udp", "a->b") are dropped, with a "via" before them, and
 // the rest is bounded.
 func Text(msg string) string {
+	// Phrases count only before the first '"': what follows is usually quoted remote
+	// text (a malformed reply, a name), which is no finding of ours.
+	own, _, quoted := strings.Cut(msg, `"`)
 	for _, p := range phrases {
-		if strings.Contains(msg, p.in) {
+		if strings.Contains(own, p.in) {
 			return p.name
 		}
 	}
-	if msg == "EOF" || strings.HasSuffix(msg, ": EOF") {
+	if !quoted && (msg == "EOF" || strings.HasSuffix(msg, ": EOF")) {
 		return ConnectionClosed
 	}
 	// Scrubbed before the cut (which could leave half an address) and after it

@@ -53,6 +53,8 @@ func TestDescribe(t *testing.T) {
 		{"a remote host's bare address stays", errors.New("mta-sts.example.test[192.0.2.7] is not a public address; not contacted"),
 			"mta-sts.example.test[192.0.2.7] is not a public address; not contacted"},
 		{"HTTP status", errors.New("HTTP status 404 Not Found"), "HTTP status 404 Not Found"},
+		{"quoted remote text is not a finding", errors.New(`smtpprobe: malformed reply: "421 connection refused, i/o timeout"`),
+			`smtpprobe: malformed reply: "421 connection refused, i/o timeout"`},
 		{"long text is bounded", errors.New(strings.Repeat("\xff", 4096)), strings.Repeat("\ufffd", 169) + "..."},
 	} {
 		if got := Describe(tc.err); got != tc.want {
