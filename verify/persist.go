@@ -156,8 +156,8 @@ func (v *Verifier) SaveCache(path string) (int, error) {
 //
 // A bad line (not JSON, not a record, longer than maxCacheLine) is skipped and counted,
 // and the rest loads: one damaged or oversized record must not cost every saved verdict
-// and MTA-STS policy. Then both the count loaded and an error wrapping ErrCacheFile that
-// says how many lines were skipped are returned.
+// and MTA-STS policy. Then both the count loaded and a *CacheLinesSkipped (wrapping
+// ErrCacheFile) that says how many lines were skipped are returned.
 func (v *Verifier) LoadCache(path string) (int, error) {
 	file, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	switch {
@@ -229,11 +229,26 @@ func (v *Verifier) LoadCache(path string) (int, error) {
 		st.Import(policies)
 	}
 	if skipped > 0 {
-		return len(facts), fmt.Errorf("%w %s: %d bad lines skipped (first: %s); %d domains loaded from the rest",
-			ErrCacheFile, path, skipped, firstBad, len(facts))
+		return len(facts), &CacheLinesSkipped{Path: path, Skipped: skipped, First: firstBad, Loaded: len(facts)}
 	}
 	return len(facts), nil
 }
+
+// CacheLinesSkipped is LoadCache's error when the file loaded but for some bad lines:
+// the domains of the other lines are in the cache. It wraps ErrCacheFile.
+type CacheLinesSkipped struct {
+	Path    string
+	Skipped int    // lines skipped
+	First   string // the first one and why: "line 3: unexpected end of JSON input"
+	Loaded  int    // domains loaded from the rest
+}
+
+func (e *CacheLinesSkipped) Error() string {
+	return fmt.Sprintf("verify: cache file %s: %d bad lines skipped (first: %s); %d domains loaded from the rest",
+		e.Path, e.Skipped, e.First, e.Loaded)
+}
+
+func (e *CacheLinesSkipped) Unwrap() error { return ErrCacheFile }
 
 var errLineTooLong = fmt.Errorf("longer than %d bytes", maxCacheLine)
 

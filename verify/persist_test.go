@@ -143,7 +143,9 @@ func TestCacheFileBadLinesSkipped(t *testing.T) {
 		t.Fatal(err)
 	}
 	n, err := v.LoadCache(path)
-	if n != 4 || !errors.Is(err, verify.ErrCacheFile) || !strings.Contains(err.Error(), "5 bad lines skipped (first: line 3:") {
+	var skipped *verify.CacheLinesSkipped
+	if n != 4 || !errors.Is(err, verify.ErrCacheFile) || !errors.As(err, &skipped) || skipped.Skipped != 5 ||
+		!strings.Contains(err.Error(), "5 bad lines skipped (first: line 3:") {
 		t.Fatalf("LoadCache = %d, %v; want 4 domains and a warning that 5 bad lines were skipped", n, err)
 	}
 	for _, d := range []string{"one.test", "two.test", "three.test", "four.test"} {
