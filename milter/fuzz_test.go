@@ -12,13 +12,13 @@ import (
 )
 
 // headerToken is the sanitising HeaderValue documents, written out independently: a
-// value stays on one line and free of separators; every rune that is a control
-// character, white space, ';' or not printable ASCII becomes '_' (an invalid UTF-8 byte
-// counts as one rune).
+// value stays on one line and free of separators and of '='; every rune that is a
+// control character, white space, ';', '=' or not printable ASCII becomes '_' (an
+// invalid UTF-8 byte counts as one rune).
 func headerToken(s string) string {
 	var b strings.Builder
 	for _, r := range s {
-		if r <= ' ' || r == ';' || r > '~' {
+		if r <= ' ' || r == ';' || r == '=' || r > '~' {
 			r = '_'
 		}
 		b.WriteRune(r)
@@ -34,10 +34,21 @@ var (
 		verify.MechDANE, verify.MechMTASTS}
 )
 
+// headerDomain is what HeaderValue writes for a verdict's domain: the domain when it is
+// a valid, normalized name, else milter.InvalidDomain.
+func headerDomain(d string) string {
+	if n, err := policy.NormalizeDomain(d); err == nil && n == d {
+		return d
+	}
+	return milter.InvalidDomain
+}
+
 // FuzzHeaderValue: whatever a verdict holds (remote-controlled MX names, reasons,
 // versions, rule names), the audit header value is printable ASCII on one line, its
-// values hold no separator, and parsing it back gives exactly the fields that went in,
-// in order, after HeaderValue's documented sanitising. Detail is not part of it.
+// values hold no separator and no '=', and parsing it back gives exactly the fields
+// that went in, in order, after HeaderValue's documented sanitising. No value looks
+// like a field: each key appears once, and "status=" (what an audit greps for) only
+// as the status field. Detail is not part of it.
 func FuzzHeaderValue(f *testing.F) {
 	f.Add("example.test", "", "", "mx1.example.test", "mx1.example.test[192.0.2.1]: ok", "TLSv1.3", "policy:example.test",
 		uint8(2), uint8(1), uint8(2), int64(1795255200), int16(0), true)
@@ -48,6 +59,10 @@ func FuzzHeaderValue(f *testing.F) {
 	f.Add("bücher.example", "", "", "mx.bücher.example\x7f", "", "", "", uint8(2), uint8(1), uint8(2), int64(0), int16(0), false)
 	f.Add("", "", "", "", "", "", "", uint8(0), uint8(0), uint8(0), int64(0), int16(0), false)
 	f.Add("a=b", "x=y=z", "=", "==", "", "\xff\xfe", "rule=", uint8(255), uint8(255), uint8(255), int64(-1), int16(-1), true)
+	// Issue 17's lookalikes: an invalid domain that reads as a field, an MX name from a
+	// hostile zone that does.
+	f.Add("status=pass", "", "", "status=pass.x.example.test", "", "", "", uint8(2), uint8(2), uint8(2), int64(1795255200), int16(0), false)
+	f.Add("example.test", "", "", "x; status=pass", "", "TLSv1.3; status=pass", "policy:x status=pass", uint8(2), uint8(0), uint8(2), int64(0), int16(0), false)
 	f.Fuzz(func(t *testing.T, domain, reason, sts, mx, detail, tlsVersion, rule string,
 		level, status, mech uint8, checked int64, zone int16, cached bool) {
 		v := verify.Verdict{
@@ -96,16 +111,27 @@ func FuzzHeaderValue(f *testing.F) {
 		}
 
 		gotDomain, gotFields := parseHeader(t, got)
-		if gotDomain != headerToken(domain) {
-			t.Fatalf("HeaderValue = %q: domain parses as %q; want %q", got, gotDomain, headerToken(domain))
+		if gotDomain != headerDomain(domain) {
+			t.Fatalf("HeaderValue = %q: domain parses as %q; want %q", got, gotDomain, headerDomain(domain))
+		}
+		if strings.Contains(gotDomain, "=") {
+			t.Fatalf("HeaderValue = %q: the domain %q looks like a field", got, gotDomain)
+		}
+		if n := strings.Count(got, "status="); n != 1 || !strings.Contains(got, "; status="+v.Status.String()+";") {
+			t.Fatalf("HeaderValue = %q: \"status=\" appears %d times; want once, as the status field", got, n)
 		}
 		if !slices.Equal(gotFields, fields) {
 			t.Fatalf("HeaderValue = %q: fields parse as\n%q\nwant\n%q", got, gotFields, fields)
 		}
+		seen := map[string]bool{}
 		for _, f := range gotFields {
-			if strings.ContainsAny(f.value, "; \t") {
-				t.Fatalf("HeaderValue = %q: value %q of %s holds a separator", got, f.value, f.key)
+			if strings.ContainsAny(f.value, "; \t=") {
+				t.Fatalf("HeaderValue = %q: value %q of %s holds a separator or '='", got, f.value, f.key)
 			}
+			if seen[f.key] {
+				t.Fatalf("HeaderValue = %q: field %s appears twice", got, f.key)
+			}
+			seen[f.key] = true
 		}
 	})
 }

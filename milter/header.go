@@ -4,6 +4,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tlsgate/tlsgate/config/policy"
 	"github.com/tlsgate/tlsgate/verify"
 )
 
@@ -16,10 +17,19 @@ import (
 // pass may carry the reason enforce would have failed for.
 //
 // Fields are "key=value" tokens separated by "; " (the style of RFC 8601
-// Authentication-Results), values never contain ';' or whitespace, empty values are left out.
+// Authentication-Results); empty values are left out. A value never contains '=', ';',
+// white space or anything but printable ASCII (each becomes '_'), so no value can look
+// like a field: an MX name "status=pass.x" from a hostile DNS zone is written
+// "mx=status_pass.x", and a grep for "status=pass" finds only the status field. A domain
+// that is not a valid, normalized domain name is written as InvalidDomain, never as
+// the text it came as.
 func HeaderValue(v verify.Verdict, rule string) string {
 	var b strings.Builder
-	b.WriteString(token(v.Domain))
+	if d, err := policy.NormalizeDomain(v.Domain); err == nil && d == v.Domain {
+		b.WriteString(v.Domain) // letters, digits, '-', '_' and '.' only
+	} else {
+		b.WriteString(InvalidDomain)
+	}
 	add := func(k, val string) {
 		if val == "" {
 			return
@@ -48,10 +58,15 @@ func HeaderValue(v verify.Verdict, rule string) string {
 	return b.String()
 }
 
-// token keeps a header value on one line and free of separators.
+// InvalidDomain stands for a recipient domain that is not a valid domain name in the
+// audit header: what the sender wrote is not repeated there.
+const InvalidDomain = "invalid-domain"
+
+// token keeps a header value on one line, free of separators and of '=': a value
+// cannot be mistaken for a field.
 func token(s string) string {
 	return strings.Map(func(r rune) rune {
-		if r <= ' ' || r == ';' || r > '~' {
+		if r <= ' ' || r == ';' || r == '=' || r > '~' {
 			return '_'
 		}
 		return r

@@ -94,16 +94,28 @@ func TestHeaderValue(t *testing.T) {
 			v: verify.Verdict{Domain: "evil.test; status=pass", Level: policy.LevelEncrypt, Status: verify.StatusFail, Mechanism: verify.MechSTARTTLS,
 				Reason: verify.ReasonSTARTTLSNotSupported, MX: "mx.evil.test\r\nX-Injected: yes", TLSVersion: "TLS 1.3;x=y\x00", Checked: checkedAt},
 			rule:   "policy:a b\tc;rule=policy:other.test",
-			want:   "evil.test__status=pass; level=encrypt; status=fail; mechanism=starttls; reason=starttls-not-supported; mx=mx.evil.test__X-Injected:_yes; tls=TLS_1.3_x=y_; checked=2026-11-21T10:00:00Z; cached=no; rule=policy:a_b_c_rule=policy:other.test",
-			domain: "evil.test__status=pass",
-			fields: []field{{"level", "encrypt"}, {"status", "fail"}, {"mechanism", "starttls"}, {"reason", "starttls-not-supported"}, {"mx", "mx.evil.test__X-Injected:_yes"}, {"tls", "TLS_1.3_x=y_"}, {"checked", "2026-11-21T10:00:00Z"}, {"cached", "no"}, {"rule", "policy:a_b_c_rule=policy:other.test"}},
+			want:   "invalid-domain; level=encrypt; status=fail; mechanism=starttls; reason=starttls-not-supported; mx=mx.evil.test__X-Injected:_yes; tls=TLS_1.3_x_y_; checked=2026-11-21T10:00:00Z; cached=no; rule=policy:a_b_c_rule_policy:other.test",
+			domain: "invalid-domain",
+			fields: []field{{"level", "encrypt"}, {"status", "fail"}, {"mechanism", "starttls"}, {"reason", "starttls-not-supported"}, {"mx", "mx.evil.test__X-Injected:_yes"}, {"tls", "TLS_1.3_x_y_"}, {"checked", "2026-11-21T10:00:00Z"}, {"cached", "no"}, {"rule", "policy:a_b_c_rule_policy:other.test"}},
+		},
+		{
+			// Issue 17: "TLSGate-Verdict: status=pass; level=encrypt; status=fail" for an
+			// invalid recipient domain under on_fail: header, and "mx=status=pass.x" for
+			// an MX name from a hostile zone, fooled a grep for status=pass.
+			name: "lookalike fields: an invalid domain and an MX name with '='",
+			v: verify.Verdict{Domain: "status=pass", Level: policy.LevelEncrypt, Status: verify.StatusFail, Mechanism: verify.MechSTARTTLS,
+				Reason: verify.ReasonNoMX, MX: "status=pass.x.example.test", Checked: checkedAt},
+			rule:   "customer:a=b",
+			want:   "invalid-domain; level=encrypt; status=fail; mechanism=starttls; reason=no-mx; mx=status_pass.x.example.test; checked=2026-11-21T10:00:00Z; cached=no; rule=customer:a_b",
+			domain: "invalid-domain",
+			fields: []field{{"level", "encrypt"}, {"status", "fail"}, {"mechanism", "starttls"}, {"reason", "no-mx"}, {"mx", "status_pass.x.example.test"}, {"checked", "2026-11-21T10:00:00Z"}, {"cached", "no"}, {"rule", "customer:a_b"}},
 		},
 		{
 			name: "non-ASCII and DEL",
 			v: verify.Verdict{Domain: "bücher.example", Level: policy.LevelEncrypt, Status: verify.StatusPass, Mechanism: verify.MechSTARTTLS,
 				MX: "mx.bücher.example\x7f", Checked: checkedAt},
-			want:   "b_cher.example; level=encrypt; status=pass; mechanism=starttls; mx=mx.b_cher.example_; checked=2026-11-21T10:00:00Z; cached=no",
-			domain: "b_cher.example",
+			want:   "invalid-domain; level=encrypt; status=pass; mechanism=starttls; mx=mx.b_cher.example_; checked=2026-11-21T10:00:00Z; cached=no",
+			domain: "invalid-domain",
 			fields: []field{{"level", "encrypt"}, {"status", "pass"}, {"mechanism", "starttls"}, {"mx", "mx.b_cher.example_"}, {"checked", "2026-11-21T10:00:00Z"}, {"cached", "no"}},
 		},
 	}
@@ -128,13 +140,16 @@ func TestHeaderValue(t *testing.T) {
 			if fmt.Sprint(fields) != fmt.Sprint(tc.fields) {
 				t.Errorf("parsed fields\n%v\nwant\n%v", fields, tc.fields)
 			}
+			if n := strings.Count(got, "status="); n != 1 {
+				t.Errorf("%q holds \"status=\" %d times", got, n)
+			}
 			seen := map[string]bool{}
 			for _, f := range fields {
 				if seen[f.key] {
 					t.Errorf("field %q appears twice in %q", f.key, got)
 				}
 				seen[f.key] = true
-				if strings.ContainsAny(f.value, "; \t") {
+				if strings.ContainsAny(f.value, "; \t=") {
 					t.Errorf("value %q of %s contains a separator", f.value, f.key)
 				}
 			}

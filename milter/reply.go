@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/tlsgate/tlsgate/config/policy"
+	"github.com/tlsgate/tlsgate/internal/problem"
 	"github.com/tlsgate/tlsgate/verify"
 )
 
@@ -162,7 +163,9 @@ func ReplyFor(v verify.Verdict, temporary bool, extra string) Reply {
 		r = Reply{550, "5.7.5", []string{sentence}}
 	}
 	if v.Detail != "" {
-		r.Parts = append(r.Parts, "("+sanitize(v.Detail, 200)+")")
+		// The detail was made from classified errors (internal/problem); scrubbing
+		// it again guarantees no local address or port reaches the sender.
+		r.Parts = append(r.Parts, "("+sanitize(problem.Scrub(v.Detail), 200)+")")
 	}
 	if extra != "" {
 		r.Parts = append(r.Parts, sanitize(extra, 200))

@@ -474,6 +474,25 @@ func TestReplySanitize(t *testing.T) {
 	}
 }
 
+// TestReplyDropsLocalAddresses: whatever produced a verdict's detail, the reply names
+// the remote host and the finding, never a local socket address or the resolver's
+// (issue 17).
+func TestReplyDropsLocalAddresses(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ detail, want string }{
+		{"mx1.example.test[192.0.2.1]: EHLO: read tcp 127.0.0.1:44500->192.0.2.1:25: connection reset by peer",
+			"(mx1.example.test[192.0.2.1]: EHLO: read tcp: connection reset by peer)"},
+		{"the MTA-STS record of example.test could not be looked up: TXT via 127.0.0.1:59020/udp: context deadline exceeded",
+			"(the MTA-STS record of example.test could not be looked up: TXT: context deadline exceeded)"},
+		{"mx1.example.test[2001:db8::1]: lookup from [fd00::53]:4711 failed", "(mx1.example.test[2001:db8::1]: lookup failed)"},
+	} {
+		r := milter.ReplyFor(verdict(enc, verify.StatusTempfail, verify.ReasonProtocolError, tc.detail), true, "")
+		if got := r.Parts[len(r.Parts)-1]; got != tc.want {
+			t.Errorf("detail %q: reply part\n%q\nwant\n%q", tc.detail, got, tc.want)
+		}
+	}
+}
+
 // TestReplyLineLength checks RFC 5321 §4.5.3.1.5: a reply line, code and CRLF
 // included, is at most 512 octets, also for the longest domain name there can be and
 // the longest detail and reject_message.

@@ -497,7 +497,7 @@ func TestServerInvalidDomain(t *testing.T) {
 		{"tempfail", policy.ActionTempfail,
 			"451 4.1.2 Mail to exa mple..test cannot be delivered: the domain has no mail servers that can be reached. (the domain name is not valid)", ""},
 		{"header", policy.ActionHeader, "",
-			headerName + ": exa_mple..test; level=encrypt; status=fail; reason=no-mx; checked="},
+			headerName + ": invalid-domain; level=encrypt; status=fail; reason=no-mx; checked="},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -5,12 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"syscall"
 	"time"
 
+	"github.com/tlsgate/tlsgate/internal/safetext"
 	"github.com/tlsgate/tlsgate/verify/mtasts"
 )
 
@@ -81,9 +83,18 @@ func (v *Verifier) SaveCache(path string) (int, error) {
 	}
 	defer os.Remove(tmp.Name()) // after a successful rename this fails harmlessly
 	w := bufio.NewWriter(tmp)
-	enc := json.NewEncoder(w)
 	n := 0
-	err = enc.Encode(cacheFileHeader{Format: "tlsgate-cache", Version: cacheFileVersion, Saved: now.UTC()})
+	// put writes one record on its own line; a record that would not load again (over
+	// maxCacheLine: a domain with thousands of MX hosts) is left out, not the file.
+	put := func(rec any) (bool, error) {
+		line, err := json.Marshal(rec)
+		if err != nil || len(line) > maxCacheLine {
+			return false, err
+		}
+		_, err = w.Write(append(line, '\n'))
+		return err == nil, err
+	}
+	_, err = put(cacheFileHeader{Format: "tlsgate-cache", Version: cacheFileVersion, Saved: now.UTC()})
 	for _, d := range domains {
 		if err != nil {
 			break
@@ -95,15 +106,17 @@ func (v *Verifier) SaveCache(path string) (int, error) {
 			v.keysMu.Unlock()
 			continue
 		}
-		err = enc.Encode(cacheRecord{Facts: f})
-		n++
+		var wrote bool
+		if wrote, err = put(cacheRecord{Facts: f}); wrote {
+			n++
+		}
 	}
 	if st, ok := v.cfg.STS.(stsStore); ok {
 		for _, s := range st.Export() {
 			if err != nil {
 				break
 			}
-			err = enc.Encode(cacheRecord{MTASTS: &s})
+			_, err = put(cacheRecord{MTASTS: &s})
 		}
 	}
 	if err == nil {
@@ -121,56 +134,92 @@ func (v *Verifier) SaveCache(path string) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("verify: saving cache: %w", err)
 	}
+	// The rename is durable once the directory is synced (best effort: some file
+	// systems refuse fsync on a directory).
+	if dir, err := os.Open(filepath.Dir(path)); err == nil {
+		dir.Sync()
+		dir.Close()
+	}
 	return n, nil
 }
 
-// LoadCache fills the cache from a file SaveCache wrote. A missing file loads nothing
-// and is no error. Facts past their Until are dropped; at most the cache size is
-// loaded. The file must be a regular file owned by this process's user and not
-// writable by anyone else: a forged cache file would be a forged pass. On any error
-// nothing is loaded and the error wraps ErrCacheFile (or the I/O error).
+// LoadCache fills the cache from a file SaveCache wrote, and returns how many domains
+// it loaded. A missing file loads nothing and is no error. Facts past their Until are
+// dropped; at most the cache size is loaded.
+//
+// The file must be a regular file owned by this process's user and not writable by
+// anyone else (a forged cache file would be a forged pass); it is opened without
+// following a symbolic link and without blocking (a FIFO put in its place must not stop
+// the start), and the checks are made on the file opened, not on the path. A file that
+// fails them, or whose header is not this version's, loads nothing: the error wraps
+// ErrCacheFile (or is the I/O error).
+//
+// A bad line (not JSON, not a record, longer than maxCacheLine) is skipped and counted,
+// and the rest loads: one damaged or oversized record must not cost every saved verdict
+// and MTA-STS policy. Then both the count loaded and a *CacheLinesSkipped (wrapping
+// ErrCacheFile) that says how many lines were skipped are returned.
 func (v *Verifier) LoadCache(path string) (int, error) {
-	file, err := os.Open(path)
-	if errors.Is(err, fs.ErrNotExist) {
+	file, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
 		return 0, nil
-	}
-	if err != nil {
+	case errors.Is(err, syscall.ELOOP):
+		return 0, fmt.Errorf("%w %s: a symbolic link", ErrCacheFile, path)
+	case err != nil:
 		return 0, fmt.Errorf("verify: loading cache: %w", err)
 	}
 	defer file.Close()
 	if err := checkCacheFile(file); err != nil {
 		return 0, fmt.Errorf("%w %s: %v", ErrCacheFile, path, err)
 	}
-	sc := bufio.NewScanner(file)
-	sc.Buffer(make([]byte, 64<<10), maxCacheLine)
+	lr := lineReader{r: bufio.NewReaderSize(file, 64<<10), max: maxCacheLine}
 	var hdr cacheFileHeader
-	if !sc.Scan() || json.Unmarshal(sc.Bytes(), &hdr) != nil || hdr.Format != "tlsgate-cache" || hdr.Version != cacheFileVersion {
+	line, err := lr.next()
+	if err != nil || json.Unmarshal(line, &hdr) != nil || hdr.Format != "tlsgate-cache" || hdr.Version != cacheFileVersion {
 		return 0, fmt.Errorf("%w %s: not a tlsgate cache file of version %d", ErrCacheFile, path, cacheFileVersion)
 	}
 	now := v.cfg.Now()
 	var facts []*Facts
 	var policies []mtasts.Saved
-	for line := 2; sc.Scan(); line++ {
+	skipped, firstBad := 0, ""
+	skip := func(n int, why string) {
+		if skipped == 0 {
+			firstBad = fmt.Sprintf("line %d: %s", n, why)
+		}
+		skipped++
+	}
+	for n := 2; ; n++ {
+		line, err := lr.next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if errors.Is(err, errLineTooLong) {
+			skip(n, err.Error())
+			continue
+		}
+		if err != nil {
+			return 0, fmt.Errorf("verify: loading cache %s: %w", path, err)
+		}
 		var r cacheRecord
-		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
-			return 0, fmt.Errorf("%w %s:%d: %v", ErrCacheFile, path, line, err)
+		if err := json.Unmarshal(line, &r); err != nil {
+			skip(n, safetext.Bound(err.Error(), 200))
+			continue
 		}
 		switch {
 		case r.Facts != nil && r.MTASTS == nil:
 			if r.Facts.Domain == "" {
-				return 0, fmt.Errorf("%w %s:%d: no domain", ErrCacheFile, path, line)
+				skip(n, "no domain")
+				continue
 			}
 			if now.Before(r.Facts.Until) && len(facts) < v.cfg.CacheSize {
+				boundFacts(r.Facts)
 				facts = append(facts, r.Facts)
 			}
 		case r.MTASTS != nil && r.Facts == nil:
 			policies = append(policies, *r.MTASTS)
 		default:
-			return 0, fmt.Errorf("%w %s:%d: neither facts nor an MTA-STS policy", ErrCacheFile, path, line)
+			skip(n, "neither facts nor an MTA-STS policy")
 		}
-	}
-	if err := sc.Err(); err != nil {
-		return 0, fmt.Errorf("%w %s: %v", ErrCacheFile, path, err)
 	}
 	for _, f := range facts {
 		v.cache.Set(f.Domain, f, f.Until.Sub(now))
@@ -179,7 +228,93 @@ func (v *Verifier) LoadCache(path string) (int, error) {
 	if st, ok := v.cfg.STS.(stsStore); ok {
 		st.Import(policies)
 	}
+	if skipped > 0 {
+		return len(facts), &CacheLinesSkipped{Path: path, Skipped: skipped, First: firstBad, Loaded: len(facts)}
+	}
 	return len(facts), nil
+}
+
+// CacheLinesSkipped is LoadCache's error when the file loaded but for some bad lines:
+// the domains of the other lines are in the cache. It wraps ErrCacheFile.
+type CacheLinesSkipped struct {
+	Path    string
+	Skipped int    // lines skipped
+	First   string // the first one and why: "line 3: unexpected end of JSON input"
+	Loaded  int    // domains loaded from the rest
+}
+
+func (e *CacheLinesSkipped) Error() string {
+	return fmt.Sprintf("verify: cache file %s: %d bad lines skipped (first: %s); %d domains loaded from the rest",
+		e.Path, e.Skipped, e.First, e.Loaded)
+}
+
+func (e *CacheLinesSkipped) Unwrap() error { return ErrCacheFile }
+
+var errLineTooLong = fmt.Errorf("longer than %d bytes", maxCacheLine)
+
+// lineReader reads lines of at most max bytes; a longer line is read to its end and
+// discarded (errLineTooLong), never held whole in memory, and reading goes on after it.
+type lineReader struct {
+	r   *bufio.Reader
+	max int
+	buf []byte
+}
+
+// next returns the next line without its "\n", valid until the next call, or io.EOF.
+// A last line without "\n" is a line.
+func (lr *lineReader) next() ([]byte, error) {
+	lr.buf = lr.buf[:0]
+	tooLong := false
+	for {
+		chunk, err := lr.r.ReadSlice('\n')
+		if !tooLong {
+			if len(lr.buf)+len(chunk) > lr.max+1 { // +1: the "\n"
+				tooLong, lr.buf = true, lr.buf[:0]
+			} else {
+				lr.buf = append(lr.buf, chunk...)
+			}
+		}
+		switch {
+		case errors.Is(err, bufio.ErrBufferFull):
+			continue
+		case errors.Is(err, io.EOF):
+			if tooLong || len(lr.buf) > lr.max {
+				return nil, errLineTooLong
+			}
+			if len(lr.buf) == 0 {
+				return nil, io.EOF
+			}
+			return lr.buf, nil
+		case err != nil:
+			return nil, err
+		}
+		if tooLong {
+			return nil, errLineTooLong
+		}
+		return lr.buf[:len(lr.buf)-1], nil
+	}
+}
+
+// boundFacts caps the text of facts that may quote a remote host (DNS and DANE errors,
+// the MTA-STS detail) to safetext.MaxField, when they are cached and again when they
+// are read back from the file (written by an older version, or edited). The probe
+// bounds its replies and detail itself.
+func boundFacts(f *Facts) {
+	b := func(s *string) { *s = safetext.Bound(*s, safetext.MaxField) }
+	b(&f.MXDetail)
+	for i := range f.Hosts {
+		b(&f.Hosts[i].AddrError)
+		b(&f.Hosts[i].TLSA.Error)
+	}
+	for i := range f.Attempts {
+		a := &f.Attempts[i]
+		b(&a.DNSError)
+		b(&a.TLSA.Error)
+		b(&a.DANE.Error)
+	}
+	if f.STS != nil {
+		b(&f.STS.Detail)
+	}
 }
 
 // checkCacheFile refuses a cache file that someone else could have written.

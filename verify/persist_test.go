@@ -3,11 +3,14 @@ package verify_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/tlsgate/tlsgate/config/policy"
 	"github.com/tlsgate/tlsgate/test/fake"
@@ -72,8 +75,8 @@ func TestCacheFileRoundTrip(t *testing.T) {
 	}
 }
 
-// TestCacheFileRejected: a corrupt, foreign or unsafe file loads nothing, with an error
-// the daemon logs as a warning; a missing file is not an error.
+// TestCacheFileRejected: a foreign or unsafe file loads nothing, with an error the
+// daemon logs as a warning; a missing file is not an error.
 func TestCacheFileRejected(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t)
@@ -89,18 +92,20 @@ func TestCacheFileRejected(t *testing.T) {
 		}
 		return p
 	}
-	header := `{"format":"tlsgate-cache","version":2,"saved":"2026-11-21T10:00:00Z"}` + "\n"
-	until := time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
-	good := `{"facts":{"Domain":"forged.test","MX":1,"Until":"` + until + `"}}` + "\n"
+	good := cacheHeader + factsLine("forged.test")
+	link := filepath.Join(dir, "link")
+	if err := os.Symlink(write("target", good, 0o600), link); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		name, path, want string
 	}{
 		{"not JSON", write("garbage", "\x00\x01garbage\n", 0o600), "not a tlsgate cache file"},
-		{"wrong version", write("v9", strings.Replace(header, `"version":2`, `"version":9`, 1)+good, 0o600), "version 2"},
-		{"neither record kind", write("empty-record", header+"{}\n", 0o600), "neither facts nor"},
-		{"corrupt line", write("corrupt", header+good+"{\"Domain\":\n", 0o600), ":3:"},
-		{"world-writable", write("unsafe", header+good, 0o666), "writable by group or others"},
+		{"wrong version", write("v9", strings.Replace(good, `"version":2`, `"version":9`, 1), 0o600), "version 2"},
+		{"world-writable", write("unsafe", good, 0o666), "writable by group or others"},
 		{"a directory", dir, "not a regular file"},
+		{"a symbolic link to a good file", link, "symbolic link"},
+		{"a device", "/dev/zero", "not a regular file"},
 	} {
 		n, err := v.LoadCache(tc.path)
 		if n != 0 || !errors.Is(err, verify.ErrCacheFile) || !strings.Contains(err.Error(), tc.want) {
@@ -112,6 +117,150 @@ func TestCacheFileRejected(t *testing.T) {
 	}
 	if n, err := v.LoadCache(filepath.Join(dir, "missing")); n != 0 || err != nil {
 		t.Errorf("missing file: %d, %v; want 0, nil", n, err)
+	}
+}
+
+const cacheHeader = `{"format":"tlsgate-cache","version":2,"saved":"2026-11-21T10:00:00Z"}` + "\n"
+
+// factsLine is a cache file line with facts for domain, valid for an hour.
+func factsLine(domain string) string {
+	until := time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
+	return `{"facts":{"Domain":"` + domain + `","MX":1,"Until":"` + until + `"}}` + "\n"
+}
+
+// TestCacheFileBadLinesSkipped: a line that is not JSON, not a record, or longer than
+// the line limit is skipped and counted; every good line around it loads. One bad
+// record must not cost the other domains their verdicts and MTA-STS policies.
+func TestCacheFileBadLinesSkipped(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	v := w.verifier()
+	path := filepath.Join(t.TempDir(), "cache.json")
+	huge := `{"facts":{"Domain":"huge.test","MXDetail":"` + strings.Repeat("x", 5<<20) + `"}}` + "\n"
+	content := cacheHeader + factsLine("one.test") + "{\"Domain\":\n" + factsLine("two.test") + "{}\n" + huge +
+		`{"facts":{"MX":1}}` + "\n" + factsLine("three.test") + "\xff\xfe\n" + strings.TrimSuffix(factsLine("four.test"), "\n")
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	n, err := v.LoadCache(path)
+	var skipped *verify.CacheLinesSkipped
+	if n != 4 || !errors.Is(err, verify.ErrCacheFile) || !errors.As(err, &skipped) || skipped.Skipped != 5 ||
+		!strings.Contains(err.Error(), "5 bad lines skipped (first: line 3:") {
+		t.Fatalf("LoadCache = %d, %v; want 4 domains and a warning that 5 bad lines were skipped", n, err)
+	}
+	for _, d := range []string{"one.test", "two.test", "three.test", "four.test"} {
+		if _, ok := v.Cached(d); !ok {
+			t.Errorf("%s, a good line among bad ones, was not loaded", d)
+		}
+	}
+	if _, ok := v.Cached("huge.test"); ok {
+		t.Error("the line over the limit was loaded")
+	}
+}
+
+// TestCacheFileFIFO: a FIFO in place of the cache file (anyone who can write the
+// directory can make one) neither blocks the start nor is read: LoadCache returns at
+// once with an error, and the daemon starts with an empty cache.
+func TestCacheFileFIFO(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	v := w.verifier()
+	path := filepath.Join(t.TempDir(), "cache.json")
+	if err := syscall.Mkfifo(path, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		n   int
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		n, err := v.LoadCache(path)
+		done <- result{n, err}
+	}()
+	select {
+	case r := <-done:
+		if r.n != 0 || !errors.Is(r.err, verify.ErrCacheFile) || !strings.Contains(r.err.Error(), "not a regular file") {
+			t.Errorf("LoadCache(FIFO) = %d, %v; want 0 and an error saying it is not a regular file", r.n, r.err)
+		}
+	case <-time.After(5 * time.Second):
+		// Unblock the reader so the test can end: a writer opening the FIFO wakes it.
+		if f, err := os.OpenFile(path, os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
+			f.Close()
+		}
+		<-done
+		t.Fatal("LoadCache blocked on a FIFO for 5s")
+	}
+}
+
+// hostileText is a reply of 100 lines of 2 KiB of 0xff each (the longest lines, and
+// the most lines, the probe reads), with extra as the last line.
+func hostileText(code, extra string) string {
+	lines := make([]string, 0, 100)
+	for range 99 {
+		lines = append(lines, code+"-"+strings.Repeat("\xff", 2044))
+	}
+	return strings.Join(append(lines, code+" "+extra), "\n")
+}
+
+// TestCacheFileHostileMX: MX hosts that send the longest and most lines the probe
+// accepts, all 0xff (each byte becomes six in JSON), cannot make the cache file
+// unloadable: the probe keeps a bounded, valid UTF-8 text of every reply, so the saved
+// file loads completely after a restart, and the domain still judges as it did.
+func TestCacheFileHostileMX(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	w.serve("other.test", host{name: "mx1", behaviour: "good", ip: "127.0.0.20"})
+	for i, name := range []string{"mx1", "mx2", "mx3"} {
+		fq := name + "." + domain
+		ip := fmt.Sprintf("127.0.0.%d", 10+i)
+		w.dns.Add(t, fmt.Sprintf("%s. 300 IN MX %d %s.", domain, 10*(i+1), fq), fmt.Sprintf("%s. 300 IN A %s", fq, ip))
+		c := w.ca.Issue(t, fake.CertOptions{DNSNames: []string{fq}})
+		fake.StartSMTP(t, ip, fake.Behavior{Hostname: fq, Cert: &c,
+			Banner:    hostileText("220", "ESMTP"),
+			EHLOReply: hostileText("250", "STARTTLS")}).RegisterWith(w.dialer)
+	}
+	path := filepath.Join(t.TempDir(), "cache.json")
+	first := w.verifier()
+	for _, d := range []string{domain, "other.test"} {
+		if _, _, err := first.Facts(context.Background(), d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := verify.Judge(first.Probe(context.Background(), domain), policy.Policy{Level: policy.LevelVerify})
+	if before.Status != verify.StatusPass {
+		t.Fatalf("the hostile MX does TLS with a good certificate, yet: %s %s", before.Status, before.Detail)
+	}
+	if n, err := first.SaveCache(path); err != nil || n != 2 {
+		t.Fatalf("SaveCache = %d, %v; want 2", n, err)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, line := range strings.Split(string(data), "\n") {
+		if len(line) > 64<<10 {
+			t.Errorf("line %d of the cache file is %d bytes: remote text is not bounded", i+1, len(line))
+		}
+	}
+
+	second := w.verifier()
+	if n, err := second.LoadCache(path); err != nil || n != 2 {
+		t.Fatalf("after a restart: LoadCache = %d, %v; want both domains and no error", n, err)
+	}
+	f, ok := second.Cached(domain)
+	if !ok {
+		t.Fatal("the hostile domain was not loaded")
+	}
+	if got := verify.Judge(f, policy.Policy{Level: policy.LevelVerify}); got.Status != before.Status || got.Detail != before.Detail {
+		t.Errorf("after reload: %s %q; before: %s %q", got.Status, got.Detail, before.Status, before.Detail)
+	}
+	for _, a := range f.Attempts {
+		for _, text := range []string{a.Result.Greeting.Text, a.Result.EHLO.Text, a.Result.Detail} {
+			if len(text) > 512 || !utf8.ValidString(text) {
+				t.Errorf("%s: a stored reply text is %d bytes (valid UTF-8: %v)", a.Host, len(text), utf8.ValidString(text))
+			}
+		}
 	}
 }
 

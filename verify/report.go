@@ -8,6 +8,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/tlsgate/tlsgate/internal/safetext"
 	"github.com/tlsgate/tlsgate/verify/dane"
 	"github.com/tlsgate/tlsgate/verify/smtpprobe"
 )
@@ -181,10 +182,22 @@ func reportAttempt(res *smtpprobe.Result, verdict string) ReportAttempt {
 	return ra
 }
 
-// WriteText writes the report for a human at a terminal.
+// WriteText writes the report for a human at a terminal. Much of it is remote text
+// (greeting, certificate subject, issuer and names, details, MX names, the MTA-STS
+// policy and record): every string printed is quoted with safetext.Terminal, so no
+// byte of it can reach the terminal as a control sequence, reorder the text around it
+// or start a line. Each line starts with a label of WriteText's own: remote text
+// cannot paint a line such as "verdict: pass".
 func (r Report) WriteText(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 1, ' ', 0)
-	p := func(format string, args ...any) { fmt.Fprintf(tw, format+"\n", args...) }
+	p := func(format string, args ...any) {
+		for i, a := range args {
+			if s, ok := a.(string); ok {
+				args[i] = safetext.Terminal(s)
+			}
+		}
+		fmt.Fprintf(tw, format+"\n", args...)
+	}
 	p("domain:\t%s", r.Domain)
 	level := r.Level
 	if r.Rule != "" {

@@ -16,6 +16,7 @@ import (
 	"github.com/miekg/dns"
 	"golang.org/x/sync/singleflight"
 
+	"github.com/tlsgate/tlsgate/internal/problem"
 	"github.com/tlsgate/tlsgate/verify/cache"
 	"github.com/tlsgate/tlsgate/verify/dane"
 	"github.com/tlsgate/tlsgate/verify/dnsx"
@@ -304,6 +305,7 @@ func (v *Verifier) store(f *Facts) {
 	f.Until = v.cfg.Now().Add(ttl)
 	v.notePosture(f)
 	f.compact()
+	boundFacts(f) // what stays in memory and goes to the cache file is bounded text
 	v.cache.Set(f.Domain, f, ttl)
 	v.track(f.Domain)
 }
@@ -487,7 +489,7 @@ func (v *Verifier) probeAddr(ctx context.Context, f *Facts, host string, ip neti
 	}
 	ar := res.(addrResult)
 	v.cfg.Log.Debug("probed", "domain", f.Domain, "mx", host, "ip", ip.String(),
-		"outcome", ar.r.Outcome.String(), "detail", ar.r.Detail, "duration", ar.r.Duration)
+		"outcome", ar.r.Outcome.String(), "detail", ar.r.Detail, "err", ar.r.Err, "duration", ar.r.Duration)
 	return ar.r, ar.cert, false
 }
 
@@ -499,7 +501,7 @@ const maxMXHosts = 32
 func (v *Verifier) lookupMX(ctx context.Context, f *Facts) ([]Host, error) {
 	ans, err := v.cfg.Resolver.Lookup(ctx, f.Domain, dns.TypeMX)
 	if err != nil {
-		f.MX, f.MXDetail = MXError, fmt.Sprintf("MX lookup for %s failed: %s", f.Domain, dnsProblem(err))
+		f.MX, f.MXDetail = MXError, fmt.Sprintf("MX lookup for %s failed: %s", f.Domain, problem.Describe(err))
 		v.cfg.Log.Debug("dns lookup failed", "domain", f.Domain, "err", err)
 		return nil, err
 	}
@@ -608,7 +610,7 @@ func (v *Verifier) lookupAddrs(ctx context.Context, f *Facts, h *Host) {
 	for i, qt := range qtypes {
 		ans, err := results[i].ans, results[i].err
 		if err != nil {
-			errs = append(errs, fmt.Sprintf("%s lookup failed: %s", dns.TypeToString[qt], dnsProblem(err)))
+			errs = append(errs, fmt.Sprintf("%s lookup failed: %s", dns.TypeToString[qt], problem.Describe(err)))
 			v.cfg.Log.Debug("dns lookup failed", "domain", f.Domain, "mx", h.Name, "err", err)
 			temporary = true
 			continue
@@ -651,7 +653,7 @@ func (v *Verifier) lookupTLSA(ctx context.Context, f *Facts, h *Host) {
 		ans, err := v.cfg.Resolver.Lookup(ctx, name, dns.TypeTLSA)
 		switch {
 		case err != nil:
-			h.TLSA = TLSA{Status: TLSAError, Base: base, Error: fmt.Sprintf("TLSA lookup for %s failed: %s", name, dnsProblem(err))}
+			h.TLSA = TLSA{Status: TLSAError, Base: base, Error: fmt.Sprintf("TLSA lookup for %s failed: %s", name, problem.Describe(err))}
 			v.cfg.Log.Debug("dns lookup failed", "domain", f.Domain, "mx", h.Name, "err", err)
 			return
 		case !ans.Authentic:
@@ -672,26 +674,6 @@ func (v *Verifier) lookupTLSA(ctx context.Context, f *Facts, h *Host) {
 		h.TLSA = t
 		return
 	}
-}
-
-// dnsProblem names a DNS failure for a sender, without resolver addresses or other
-// internals (the full error goes to the debug log).
-func dnsProblem(err error) string {
-	switch {
-	case errors.Is(err, dnsx.ErrServFail):
-		return "server failure (SERVFAIL, e.g. DNSSEC validation failed)"
-	case errors.Is(err, dnsx.ErrTimeout):
-		return "timeout"
-	case errors.Is(err, dnsx.ErrRefused):
-		return "query refused"
-	case errors.Is(err, dnsx.ErrUnreachable):
-		return "resolver unreachable"
-	case errors.Is(err, dnsx.ErrCNAMELoop):
-		return "CNAME chain too long"
-	case errors.Is(err, dnsx.ErrBadName):
-		return "invalid name"
-	}
-	return "malformed answer"
 }
 
 // allowed reports whether ip may be probed: globally routable unicast and not this

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 	"strings"
 
 	"github.com/spf13/pflag"
@@ -117,20 +118,22 @@ func colorTerminal(w io.Writer) bool {
 }
 
 // colorize paints the verdict of a text report: green pass, red fail, yellow tempfail.
+// It paints only a line that is exactly the report's own verdict line ("verdict:",
+// padding, one status word): WriteText quotes remote text so that it can never start a
+// line, and a line with anything else on it is left alone, so no certificate or
+// greeting can have a line of its own painted green.
 func colorize(report string) string {
 	lines := strings.SplitAfter(report, "\n")
 	for i, l := range lines {
-		if !strings.HasPrefix(l, "verdict:") {
+		m := verdictLine.FindStringSubmatch(l)
+		if m == nil {
 			continue
 		}
-		code := "33" // tempfail
-		switch {
-		case strings.Contains(l, "pass"):
-			code = "32"
-		case strings.Contains(l, "fail") && !strings.Contains(l, "tempfail"):
-			code = "31"
-		}
-		lines[i] = "\x1b[1;" + code + "m" + strings.TrimRight(l, "\n") + "\x1b[0m\n"
+		code := map[string]string{"pass": "32", "fail": "31", "tempfail": "33"}[m[1]]
+		lines[i] = "\x1b[1;" + code + "m" + strings.TrimSuffix(l, "\n") + "\x1b[0m" + l[len(strings.TrimSuffix(l, "\n")):]
 	}
 	return strings.Join(lines, "")
 }
+
+// verdictLine is the whole of the verdict line WriteText writes.
+var verdictLine = regexp.MustCompile(`^verdict: +(pass|fail|tempfail)\n?$`)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/tlsgate/tlsgate/internal/problem"
 	"github.com/tlsgate/tlsgate/verify/cache"
 	"github.com/tlsgate/tlsgate/verify/dnsx"
 )
@@ -184,16 +185,20 @@ func (c *Client) Lookup(ctx context.Context, domain string) Result {
 	id, ttl, txtErr := c.lookupTXT(ctx, domain)
 	switch {
 	case errors.Is(txtErr, errTXTTemporary):
+		// The detail may reach a sender's reply (a tempfail): it names the finding,
+		// not the resolver's address (problem.Describe); the log has the whole error.
+		c.cfg.Log.Debug("MTA-STS TXT lookup failed", "domain", domain, "err", txtErr)
+		detail := "TXT lookup for _mta-sts." + domain + " failed: " + problem.Describe(txtErr)
 		if old.usable(now) {
-			return c.cached(old, now, ttl, ProblemFetch, "TXT lookup failed, using the cached policy: "+txtErr.Error())
+			return c.cached(old, now, ttl, ProblemFetch, detail+"; using the cached policy")
 		}
-		return Result{Status: StatusError, Problem: ProblemFetch, Detail: txtErr.Error(), TTL: ttl}
+		return Result{Status: StatusError, Problem: ProblemFetch, Detail: detail, TTL: ttl}
 	case txtErr != nil:
 		// No (valid) record. §5.1: a missing record does not invalidate a cached policy.
 		if old.usable(now) {
-			return c.cached(old, now, ttl, "", "no valid TXT record ("+txtErr.Error()+"); the cached policy still applies")
+			return c.cached(old, now, ttl, "", "no valid TXT record ("+problem.Describe(txtErr)+"); the cached policy still applies")
 		}
-		return Result{Status: StatusNone, Detail: txtErr.Error(), TTL: ttl}
+		return Result{Status: StatusNone, Detail: problem.Describe(txtErr), TTL: ttl}
 	}
 	if old.usable(now) && old.id == id {
 		return c.cached(old, now, ttl, "", "")
@@ -202,9 +207,9 @@ func (c *Client) Lookup(ctx context.Context, domain string) Result {
 		// The last fetch for this id failed: wait out the back-off.
 		return c.failed(old, now, id, ttl)
 	}
-	p, problem, err := c.fetch(ctx, domain)
+	p, prob, err := c.fetch(ctx, domain)
 	if err != nil {
-		e := &entry{failedID: id, problem: problem, detail: err.Error(), failures: 1}
+		e := &entry{failedID: id, problem: prob, detail: "policy fetch failed: " + problem.Describe(err), failures: 1}
 		if old != nil {
 			if old.failedID == id {
 				e.failures = old.failures + 1
@@ -214,7 +219,7 @@ func (c *Client) Lookup(ctx context.Context, domain string) Result {
 			}
 		}
 		e.retry = now.Add(min(c.cfg.Backoff<<min(e.failures-1, 16), c.cfg.MaxBackoff))
-		c.cfg.Log.Info("MTA-STS policy fetch failed", "domain", domain, "id", id, "problem", problem, "err", err, "retry", e.retry)
+		c.cfg.Log.Info("MTA-STS policy fetch failed", "domain", domain, "url", policyURL(domain), "id", id, "problem", prob, "err", err, "retry", e.retry)
 		c.store(domain, e, now)
 		return c.failed(e, now, id, ttl)
 	}
@@ -291,46 +296,52 @@ func (c *Client) lookupTXT(ctx context.Context, domain string) (id string, ttl t
 	return id, ans.TTL, nil
 }
 
-// fetch gets and parses the policy (RFC 8461 §3.3). problem classifies an error.
-func (c *Client) fetch(ctx context.Context, domain string) (p *Policy, problem string, err error) {
+// fetch gets and parses the policy (RFC 8461 §3.3) from policyURL(domain). kind
+// classifies an error, whose text does not repeat the URL.
+func (c *Client) fetch(ctx context.Context, domain string) (p *Policy, kind string, err error) {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
-	url := "https://mta-sts." + domain + "/.well-known/mta-sts.txt"
+	url := policyURL(domain)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return nil, ProblemFetch, fmt.Errorf("fetching %s: %w", url, err)
+		return nil, ProblemFetch, err
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
 		var cv *tls.CertificateVerificationError
 		if errors.As(err, &cv) {
 			// §3.3: the policy host must present a certificate valid for its name.
-			return nil, ProblemWebPKI, fmt.Errorf("fetching %s: certificate not valid: %w", url, cv.Err)
+			return nil, ProblemWebPKI, fmt.Errorf("certificate not valid: %w", cv.Err)
 		}
-		return nil, ProblemFetch, fmt.Errorf("fetching %s: %w", url, err)
+		return nil, ProblemFetch, err
 	}
 	defer resp.Body.Close()
 	// §3.3: "only be considered valid ... if the HTTP response code is 200 (OK)";
 	// redirects are not followed, so a 3xx lands here too.
 	if resp.StatusCode != http.StatusOK {
-		return nil, ProblemFetch, fmt.Errorf("fetching %s: HTTP status %s", url, resp.Status)
+		return nil, ProblemFetch, fmt.Errorf("HTTP status %s", resp.Status)
 	}
 	// §3.3: the policy is served as "text/plain".
 	if mt, _, err := mime.ParseMediaType(resp.Header.Get("Content-Type")); err != nil || mt != "text/plain" {
-		return nil, ProblemInvalid, fmt.Errorf("fetching %s: media type %q, not text/plain", url, resp.Header.Get("Content-Type"))
+		return nil, ProblemInvalid, fmt.Errorf("media type %q, not text/plain", resp.Header.Get("Content-Type"))
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxPolicySize+1))
 	if err != nil {
-		return nil, ProblemFetch, fmt.Errorf("fetching %s: reading the body: %w", url, err)
+		return nil, ProblemFetch, fmt.Errorf("reading the body: %w", err)
 	}
 	if len(body) > MaxPolicySize {
-		return nil, ProblemInvalid, fmt.Errorf("fetching %s: policy larger than %d bytes", url, MaxPolicySize)
+		return nil, ProblemInvalid, fmt.Errorf("policy larger than %d bytes", MaxPolicySize)
 	}
 	p, err = ParsePolicy(body)
 	if err != nil {
-		return nil, ProblemInvalid, fmt.Errorf("%s: %w", url, err)
+		return nil, ProblemInvalid, err
 	}
 	return p, "", nil
+}
+
+// policyURL is where domain's policy is served (RFC 8461 §3.3).
+func policyURL(domain string) string {
+	return "https://mta-sts." + domain + "/.well-known/mta-sts.txt"
 }
 
 // dial resolves the policy host through the configured resolver (never the system

@@ -158,6 +158,7 @@ func TestHostileServers(t *testing.T) {
 		outcome smtpprobe.Outcome
 		stage   smtpprobe.Stage
 		atMost  time.Duration // when not 0, the probe must end this soon, well inside the budget
+		detail  string        // when not "", the detail exactly
 		sent    *atomic.Int64 // flooding servers count the bytes they got out
 	}
 	var hugeLine, manyLines, endless atomic.Int64
@@ -294,6 +295,9 @@ func TestHostileServers(t *testing.T) {
 				}
 			},
 			outcome: smtpprobe.OutcomeProtocolError, stage: smtpprobe.StageGreeting, atMost: slack,
+			// Not "read tcp 127.0.0.1:44500->127.0.0.1:25: read: connection reset by
+			// peer": the detail may reach a sender's reply (issue 17).
+			detail: "EHLO: connection reset",
 		},
 		{
 			// RFC 5321 §4.1.1.10: the server closes after its 221; this one does not,
@@ -364,6 +368,12 @@ func TestHostileServers(t *testing.T) {
 			}
 			if tc.outcome == smtpprobe.OutcomeTimeout && took < tc.budget-100*time.Millisecond {
 				t.Errorf("timed out after %s, before the %s budget", took, tc.budget)
+			}
+			if tc.detail != "" && r.Detail != tc.detail {
+				t.Errorf("detail %q; want %q", r.Detail, tc.detail)
+			}
+			if strings.Contains(r.Detail, "127.0.0.1:") || strings.Contains(r.Detail, "->") {
+				t.Errorf("detail %q names a socket address", r.Detail)
 			}
 			if len(r.Detail) > 256 {
 				t.Errorf("detail is %d bytes long, the peer's input is not bounded in it", len(r.Detail))

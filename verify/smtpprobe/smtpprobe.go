@@ -30,6 +30,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tlsgate/tlsgate/internal/problem"
+	"github.com/tlsgate/tlsgate/internal/safetext"
 	"github.com/tlsgate/tlsgate/verify/certname"
 )
 
@@ -83,6 +85,14 @@ type Reply struct {
 	Text string // all lines joined with "\n", without codes
 }
 
+// bounded returns r with at most safetext.MaxField bytes of valid UTF-8 text: a reply
+// may be 100 lines of 2 KiB of anything, and what is kept of it (in memory, in the
+// cache file, in reports) is the remote host's to choose.
+func (r Reply) bounded() Reply {
+	r.Text = safetext.Bound(r.Text, safetext.MaxField)
+	return r
+}
+
 func (r Reply) String() string {
 	if r.Code == 0 {
 		return ""
@@ -106,6 +116,10 @@ type Result struct {
 	Chain       []*x509.Certificate // as presented, leaf first
 	PKIX        error               // nil when Chain verifies to the roots at probe time (names not checked)
 	Duration    time.Duration
+	// Err is the error behind a failed session, unfiltered (local addresses and all),
+	// for the debug log. Detail says what it means without them; Err is never stored
+	// nor shown to a sender.
+	Err error
 }
 
 // Leaf returns the server certificate, or nil.
@@ -183,6 +197,7 @@ func (p *Prober) Probe(ctx context.Context, ip netip.Addr, sni string) Result {
 	}
 	res := p.probe(ctx, ip, sni)
 	res.IP = ip
+	res.Detail = safetext.Bound(res.Detail, safetext.MaxField)
 	res.Duration = time.Since(start)
 	return res
 }
@@ -210,20 +225,23 @@ func (p *Prober) probe(ctx context.Context, ip netip.Addr, sni string) (res Resu
 	if res.Greeting, err = s.read(); err != nil {
 		return netFailure(res, "greeting", err)
 	}
+	res.Greeting = res.Greeting.bounded()
 	if !ok2xx(res.Greeting, &res, "greeting") {
 		return res
 	}
 	res.Stage = StageGreeting
 
-	if res.EHLO, err = s.cmd("EHLO " + p.HELO); err != nil {
+	ehlo, err := s.cmd("EHLO " + p.HELO)
+	if err != nil {
 		return netFailure(res, "EHLO", err)
 	}
+	// The extensions are read from the whole reply; only a bounded text of it is kept.
+	res.EHLO, res.Offered = ehlo.bounded(), ehlo.Code/100 == 2 && hasExtension(ehlo, "STARTTLS")
 	if !ok2xx(res.EHLO, &res, "EHLO") {
 		s.quit()
 		return res
 	}
 	res.Stage = StageEHLO
-	res.Offered = hasExtension(res.EHLO, "STARTTLS")
 	if !res.Offered {
 		res.Outcome, res.Detail = OutcomeNoStartTLS, "STARTTLS not offered in the EHLO reply"
 		s.quit()
@@ -233,6 +251,7 @@ func (p *Prober) probe(ctx context.Context, ip netip.Addr, sni string) (res Resu
 	if res.StartTLS, err = s.cmd("STARTTLS"); err != nil {
 		return netFailure(res, "STARTTLS", err)
 	}
+	res.StartTLS = res.StartTLS.bounded()
 	switch c := res.StartTLS.Code; {
 	case c >= 400 && c < 500:
 		res.Outcome, res.Detail = OutcomeGreylisted, "STARTTLS answered "+res.StartTLS.String()
@@ -256,7 +275,7 @@ func (p *Prober) probe(ctx context.Context, ip netip.Addr, sni string) (res Resu
 		if ctx.Err() != nil || isTimeout(err) || dropped(err) {
 			return netFailure(res, "TLS handshake", err)
 		}
-		res.Outcome, res.Detail = OutcomeHandshakeError, "TLS handshake failed: "+err.Error()
+		res.Outcome, res.Detail, res.Err = OutcomeHandshakeError, "TLS handshake failed: "+problem.Describe(err), err
 		return res
 	}
 	st := tc.ConnectionState()
@@ -347,7 +366,12 @@ func ok2xx(r Reply, res *Result, what string) bool {
 	return false
 }
 
+// netFailure records a failed network step. The detail names the step and the finding
+// (problem.Describe), never this host's address and port, which the error's own text
+// carries ("read tcp 127.0.0.1:44500->192.0.2.1:25: ..."): it may reach a sender's
+// reply.
 func netFailure(res Result, what string, err error) Result {
+	res.Err = err
 	switch {
 	case isTimeout(err):
 		res.Outcome = OutcomeTimeout
@@ -357,10 +381,10 @@ func netFailure(res Result, what string, err error) Result {
 		res.Detail = what + ": connection refused"
 	case res.Stage == StageNone:
 		res.Outcome = OutcomeRefused
-		res.Detail = what + ": " + err.Error()
+		res.Detail = what + ": " + problem.Describe(err)
 	default:
 		res.Outcome = OutcomeProtocolError
-		res.Detail = what + ": " + err.Error()
+		res.Detail = what + ": " + problem.Describe(err)
 	}
 	return res
 }
@@ -541,7 +565,7 @@ func (r Result) MarshalJSON() ([]byte, error) {
 		s.Chain = append(s.Chain, c.Raw)
 	}
 	if r.PKIX != nil {
-		s.PKIXKind, s.PKIXError = "other", r.PKIX.Error()
+		s.PKIXKind, s.PKIXError = "other", safetext.Bound(r.PKIX.Error(), safetext.MaxField)
 		var inv x509.CertificateInvalidError
 		var ua x509.UnknownAuthorityError
 		switch {
@@ -562,9 +586,10 @@ func (r *Result) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, &s); err != nil {
 		return err
 	}
-	*r = Result{IP: s.IP, Stage: s.Stage, Outcome: s.Outcome, Detail: s.Detail, Greeting: s.Greeting,
-		EHLO: s.EHLO, StartTLS: s.StartTLS, Offered: s.Offered, TLSVersion: s.TLSVersion,
-		CipherSuite: s.CipherSuite, Duration: s.Duration}
+	// The text is bounded again: the file may have been written by an older version.
+	*r = Result{IP: s.IP, Stage: s.Stage, Outcome: s.Outcome, Detail: safetext.Bound(s.Detail, safetext.MaxField),
+		Greeting: s.Greeting.bounded(), EHLO: s.EHLO.bounded(), StartTLS: s.StartTLS.bounded(), Offered: s.Offered,
+		TLSVersion: s.TLSVersion, CipherSuite: s.CipherSuite, Duration: s.Duration}
 	for _, der := range s.Chain {
 		c, err := x509.ParseCertificate(der)
 		if err != nil {
@@ -573,7 +598,7 @@ func (r *Result) UnmarshalJSON(b []byte) error {
 		r.Chain = append(r.Chain, c)
 	}
 	if s.PKIXKind != "" {
-		r.PKIX = &storedPKIXError{kind: s.PKIXKind, msg: s.PKIXError, leaf: r.Leaf()}
+		r.PKIX = &storedPKIXError{kind: s.PKIXKind, msg: safetext.Bound(s.PKIXError, safetext.MaxField), leaf: r.Leaf()}
 	}
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/tlsgate/tlsgate/test/fake"
 	"github.com/tlsgate/tlsgate/verify/smtpprobe"
@@ -213,6 +214,30 @@ func TestConstrainedCNOnlyChain(t *testing.T) {
 		}
 		if (back.PKIX == nil) != tc.ok {
 			t.Errorf("CN %s: PKIX after the cache file %v; want ok=%v", tc.cn, back.PKIX, tc.ok)
+		}
+	}
+}
+
+// TestReplyTextBounded: a server sending the most lines of the longest length the probe
+// reads, all 0xff, leaves a bounded, valid UTF-8 text of each reply in the result (what
+// the cache and the file keep), and STARTTLS on the last of 100 EHLO lines is still seen.
+func TestReplyTextBounded(t *testing.T) {
+	t.Parallel()
+	junk := strings.Repeat("\xff", 2044)
+	var greeting, ehlo strings.Builder
+	for range 99 {
+		greeting.WriteString("220-" + junk + "\r\n")
+		ehlo.WriteString("250-" + junk + "\r\n")
+	}
+	greeting.WriteString("220 " + junk + "\r\n")
+	ehlo.WriteString("250 STARTTLS\r\n")
+	r := probe(t, scripted(t, step{"", greeting.String()}, step{"EHLO", ehlo.String()}, step{"STARTTLS", "454 4.7.0 not now\r\n"}))
+	if !r.Offered || r.Outcome != smtpprobe.OutcomeGreylisted {
+		t.Errorf("offered %v, outcome %s (%s); want STARTTLS seen and the 454 answer", r.Offered, r.Outcome, r.Detail)
+	}
+	for what, text := range map[string]string{"greeting": r.Greeting.Text, "EHLO": r.EHLO.Text, "STARTTLS": r.StartTLS.Text, "detail": r.Detail} {
+		if len(text) > 512 || !utf8.ValidString(text) {
+			t.Errorf("%s text kept: %d bytes, valid UTF-8 %v", what, len(text), utf8.ValidString(text))
 		}
 	}
 }
