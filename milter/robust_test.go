@@ -129,7 +129,8 @@ func TestServerRobustness(t *testing.T) {
 func TestShutdownAnswersInFlightRCPT(t *testing.T) {
 	t.Parallel()
 	release := make(chan struct{})
-	src := &factSource{facts: map[string]*verify.Facts{"slow.test": tlsFacts("slow.test")}, block: release}
+	src := &factSource{facts: map[string]*verify.Facts{"slow.test": tlsFacts("slow.test")}, block: release,
+		waiting: make(chan string, 1)}
 	f := milter.NewFilter(milter.Config{
 		Policies:          policySet(t, nil, []policy.Customer{acme}),
 		Facts:             src,
@@ -169,8 +170,10 @@ func TestShutdownAnswersInFlightRCPT(t *testing.T) {
 		}
 		answered <- act
 	}()
-	for len(src.Asked()) == 0 { // the RCPT is being decided
-		time.Sleep(5 * time.Millisecond)
+	select {
+	case <-src.waiting: // the RCPT is being decided, its verdict held back by release
+	case <-time.After(5 * time.Second):
+		t.Fatal("the RCPT never reached the fact source")
 	}
 	shut := make(chan error, 1)
 	go func() {
@@ -178,7 +181,16 @@ func TestShutdownAnswersInFlightRCPT(t *testing.T) {
 		defer cancel()
 		shut <- srv.Shutdown(ctx)
 	}()
-	time.Sleep(50 * time.Millisecond) // shutdown has begun while the verdict is pending
+	// Serve returns once Shutdown has closed the listener: shutdown has begun while the
+	// verdict is still pending.
+	select {
+	case err := <-served:
+		if !milter.IsClosed(err) {
+			t.Errorf("Serve: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Serve did not return after Shutdown began")
+	}
 	close(release)
 	select {
 	case act := <-answered:
@@ -191,8 +203,5 @@ func TestShutdownAnswersInFlightRCPT(t *testing.T) {
 	s.Close() // the MTA ends its session; Shutdown can complete
 	if err := <-shut; err != nil {
 		t.Errorf("Shutdown: %v", err)
-	}
-	if err := <-served; !milter.IsClosed(err) {
-		t.Errorf("Serve: %v", err)
 	}
 }

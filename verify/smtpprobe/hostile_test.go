@@ -259,10 +259,17 @@ func TestHostileServers(t *testing.T) {
 		{
 			name: "reset after half a ServerHello", budget: 2 * time.Second,
 			script: func(c net.Conn) {
-				if upToClientHello(c) && say(c, string(halfServerHello)) {
-					time.Sleep(50 * time.Millisecond) // let the half arrive first
-					c.(*net.TCPConn).SetLinger(0)     // Close sends RST
+				if !upToClientHello(c) || !say(c, string(halfServerHello)) {
+					return
 				}
+				// Reset only once the half is in the probe's hands: otherwise the RST
+				// may overtake it, and this is "reset on the ClientHello" again. If it
+				// never arrives, hold: the probe then times out and the case fails.
+				if !acked(c.(*net.TCPConn), time.Second) {
+					hold(c)
+					return
+				}
+				c.(*net.TCPConn).SetLinger(0) // Close sends RST
 			},
 			outcome: smtpprobe.OutcomeProtocolError, stage: smtpprobe.StageEHLO, atMost: slack,
 		},
