@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -22,7 +21,7 @@ import (
 // server answers every RCPT, keeps serving, and leaves no goroutine behind. Not
 // parallel: it counts the process's goroutines.
 func TestServerRobustness(t *testing.T) {
-	before := runtime.NumGoroutine()
+	noLeak := fake.CheckGoroutines(t)
 	facts := map[string]*verify.Facts{}
 	for i := range 50 {
 		d := fmt.Sprintf("d%02d.test", i)
@@ -121,7 +120,7 @@ func TestServerRobustness(t *testing.T) {
 	if err := <-served; !milter.IsClosed(err) {
 		t.Errorf("Serve: %v", err)
 	}
-	fake.WaitGoroutines(t, before, 3)
+	noLeak()
 }
 
 // TestShutdownAnswersInFlightRCPT: Shutdown (SIGTERM in serve) lets an RCPT whose

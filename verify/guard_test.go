@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -151,7 +150,7 @@ func (p *slowProber) Probe(ctx context.Context, ip netip.Addr, _ string) smtppro
 // told "overloaded" at once), and leave no goroutines behind.
 func TestBurstOfDistinctDomains(t *testing.T) {
 	// Not parallel: it counts the process's goroutines.
-	before := runtime.NumGoroutine()
+	noLeak := fake.CheckGoroutines(t)
 	prober := &slowProber{}
 	v, err := verify.New(verify.Config{Resolver: &anyResolver{}, Prober: prober, MaxConcurrent: 8, MaxQueued: 200, OwnAddrs: []netip.Addr{}})
 	if err != nil {
@@ -191,7 +190,7 @@ func TestBurstOfDistinctDomains(t *testing.T) {
 	if done.Load()+pending.Load()+overloaded.Load() != n {
 		t.Errorf("answers do not add up to %d", n)
 	}
-	fake.WaitGoroutines(t, before, 5)
+	noLeak()
 }
 
 // manyMXResolver publishes hundreds of MX hosts for every domain, none with an address.

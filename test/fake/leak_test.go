@@ -4,7 +4,6 @@ import (
 	"crypto/tls"
 	"net"
 	"net/smtp"
-	"runtime"
 	"testing"
 	"time"
 
@@ -16,7 +15,7 @@ import (
 // TestCleanupLeavesNoGoroutines is not parallel: it counts the goroutines of
 // the whole process, which the paused parallel tests do not change.
 func TestCleanupLeavesNoGoroutines(t *testing.T) {
-	before := runtime.NumGoroutine()
+	noLeak := fake.CheckGoroutines(t)
 	var open []net.Conn
 	defer func() {
 		for _, c := range open {
@@ -76,5 +75,5 @@ func TestCleanupLeavesNoGoroutines(t *testing.T) {
 		}
 	})
 
-	fake.WaitGoroutines(t, before, 0)
+	noLeak()
 }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -302,11 +301,11 @@ const (
 // its cases, as test/fake's TestCleanupLeavesNoGoroutines does; the paused parallel tests
 // do not change that count.
 func TestHostileDNS(t *testing.T) {
-	before := runtime.NumGoroutine()
+	noLeak := fake.CheckGoroutines(t)
 	t.Run("answers", testHostileAnswers)
 	t.Run("timing", testHostileTiming)
 
-	fake.WaitGoroutines(t, before, 0)
+	noLeak()
 }
 
 func testHostileAnswers(t *testing.T) {

@@ -343,7 +343,7 @@ func TestHostileServers(t *testing.T) {
 	}
 
 	for _, tc := range tests {
-		before := runtime.NumGoroutine()
+		noLeak := fake.CheckGoroutines(t)
 		t.Run(tc.name, func(t *testing.T) {
 			port := serve(t, tc.script)
 			p := &smtpprobe.Prober{Dialer: &net.Dialer{}, Port: int(port), HELO: "probe.test"}
@@ -385,6 +385,6 @@ func TestHostileServers(t *testing.T) {
 			}
 		})
 		// The subtest's cleanup has closed the server; nothing of the probe may remain.
-		fake.WaitGoroutines(t, before, 0)
+		noLeak()
 	}
 }
