@@ -292,15 +292,15 @@ func TestJudgeTable(t *testing.T) {
 			}
 			name := tc.name + " at " + l.String()
 			want := tc.want[l]
-			check(t, name, Judge(tc.facts, p), want)
+			expectCell(t, name, Judge(tc.facts, p), want)
 			// Facts as cached: the certificate summarised, DANE verified, the chain
 			// dropped. The verdict must not change.
-			check(t, name+" (cached facts)", Judge(cached(tc.facts), p), want)
+			expectCell(t, name+" (cached facts)", Judge(asCached(tc.facts), p), want)
 		}
 	}
 }
 
-func check(t *testing.T, name string, got Verdict, want cell) {
+func expectCell(t *testing.T, name string, got Verdict, want cell) {
 	t.Helper()
 	if got.Status != want.status || got.Reason != want.reason ||
 		(want.mech != "" && got.Mechanism != want.mech) {
@@ -474,9 +474,9 @@ func cachedAfterFailure(r *mtasts.Result) *mtasts.Result {
 	return &c
 }
 
-// cached returns f as the Verifier caches it: each attempt's leaf summarised and its
+// asCached returns f as the Verifier caches it: each attempt's leaf summarised and its
 // DANE check done while the chain was at hand, then the chains dropped.
-func cached(f *Facts) *Facts {
+func asCached(f *Facts) *Facts {
 	c := &Facts{Domain: f.Domain, MX: f.MX, MXSecure: f.MXSecure, MXDetail: f.MXDetail,
 		Hosts: f.Hosts, Attempts: slices.Clone(f.Attempts), STS: f.STS, Checked: f.Checked}
 	for i := range c.Attempts {
