@@ -19,7 +19,7 @@ import (
 // TestServerRobustness: 1,000 concurrent milter sessions, a client that connects and
 // never speaks, and sessions the MTA aborts or drops in the middle of a transaction: the
 // server answers every RCPT, keeps serving, and leaves no goroutine behind. Not
-// parallel: it counts the process's goroutines.
+// parallel: it checks every goroutine of the process.
 func TestServerRobustness(t *testing.T) {
 	noLeak := fake.CheckGoroutines(t)
 	facts := map[string]*verify.Facts{}

@@ -149,7 +149,7 @@ func (p *slowProber) Probe(ctx context.Context, ip netip.Addr, _ string) smtppro
 // most max_concurrent sessions at once, queue at most max_queued probes (the rest are
 // told "overloaded" at once), and leave no goroutines behind.
 func TestBurstOfDistinctDomains(t *testing.T) {
-	// Not parallel: it counts the process's goroutines.
+	// Not parallel: it checks every goroutine of the process.
 	noLeak := fake.CheckGoroutines(t)
 	prober := &slowProber{}
 	v, err := verify.New(verify.Config{Resolver: &anyResolver{}, Prober: prober, MaxConcurrent: 8, MaxQueued: 200, OwnAddrs: []netip.Addr{}})

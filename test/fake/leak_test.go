@@ -12,8 +12,8 @@ import (
 	"github.com/tlsgate/tlsgate/test/fake"
 )
 
-// TestCleanupLeavesNoGoroutines is not parallel: it counts the goroutines of
-// the whole process, which the paused parallel tests do not change.
+// TestCleanupLeavesNoGoroutines is not parallel: it checks the goroutines of
+// the whole process (the paused parallel tests are not counted as leaks).
 func TestCleanupLeavesNoGoroutines(t *testing.T) {
 	noLeak := fake.CheckGoroutines(t)
 	var open []net.Conn

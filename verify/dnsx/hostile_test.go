@@ -297,9 +297,9 @@ const (
 	hostileSlack   = time.Second
 )
 
-// TestHostileDNS is not parallel: it counts the goroutines of the whole process around
+// TestHostileDNS is not parallel: it checks the goroutines of the whole process around
 // its cases, as test/fake's TestCleanupLeavesNoGoroutines does; the paused parallel tests
-// do not change that count.
+// are not taken for leaks.
 func TestHostileDNS(t *testing.T) {
 	noLeak := fake.CheckGoroutines(t)
 	t.Run("answers", testHostileAnswers)

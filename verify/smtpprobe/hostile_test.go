@@ -136,8 +136,8 @@ func flood(sent *atomic.Int64, prefix string, body []byte, total int64) func(net
 // answer garbage or hang up at every step. Each probe must end within its budget
 // with a transient outcome unless the server gave a definite answer, hold bounded
 // memory whatever the server sends, and leave no goroutine behind. Not parallel: it
-// counts the goroutines and allocations of the whole process, which the paused
-// parallel tests do not change.
+// checks the goroutines and counts the allocations of the whole process, which the
+// paused parallel tests do not change.
 func TestHostileServers(t *testing.T) {
 	const (
 		mib       = 1 << 20
