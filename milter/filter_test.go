@@ -30,6 +30,9 @@ type factSource struct {
 	facts map[string]*verify.Facts
 	errs  map[string]error
 	block chan struct{}
+	// waiting, when set, receives each domain asked about before the call blocks: a
+	// test knows a recipient is being decided without polling Asked.
+	waiting chan string
 
 	mu      sync.Mutex
 	asked   []string
@@ -47,6 +50,9 @@ func (s *factSource) Facts(ctx context.Context, domain string) (*verify.Facts, b
 	s.asked = append(s.asked, domain)
 	s.budgets = append(s.budgets, budget)
 	s.mu.Unlock()
+	if s.waiting != nil {
+		s.waiting <- domain
+	}
 	if s.block != nil {
 		select {
 		case <-s.block:

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -20,9 +19,9 @@ import (
 // TestServerRobustness: 1,000 concurrent milter sessions, a client that connects and
 // never speaks, and sessions the MTA aborts or drops in the middle of a transaction: the
 // server answers every RCPT, keeps serving, and leaves no goroutine behind. Not
-// parallel: it counts the process's goroutines.
+// parallel: it checks every goroutine of the process.
 func TestServerRobustness(t *testing.T) {
-	before := runtime.NumGoroutine()
+	noLeak := fake.CheckGoroutines(t)
 	facts := map[string]*verify.Facts{}
 	for i := range 50 {
 		d := fmt.Sprintf("d%02d.test", i)
@@ -121,7 +120,7 @@ func TestServerRobustness(t *testing.T) {
 	if err := <-served; !milter.IsClosed(err) {
 		t.Errorf("Serve: %v", err)
 	}
-	fake.WaitGoroutines(t, before, 3)
+	noLeak()
 }
 
 // TestShutdownAnswersInFlightRCPT: Shutdown (SIGTERM in serve) lets an RCPT whose
@@ -129,7 +128,8 @@ func TestServerRobustness(t *testing.T) {
 func TestShutdownAnswersInFlightRCPT(t *testing.T) {
 	t.Parallel()
 	release := make(chan struct{})
-	src := &factSource{facts: map[string]*verify.Facts{"slow.test": tlsFacts("slow.test")}, block: release}
+	src := &factSource{facts: map[string]*verify.Facts{"slow.test": tlsFacts("slow.test")}, block: release,
+		waiting: make(chan string, 1)}
 	f := milter.NewFilter(milter.Config{
 		Policies:          policySet(t, nil, []policy.Customer{acme}),
 		Facts:             src,
@@ -169,8 +169,10 @@ func TestShutdownAnswersInFlightRCPT(t *testing.T) {
 		}
 		answered <- act
 	}()
-	for len(src.Asked()) == 0 { // the RCPT is being decided
-		time.Sleep(5 * time.Millisecond)
+	select {
+	case <-src.waiting: // the RCPT is being decided, its verdict held back by release
+	case <-time.After(5 * time.Second):
+		t.Fatal("the RCPT never reached the fact source")
 	}
 	shut := make(chan error, 1)
 	go func() {
@@ -178,7 +180,16 @@ func TestShutdownAnswersInFlightRCPT(t *testing.T) {
 		defer cancel()
 		shut <- srv.Shutdown(ctx)
 	}()
-	time.Sleep(50 * time.Millisecond) // shutdown has begun while the verdict is pending
+	// Serve returns once Shutdown has closed the listener: shutdown has begun while the
+	// verdict is still pending.
+	select {
+	case err := <-served:
+		if !milter.IsClosed(err) {
+			t.Errorf("Serve: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Serve did not return after Shutdown began")
+	}
 	close(release)
 	select {
 	case act := <-answered:
@@ -191,8 +202,5 @@ func TestShutdownAnswersInFlightRCPT(t *testing.T) {
 	s.Close() // the MTA ends its session; Shutdown can complete
 	if err := <-shut; err != nil {
 		t.Errorf("Shutdown: %v", err)
-	}
-	if err := <-served; !milter.IsClosed(err) {
-		t.Errorf("Serve: %v", err)
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -150,8 +149,8 @@ func (p *slowProber) Probe(ctx context.Context, ip netip.Addr, _ string) smtppro
 // most max_concurrent sessions at once, queue at most max_queued probes (the rest are
 // told "overloaded" at once), and leave no goroutines behind.
 func TestBurstOfDistinctDomains(t *testing.T) {
-	// Not parallel: it counts the process's goroutines.
-	before := runtime.NumGoroutine()
+	// Not parallel: it checks every goroutine of the process.
+	noLeak := fake.CheckGoroutines(t)
 	prober := &slowProber{}
 	v, err := verify.New(verify.Config{Resolver: &anyResolver{}, Prober: prober, MaxConcurrent: 8, MaxQueued: 200, OwnAddrs: []netip.Addr{}})
 	if err != nil {
@@ -191,7 +190,7 @@ func TestBurstOfDistinctDomains(t *testing.T) {
 	if done.Load()+pending.Load()+overloaded.Load() != n {
 		t.Errorf("answers do not add up to %d", n)
 	}
-	fake.WaitGoroutines(t, before, 5)
+	noLeak()
 }
 
 // manyMXResolver publishes hundreds of MX hosts for every domain, none with an address.

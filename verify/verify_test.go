@@ -232,7 +232,9 @@ func (w want) check(t *testing.T, level string, v verify.Verdict) {
 const domain = "example.test"
 
 // TestJudgeMatrix is the (server behaviour x level) table: every level in scope against
-// every behaviour a real MX shows, through real DNS and SMTP on loopback.
+// every behaviour a real MX shows, through real DNS and SMTP on loopback. It shows that
+// the probe records the right Facts for each behaviour; what Judge makes of every kind
+// of Facts is TestJudgeTable's job (judge_table_test.go).
 func TestJudgeMatrix(t *testing.T) {
 	t.Parallel()
 	type levels struct{ encrypt, fingerprint, verify, secure want }

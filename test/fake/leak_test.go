@@ -4,7 +4,6 @@ import (
 	"crypto/tls"
 	"net"
 	"net/smtp"
-	"runtime"
 	"testing"
 	"time"
 
@@ -13,10 +12,10 @@ import (
 	"github.com/tlsgate/tlsgate/test/fake"
 )
 
-// TestCleanupLeavesNoGoroutines is not parallel: it counts the goroutines of
-// the whole process, which the paused parallel tests do not change.
+// TestCleanupLeavesNoGoroutines is not parallel: it checks the goroutines of
+// the whole process (the paused parallel tests are not counted as leaks).
 func TestCleanupLeavesNoGoroutines(t *testing.T) {
-	before := runtime.NumGoroutine()
+	noLeak := fake.CheckGoroutines(t)
 	var open []net.Conn
 	defer func() {
 		for _, c := range open {
@@ -76,5 +75,5 @@ func TestCleanupLeavesNoGoroutines(t *testing.T) {
 		}
 	})
 
-	fake.WaitGoroutines(t, before, 0)
+	noLeak()
 }

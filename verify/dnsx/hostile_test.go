@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -298,15 +297,15 @@ const (
 	hostileSlack   = time.Second
 )
 
-// TestHostileDNS is not parallel: it counts the goroutines of the whole process around
+// TestHostileDNS is not parallel: it checks the goroutines of the whole process around
 // its cases, as test/fake's TestCleanupLeavesNoGoroutines does; the paused parallel tests
-// do not change that count.
+// are not taken for leaks.
 func TestHostileDNS(t *testing.T) {
-	before := runtime.NumGoroutine()
+	noLeak := fake.CheckGoroutines(t)
 	t.Run("answers", testHostileAnswers)
 	t.Run("timing", testHostileTiming)
 
-	fake.WaitGoroutines(t, before, 0)
+	noLeak()
 }
 
 func testHostileAnswers(t *testing.T) {
