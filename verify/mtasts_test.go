@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -344,5 +345,27 @@ func TestSTSPolicySurvivesRestart(t *testing.T) {
 	}
 	if n := srv.Fetches(); n != 1 {
 		t.Errorf("%d policy fetches; want only the first verifier's", n)
+	}
+
+	// A file of version 2 (written before certificate names were checked against a
+	// constrained CA's subtrees) still gives its policies, never its facts.
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := filepath.Join(t.TempDir(), "cache-v2.json")
+	if err := os.WriteFile(old, []byte(strings.Replace(string(b), `"version":3`, `"version":2`, 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	third := w.verifier(w.withSTS)
+	if n, err := third.LoadCache(old); n != 0 || err != nil {
+		t.Errorf("LoadCache(version 2) = %d, %v; want no facts and no error", n, err)
+	}
+	if _, ok := third.Cached(domain); ok {
+		t.Error("facts of a version 2 file were loaded")
+	}
+	f = third.Probe(context.Background(), domain)
+	if f.STS == nil || !f.STS.Cached || f.STS.ID != "20261121" {
+		t.Errorf("STS result after a version 2 file %+v; want its saved policy", f.STS)
 	}
 }

@@ -22,7 +22,14 @@ import (
 // JSON lines: a header, then one record per line, facts or a policy. Both are read back
 // only until they expire.
 
-const cacheFileVersion = 2
+// cacheFileVersion 3: facts judged with OpenSSL's name constraints on a CN-only leaf.
+// A version 2 file is still read for its MTA-STS policies (they stay valid), but its
+// facts are dropped: a CN-only certificate from a constrained CA may have passed there,
+// and the chain needed to check it again is not in the file.
+const (
+	cacheFileVersion         = 3
+	cacheFilePoliciesVersion = 2 // older version whose MTA-STS policies are still loaded
+)
 
 // cacheRecord is one line after the header: exactly one field is set.
 type cacheRecord struct {
@@ -175,9 +182,11 @@ func (v *Verifier) LoadCache(path string) (int, error) {
 	lr := lineReader{r: bufio.NewReaderSize(file, 64<<10), max: maxCacheLine}
 	var hdr cacheFileHeader
 	line, err := lr.next()
-	if err != nil || json.Unmarshal(line, &hdr) != nil || hdr.Format != "tlsgate-cache" || hdr.Version != cacheFileVersion {
+	if err != nil || json.Unmarshal(line, &hdr) != nil || hdr.Format != "tlsgate-cache" ||
+		hdr.Version != cacheFileVersion && hdr.Version != cacheFilePoliciesVersion {
 		return 0, fmt.Errorf("%w %s: not a tlsgate cache file of version %d", ErrCacheFile, path, cacheFileVersion)
 	}
+	keepFacts := hdr.Version == cacheFileVersion
 	now := v.cfg.Now()
 	var facts []*Facts
 	var policies []mtasts.Saved
@@ -211,7 +220,7 @@ func (v *Verifier) LoadCache(path string) (int, error) {
 				skip(n, "no domain")
 				continue
 			}
-			if now.Before(r.Facts.Until) && len(facts) < v.cfg.CacheSize {
+			if keepFacts && now.Before(r.Facts.Until) && len(facts) < v.cfg.CacheSize {
 				boundFacts(r.Facts)
 				facts = append(facts, r.Facts)
 			}

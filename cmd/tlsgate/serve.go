@@ -52,7 +52,11 @@ func serve(ctx context.Context, args, env []string, stderr io.Writer) int {
 	defer v.Close()
 	if cfg.Cache.File != "" {
 		// A restart must not turn into a probe storm: start from the saved verdicts.
-		if n, err := v.LoadCache(cfg.Cache.File); err != nil {
+		var skipped *verify.CacheLinesSkipped
+		if n, err := v.LoadCache(cfg.Cache.File); errors.As(err, &skipped) {
+			log.Warn("verdict cache loaded; bad lines skipped", "file", cfg.Cache.File, "domains", n,
+				"skipped", skipped.Skipped, "first", skipped.First)
+		} else if err != nil {
 			log.Warn("verdict cache file ignored", "file", cfg.Cache.File, "err", err)
 		} else {
 			log.Info("verdict cache loaded", "file", cfg.Cache.File, "domains", n)
