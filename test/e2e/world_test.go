@@ -79,7 +79,7 @@ func newWorld(t *testing.T) *world {
 	if os.Geteuid() != 0 {
 		t.Fatal("the e2e suite runs Postfix, nsd and unbound and must run as root (see README)")
 	}
-	for _, tool := range []string{"nsd", "unbound", "ldns-keygen", "ldns-signzone", "postfix", "postcat", "postmap", "swaks", "unshare", "nsenter", "mount", "mta-sts-daemon"} {
+	for _, tool := range []string{"nsd", "unbound", "ldns-keygen", "ldns-signzone", "postfix", "postcat", "postmap", "swaks", "unshare", "mount"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Fatalf("%s not found: run test/e2e/install.sh first (%v)", tool, err)
 		}
