@@ -49,7 +49,14 @@ type cell struct {
 	// at level published: the level Postfix is told to use, NOTFOUND (Postfix's own
 	// smtp_tls_security_level, may) or TEMP (Postfix defers).
 	mapWant string
+	// limit, when set, is a Postfix-version limit on the map-driven delivery that the
+	// outcome does not show: the host Postfix delivers to.
+	limit versionLimit
 }
+
+// versionLimit: this Postfix (Debian 12's 3.7) delivers the cell's message through relay,
+// a host tlsgate's verdict did not use, for the reason why.
+type versionLimit struct{ relay, why string }
 
 func matrix() []cell {
 	rows := []struct {
@@ -196,6 +203,7 @@ pin-wrong.test      fingerprint match=00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:
 	w.agreement(t, "Postfix at the level (smtp_tls_security_level)", static, got, outcomes, staticIDs, nil)
 	answers := w.mapAnswers(t, oracle, cells)
 	w.agreement(t, "Postfix with tlsgate's socketmap as smtp_tls_policy_maps", cells, got, outcomes, mapIDs, answers)
+	w.versionLimits(t, oracle, cells, mapIDs)
 
 	t.Run("one message, mixed recipients", func(t *testing.T) { w.mixedMessage(t, sender) })
 	t.Run("tlsgate killed and restarted mid-session", func(t *testing.T) { w.restartMidSession(t, policy) })
@@ -356,6 +364,33 @@ func (w *world) checkHeader(t *testing.T, sender, id string, c cell) {
 }
 
 var deliveryRE = regexp.MustCompile(`postfix/[a-z-]+/?[a-z]*\[\d+\]: ([0-9A-Za-z]+): to=<[^>]*>,.* status=(sent|deferred|bounced) \((.*)\)$`)
+
+var relayRE = regexp.MustCompile(`: ([0-9A-Za-z]+): to=<[^>]*>, relay=([^\[, ]+)`)
+
+// versionLimits asserts the cells' Postfix-version limits: the map-driven delivery went
+// to the host the limit names (a newer Postfix that does better fails this, and the
+// limit must go).
+func (w *world) versionLimits(t *testing.T, oracle string, cells []cell, ids map[cell]string) {
+	b, err := os.ReadFile(filepath.Join(oracle, "maillog"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	relays := map[string]string{}
+	for _, m := range relayRE.FindAllStringSubmatch(string(b), -1) {
+		relays[m[1]] = m[2] // the last attempt
+	}
+	for _, c := range cells {
+		if c.limit.relay == "" {
+			continue
+		}
+		if got := relays[ids[c]]; got != c.limit.relay {
+			t.Errorf("%s/%s: Postfix delivered through %q, not %q as the documented Postfix-version limit says: %s",
+				c.domain, c.level, got, c.limit.relay, c.limit.why)
+			continue
+		}
+		t.Logf("Postfix-version limit %s/%s: delivered through %s: %s", c.domain, c.level, c.limit.relay, c.limit.why)
+	}
+}
 
 // oracleOutcomes waits for the oracle's first delivery attempt of every message.
 func (w *world) oracleOutcomes(base string, ids []string) map[string][2]string {

@@ -63,6 +63,8 @@ type stsDomain struct {
 	// mapWant is the first word of what tlsgate's socketmap answers Postfix for the
 	// domain: a level, NOTFOUND or TEMP (see cell.mapWant).
 	mapWant string
+	// limit is a Postfix-version limit (see cell.limit).
+	limit versionLimit
 }
 
 var stsDomains = []stsDomain{
@@ -92,6 +94,16 @@ var stsDomains = []stsDomain{
 	// TEMP, as for unlisted.sts.test.
 	{domain: "certname.sts.test", mx: []string{"other.sts.test"}, policy: "mode: enforce\nmx: mx.sts.test",
 		want: "fail", code: "5.7.5", mapWant: "TEMP", expect: "none of its mail servers is listed in its MTA-STS policy"},
+	// §4.1 again, with a listed MX behind the unlisted one: tlsgate passes (through
+	// mx.sts.test) and Postfix delivers, so the outcomes agree, but Postfix 3.7 delivers
+	// to other.sts.test, which the policy does not list: "secure match=mx.sts.test"
+	// checks the certificate's names, not the MX host's. Only Postfix 3.10.5+
+	// (smtp_tls_enforce_sts_mx_patterns, with the policy's MX patterns from
+	// QUERYwithTLSRPT) can skip it. Asserted, so that a Postfix that skips it shows.
+	{domain: "unlistedfirst.sts.test", mx: []string{"other.sts.test", "mx.sts.test"}, policy: "mode: enforce\nmx: mx.sts.test",
+		want: "pass", mapWant: "secure", expect: "mechanism=mta-sts; sts=enforce; mx=mx.sts.test;",
+		limit: versionLimit{relay: "other.sts.test", why: "RFC 8461 §4.1: only listed MX hosts may be used; Postfix before 3.10.5 " +
+			"checks the policy's names against the certificate only, and other.sts.test presents one for mx.sts.test"}},
 	// §2: MTA-STS must not interfere with DANE, and mx.tls.test's TLSA record matches.
 	// postfix-mta-sts-resolver, which knows nothing of DANE, answered "secure
 	// match=mx.elsewhere.test", which replaced Postfix's dane level and made it defer.
@@ -105,7 +117,7 @@ func stsCells() []cell {
 	var cells []cell
 	for _, d := range stsDomains {
 		cells = append(cells, cell{domain: d.domain, level: "published", want: d.want, code: d.code,
-			expect: d.expect, mapWant: d.mapWant})
+			expect: d.expect, mapWant: d.mapWant, limit: d.limit})
 	}
 	return cells
 }
