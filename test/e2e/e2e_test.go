@@ -97,8 +97,8 @@ func matrix() []cell {
 	// published (all of them in the signed zone are DNSSEC-validated), else nothing is
 	// required. The four domains whose servers refuse or never answer (greet421,
 	// greet450, tarpit, refused) have no published cell: published requires nothing of
-	// them, as may, and tlsgate passes them unprobed like may, while Postfix defers for
-	// reasons that are not TLS.
+	// them, like may, so tlsgate passes them, while Postfix defers for reasons that are
+	// not TLS.
 	for _, p := range []struct{ domain, want, code, mapWant string }{
 		{"tls.test", "pass", "", "dane"},
 		{"notls.test", "pass", "", "NOTFOUND"},
