@@ -32,6 +32,15 @@ type Config struct {
 		SocketMode        string        `koanf:"socket_mode"`
 		SocketGroup       string        `koanf:"socket_group"`
 	} `koanf:"milter"`
+	// Socketmap is the delivery-time TLS policy table served to Postfix's
+	// smtp_tls_policy_maps (socketmap_table(5)).
+	Socketmap struct {
+		Listen       string        `koanf:"listen"`
+		SocketMode   string        `koanf:"socket_mode"`
+		SocketGroup  string        `koanf:"socket_group"`
+		DefaultLevel string        `koanf:"default_level"`
+		Timeout      time.Duration `koanf:"timeout"`
+	} `koanf:"socketmap"`
 	DNS struct {
 		Resolver string        `koanf:"resolver"`
 		Timeout  time.Duration `koanf:"timeout"`
@@ -119,6 +128,11 @@ func Default() *Config {
 	c.Milter.CheckedTransports = []string{"smtp", "smtp-*", "relay"}
 	c.Milter.SocketMode = "0660"
 	c.Milter.SocketGroup = ""
+	c.Socketmap.Listen = ""
+	c.Socketmap.SocketMode = "0660"
+	c.Socketmap.SocketGroup = ""
+	c.Socketmap.DefaultLevel = ""
+	c.Socketmap.Timeout = 10 * time.Second
 	c.DNS.Resolver = ""
 	c.DNS.Timeout = 3 * time.Second
 	c.DNS.Trusted = []string{}
@@ -333,6 +347,20 @@ func (c *Config) SocketFileMode() os.FileMode {
 		return 0o660
 	}
 	return m
+}
+
+// SocketmapFileMode is socketmap.socket_mode as a file mode (0660 if invalid).
+func (c *Config) SocketmapFileMode() os.FileMode {
+	m, err := parseMode(c.Socketmap.SocketMode)
+	if err != nil {
+		return 0o660
+	}
+	return m
+}
+
+// SocketmapDefaultPublished reports socketmap.default_level: published.
+func (c *Config) SocketmapDefaultPublished() bool {
+	return c.Socketmap.DefaultLevel == policy.LevelPublished.String()
 }
 
 func parseMode(s string) (os.FileMode, error) {

@@ -50,6 +50,7 @@ func (c *Config) PolicySet() (*policy.Set, []policy.Warning, error) {
 			OnTempfail: parseAction(pc.OnTempfail),
 			Source:     "config " + at,
 		}
+		p.Raw = rawPolicy(p.Level, p.Match)
 		w, err := t.Add(pc.Domain, p)
 		if err != nil {
 			errs = append(errs, c.fieldError(at+".domain", pc.Domain, "is not usable: "+err.Error(), ""))
@@ -126,4 +127,18 @@ func matchList(level policy.Level, match []string) []string {
 		}
 	}
 	return out
+}
+
+// rawPolicy writes a policy of the configuration as a Postfix tls_policy value, the
+// form the socketmap serves: the level and its match list (names joined by ':' for
+// verify and secure, fingerprints by '|', as Postfix's match= reads them).
+func rawPolicy(level policy.Level, match []string) string {
+	if len(match) == 0 {
+		return level.String()
+	}
+	sep := ":"
+	if level == policy.LevelFingerprint {
+		sep = "|"
+	}
+	return level.String() + " match=" + strings.Join(match, sep)
 }

@@ -40,11 +40,12 @@ func TestPolicySet(t *testing.T) {
 		want   policy.Policy
 	}{
 		{"config.example", true, policy.Policy{Level: policy.LevelSecure, Match: []string{"nexthop", "dot-nexthop"},
-			OnFail: policy.ActionTempfail, OnTempfail: policy.ActionHeader, Source: "config policies[0]", Key: "config.example"}},
-		{"a.sub.config.example", true, policy.Policy{Level: policy.LevelEncrypt, Source: "config policies[1]", Key: ".sub.config.example"}},
+			OnFail: policy.ActionTempfail, OnTempfail: policy.ActionHeader, Source: "config policies[0]", Key: "config.example",
+			Raw: "secure match=nexthop:dot-nexthop"}},
+		{"a.sub.config.example", true, policy.Policy{Level: policy.LevelEncrypt, Source: "config policies[1]", Key: ".sub.config.example", Raw: "encrypt"}},
 		{"files.example", true, policy.Policy{Level: policy.LevelEncrypt, Source: policyFile + ":2", Key: "files.example"}},
 		{"mx.files.example", true, policy.Policy{Level: policy.LevelVerify, Match: []string{"hostname", "nexthop"},
-			Source: policyFile + ":3", Key: ".files.example"}},
+			Source: policyFile + ":3", Key: ".files.example", Raw: "verify match=hostname:nexthop"}},
 		{"dane.example", true, policy.Policy{Level: policy.LevelDane, Source: policyFile + ":4", Key: "dane.example"}},
 		{"daneonly.example", true, policy.Policy{Level: policy.LevelDaneOnly, Source: policyFile + ":5", Key: "daneonly.example"}},
 		{"other.example", false, policy.Policy{}},
@@ -56,7 +57,8 @@ func TestPolicySet(t *testing.T) {
 			continue
 		}
 		if ok && (got.Level != l.want.Level || !slices.Equal(got.Match, l.want.Match) || got.OnFail != l.want.OnFail ||
-			got.OnTempfail != l.want.OnTempfail || got.Source != l.want.Source || got.Key != l.want.Key) {
+			got.OnTempfail != l.want.OnTempfail || got.Source != l.want.Source || got.Key != l.want.Key ||
+			l.want.Raw != "" && got.Raw != l.want.Raw) {
 			t.Errorf("Lookup(%q) = %+v\nwant %+v", l.domain, got, l.want)
 		}
 	}

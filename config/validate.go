@@ -45,6 +45,7 @@ const (
 func (c *Config) Validate() error {
 	v := validator{c: c}
 	v.milter()
+	v.socketmap()
 	v.dns()
 	v.probe()
 	v.cache()
@@ -106,6 +107,41 @@ func (v *validator) milter() {
 	}
 	if g := m.SocketGroup; g != "" && !isToken(g, maxName) {
 		v.fail("milter.socket_group", g, "is not a group name or gid", "")
+	}
+}
+
+// postfixSocketmapTimeout is Postfix's socketmap timeout (dict_sockmap.c
+// DICT_SOCKMAP_DEF_TIMEOUT: connect, read and write); an answer later than this
+// makes Postfix give up on the lookup.
+const postfixSocketmapTimeout = 100 * time.Second
+
+func (v *validator) socketmap() {
+	s := &v.c.Socketmap
+	if s.Listen != "" {
+		if _, _, msg := parseListen(s.Listen); msg != "" {
+			v.fail("socketmap.listen", s.Listen, strings.Replace(msg, "milter socket", "socket", 1), `"" (off), `+listenForms)
+		}
+	}
+	if _, err := parseMode(s.SocketMode); err != nil {
+		msg := "is not an octal file mode like 0660"
+		if n, err := strconv.ParseUint(s.SocketMode, 8, 32); err == nil && n > 0o777 {
+			msg += ` (an unquoted 660 in YAML is decimal; write "0660")`
+		}
+		v.fail("socketmap.socket_mode", s.SocketMode, msg, "")
+	}
+	if g := s.SocketGroup; g != "" && !isToken(g, maxName) {
+		v.fail("socketmap.socket_group", g, "is not a group name or gid", "")
+	}
+	// Only published: any Postfix level for every domain is what Postfix's own
+	// smtp_tls_security_level already says, and NOTFOUND leaves it in charge.
+	if d := s.DefaultLevel; d != "" && d != policy.LevelPublished.String() {
+		v.fail("socketmap.default_level", d, "is not a socketmap default level (for a Postfix level, set smtp_tls_security_level in main.cf)", `"", published`)
+	}
+	switch d := s.Timeout; {
+	case d <= 0:
+		v.fail("socketmap.timeout", d.String(), "must be a positive duration", "")
+	case d >= postfixSocketmapTimeout:
+		v.fail("socketmap.timeout", d.String(), "must be below "+postfixSocketmapTimeout.String()+" (Postfix's socketmap timeout)", "")
 	}
 }
 
@@ -434,7 +470,7 @@ func (c *Config) Warnings() []string {
 			out = append(out, fmt.Sprintf("%s: the configuration file is writable by every user (mode %04o); make it 0644 or stricter", c.File, st.Mode().Perm()))
 		}
 	}
-	if !c.MTASTS.Enabled && c.usesLevel(policy.LevelPublished) {
+	if !c.MTASTS.Enabled && (c.usesLevel(policy.LevelPublished) || c.SocketmapDefaultPublished()) {
 		warn("mta_sts.enabled", "false", "while the level published is used: it will require DANE only, never a domain's MTA-STS policy")
 	}
 	if c.MTASTS.Enabled && c.MTASTS.Timeout >= c.Milter.RcptTimeout {
@@ -454,6 +490,20 @@ func (c *Config) Warnings() []string {
 		}
 	} else if err == nil && c.SocketFileMode()&0o002 != 0 {
 		warn("milter.socket_mode", c.Milter.SocketMode, "lets every local user talk to the milter")
+	}
+	if network, _, err := ParseListen(c.Socketmap.Listen); c.Socketmap.Listen == "" || err == nil && network != "unix" {
+		d := Default()
+		if c.Socketmap.SocketMode != d.Socketmap.SocketMode {
+			warn("socketmap.socket_mode", c.Socketmap.SocketMode, "is ignored: socketmap.listen is not a unix socket")
+		}
+		if c.Socketmap.SocketGroup != d.Socketmap.SocketGroup {
+			warn("socketmap.socket_group", c.Socketmap.SocketGroup, "is ignored: socketmap.listen is not a unix socket")
+		}
+	} else if err == nil && c.SocketmapFileMode()&0o002 != 0 {
+		warn("socketmap.socket_mode", c.Socketmap.SocketMode, "lets every local user query the socketmap")
+	}
+	if c.Socketmap.Listen == "" && c.Socketmap.DefaultLevel != "" {
+		warn("socketmap.default_level", c.Socketmap.DefaultLevel, "has no effect: socketmap.listen is off")
 	}
 	if len(c.Milter.CheckedTransports) == 0 {
 		warn("milter.checked_transports", "", "is empty: no recipient is checked, every recipient passes")

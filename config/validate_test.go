@@ -45,6 +45,16 @@ func TestValidateErrors(t *testing.T) {
 		{"socket mode", func(c *Config) { c.Milter.SocketMode = "rw-rw----" }, "milter.socket_mode", "is not an octal file mode like 0660"},
 		{"socket mode decimal", func(c *Config) { c.Milter.SocketMode = "01224" }, "milter.socket_mode", `is decimal; write "0660"`},
 		{"socket group", func(c *Config) { c.Milter.SocketGroup = "post fix" }, "milter.socket_group", "is not a group name or gid"},
+		{"socketmap listen", func(c *Config) { c.Socketmap.Listen = "tcp:127.0.0.1:8642" }, "socketmap.listen",
+			`"tcp:127.0.0.1:8642" is not a Postfix socket (inet:HOST:PORT`},
+		{"socketmap listen relative", func(c *Config) { c.Socketmap.Listen = "unix:tlsgate/socketmap" }, "socketmap.listen", "needs an absolute socket path"},
+		{"socketmap socket mode", func(c *Config) { c.Socketmap.SocketMode = "0999" }, "socketmap.socket_mode", "is not an octal file mode like 0660"},
+		{"socketmap socket group", func(c *Config) { c.Socketmap.SocketGroup = "post fix" }, "socketmap.socket_group", "is not a group name or gid"},
+		{"socketmap default level", func(c *Config) { c.Socketmap.DefaultLevel = "dane" }, "socketmap.default_level",
+			`"dane" is not a socketmap default level (for a Postfix level, set smtp_tls_security_level in main.cf) (allowed: "", published)`},
+		{"socketmap timeout zero", func(c *Config) { c.Socketmap.Timeout = 0 }, "socketmap.timeout", `"0s" must be a positive duration`},
+		{"socketmap timeout past Postfix's", func(c *Config) { c.Socketmap.Timeout = 100 * time.Second }, "socketmap.timeout",
+			`"1m40s" must be below 1m40s (Postfix's socketmap timeout)`},
 		{"resolver name", func(c *Config) { c.DNS.Resolver = "dns.example:53" }, "dns.resolver", "is not an IP address with optional port"},
 		{"resolver v6 unbracketed port", func(c *Config) { c.DNS.Resolver = "::1:53:x" }, "dns.resolver", "is not an IP address"},
 		{"dns timeout", func(c *Config) { c.DNS.Timeout = -time.Second }, "dns.timeout", "must be a positive duration"},
@@ -280,6 +290,19 @@ func TestWarnings(t *testing.T) {
 		{"no transports", func(c *Config) { c.Milter.CheckedTransports = nil }, []string{"every recipient passes"}},
 		{"host bits", func(c *Config) { c.Probe.AllowNetworks = []string{"10.1.2.3/8"} },
 			[]string{`probe.allow_networks[0]: "10.1.2.3/8" has host bits set; using 10.0.0.0/8`}},
+		{"socketmap socket settings on inet", func(c *Config) {
+			c.Socketmap.Listen, c.Socketmap.SocketMode, c.Socketmap.SocketGroup = "inet:127.0.0.1:8642", "0600", "postfix"
+		}, []string{`socketmap.socket_mode: "0600" is ignored`, `socketmap.socket_group: "postfix" is ignored`}},
+		{"world-writable socketmap", func(c *Config) { c.Socketmap.Listen = "unix:/run/s.sock"; c.Socketmap.SocketMode = "0666" },
+			[]string{"lets every local user query the socketmap"}},
+		{"socketmap default without listen", func(c *Config) { c.Socketmap.DefaultLevel = "published" },
+			[]string{`socketmap.default_level: "published" has no effect: socketmap.listen is off`}},
+		{"socketmap published without MTA-STS", func(c *Config) {
+			c.Socketmap.Listen, c.Socketmap.DefaultLevel, c.MTASTS.Enabled = "inet:127.0.0.1:8642", "published", false
+		}, []string{"mta_sts.enabled"}},
+		{"socketmap on unix", func(c *Config) {
+			c.Socketmap.Listen, c.Socketmap.SocketGroup, c.Socketmap.DefaultLevel = "unix:/var/spool/postfix/tlsgate/socketmap", "postfix", "published"
+		}, nil},
 		{"none below limit", func(c *Config) { c.Milter.RcptTimeout = 29 * time.Second }, nil},
 	}
 	for _, tt := range tests {

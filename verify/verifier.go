@@ -108,6 +108,10 @@ type Verifier struct {
 	limiter   *addrLimiter
 	allow     func(netip.Addr) bool
 	postures  *cache.Cache[posture]
+	// maps caches MapFacts (the socketmap's DNS-only facts); mapGroup collapses
+	// concurrent lookups of one domain.
+	maps     *cache.Cache[*MapFacts]
+	mapGroup singleflight.Group
 	// keys indexes the cached domains for SaveCache.
 	keysMu sync.Mutex
 	keys   map[string]struct{}
@@ -174,6 +178,10 @@ func New(cfg Config) (*Verifier, error) {
 	if err != nil {
 		return nil, fmt.Errorf("verify: %w", err)
 	}
+	maps, err := cache.New[*MapFacts](max(cfg.CacheSize/4, 1000))
+	if err != nil {
+		return nil, fmt.Errorf("verify: %w", err)
+	}
 	ctx, stop := context.WithCancel(context.Background())
 	allow := AllowFunc(cfg.Allow)
 	own := map[netip.Addr]bool{}
@@ -181,7 +189,7 @@ func New(cfg Config) (*Verifier, error) {
 		own[ip.Unmap()] = true
 	}
 	v := &Verifier{cfg: cfg, cache: c, sem: make(chan struct{}, cfg.MaxConcurrent), ctx: ctx, stop: stop,
-		addrs: addrs, limiter: newAddrLimiter(cfg.RatePerAddress, time.Minute), keys: map[string]struct{}{}, postures: postures,
+		addrs: addrs, limiter: newAddrLimiter(cfg.RatePerAddress, time.Minute), keys: map[string]struct{}{}, postures: postures, maps: maps,
 		allow: func(ip netip.Addr) bool {
 			// The host's own addresses are refused even when public: a domain whose MX
 			// points at us would make us probe ourselves.
@@ -200,6 +208,7 @@ func (v *Verifier) Close() {
 	v.cache.Close()
 	v.addrs.Close()
 	v.postures.Close()
+	v.maps.Close()
 	if c, ok := v.cfg.STS.(interface{ Close() }); ok {
 		c.Close()
 	}

@@ -54,6 +54,7 @@ func configCmd(args, env []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, "warning:", w.String())
 	}
 	fmt.Fprintf(stdout, "%s: valid (%d domain policies, %d customers)\n", fs.Arg(0), set.Table.Len(), len(cfg.Customers))
+	printSocketmapConfig(stdout, cfg)
 	if *rcpt == "" {
 		return 0
 	}
@@ -91,6 +92,9 @@ func configCmd(args, env []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "on_fail: %s\non_tempfail: %s\n", p.OnFail.Or(cfg.DefaultOnFail()), p.OnTempfail.Or(cfg.DefaultOnTempfail()))
 	if a := req.Also; a != nil {
 		fmt.Fprintf(stdout, "also required: %s (%s)\n", a.Level, req.AlsoRule)
+	}
+	if cfg.Socketmap.Listen != "" {
+		fmt.Fprintf(stdout, "socketmap: %s\n", socketmapStatic(set.Table, cfg.SocketmapDefaultPublished(), norm))
 	}
 	return 0
 }

@@ -29,6 +29,8 @@ type reloader struct {
 	build     func(*config.Config) (milter.Config, error)
 	log       *slog.Logger
 	metrics   *metrics // nil without metrics
+	// also applies a reloaded configuration elsewhere (the socketmap); may be nil.
+	also func(*config.Config, milter.Config)
 }
 
 // reload loads the configuration again and swaps it in, or keeps the running one.
@@ -47,6 +49,9 @@ func (r *reloader) reload(why string) bool {
 		r.log.Warn("configuration changed where a reload cannot apply it; restart tlsgate", "key", key)
 	}
 	r.filter.Update(fc)
+	if r.also != nil {
+		r.also(cfg, fc)
+	}
 	r.log.Info("configuration reloaded", "trigger", why, "policies", fc.Policies.Table.Len())
 	r.metrics.countReload(true)
 	return true
@@ -63,6 +68,9 @@ func restartOnly(a, b *config.Config) []string {
 		{"milter.listen", a.Milter.Listen, b.Milter.Listen},
 		{"milter.socket_mode", a.Milter.SocketMode, b.Milter.SocketMode},
 		{"milter.socket_group", a.Milter.SocketGroup, b.Milter.SocketGroup},
+		{"socketmap.listen", a.Socketmap.Listen, b.Socketmap.Listen},
+		{"socketmap.socket_mode", a.Socketmap.SocketMode, b.Socketmap.SocketMode},
+		{"socketmap.socket_group", a.Socketmap.SocketGroup, b.Socketmap.SocketGroup},
 		{"dns", a.DNS, b.DNS},
 		{"probe", a.Probe, b.Probe},
 		{"mta_sts", a.MTASTS, b.MTASTS},

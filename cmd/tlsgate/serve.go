@@ -109,6 +109,12 @@ func serve(ctx context.Context, args, env []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "tlsgate: listen:", err)
 		return 1
 	}
+	sm, err := startSocketmap(cfg, v, fc.Policies.Table, m, log)
+	if err != nil {
+		ln.Close()
+		fmt.Fprintln(stderr, "tlsgate:", err)
+		return 1
+	}
 	var listening atomic.Bool
 	if m != nil {
 		resolver, err := newResolver(cfg)
@@ -117,6 +123,7 @@ func serve(ctx context.Context, args, env []string, stderr io.Writer) int {
 		}
 		if err != nil {
 			ln.Close()
+			sm.shutdown(context.Background())
 			fmt.Fprintln(stderr, "tlsgate: metrics.listen:", err)
 			return 1
 		}
@@ -125,7 +132,7 @@ func serve(ctx context.Context, args, env []string, stderr io.Writer) int {
 	srv := f.NewServer()
 	rctx, stopReloads := context.WithCancel(ctx)
 	defer stopReloads()
-	(&reloader{args: args, env: env, running: cfg, filter: f, build: build, log: log, metrics: m}).start(rctx)
+	(&reloader{args: args, env: env, running: cfg, filter: f, build: build, log: log, metrics: m, also: sm.reload}).start(rctx)
 	log.Info("tlsgate started", "version", version, "listen", cfg.Milter.Listen, "config", cfg.File,
 		"policies", fc.Policies.Table.Len(), "rcpt_timeout", cfg.Milter.RcptTimeout)
 
@@ -134,6 +141,7 @@ func serve(ctx context.Context, args, env []string, stderr io.Writer) int {
 	listening.Store(true)
 	select {
 	case err := <-done:
+		sm.shutdown(context.Background())
 		if !milter.IsClosed(err) {
 			log.Error("milter server stopped", "err", err)
 			return 1
@@ -148,6 +156,7 @@ func serve(ctx context.Context, args, env []string, stderr io.Writer) int {
 	if err := srv.Shutdown(sctx); err != nil {
 		srv.Close()
 	}
+	sm.shutdown(sctx)
 	<-done
 	return 0
 }

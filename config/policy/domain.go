@@ -175,6 +175,35 @@ func normalizeKey(key string) (string, error) {
 	return d, nil
 }
 
+// NormalizeNextHop returns the canonical form of a Postfix next-hop key
+// ("[host]", "[host]:port", "host:port"), as tlsgate compares them: lower case
+// (Postfix folds table keys, DICT_FLAG_FOLD_FIX), and a host name inside
+// converted to A-labels like NormalizeDomain; an address literal stays as it is.
+// ok is false when key has none of the three forms.
+func NormalizeNextHop(key string) (string, bool) {
+	k := strings.ToLower(strings.TrimSpace(key))
+	if len(k) > maxDomainInput || !isNextHopKey(k) {
+		return "", false
+	}
+	var host, rest string
+	bracket := strings.HasPrefix(k, "[")
+	if bracket {
+		host, rest, _ = strings.Cut(k[1:], "]")
+	} else {
+		i := strings.LastIndexByte(k, ':')
+		host, rest = k[:i], k[i:]
+	}
+	if _, err := netip.ParseAddr(strings.TrimPrefix(host, "ipv6:")); err != nil {
+		if d, why := normalize(host); why == "" {
+			host = d
+		}
+	}
+	if bracket {
+		return "[" + host + "]" + rest, true
+	}
+	return host + rest, true
+}
+
 // isNextHopKey reports whether k has the form "[host]", "[host]:port" or
 // "host:port", the Postfix next-hop forms (postconf(5) smtp_tls_policy_maps).
 func isNextHopKey(k string) bool {

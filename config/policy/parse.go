@@ -102,14 +102,23 @@ const invalidInPostfix = " (Postfix treats this policy as invalid and defers mai
 // name, a logical line longer than 64 KiB, a file larger than 16 MiB. A read
 // error from r is returned wrapped. On error no entries are returned.
 func ParseFile(r io.Reader, name string) ([]Entry, []Warning, error) {
+	p, err := parseFile(r, name)
+	if err != nil {
+		return nil, nil, err
+	}
+	return p.entries, p.warnings, nil
+}
+
+// parseFile is ParseFile, also returning the next-hop entries (for the socketmap).
+func parseFile(r io.Reader, name string) (*fileParser, error) {
 	p := &fileParser{
 		name: name,
 		lr:   newLineReader(r),
 	}
 	if err := p.run(); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	return p.entries, p.warnings, nil
+	return p, nil
 }
 
 // fileParser holds the state of one ParseFile call.
@@ -117,6 +126,7 @@ type fileParser struct {
 	name     string
 	lr       *lineReader
 	entries  []Entry
+	nextHops []Entry // keyed by NormalizeNextHop
 	warnings []Warning
 }
 
@@ -203,10 +213,15 @@ func (p *fileParser) parseLine(text string, lineno int) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w: key %q: %w", p.src(lineno), ErrSyntax, key, err)
 	}
+	pol.Raw = strings.TrimFunc(text[i:], isSpaceRune)
 	k, err := normalizeKey(key)
 	switch {
 	case errors.Is(err, ErrNextHopKey):
-		p.warn(lineno, "next-hop key %q never matches a recipient domain; entry skipped", key)
+		p.warn(lineno, "next-hop key %q never matches a recipient domain; entry skipped by the milter (the socketmap serves it)", key)
+		if hop, ok := NormalizeNextHop(key); ok {
+			pol.Source, pol.Key = p.src(lineno), hop
+			p.nextHops = append(p.nextHops, Entry{Key: hop, Policy: pol})
+		}
 		return nil
 	case err != nil:
 		p.warn(lineno, "%v; entry skipped", err)

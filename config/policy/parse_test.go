@@ -205,7 +205,7 @@ func TestParseFile(t *testing.T) {
 			in:   "[mx.example.com]:587 encrypt\n[mx.example.com] secure\nmx.example.com:25 verify\n[192.0.2.1]:submission encrypt\nexample.com may\n",
 			want: []Entry{entry("example.com", "t:5", Policy{Level: LevelMay})},
 			wantWarn: []string{
-				`t:1: next-hop key "[mx.example.com]:587" never matches a recipient domain; entry skipped`,
+				`t:1: next-hop key "[mx.example.com]:587" never matches a recipient domain; entry skipped by the milter (the socketmap serves it)`,
 				`t:2: next-hop key "[mx.example.com]"`,
 				`t:3: next-hop key "mx.example.com:25"`,
 				`t:4: next-hop key "[192.0.2.1]:submission"`,
@@ -313,6 +313,7 @@ func TestParseFile(t *testing.T) {
 					t.Errorf("%s: Invalid = %q, but the warnings say %v", got[i].Key, got[i].Policy.Invalid, invalidAt[got[i].Policy.Source])
 				}
 				got[i].Policy.Invalid = ""
+				got[i].Policy.Raw = "" // TestRawAndNextHops
 			}
 			if !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("entries:\n got %#v\nwant %#v", got, tt.want)
@@ -596,6 +597,9 @@ func TestParseFileTestdata(t *testing.T) {
 			if err != nil {
 				t.Fatalf("ParseFile: %v", err)
 			}
+			for i := range got {
+				got[i].Policy.Raw = "" // TestRawAndNextHops
+			}
 			if !reflect.DeepEqual(got, want) {
 				t.Errorf("entries:\n got %#v\nwant %#v", got, want)
 			}
@@ -677,4 +681,68 @@ func FuzzParseFile(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestRawAndNextHops: the socketmap serves a tls_policy entry to Postfix as Postfix
+// would have read it from the file, so every entry keeps its raw value (continuation
+// lines joined, attributes tlsgate does not model and attributes Postfix refuses
+// included), and next-hop keys, which the milter never uses, are kept for it too.
+func TestRawAndNextHops(t *testing.T) {
+	t.Parallel()
+	in := "example.com   secure match=.example.com ciphers=high\n" +
+		"  protocols=>=TLSv1.2\n" +
+		"bad.example encrypt match=nexthop\n" +
+		"[MX.Example.COM]:587 encrypt  \n" +
+		"[bücher.example] dane-only\n" +
+		"[192.0.2.1] fingerprint match=AA:BB\n" +
+		"mx.example.net:25 verify\n" +
+		"[MX.example.com]:587 none\n"
+	tab := NewTable()
+	path := t.TempDir() + "/tls_policy"
+	if err := os.WriteFile(path, []byte(in), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	warns, err := tab.LoadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for key, want := range map[string]string{
+		"example.com": "secure match=.example.com ciphers=high  protocols=>=TLSv1.2",
+		"bad.example": "encrypt match=nexthop",
+	} {
+		p, ok := tab.Lookup(key)
+		if !ok || p.Raw != want {
+			t.Errorf("Lookup(%q).Raw = %q, %v; want %q", key, p.Raw, ok, want)
+		}
+	}
+	if p, _ := tab.Lookup("bad.example"); p.Invalid == "" {
+		t.Error("bad.example: Invalid not set for match= at level encrypt")
+	}
+	for key, want := range map[string]string{
+		"[mx.example.com]:587":             "encrypt",
+		"[MX.EXAMPLE.COM]:587":             "encrypt",
+		"[xn--bcher-kva.example]":          "dane-only",
+		"[bücher.example]":                 "dane-only",
+		"[192.0.2.1]":                      "fingerprint match=AA:BB",
+		"mx.example.net:25":                "verify",
+		"[mx.example.net]:25":              "",
+		"mx.example.com":                   "",
+		"[mx.example.com]":                 "",
+		"[mx.example.com]:587\x00injected": "",
+	} {
+		p, ok := tab.LookupNextHop(key)
+		if ok != (want != "") || p.Raw != want {
+			t.Errorf("LookupNextHop(%q) = %q, %v; want %q", key, p.Raw, ok, want)
+		}
+	}
+	if _, ok := tab.Lookup("mx.example.com"); ok {
+		t.Error("a next-hop key matched a recipient domain")
+	}
+	var dup bool
+	for _, w := range warns {
+		dup = dup || strings.Contains(w.Msg, `duplicate entry "[mx.example.com]:587"`)
+	}
+	if !dup {
+		t.Errorf("no duplicate warning for the second [mx.example.com]:587 entry: %v", warns)
+	}
 }

@@ -38,6 +38,13 @@ type Policy struct {
 	// Key is the normalized table key that matched ("example.com" or
 	// ".example.com"); Table.Add and Table.Lookup fill it in.
 	Key string
+	// Raw is the entry's value as Postfix reads it from a tls_policy file: the
+	// level and every attribute, verbatim ("secure match=.example.com
+	// ciphers=high"); for a policy of tlsgate's configuration, the level and its
+	// match list in Postfix notation. The socketmap serves it to Postfix as it
+	// is, so that an entry Postfix refuses is refused there too (never a silent
+	// downgrade).
+	Raw string
 }
 
 // clone returns a deep copy of p, so that a caller modifying Match or Attrs
@@ -71,6 +78,10 @@ func (p Policy) validate() error {
 // for Lookup and Len.
 type Table struct {
 	m map[string]Policy // normalized key -> policy with Key set
+	// hops holds the next-hop entries of tls_policy files ("[host]",
+	// "[host]:port", "host:port"), keyed by NormalizeNextHop. They never match a
+	// recipient domain (Lookup) but are served by the socketmap (LookupNextHop).
+	hops map[string]Policy
 }
 
 // NewTable returns an empty table.
@@ -162,6 +173,60 @@ func (t *Table) Lookup(domain string) (Policy, bool) {
 	return Policy{}, false
 }
 
+// LookupNextHop returns the policy of a next-hop key ("[host]", "[host]:port",
+// "host:port") exactly as Postfix looks such a key up: one lookup, no parent
+// domains (smtp_tls_policy.c tls_policy_lookup). key is normalized with
+// NormalizeNextHop.
+func (t *Table) LookupNextHop(key string) (Policy, bool) {
+	if t == nil || len(t.hops) == 0 {
+		return Policy{}, false
+	}
+	k, ok := NormalizeNextHop(key)
+	if !ok {
+		return Policy{}, false
+	}
+	p, ok := t.hops[k]
+	if !ok {
+		return Policy{}, false
+	}
+	return p.clone(), true
+}
+
+// LookupKey returns the entry stored under exactly key, a domain or a
+// ".parent" key, without searching parents.
+func (t *Table) LookupKey(key string) (Policy, bool) {
+	if t.Len() == 0 {
+		return Policy{}, false
+	}
+	k, err := normalizeKey(key)
+	if err != nil {
+		return Policy{}, false
+	}
+	p, ok := t.m[k]
+	if !ok {
+		return Policy{}, false
+	}
+	return p.clone(), true
+}
+
+// addNextHop adds a next-hop entry; the first entry of a key is kept.
+func (t *Table) addNextHop(key string, p Policy) (warning string) {
+	if old, ok := t.hops[key]; ok {
+		w := fmt.Sprintf("duplicate entry %q", key)
+		if old.Source != "" {
+			w += " (first entry at " + old.Source + " is kept)"
+		}
+		return w
+	}
+	if t.hops == nil {
+		t.hops = make(map[string]Policy)
+	}
+	p = p.clone()
+	p.Key = key
+	t.hops[key] = p
+	return ""
+}
+
 // Entry is one record of a Postfix tls_policy source file.
 type Entry struct {
 	// Key is the normalized table key: "example.com" or ".example.com",
@@ -183,11 +248,17 @@ func (t *Table) LoadFile(path string) ([]Warning, error) {
 		return nil, err // a *fs.PathError: it names the operation and the file
 	}
 	defer f.Close()
-	entries, warnings, err := ParseFile(f, path)
+	fp, err := parseFile(f, path)
 	if err != nil {
 		return nil, err
 	}
+	entries, warnings := fp.entries, fp.warnings
 	var dups []Warning
+	for _, e := range fp.nextHops {
+		if w := t.addNextHop(e.Key, e.Policy); w != "" {
+			dups = append(dups, Warning{Source: e.Policy.Source, Msg: w})
+		}
+	}
 	for _, e := range entries {
 		w, err := t.Add(e.Key, e.Policy)
 		if err != nil {

@@ -411,7 +411,7 @@ func TestTableLoadFile(t *testing.T) {
 		if err != nil || len(warns) != 0 {
 			t.Fatalf("LoadFile = %v, %v", warns, err)
 		}
-		want := Policy{Level: LevelSecure, Match: []string{".example.com"}, Source: path + ":2", Key: ".example.com"}
+		want := Policy{Level: LevelSecure, Match: []string{".example.com"}, Source: path + ":2", Key: ".example.com", Raw: "secure match=.example.com"}
 		if p, ok := tab.Lookup("mx.example.com"); !ok || !reflect.DeepEqual(p, want) {
 			t.Errorf("Lookup = %+v, %v; want %+v", p, ok, want)
 		}

@@ -1,0 +1,136 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tlsgate/tlsgate/socketmap"
+	"github.com/tlsgate/tlsgate/test/fake"
+)
+
+// TestServeSocketmap runs `tlsgate serve` with the socketmap on a unix socket and asks
+// it what Postfix's SMTP client would ask: configured entries come back verbatim, a
+// DNSSEC-signed domain with TLSA records is dane, an unknown map name PERM; the metric
+// counts each answer, a reload changes the answers, and no SMTP session is opened.
+func TestServeSocketmap(t *testing.T) {
+	t.Parallel()
+	d := fake.StartDNS(t)
+	d.SetAllAuthentic(true)
+	ca := fake.NewCA(t, "Root")
+	cert := ca.Issue(t, fake.CertOptions{DNSNames: []string{"mx.dane.test"}})
+	smtp := fake.StartSMTP(t, "127.0.0.61", fake.Behavior{Hostname: "mx.dane.test", Cert: &cert})
+	d.Add(t, "dane.test. 60 IN MX 10 mx.dane.test.", "mx.dane.test. 60 IN A 127.0.0.61",
+		fake.TLSA("_25._tcp.mx.dane.test.", 3, 1, 1, cert.Leaf),
+		"plain.test. 60 IN MX 10 mx.plain.test.", "mx.plain.test. 60 IN A 127.0.0.61")
+
+	dir := t.TempDir()
+	policyFile := filepath.Join(dir, "tls_policy")
+	write := func(name, text string) {
+		t.Helper()
+		if err := os.WriteFile(name, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(policyFile, "secure.test secure match=.secure.test ciphers=high\n[relay.test]:587 encrypt\n")
+	sock := filepath.Join(dir, "socketmap")
+	metricsAddr := freeAddr(t)
+	cfgFile := filepath.Join(dir, "tlsgate.yaml")
+	cfg := "milter:\n  listen: inet:" + freeAddr(t) + "\n" +
+		"socketmap:\n  listen: unix:" + sock + "\n  socket_mode: \"0600\"\n  default_level: published\n" +
+		"dns:\n  resolver: " + d.Addr() + "\n" +
+		"probe:\n  helo: probe.test\n  port: " + strconv.Itoa(int(smtp.Addr().Port())) + "\n  allow_networks: [127.0.0.0/8]\n" +
+		"mta_sts:\n  enabled: false\n" +
+		"metrics:\n  listen: " + metricsAddr + "\n" +
+		"policy_files: [" + policyFile + "]\n"
+	write(cfgFile, cfg)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	log := &fake.Buffer{}
+	done := make(chan int, 1)
+	go func() { done <- run(ctx, []string{"serve", "--config", cfgFile}, nil, &bytes.Buffer{}, log) }()
+	waitLog(t, log, "tlsgate started", 1)
+	if st, err := os.Stat(sock); err != nil || st.Mode().Perm() != 0o600 || st.Mode()&os.ModeSocket == 0 {
+		t.Fatalf("socketmap socket: %v, %v; want a socket with mode 0600", st, err)
+	}
+
+	c, err := socketmap.Dial("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Timeout = 10 * time.Second
+	ask := func(name, key, want string) {
+		t.Helper()
+		r, err := c.Lookup(name, key)
+		if err != nil {
+			t.Fatalf("%s %s: %v", name, key, err)
+		}
+		if got := r.String(); got != want && !(strings.HasSuffix(want, "*") && strings.HasPrefix(got, strings.TrimSuffix(want, "*"))) {
+			t.Errorf("%s %s = %q; want %q", name, key, got, want)
+		}
+	}
+	ask("QUERY", "secure.test", "OK secure match=.secure.test ciphers=high")
+	ask("QUERY", "[relay.test]:587", "OK encrypt")
+	ask("QUERY", "dane.test", "OK dane")
+	ask("QUERYwithTLSRPT", "dane.test", "OK dane")
+	ask("QUERY", "plain.test", "NOTFOUND ")
+	ask("QUERY", ".test", "NOTFOUND ")
+	ask("QUERY", "nonexistent.test", "NOTFOUND ")
+	ask("TLSPOL", "dane.test", "PERM *")
+
+	_, body := get(t, "http://"+metricsAddr+"/metrics")
+	for _, want := range []string{
+		`tlsgate_socketmap_requests_total{map="QUERY",result="ok"} 3`,
+		`tlsgate_socketmap_requests_total{map="QUERY",result="notfound"} 3`,
+		`tlsgate_socketmap_requests_total{map="QUERYwithTLSRPT",result="ok"} 1`,
+		`tlsgate_socketmap_requests_total{map="other",result="perm"} 1`,
+		`tlsgate_socketmap_request_duration_seconds_count 8`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %q\n%s", want, strings.Join(regexp.MustCompile(`(?m)^tlsgate_socketmap.*$`).FindAllString(body, -1), "\n"))
+		}
+	}
+
+	// A reload: a new policy line and no default level.
+	write(policyFile, "secure.test dane-only\n")
+	write(cfgFile, strings.Replace(cfg, "default_level: published", `default_level: ""`, 1))
+	waitLog(t, log, "configuration reloaded", 1)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		r, err := c.Lookup("QUERY", "dane.test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Status == socketmap.StatusNotFound {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("dane.test still %v after the reload", r)
+		}
+	}
+	ask("QUERY", "secure.test", "OK dane-only")
+	ask("QUERY", "[relay.test]:587", "NOTFOUND ")
+
+	if n := smtp.Connections(); n != 0 {
+		t.Errorf("the socketmap opened %d SMTP sessions; want none", n)
+	}
+	cancel()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Errorf("serve exit %d\n%s", code, log.String())
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("serve did not stop")
+	}
+	if _, err := os.Stat(sock); err == nil {
+		t.Logf("socket file %s left after shutdown", sock)
+	}
+}

@@ -1,0 +1,508 @@
+package socketmap
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+)
+
+// Postfix's limits and timeouts (socketmap_table(5) "PROTOCOL LIMITS", dict_sockmap.c
+// DICT_SOCKMAP_DEF_*), and the defaults the server derives from them.
+const (
+	// DefaultMaxQuery is the longest key served, Postfix's socketmap_max_query_size
+	// default (10000 bytes, "not including the socketmap and netstring encapsulation").
+	// Postfix never sends a longer key: it answers "not found" itself.
+	DefaultMaxQuery = 10000
+	// MaxName is the longest map name served. Postfix sends the name from the table's
+	// "socketmap:...:name" as it is; names are short words such as QUERY.
+	MaxName = 255
+	// DefaultMaxReply is the longest reply sent, Postfix's socketmap_max_reply_size
+	// default (100000 bytes, not including the netstring encapsulation). Postfix refuses
+	// a longer one (netstring_get: NETSTRING_ERR_SIZE) and treats it as a lookup error.
+	DefaultMaxReply = 100000
+	// DefaultTimeout is the budget of one lookup, from the moment its request has been
+	// read until its reply is due. Postfix waits 100s for a reply (DICT_SOCKMAP_DEF_TIMEOUT,
+	// not configurable); a lookup that cannot answer in a small fraction of that is better
+	// answered TIMEOUT, which makes Postfix defer and try again later, than left to hold a
+	// delivery agent.
+	DefaultTimeout = 10 * time.Second
+	// DefaultIdleTimeout is how long a connection may wait for its next request. Postfix
+	// closes a socketmap connection it has not used for 10s itself (DICT_SOCKMAP_DEF_MAX_IDLE)
+	// and any connection after 100s (DICT_SOCKMAP_DEF_MAX_TTL), so with Postfix as the
+	// client the server never closes first; the timeout only reaps clients that hold a
+	// connection without using it. Six times Postfix's idle limit leaves room for a busy
+	// or paused client; if the server closes a connection just as Postfix sends on it,
+	// Postfix retries the request once on a new connection (dict_sockmap_lookup), so the
+	// race costs a reconnect, never a lookup.
+	DefaultIdleTimeout = 60 * time.Second
+	// DefaultIOTimeout bounds the rest of a request after its first byte, and the writing
+	// of a reply. Postfix writes a request (at most ~10 KB) with one write and reads
+	// replies at once, so a request that trickles in is not from Postfix.
+	DefaultIOTimeout = 10 * time.Second
+	// DefaultMaxConns is the number of connections served at once; one more is closed
+	// at once (Postfix retries once, then defers the lookup). Each Postfix delivery agent
+	// holds one connection per socketmap endpoint, and default_process_limit is 100.
+	DefaultMaxConns = 4096
+)
+
+// ErrServerClosed is returned by Serve after Shutdown or Close.
+var ErrServerClosed = errors.New("socketmap: server closed")
+
+// Server serves the socketmap protocol: one netstring request "NAME KEY" at a time on
+// each connection, each answered by one netstring reply (socketmap_table(5)). The zero
+// values of the limits and timeouts select the defaults above. Set the fields before
+// Serve; do not change them after.
+type Server struct {
+	Handler Handler // answers every well-formed request
+	// Observe, when set, is told of every reply just before it is sent, malformed requests
+	// included (with name ""). The name is the client's: an Observer that uses it as a
+	// metric label must map names it does not serve to one value.
+	Observe Observer
+	Log     *slog.Logger // protocol errors and handler panics; nil discards
+
+	Timeout     time.Duration // budget of one lookup (ctx deadline of Handler); DefaultTimeout
+	IdleTimeout time.Duration // wait for the next request; DefaultIdleTimeout
+	IOTimeout   time.Duration // rest of a request, and writing its reply; DefaultIOTimeout
+	MaxQuery    int           // longest key; DefaultMaxQuery
+	MaxReply    int           // longest reply, without the netstring encapsulation; DefaultMaxReply
+	MaxConns    int           // connections at once; DefaultMaxConns
+
+	closing   atomic.Bool
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	conns     map[*conn]struct{}
+	active    sync.WaitGroup // Serve loops and connections
+	handlers  sync.WaitGroup // handler goroutines, including those past their deadline
+	base      context.Context
+	cancel    context.CancelFunc
+	done      chan struct{} // closed by Shutdown and Close
+}
+
+func (s *Server) init() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.done == nil {
+		s.done = make(chan struct{})
+		s.base, s.cancel = context.WithCancel(context.Background())
+		s.listeners = make(map[net.Listener]struct{})
+		s.conns = make(map[*conn]struct{})
+	}
+}
+
+func or[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
+}
+
+func (s *Server) log() *slog.Logger {
+	if s.Log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return s.Log
+}
+
+// Serve accepts connections on ln and serves each until Shutdown or Close, which make it
+// return ErrServerClosed. It may be called for several listeners. ln is closed on return.
+func (s *Server) Serve(ln net.Listener) error {
+	s.init()
+	s.mu.Lock()
+	if s.closing.Load() {
+		s.mu.Unlock()
+		ln.Close()
+		return ErrServerClosed
+	}
+	s.listeners[ln] = struct{}{}
+	s.active.Add(1)
+	s.mu.Unlock()
+	defer s.active.Done()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, ln)
+		s.mu.Unlock()
+		ln.Close()
+	}()
+
+	maxConns := or(s.MaxConns, DefaultMaxConns)
+	var backoff time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if s.closing.Load() {
+				return ErrServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, os.ErrDeadlineExceeded) || isTemporary(err) {
+				// Out of file descriptors and the like: wait, as net/http does.
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				s.log().Warn("socketmap: accept", "err", err, "retry_in", backoff)
+				select {
+				case <-time.After(backoff):
+				case <-s.done:
+					return ErrServerClosed
+				}
+				continue
+			}
+			return err
+		}
+		backoff = 0
+		c := &conn{s: s, nc: nc}
+		s.mu.Lock()
+		if s.closing.Load() {
+			s.mu.Unlock()
+			nc.Close()
+			return ErrServerClosed
+		}
+		if len(s.conns) >= maxConns {
+			s.mu.Unlock()
+			s.log().Warn("socketmap: too many connections, closing a new one", "max_conns", maxConns, "remote", nc.RemoteAddr().String())
+			nc.Close()
+			continue
+		}
+		s.conns[c] = struct{}{}
+		s.active.Add(1)
+		s.mu.Unlock()
+		go c.serve()
+	}
+}
+
+// isTemporary reports accept errors that pass (EMFILE, ENFILE, ECONNABORTED...).
+func isTemporary(err error) bool {
+	var t interface{ Temporary() bool }
+	return errors.As(err, &t) && t.Temporary()
+}
+
+// Shutdown stops accepting, closes idle connections, lets each connection with a request
+// in progress send its reply and close, and waits for them and for handlers still
+// running past their deadline, up to ctx. When ctx ends first it closes everything, as
+// Close, and returns ctx's error.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.init()
+	s.stop()
+	s.mu.Lock()
+	for c := range s.conns {
+		c.interruptIfIdle()
+	}
+	s.mu.Unlock()
+	finished := make(chan struct{})
+	go func() {
+		s.active.Wait()
+		s.cancel()
+		s.handlers.Wait()
+		close(finished)
+	}()
+	select {
+	case <-finished:
+		return nil
+	case <-ctx.Done():
+		s.Close()
+		return ctx.Err()
+	}
+}
+
+// Close stops accepting, closes every connection at once and cancels the contexts of
+// running lookups. It does not wait.
+func (s *Server) Close() error {
+	s.init()
+	s.stop()
+	s.cancel()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		c.nc.Close()
+	}
+	return nil
+}
+
+// stop marks the server closing and closes its listeners.
+func (s *Server) stop() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.closing.Swap(true) {
+		close(s.done)
+	}
+	for ln := range s.listeners {
+		ln.Close()
+	}
+}
+
+// conn is one client connection.
+type conn struct {
+	s  *Server
+	nc net.Conn
+
+	mu   sync.Mutex
+	idle bool // waiting for the next request; Shutdown interrupts the wait
+
+	out  []byte // reply buffer, reused
+	big  []byte // request buffer for requests longer than the read buffer
+	name string // the last map name, reused while the client keeps asking the same map
+}
+
+// aLongTimeAgo is a deadline in the past: it interrupts a blocked read at once.
+var aLongTimeAgo = time.Unix(1, 0)
+
+func (c *conn) interruptIfIdle() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.idle {
+		c.nc.SetReadDeadline(aLongTimeAgo)
+	}
+}
+
+// waitIdle marks the connection idle and arms the idle deadline; false when the server
+// is shutting down and the connection should end.
+func (c *conn) waitIdle(timeout time.Duration) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.s.closing.Load() {
+		return false
+	}
+	c.idle = true
+	c.nc.SetReadDeadline(time.Now().Add(timeout))
+	return true
+}
+
+func (c *conn) setActive() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.idle = false
+	return !c.s.closing.Load()
+}
+
+func (c *conn) serve() {
+	s := c.s
+	defer s.active.Done()
+	defer func() {
+		c.nc.Close()
+		s.mu.Lock()
+		delete(s.conns, c)
+		s.mu.Unlock()
+	}()
+	var (
+		idleTimeout = or(s.IdleTimeout, DefaultIdleTimeout)
+		ioTimeout   = or(s.IOTimeout, DefaultIOTimeout)
+		timeout     = or(s.Timeout, DefaultTimeout)
+		maxQuery    = or(s.MaxQuery, DefaultMaxQuery)
+		maxReply    = or(s.MaxReply, DefaultMaxReply)
+		// The longest request: "NAME KEY" (socketmap_table(5) "REQUEST FORMAT").
+		maxRequest = MaxName + 1 + maxQuery
+	)
+	br := bufio.NewReaderSize(c.nc, 4096)
+	for {
+		if !c.waitIdle(idleTimeout) {
+			return
+		}
+		if _, err := br.Peek(1); err != nil {
+			// EOF: the client is done (Postfix closes after 10s idle); a timeout: the
+			// idle limit or Shutdown. Neither is worth a reply.
+			if err != io.EOF && !errors.Is(err, os.ErrDeadlineExceeded) {
+				s.log().Debug("socketmap: read", "remote", c.remote(), "err", err)
+			}
+			return
+		}
+		if !c.setActive() {
+			return
+		}
+		// The rest of the request, and the reply unless the lookup takes long, must
+		// each be transferred within ioTimeout. The lookup's budget is enforced by call.
+		armed := time.Now()
+		c.nc.SetDeadline(armed.Add(ioTimeout))
+		req, big, err := readNetstring(br, maxRequest, c.big)
+		c.big = big
+		start := time.Now()
+		if err != nil {
+			c.badNetstring(err, start)
+			return
+		}
+		r, name := c.lookup(req, maxQuery, timeout)
+		if now := time.Now(); now.Sub(armed) > ioTimeout/2 {
+			c.nc.SetWriteDeadline(now.Add(ioTimeout))
+		}
+		if !c.reply(r, name, maxReply, start) {
+			return
+		}
+	}
+}
+
+// badNetstring ends a connection whose input is not a netstring: the framing is lost, so
+// nothing after it can be read as a request. A format or size error gets a PERM reply
+// first (Postfix, were it the client, would log the reason); a request cut short by EOF
+// or the I/O deadline gets nothing, there is nobody to read it.
+func (c *conn) badNetstring(err error, start time.Time) {
+	s := c.s
+	var reason string
+	switch err {
+	case errFormat:
+		reason = "malformed netstring"
+	case errSize:
+		reason = fmt.Sprintf("request longer than %d bytes", MaxName+1+or(s.MaxQuery, DefaultMaxQuery))
+	default:
+		s.log().Info("socketmap: incomplete request, closing", "remote", c.remote(), "err", err)
+		return
+	}
+	s.log().Info("socketmap: "+reason+", closing", "remote", c.remote())
+	c.out = appendNetstring(c.out[:0], string(StatusPerm), " ", reason)
+	if s.Observe != nil {
+		s.Observe("", StatusPerm, time.Since(start))
+	}
+	c.nc.Write(c.out) //nolint:errcheck // the connection ends either way
+	c.lingerClose()
+}
+
+// lingerClose ends the connection after a PERM reply to input that may still be arriving
+// (a request announced as 10^18 bytes): closing a socket with unread data makes the kernel
+// reset the connection, which can destroy the reply before the client reads it. So it
+// half-closes, then discards what arrives for a moment, as net/http does.
+func (c *conn) lingerClose() {
+	if cw, ok := c.nc.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite() //nolint:errcheck
+	}
+	c.nc.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	io.CopyN(io.Discard, c.nc, 256<<10) //nolint:errcheck
+}
+
+// lookup parses a request and runs the handler on it within its budget. It returns the
+// reply and the map name ("" for a malformed request).
+func (c *conn) lookup(req []byte, maxQuery int, timeout time.Duration) (Reply, string) {
+	// socketmap_table(5) "REQUEST FORMAT": "name <space> key". The name ends at the first
+	// space; the key is the rest and may contain spaces.
+	sp := bytes.IndexByte(req, ' ')
+	if sp < 0 {
+		return Reply{StatusPerm, "malformed request: expected \"name key\""}, ""
+	}
+	nameb, keyb := req[:sp], req[sp+1:]
+	if len(nameb) == 0 || len(nameb) > MaxName || !printable(nameb, false) {
+		return Reply{StatusPerm, "malformed request: invalid map name"}, ""
+	}
+	if c.name != string(nameb) { // no allocation for the comparison
+		c.name = string(nameb)
+	}
+	name := c.name
+	if len(keyb) > maxQuery {
+		// Postfix never sends such a key (dict_sockmap_lookup: "query too large").
+		return Reply{StatusPerm, fmt.Sprintf("key longer than %d bytes", maxQuery)}, name
+	}
+	// A key is text: a domain, [host]:port, an address. NUL would end it early in
+	// Postfix's C strings, other control bytes are not in any name Postfix looks up, and
+	// Postfix sends UTF-8 only (smtputf8) or ASCII; none of these reaches the handler.
+	if !printable(keyb, true) || !utf8.Valid(keyb) {
+		return Reply{StatusPerm, "malformed request: control character or invalid UTF-8 in key"}, name
+	}
+	key := string(keyb)
+	if c.s.Handler == nil {
+		return Reply{StatusTemp, "no handler"}, name
+	}
+	return c.s.call(name, key, timeout), name
+}
+
+// printable reports whether b has no ASCII control bytes (and no space, unless
+// spaceOK); bytes of 0x80 and above are left to the UTF-8 check.
+func printable(b []byte, spaceOK bool) bool {
+	for _, ch := range b {
+		if ch < 0x20 || ch == 0x7f || (ch == ' ' && !spaceOK) {
+			return false
+		}
+	}
+	return true
+}
+
+// call runs the handler in its own goroutine, so that a handler that overruns its budget
+// costs that lookup a TIMEOUT reply and nothing else: the connection answers at the
+// deadline and goes on to the next request while the late handler finishes (its ctx is
+// done; it should return soon) and its answer is dropped.
+func (s *Server) call(name, key string, timeout time.Duration) Reply {
+	ctx, cancel := context.WithTimeout(s.base, timeout)
+	defer cancel()
+	done := make(chan Reply, 1)
+	s.handlers.Add(1)
+	go func() {
+		defer s.handlers.Done()
+		defer func() {
+			if p := recover(); p != nil {
+				s.log().Error("socketmap: handler panic", "map", name, "key", key, "panic", p, "stack", string(debug.Stack()))
+				done <- Reply{StatusTemp, "internal error"}
+			}
+		}()
+		done <- s.Handler.Lookup(ctx, name, key)
+	}()
+	select {
+	case r := <-done:
+		return r
+	case <-ctx.Done():
+		// The handler may have answered at the same moment; prefer its answer.
+		select {
+		case r := <-done:
+			return r
+		default:
+		}
+		if s.base.Err() != nil {
+			return Reply{StatusTemp, "server shutting down"}
+		}
+		return Reply{StatusTimeout, fmt.Sprintf("lookup took longer than %v", timeout)}
+	}
+}
+
+// reply sends r; false when the connection is to end.
+func (c *conn) reply(r Reply, name string, maxReply int, start time.Time) bool {
+	s := c.s
+	switch r.Status {
+	case StatusOK, StatusTemp, StatusTimeout, StatusPerm:
+	case StatusNotFound:
+		// socketmap_table(5): "NOTFOUND <space>", no data.
+		r.Data = ""
+	default:
+		s.log().Error("socketmap: handler returned an invalid status", "map", name, "status", string(r.Status))
+		r = Reply{StatusTemp, "internal error"}
+	}
+	// Postfix reads the reply as a C string (dict_sockmap_lookup: VSTRING_TERMINATE, then
+	// strcmp and split_at): a NUL would silently cut the data short, which for a TLS
+	// policy could drop the attributes that make it strict. Never send one.
+	if bytes.IndexByte([]byte(r.Data), 0) >= 0 { // no allocation: the conversion does not escape
+		s.log().Error("socketmap: handler reply contains NUL", "map", name, "status", string(r.Status))
+		r = Reply{StatusTemp, "internal error"}
+	}
+	// Postfix refuses a reply longer than socketmap_max_reply_size (netstring_get:
+	// NETSTRING_ERR_SIZE) and reports it as DICT_ERR_RETRY, the class of TEMP (PERM is
+	// DICT_ERR_CONFIG, a configuration error). Say so with a TEMP that fits.
+	if len(r.Status)+1+len(r.Data) > maxReply {
+		s.log().Error("socketmap: reply too large", "map", name, "status", string(r.Status), "bytes", len(r.Status)+1+len(r.Data), "max_reply", maxReply)
+		r = Reply{StatusTemp, "reply too large"}
+	}
+	// Always "STATUS <space> data", also with empty data: dict_sockmap_lookup splits the
+	// reply at its first space, and Postfix versions before that was hardened return no
+	// value at all (not found) for an "OK" without one.
+	c.out = appendNetstring(c.out[:0], string(r.Status), " ", r.Data)
+	if cap(c.out) > 64<<10 {
+		defer func() { c.out = nil }() // do not keep a near-limit reply's buffer per connection
+	}
+	// Observed before the write, so that whoever reads the reply finds it counted.
+	if s.Observe != nil {
+		s.Observe(name, r.Status, time.Since(start))
+	}
+	if _, err := c.nc.Write(c.out); err != nil {
+		s.log().Debug("socketmap: write", "remote", c.remote(), "err", err)
+		return false
+	}
+	return true
+}
+
+func (c *conn) remote() string {
+	if a := c.nc.RemoteAddr(); a != nil {
+		return a.String()
+	}
+	return ""
+}
