@@ -198,8 +198,14 @@ func (w *world) mapAnswers(t *testing.T, oracle string, cells []cell) map[cell]s
 		case text == "":
 			a = "NOTFOUND"
 		default:
-			// "postmap: fatal: table socketmap:...: query error: ..." (Postfix defers)
-			a = "TEMP (" + text + ")"
+			// "postmap: warning: ... socketmap server temporary error: REASON" and
+			// "postmap: fatal: table ...: query error: ...": Postfix defers.
+			a = "TEMP"
+			if _, reason, ok := strings.Cut(text, "temporary error: "); ok {
+				a += " " + strings.SplitN(reason, "\n", 2)[0]
+			} else {
+				a += " (" + strings.ReplaceAll(text, "\n", " ") + ")"
+			}
 		}
 		answers[c] = a
 		if c.mapWant != "" && strings.Fields(a + " x")[0] != c.mapWant {
