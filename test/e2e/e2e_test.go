@@ -164,6 +164,7 @@ pin-wrong.test      fingerprint match=00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:
 	for _, c := range cells {
 		envs = append(envs, envelope{mapSenderFor(c), "oracle@" + c.domain})
 	}
+	envs = append(envs, envelope{tlsrptSender, "oracle@" + tlsrptDomain})
 	ids := w.submit(oracleAddr+":2525", envs)
 	staticIDs, mapIDs := map[cell]string{}, map[cell]string{}
 	for i, c := range static {
@@ -204,6 +205,7 @@ pin-wrong.test      fingerprint match=00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:
 	answers := w.mapAnswers(t, oracle, cells)
 	w.agreement(t, "Postfix with tlsgate's socketmap as smtp_tls_policy_maps", cells, got, outcomes, mapIDs, answers)
 	w.versionLimits(t, oracle, cells, mapIDs)
+	w.tlsrptOn37(t, oracle, outcomes[ids[len(ids)-1]])
 
 	t.Run("one message, mixed recipients", func(t *testing.T) { w.mixedMessage(t, sender) })
 	t.Run("tlsgate killed and restarted mid-session", func(t *testing.T) { w.restartMidSession(t, policy) })
@@ -256,6 +258,8 @@ func (w *world) oracle(policy string) string {
 	}
 	fmt.Fprintf(&master, "smtp-published unix - - n - - smtp -o smtp_tls_security_level=may -o smtp_tls_policy_maps=socketmap:inet:%s:QUERY\n", publishedMapAddr)
 	transports.WriteString("/@published\\.sender\\.test$/ smtp-published:\n")
+	fmt.Fprintf(&master, "smtp-tlsrpt unix - - n - - smtp -o smtp_tls_security_level=may -o smtp_tls_policy_maps=socketmap:inet:%s:QUERYwithTLSRPT\n", publishedMapAddr)
+	transports.WriteString("/@tlsrpt\\.sender\\.test$/ smtp-tlsrpt:\n")
 	w.write("pf-oracle-transport", transports.String(), 0o644)
 	main := fmt.Sprintf(`smtp_dns_support_level = dnssec
 smtp_host_lookup = dns

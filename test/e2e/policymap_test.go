@@ -21,6 +21,7 @@ import (
 	"bytes"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -262,4 +263,35 @@ func dialClose(addr string) error {
 		return err
 	}
 	return c.Close()
+}
+
+// The map QUERYwithTLSRPT adds the TLSRPT attributes of Postfix 3.10+ (policy_type,
+// policy_domain, mx_host_pattern, policy_string) to an MTA-STS answer.
+const (
+	tlsrptSender = "someone@tlsrpt.sender.test" // the oracle's smtp-tlsrpt transport
+	tlsrptDomain = "enforce.sts.test"
+)
+
+// tlsrptOn37: Postfix before 3.10 knows no TLSRPT attributes and refuses the whole
+// entry ("invalid attribute name", smtp_tls_policy.c), so QUERYwithTLSRPT defers every
+// MTA-STS domain there: never a downgrade, but it needs Postfix 3.10+ (use QUERY
+// before). From 3.10 on the message must be delivered, as through QUERY.
+func (w *world) tlsrptOn37(t *testing.T, oracle string, outcome [2]string) {
+	version := strings.TrimSpace(w.run("postconf", "-d", "-h", "mail_version"))
+	var major, minor int
+	fmt.Sscanf(version, "%d.%d", &major, &minor)
+	log, _ := os.ReadFile(filepath.Join(oracle, "maillog"))
+	if major > 3 || major == 3 && minor >= 10 {
+		if outcome[0] != "sent" {
+			t.Errorf("Postfix %s, QUERYwithTLSRPT, %s: %s (%s); want sent", version, tlsrptDomain, outcome[0], outcome[1])
+		}
+		return
+	}
+	if outcome[0] != "deferred" || !strings.Contains(string(log), `invalid attribute name: "policy_type"`) {
+		t.Errorf("Postfix %s, QUERYwithTLSRPT, %s: %s (%s); want deferred for the invalid attribute policy_type",
+			version, tlsrptDomain, outcome[0], outcome[1])
+		return
+	}
+	t.Logf("Postfix-version limit: Postfix %s defers %s through QUERYwithTLSRPT (%s: invalid attribute name \"policy_type\"); QUERYwithTLSRPT needs Postfix 3.10+",
+		version, tlsrptDomain, outcome[1])
 }
