@@ -134,7 +134,8 @@ func (w *world) postmapQuery(t *testing.T, oracle, table string, keys []string) 
 }
 
 // mapEntries checks that each socketmap answers, for every domain of its policy file,
-// what Postfix itself reads from that file (texthash), attributes included: the level
+// exactly what Postfix itself reads from that file (texthash: the rest of the logical
+// line, continuation lines joined, inner white space kept), attributes included: the level
 // maps for their levels, and the map of the tlsgate under test for the shared file's
 // entries (a configured entry wins over socketmap.default_level), the "[host]:port"
 // next-hop key included.
@@ -148,7 +149,7 @@ func (w *world) mapEntries(t *testing.T, oracle string, cells []cell, shared str
 				t.Errorf("texthash:%s has no entry for %s", file, k)
 				continue
 			}
-			if strings.Join(strings.Fields(got[k]), " ") != strings.Join(strings.Fields(want[k]), " ") {
+			if got[k] != want[k] {
 				t.Errorf("%s answers %q for %s; the policy file says %q", table, got[k], k, want[k])
 			}
 		}
