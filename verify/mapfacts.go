@@ -53,9 +53,9 @@ func triedHosts(hosts []Host, limit int) int {
 	return len(hosts)
 }
 
-// mapFactsOf derives MapFacts from probe facts: the same DNS answers, the same MTA-STS
+// MapFactsOf derives MapFacts from probe facts: the same DNS answers, the same MTA-STS
 // result, so the map answers from exactly what the RCPT verdict was judged on.
-func (v *Verifier) mapFactsOf(f *Facts) *MapFacts {
+func (v *Verifier) MapFactsOf(f *Facts) *MapFacts {
 	return &MapFacts{
 		Domain: f.Domain, MX: f.MX, MXSecure: f.MXSecure, MXDetail: f.MXDetail,
 		Hosts: f.Hosts, Tried: triedHosts(f.Hosts, v.cfg.MXAddressLimit),
@@ -68,7 +68,7 @@ func (v *Verifier) mapFactsOf(f *Facts) *MapFacts {
 func (v *Verifier) CachedMapFacts(domain string) (*MapFacts, bool) {
 	now := v.cfg.Now()
 	if f, ok := v.cache.Get(domain); ok && now.Before(f.Until) {
-		return v.mapFactsOf(f), true
+		return v.MapFactsOf(f), true
 	}
 	if m, ok := v.maps.Get(domain); ok && now.Before(m.Until) {
 		return m, true

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/tlsgate/tlsgate/config/policy"
+	"github.com/tlsgate/tlsgate/policymap"
 	"github.com/tlsgate/tlsgate/verify"
 )
 
@@ -72,13 +73,18 @@ func check(ctx context.Context, args, env []string, stdout, stderr io.Writer) in
 	facts := v.Probe(ctx, domain)
 	verdict := verify.Judge(facts, p)
 	report := verify.NewReport(facts, verdict, rule)
+	sm := checkSocketmap(set.Table, cfg.SocketmapDefaultPublished(), domain, v.MapFactsOf(facts))
 	if asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		err = enc.Encode(report)
+		err = enc.Encode(struct {
+			verify.Report
+			Socketmap policymap.Answer `json:"socketmap"`
+		}{report, sm})
 	} else {
 		var b bytes.Buffer
 		if err = report.WriteText(&b); err == nil {
+			fmt.Fprintf(&b, "socketmap: %s (%s)\n", sm, sm.Why)
 			out := b.String()
 			if colorTerminal(stdout) {
 				out = colorize(out)

@@ -56,6 +56,7 @@ func TestCheckJSON(t *testing.T) {
 			t.Errorf("%s: exit %d; want %d\n%s%s", tc.level, code, tc.code, out, errOut)
 		}
 		var r struct {
+			Socketmap                                        struct{ Status, Data, Why string }
 			Domain, Level, Status, Reason, Mechanism, Detail string
 			MX                                               []struct {
 				Host      string
@@ -73,6 +74,10 @@ func TestCheckJSON(t *testing.T) {
 		if r.Domain != "example.test" || r.Level != tc.level || r.Status != tc.status {
 			t.Errorf("%s: domain=%s level=%s status=%s", tc.level, r.Domain, r.Level, r.Status)
 		}
+		// No policy, no socketmap.default_level: the socketmap answers NOTFOUND.
+		if r.Socketmap.Status != "NOTFOUND" || r.Socketmap.Why == "" {
+			t.Errorf("%s: socketmap = %+v; want NOTFOUND with a reason", tc.level, r.Socketmap)
+		}
 		if len(r.MX) != 1 || r.MX[0].Host != "mx.example.test" || len(r.MX[0].Attempts) != 1 || r.MX[0].Attempts[0].Outcome != "tls" ||
 			r.MX[0].Attempts[0].IP != "127.0.0.60" || r.MX[0].Attempts[0].TLSVersion != "TLSv1.3" {
 			t.Errorf("%s: mx = %+v", tc.level, r.MX)
@@ -81,7 +86,7 @@ func TestCheckJSON(t *testing.T) {
 
 	// Human report.
 	code, out, _ := runCmd(t, append(base, "--level", "encrypt", "example.test")...)
-	for _, want := range []string{"domain:", "example.test", "mx 10:", "tls:", "TLSv1.3", "verdict:", "pass"} {
+	for _, want := range []string{"domain:", "example.test", "mx 10:", "tls:", "TLSv1.3", "verdict:", "pass", "\nsocketmap: NOTFOUND ("} {
 		if !strings.Contains(out, want) {
 			t.Errorf("report lacks %q:\n%s", want, out)
 		}

@@ -151,3 +151,9 @@ func socketmapStatic(t *policy.Table, defaultPublished bool, domain string) stri
 	}
 	return policymap.Decide(t, defaultPublished, k, nil, nil, false).String()
 }
+
+// checkSocketmap is what the socketmap (map QUERY) would answer for domain, from the
+// facts `tlsgate check` just gathered.
+func checkSocketmap(t *policy.Table, defaultPublished bool, domain string, f *verify.MapFacts) policymap.Answer {
+	return policymap.Decide(t, defaultPublished, policymap.Classify(domain), f, nil, false)
+}

@@ -134,3 +134,73 @@ func TestServeSocketmap(t *testing.T) {
 		t.Logf("socket file %s left after shutdown", sock)
 	}
 }
+
+// TestCheckSocketmap: `tlsgate check` says what the socketmap would answer for the
+// domain, from the facts it just gathered, in text and JSON.
+func TestCheckSocketmap(t *testing.T) {
+	t.Parallel()
+	d := fake.StartDNS(t)
+	d.SetAllAuthentic(true)
+	ca := fake.NewCA(t, "Root")
+	cert := ca.Issue(t, fake.CertOptions{DNSNames: []string{"mx.dane.test"}})
+	smtp := fake.StartSMTP(t, "127.0.0.62", fake.Behavior{Hostname: "mx.dane.test", Cert: &cert})
+	d.Add(t, "dane.test. 60 IN MX 10 mx.dane.test.", "mx.dane.test. 60 IN A 127.0.0.62",
+		fake.TLSA("_25._tcp.mx.dane.test.", 3, 1, 1, cert.Leaf))
+	policyFile := filepath.Join(t.TempDir(), "tls_policy")
+	if err := os.WriteFile(policyFile, []byte("pinned.test fingerprint match=AA:BB\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	base := []string{"check", "--dns.resolver", d.Addr(), "--probe.port", strconv.Itoa(int(smtp.Addr().Port())),
+		"--probe.allow_networks", "127.0.0.0/8", "--probe.helo", "probe.test", "--mta_sts.enabled=false",
+		"--policy_files", policyFile}
+	_, out, _ := runCmd(t, append(base, "--socketmap.default_level", "published", "dane.test")...)
+	if !strings.Contains(out, "\nsocketmap: dane (DNSSEC-validated TLSA records for mx.dane.test)\n") {
+		t.Errorf("text report lacks the socketmap answer:\n%s", out)
+	}
+	_, out, _ = runCmd(t, append(base, "--json", "--socketmap.default_level", "published", "dane.test")...)
+	if !strings.Contains(out, `"socketmap": {`) || !strings.Contains(out, `"status": "OK"`) || !strings.Contains(out, `"data": "dane"`) || !strings.Contains(out, `"rule": "default"`) {
+		t.Errorf("JSON lacks the socketmap answer:\n%s", out)
+	}
+	_, out, _ = runCmd(t, append(base, "dane.test")...)
+	if !strings.Contains(out, "\nsocketmap: NOTFOUND (") {
+		t.Errorf("without default_level: %s", out)
+	}
+	_, out, _ = runCmd(t, append(base, "pinned.test")...)
+	if !strings.Contains(out, "\nsocketmap: fingerprint match=AA:BB (configured policy pinned.test") {
+		t.Errorf("configured entry: %s", out)
+	}
+}
+
+// TestConfigCheckSocketmap: `config check` shows the socketmap settings and, for a
+// recipient, what the configuration alone makes it answer.
+func TestConfigCheckSocketmap(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	cfgFile := filepath.Join(dir, "tlsgate.yaml")
+	yaml := "socketmap:\n  listen: inet:127.0.0.1:8642\n  default_level: published\n" +
+		"policies:\n  - domain: secure.example\n    level: secure\n    match: [nexthop, dot-nexthop]\n"
+	if err := os.WriteFile(cfgFile, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ rcpt, want string }{
+		{"", "socketmap: inet:127.0.0.1:8642, default_level published, timeout 10s\n"},
+		{"a@secure.example", "socketmap: secure match=nexthop:dot-nexthop\n"},
+		{"a@other.example", "socketmap: published: looked up at delivery (tlsgate check other.example shows the answer)\n"},
+	} {
+		args := []string{"config", "check", cfgFile}
+		if tc.rcpt != "" {
+			args = append(args, "--rcpt", tc.rcpt)
+		}
+		code, out, errOut := runCmd(t, args...)
+		if code != 0 || !strings.Contains(out, tc.want) {
+			t.Errorf("%q: exit %d\n%s%s\nwant %q", tc.rcpt, code, out, errOut, tc.want)
+		}
+	}
+	bad := filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(bad, []byte("socketmap:\n  default_level: dane-only\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errOut := runCmd(t, "config", "check", bad); code != exitUsage || !strings.Contains(errOut, `socketmap.default_level: "dane-only" is not a socketmap default level`) {
+		t.Errorf("bad default_level: exit %d %s", code, errOut)
+	}
+}

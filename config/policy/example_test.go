@@ -33,6 +33,8 @@ thumb.example   fingerprint
         match=3D:95:34:51:24:66:33:B9:D2:40:99:C0:C1:17:0B:D1
 [mx.example.org]:587  verify
 `
+	// The next-hop entry is not among the domain entries (it never matches a
+	// recipient domain); Table.LookupNextHop serves it to the socketmap.
 	entries, warnings, err := policy.ParseFile(strings.NewReader(src), "tls_policy")
 	if err != nil {
 		fmt.Println(err)
@@ -48,7 +50,6 @@ thumb.example   fingerprint
 	// example.com encrypt [] tls_policy:2
 	// .example.net secure [nexthop dot-nexthop] tls_policy:3
 	// thumb.example fingerprint [3D:95:34:51:24:66:33:B9:D2:40:99:C0:C1:17:0B:D1] tls_policy:4
-	// tls_policy:6: next-hop key "[mx.example.org]:587" never matches a recipient domain; entry skipped by the milter (the socketmap serves it)
 }
 
 func ExampleSet_Require() {

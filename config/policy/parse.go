@@ -217,7 +217,8 @@ func (p *fileParser) parseLine(text string, lineno int) error {
 	k, err := normalizeKey(key)
 	switch {
 	case errors.Is(err, ErrNextHopKey):
-		p.warn(lineno, "next-hop key %q never matches a recipient domain; entry skipped by the milter (the socketmap serves it)", key)
+		// Not a recipient domain: the milter never looks it up, but Postfix does
+		// for an explicit next hop, and the socketmap answers it (LookupNextHop).
 		if hop, ok := NormalizeNextHop(key); ok {
 			pol.Source, pol.Key = p.src(lineno), hop
 			p.nextHops = append(p.nextHops, Entry{Key: hop, Policy: pol})
