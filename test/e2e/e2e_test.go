@@ -118,6 +118,11 @@ func matrix() []cell {
 		cell{domain: "pin-tls.test", level: "fingerprint", want: "pass"},
 		cell{domain: "pin-selfsigned.test", level: "fingerprint", want: "pass"},
 		cell{domain: "pin-wrong.test", level: "fingerprint", want: "fail", code: "5.7.5"},
+		// An entry Postfix refuses (smtp_tls_policy.c: fingerprint "with no fingerprints
+		// to match"): Postfix defers, whether it reads the file or tlsgate's map, which
+		// serves the entry as written; never a silent downgrade to the customer's level.
+		// Its MX is mx.tls.test, which passes every level: only the entry can defer it.
+		cell{domain: "badpolicy.test", level: "fingerprint", want: "tempfail", code: "4.7.5", expect: "is invalid"},
 	)
 	return append(cells, stsCells()...)
 }
@@ -137,6 +142,8 @@ pin-tls.test        fingerprint match=%s
 pin-selfsigned.test fingerprint
     match=%s
 pin-wrong.test      fingerprint match=00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF
+# invalid: Postfix refuses fingerprint without match= and defers; tlsgate tempfails
+badpolicy.test      fingerprint
 [relay.e2e.test]:587 encrypt
 `, w.pins["mx.tls.test"], w.pins["mx.selfsigned.test"]), 0o644)
 

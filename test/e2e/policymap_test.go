@@ -164,7 +164,7 @@ func (w *world) mapEntries(t *testing.T, oracle string, cells []cell, shared str
 		check("socketmap:inet:"+levelMapAddr(l)+":QUERY", w.levelPolicy(cells, l, shared), keys)
 	}
 	check("socketmap:inet:"+publishedMapAddr+":QUERY", shared,
-		[]string{"pin-tls.test", "pin-selfsigned.test", "pin-wrong.test", "[relay.e2e.test]:587"})
+		[]string{"pin-tls.test", "pin-selfsigned.test", "pin-wrong.test", "badpolicy.test", "[relay.e2e.test]:587"})
 }
 
 // mapAnswers returns what the maps answer Postfix for every cell's domain now: for a

@@ -275,6 +275,7 @@ implicit IN A 127.0.1.1
 pin-tls IN MX 10 mx.tls.test.
 pin-selfsigned IN MX 10 mx.selfsigned.test.
 pin-wrong IN MX 10 mx.tls.test.
+badpolicy IN MX 10 mx.tls.test.
 unsigned IN NS ns.unsigned.test.
 ns.unsigned IN A {{.NS}}
 bogus IN NS ns.bogus.test.
