@@ -32,7 +32,8 @@
 // # Values
 //
 // Durations use Go syntax ("10s", "1m30s", "1h"); a number without a unit is an
-// error. milter.socket_mode is an octal string; write it quoted ("0660") in YAML.
+// error. milter.socket_mode and socketmap.socket_mode are octal strings; write them
+// quoted ("0660") in YAML.
 //
 // # Errors
 //

@@ -128,7 +128,12 @@ func ok(data, why string) Answer { return Answer{Status: socketmap.StatusOK, Dat
 func (m *Map) Lookup(ctx context.Context, name, key string) socketmap.Reply {
 	cfg := m.cfg.Load()
 	a := m.Answer(ctx, name, key)
-	cfg.Log.Debug("socketmap lookup", "map", name, "key", clean(key), "status", string(a.Status), "data", a.Data, "why", a.Why)
+	level := slog.LevelDebug
+	if a.Status != socketmap.StatusOK && a.Status != socketmap.StatusNotFound {
+		level = slog.LevelInfo // Postfix defers the delivery: worth a line
+	}
+	cfg.Log.Log(ctx, level, "socketmap lookup", "map", clean(name), "key", clean(key), "status", string(a.Status),
+		"data", a.Data, "why", a.Why, "rule", a.Rule)
 	return a.Reply()
 }
 
@@ -296,6 +301,8 @@ func publishedOrErr(f *verify.MapFacts, err error, tlsrpt bool) Answer {
 	switch {
 	case errors.Is(err, verify.ErrPending):
 		return temp("the DNS and MTA-STS lookup for this domain is still in progress; try again later")
+	case errors.Is(err, verify.ErrOverloaded):
+		return temp("too many DNS and MTA-STS lookups are running; try again later")
 	case err != nil:
 		return temp("the DNS and MTA-STS lookup failed: " + err.Error())
 	case f == nil:

@@ -293,6 +293,7 @@ func TestLookupFailures(t *testing.T) {
 	}{
 		{"pending past the budget", verify.ErrPending},
 		{"verifier closed", verify.ErrClosed},
+		{"too many lookups running", verify.ErrOverloaded},
 		{"any error", errors.New("boom")},
 	} {
 		m := policymap.New(policymap.Config{Facts: &fakeFacts{err: tc.err}, DefaultPublished: true})

@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -60,8 +61,8 @@ const (
 var ErrServerClosed = errors.New("socketmap: server closed")
 
 // Server serves the socketmap protocol: one netstring request "NAME KEY" at a time on
-// each connection, each answered by one netstring reply (socketmap_table(5)). The zero
-// values of the limits and timeouts select the defaults above. Set the fields before
+// each connection, each answered by one netstring reply (socketmap_table(5)). Limits and
+// timeouts that are zero (or negative) select the defaults above. Set the fields before
 // Serve; do not change them after.
 type Server struct {
 	Handler Handler // answers every well-formed request
@@ -87,6 +88,11 @@ type Server struct {
 	base      context.Context
 	cancel    context.CancelFunc
 	done      chan struct{} // closed by Shutdown and Close
+
+	logMu      sync.Mutex
+	logWindow  time.Time
+	logCount   int
+	logDropped int
 }
 
 func (s *Server) init() {
@@ -100,13 +106,38 @@ func (s *Server) init() {
 	}
 }
 
-func or[T comparable](v, def T) T {
-	var zero T
-	if v == zero {
+// or is v, or def when v is not positive.
+func or[T int | time.Duration](v, def T) T {
+	if v <= 0 {
 		return def
 	}
 	return v
 }
+
+// clientLog logs what a client caused, at most logBurst lines a second: a client can
+// open connections faster than a log should grow. The next line logged says how many
+// were dropped.
+func (s *Server) clientLog(level slog.Level, msg string, args ...any) {
+	s.logMu.Lock()
+	now := time.Now()
+	if now.Sub(s.logWindow) >= time.Second {
+		s.logWindow, s.logCount = now, 0
+	}
+	s.logCount++
+	if s.logCount > logBurst {
+		s.logDropped++
+		s.logMu.Unlock()
+		return
+	}
+	if s.logDropped > 0 {
+		args = append(args, "dropped_log_lines", s.logDropped)
+		s.logDropped = 0
+	}
+	s.logMu.Unlock()
+	s.log().Log(context.Background(), level, msg, args...)
+}
+
+const logBurst = 10
 
 func (s *Server) log() *slog.Logger {
 	if s.Log == nil {
@@ -168,7 +199,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		}
 		if len(s.conns) >= maxConns {
 			s.mu.Unlock()
-			s.log().Warn("socketmap: too many connections, closing a new one", "max_conns", maxConns, "remote", nc.RemoteAddr().String())
+			s.clientLog(slog.LevelWarn, "socketmap: too many connections, closing a new one", "max_conns", maxConns, "remote", nc.RemoteAddr().String())
 			nc.Close()
 			continue
 		}
@@ -263,16 +294,21 @@ func (c *conn) interruptIfIdle() {
 	}
 }
 
-// waitIdle marks the connection idle and arms the idle deadline; false when the server
-// is shutting down and the connection should end.
-func (c *conn) waitIdle(timeout time.Duration) bool {
+// waitIdle marks the connection idle and arms the idle deadline (*dl, unless it is
+// within 1/8 of the timeout already); false when the server is shutting down and the
+// connection should end. Both under c.mu, so that Shutdown's interruption of an idle
+// connection comes after the deadline and stays.
+func (c *conn) waitIdle(timeout time.Duration, dl *time.Time) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.s.closing.Load() {
 		return false
 	}
 	c.idle = true
-	c.nc.SetReadDeadline(time.Now().Add(timeout))
+	if want := time.Now().Add(timeout); dl.Before(want.Add(-timeout / 8)) {
+		*dl = want
+		c.nc.SetReadDeadline(want)
+	}
 	return true
 }
 
@@ -302,8 +338,13 @@ func (c *conn) serve() {
 		maxRequest = MaxName + 1 + maxQuery
 	)
 	br := bufio.NewReaderSize(c.nc, 4096)
+	// The deadlines armed on the socket. Arming one costs more than the rest of a cached
+	// lookup's CPU time, so a deadline still far enough away is left as it is: the idle
+	// limit is then between 7/8 and all of idleTimeout, a write gets at least half of
+	// ioTimeout.
+	var readDL, writeDL time.Time
 	for {
-		if !c.waitIdle(idleTimeout) {
+		if !c.waitIdle(idleTimeout, &readDL) {
 			return
 		}
 		if _, err := br.Peek(1); err != nil {
@@ -317,10 +358,12 @@ func (c *conn) serve() {
 		if !c.setActive() {
 			return
 		}
-		// The rest of the request, and the reply unless the lookup takes long, must
-		// each be transferred within ioTimeout. The lookup's budget is enforced by call.
-		armed := time.Now()
-		c.nc.SetDeadline(armed.Add(ioTimeout))
+		// Postfix writes a request with one write: it is usually all there. If not, the
+		// rest must arrive within ioTimeout.
+		if !buffered(br) {
+			readDL = time.Now().Add(ioTimeout)
+			c.nc.SetReadDeadline(readDL)
+		}
 		req, big, err := readNetstring(br, maxRequest, c.big)
 		c.big = big
 		start := time.Now()
@@ -329,13 +372,31 @@ func (c *conn) serve() {
 			return
 		}
 		r, name := c.lookup(req, maxQuery, timeout)
-		if now := time.Now(); now.Sub(armed) > ioTimeout/2 {
-			c.nc.SetWriteDeadline(now.Add(ioTimeout))
+		if now := time.Now(); writeDL.Before(now.Add(ioTimeout / 2)) {
+			writeDL = now.Add(ioTimeout)
+			c.nc.SetWriteDeadline(writeDL)
 		}
 		if !c.reply(r, name, maxReply, start) {
 			return
 		}
 	}
+}
+
+// buffered reports whether r's buffer holds a whole netstring (or the start of one that
+// readNetstring will refuse without reading more).
+func buffered(r *bufio.Reader) bool {
+	p, _ := r.Peek(r.Buffered())
+	n := 0
+	for i, b := range p {
+		switch {
+		case b == ':':
+			return len(p) > i+n+1
+		case b < '0' || b > '9' || n > 1<<20:
+			return true // malformed or too long: refused at once
+		}
+		n = n*10 + int(b-'0')
+	}
+	return false
 }
 
 // badNetstring ends a connection whose input is not a netstring: the framing is lost, so
@@ -351,10 +412,10 @@ func (c *conn) badNetstring(err error, start time.Time) {
 	case errSize:
 		reason = fmt.Sprintf("request longer than %d bytes", MaxName+1+or(s.MaxQuery, DefaultMaxQuery))
 	default:
-		s.log().Info("socketmap: incomplete request, closing", "remote", c.remote(), "err", err)
+		s.clientLog(slog.LevelInfo, "socketmap: incomplete request, closing", "remote", c.remote(), "err", err)
 		return
 	}
-	s.log().Info("socketmap: "+reason+", closing", "remote", c.remote())
+	s.clientLog(slog.LevelInfo, "socketmap: "+reason+", closing", "remote", c.remote())
 	c.out = appendNetstring(c.out[:0], string(StatusPerm), " ", reason)
 	if s.Observe != nil {
 		s.Observe("", StatusPerm, time.Since(start))
@@ -406,7 +467,23 @@ func (c *conn) lookup(req []byte, maxQuery int, timeout time.Duration) (Reply, s
 	if c.s.Handler == nil {
 		return Reply{StatusTemp, "no handler"}, name
 	}
+	if ch, ok := c.s.Handler.(CachedHandler); ok {
+		if r, ok := c.s.cached(ch, name, key); ok {
+			return r, name
+		}
+	}
 	return c.s.call(name, key, timeout), name
+}
+
+// cached runs h.LookupCached inline; a panic is that lookup's TEMP.
+func (s *Server) cached(h CachedHandler, name, key string) (r Reply, ok bool) {
+	defer func() {
+		if p := recover(); p != nil {
+			s.log().Error("socketmap: handler panic", "map", name, "key", key, "panic", p, "stack", string(debug.Stack()))
+			r, ok = Reply{StatusTemp, "internal error"}, true
+		}
+	}()
+	return h.LookupCached(name, key)
 }
 
 // printable reports whether b has no ASCII control bytes (and no space, unless
@@ -460,7 +537,15 @@ func (s *Server) call(name, key string, timeout time.Duration) Reply {
 func (c *conn) reply(r Reply, name string, maxReply int, start time.Time) bool {
 	s := c.s
 	switch r.Status {
-	case StatusOK, StatusTemp, StatusTimeout, StatusPerm:
+	case StatusOK:
+		// Postfix's maps_find() takes an empty value for a configuration error ("should
+		// return NO RESULT in case of NOT FOUND"), never for a value. Whether the handler
+		// meant NOTFOUND the server cannot tell; TEMP fails safe.
+		if r.Data == "" {
+			s.log().Error("socketmap: handler returned OK without data", "map", name)
+			r = Reply{StatusTemp, "internal error"}
+		}
+	case StatusTemp, StatusTimeout, StatusPerm:
 	case StatusNotFound:
 		// socketmap_table(5): "NOTFOUND <space>", no data.
 		r.Data = ""
@@ -471,7 +556,7 @@ func (c *conn) reply(r Reply, name string, maxReply int, start time.Time) bool {
 	// Postfix reads the reply as a C string (dict_sockmap_lookup: VSTRING_TERMINATE, then
 	// strcmp and split_at): a NUL would silently cut the data short, which for a TLS
 	// policy could drop the attributes that make it strict. Never send one.
-	if bytes.IndexByte([]byte(r.Data), 0) >= 0 { // no allocation: the conversion does not escape
+	if strings.IndexByte(r.Data, 0) >= 0 {
 		s.log().Error("socketmap: handler reply contains NUL", "map", name, "status", string(r.Status))
 		r = Reply{StatusTemp, "internal error"}
 	}

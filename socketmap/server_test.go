@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"runtime"
 	"strconv"
@@ -245,7 +246,8 @@ func TestHandlerRepliesAreChecked(t *testing.T) {
 	})
 	tests := []struct{ key, reply string }{
 		{"ok", "OK secure"},
-		{"ok-empty", "OK "},
+		// Postfix's maps_find takes an empty value for an error, not a value.
+		{"ok-empty", "TEMP internal error"},
 		{"notfound-data", "NOTFOUND "},
 		{"timeout", "TIMEOUT resolver"},
 		{"bad-status", "TEMP internal error"},
@@ -266,7 +268,7 @@ func TestHandlerRepliesAreChecked(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	want := "QUERY OK,QUERY OK,QUERY NOTFOUND,QUERY TIMEOUT,QUERY TEMP,QUERY TEMP,QUERY TEMP,QUERY OK,QUERY TEMP,QUERY TEMP"
+	want := "QUERY OK,QUERY TEMP,QUERY NOTFOUND,QUERY TIMEOUT,QUERY TEMP,QUERY TEMP,QUERY TEMP,QUERY OK,QUERY TEMP,QUERY TEMP"
 	if got := strings.Join(observed, ","); got != want {
 		t.Errorf("observed %s\nwant     %s", got, want)
 	}
@@ -348,8 +350,8 @@ func TestHugeKey(t *testing.T) {
 }
 
 // TestHalfRequest: a client that sends part of a request and stops is disconnected after
-// IOTimeout without a reply, one that sends nothing after IdleTimeout; other clients are
-// served meanwhile.
+// IOTimeout without a reply, one that sends nothing after (7/8 to all of) IdleTimeout;
+// other clients are served meanwhile.
 func TestHalfRequest(t *testing.T) {
 	const ioTimeout, idleTimeout = 300 * time.Millisecond, 600 * time.Millisecond
 	addr := start(t, &socketmap.Server{Handler: &tableHandler{}, IOTimeout: ioTimeout, IdleTimeout: idleTimeout})
@@ -387,7 +389,7 @@ func TestHalfRequest(t *testing.T) {
 		t.Errorf("half request: connection ended after %v, want about %v", took, ioTimeout)
 	}
 	idle.closed()
-	if took := time.Since(begin); took < idleTimeout || took > idleTimeout+2*time.Second {
+	if took := time.Since(begin); took < idleTimeout*7/8 || took > idleTimeout+2*time.Second {
 		t.Errorf("idle client: connection ended after %v, want about %v", took, idleTimeout)
 	}
 	close(stop)
@@ -645,4 +647,74 @@ func TestUnixSocket(t *testing.T) {
 		t.Error(err)
 	}
 	fake.WaitGoroutines(t, before, 0)
+}
+
+// cachedHandler answers keys under "cached." from memory and the rest the slow way.
+type cachedHandler struct {
+	slow atomic.Int32
+}
+
+func (h *cachedHandler) LookupCached(name, key string) (socketmap.Reply, bool) {
+	switch {
+	case key == "panic.cached.test":
+		panic("cache corrupt")
+	case strings.HasSuffix(key, ".cached.test"):
+		return socketmap.Reply{Status: socketmap.StatusOK, Data: "cached"}, true
+	}
+	return socketmap.Reply{}, false
+}
+
+func (h *cachedHandler) Lookup(ctx context.Context, name, key string) socketmap.Reply {
+	h.slow.Add(1)
+	if _, hasDeadline := ctx.Deadline(); !hasDeadline {
+		return socketmap.Reply{Status: socketmap.StatusTemp, Data: "no budget"}
+	}
+	return socketmap.Reply{Status: socketmap.StatusOK, Data: "looked up"}
+}
+
+// TestCachedHandler: a CachedHandler answers from memory when it can; otherwise the
+// lookup runs as any other, with its budget.
+func TestCachedHandler(t *testing.T) {
+	h := &cachedHandler{}
+	addr := start(t, &socketmap.Server{Handler: h})
+	c := dialRaw(t, addr)
+	for _, tt := range []struct{ key, reply string }{
+		{"a.cached.test", "OK cached"},
+		{"other.test", "OK looked up"},
+		{"panic.cached.test", "TEMP internal error"},
+		{"b.cached.test", "OK cached"},
+	} {
+		c.send(ns("QUERY " + tt.key))
+		if got := c.reply(); got != tt.reply {
+			t.Errorf("%s: %q, want %q", tt.key, got, tt.reply)
+		}
+	}
+	if n := h.slow.Load(); n != 1 {
+		t.Errorf("Lookup called %d times, want 1", n)
+	}
+}
+
+// TestClientLogIsBounded: what clients cause is logged at most ten lines a second,
+// however many connections misbehave; the dropped lines are counted.
+func TestClientLogIsBounded(t *testing.T) {
+	var log fake.Buffer
+	addr := start(t, &socketmap.Server{Handler: &tableHandler{}, Log: slog.New(slog.NewTextHandler(&log, nil))})
+	begin := time.Now()
+	const n = 50
+	for range n {
+		c := dialRaw(t, addr)
+		c.send("x")
+		if got := c.reply(); got != "PERM malformed netstring" {
+			t.Fatalf("reply %q", got)
+		}
+		c.c.Close()
+	}
+	seconds := int(time.Since(begin)/time.Second) + 1
+	lines := strings.Count(log.String(), "malformed netstring, closing")
+	if lines < 10 || lines > 10*seconds+10 {
+		t.Errorf("%d log lines for %d malformed connections in %d s:\n%s", lines, n, seconds, log.String())
+	}
+	if seconds < 5 && lines == n {
+		t.Errorf("every line logged")
+	}
 }

@@ -95,3 +95,30 @@ func (w *world) daneHost(t *testing.T, kind string) {
 		w.dns.Add(t, fake.TLSA(owner, 1, 1, 1, c.Leaf))
 	}
 }
+
+// TestMapAnswerSurvivesRestart: facts loaded from the cache file give the socketmap the
+// same answer as before the restart (TLSA records included), never a weaker one.
+func TestMapAnswerSurvivesRestart(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	w.daneHost(t, "match")
+	file := t.TempDir() + "/cache.json"
+	v := w.verifier()
+	if _, _, err := v.Facts(context.Background(), domain); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.SaveCache(file); err != nil {
+		t.Fatal(err)
+	}
+	v2 := w.verifier()
+	if n, err := v2.LoadCache(file); err != nil || n != 1 {
+		t.Fatalf("LoadCache: %d, %v", n, err)
+	}
+	m, ok := v2.CachedMapFacts(domain)
+	if !ok || !m.FromProbe {
+		t.Fatalf("no cached facts after the restart: %+v", m)
+	}
+	if a := policymap.Published(m, false); a.String() != "dane" {
+		t.Errorf("after a restart: %s (%s); want dane", a, a.Why)
+	}
+}

@@ -92,6 +92,15 @@ func (v *Verifier) MapFacts(ctx context.Context, domain string) (*MapFacts, erro
 			return nil, ErrClosed
 		}
 		defer v.wg.Done()
+		// Lookups run on after their request's budget; bound how many, as probes are
+		// (Config.MaxQueued): a burst of distinct domains is answered TEMP.
+		if v.mapsRunning.Add(1) > int64(v.cfg.MaxQueued) {
+			v.mapsRunning.Add(-1)
+			v.cfg.Events.Overloaded()
+			v.cfg.Log.Warn("too many map lookups running; answering TEMP", "domain", domain, "max_queued", v.cfg.MaxQueued)
+			return nil, ErrOverloaded
+		}
+		defer v.mapsRunning.Add(-1)
 		defer func() {
 			if p := recover(); p != nil {
 				v.cfg.Log.Error("panic looking up map facts", "domain", domain, "panic", p)

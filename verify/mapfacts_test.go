@@ -208,3 +208,21 @@ func TestMapFactsAddressLimit(t *testing.T) {
 		t.Errorf("%d hosts, %d tried; want 7, 6", len(m.Hosts), m.Tried)
 	}
 }
+
+// TestMapFactsOverload: lookups running past their requests are bounded by
+// Config.MaxQueued; past it a request gets ErrOverloaded at once.
+func TestMapFactsOverload(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	w.dns.SetDelay("slow1.test.", dns.TypeMX, 500*time.Millisecond)
+	w.dns.SetDelay("slow2.test.", dns.TypeMX, 500*time.Millisecond)
+	v := w.verifier(func(c *verify.Config) { c.MaxQueued = 1 })
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if _, err := v.MapFacts(ctx, "slow1.test"); !errors.Is(err, verify.ErrPending) {
+		t.Fatalf("first lookup: %v; want ErrPending", err)
+	}
+	if _, err := v.MapFacts(context.Background(), "slow2.test"); !errors.Is(err, verify.ErrOverloaded) {
+		t.Errorf("second lookup while the first runs: %v; want ErrOverloaded", err)
+	}
+}

@@ -110,8 +110,9 @@ type Verifier struct {
 	postures  *cache.Cache[posture]
 	// maps caches MapFacts (the socketmap's DNS-only facts); mapGroup collapses
 	// concurrent lookups of one domain.
-	maps     *cache.Cache[*MapFacts]
-	mapGroup singleflight.Group
+	maps        *cache.Cache[*MapFacts]
+	mapGroup    singleflight.Group
+	mapsRunning atomic.Int64
 	// keys indexes the cached domains for SaveCache.
 	keysMu sync.Mutex
 	keys   map[string]struct{}

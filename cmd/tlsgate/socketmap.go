@@ -30,6 +30,10 @@ type socketmapService struct {
 	log  *slog.Logger
 }
 
+// socketmapBackstop bounds a lookup in the protocol server, just below Postfix's
+// socketmap timeout (dict_sockmap.c: 100s); the map itself answers at socketmap.timeout.
+const socketmapBackstop = 99 * time.Second
+
 // startSocketmap listens on socketmap.listen (milter.Listen: same notation,
 // permissions and group handling as milter.listen) and serves the policy table; nil
 // when socketmap.listen is empty.
@@ -51,8 +55,9 @@ func startSocketmap(cfg *config.Config, v *verify.Verifier, table *policy.Table,
 	s.srv = &socketmap.Server{
 		Handler: s.pm,
 		Log:     log,
-		// A backstop only: the map answers TEMP with its reason at socketmap.timeout.
-		Timeout: cfg.Socketmap.Timeout + 2*time.Second,
+		// A backstop only: the map answers TEMP with its reason at socketmap.timeout,
+		// which a reload may change (up to Postfix's 100s, config validation).
+		Timeout: socketmapBackstop,
 	}
 	if m != nil {
 		obs, err := newSocketmapMetrics(m.reg)

@@ -70,6 +70,21 @@ func TestSmoke(t *testing.T) {
 		}
 	})
 
+	t.Run("socketmap", func(t *testing.T) {
+		r, err := socketmapLoad(t, c, &out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name, s := range map[string]*stats{"no-op": r.noop, "tlsgate": r.gate, "budgeted": r.budgeted} {
+			if s.decisions == 0 || len(s.lat) != int(s.decisions) || s.rate() <= 0 || s.sessions != int64(c.conns*c.rounds) {
+				t.Errorf("%s: %d lookups on %d connections, %d latencies, rate %v", name, s.decisions, s.sessions, len(s.lat), s.rate())
+			}
+		}
+		if r.ratio <= 0 || r.budgetedRatio <= 0 {
+			t.Errorf("ratios %v, %v", r.ratio, r.budgetedRatio)
+		}
+	})
+
 	t.Run("memory", func(t *testing.T) {
 		rs, err := memory(c, &out)
 		if err != nil {

@@ -18,10 +18,14 @@
 //	             every DNS answer and on the SMTP connection (a proxy delaying each byte
 //	             by RTT/2 each way); the cold verdict in RTTs, split into DNS and SMTP.
 //	memory       heap and RSS per cached verdict at -mem-domains verdicts.
+//	socketmap    cached smtp_tls_policy_maps lookups over the socketmap protocol from
+//	             -conns connections (one request at a time each, as Postfix), against
+//	             tlsgate's socketmap server and a no-op netstring server; lookups/s,
+//	             latency p50/p90/p99/max, and the ratio.
 //
 // Usage:
 //
-//	go run ./test/load                      # cachehit, singleflight, cold, memory
+//	go run ./test/load                      # cachehit, singleflight, cold, memory, socketmap
 //	go run ./test/load -scenario cachehit -conns 8 -duration 10s -cpuprofile cpu.out
 //	go run ./test/load -scenario memory -mem-certs unique -memprofile heap.out
 //	go run ./test/load -smoke
@@ -49,7 +53,7 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-var scenarioNames = []string{"cachehit", "singleflight", "cold", "memory"}
+var scenarioNames = []string{"cachehit", "singleflight", "cold", "memory", "socketmap"}
 
 func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("load", flag.ContinueOnError)
@@ -57,11 +61,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	c := defaultConfig()
 	scenarios := fs.String("scenario", strings.Join(scenarioNames, ","), "scenarios to run: "+strings.Join(scenarioNames, ", "))
 	smoke := fs.Bool("smoke", false, "run every scenario briefly (a check that the tool works, not a measurement)")
-	fs.IntVar(&c.conns, "conns", c.conns, "cachehit: milter connections at once")
-	fs.DurationVar(&c.duration, "duration", c.duration, "cachehit: measurement per target")
-	fs.IntVar(&c.rounds, "rounds", c.rounds, "cachehit: alternating no-op/tlsgate rounds the duration is split into")
+	fs.IntVar(&c.conns, "conns", c.conns, "cachehit, socketmap: connections at once")
+	fs.DurationVar(&c.duration, "duration", c.duration, "cachehit, socketmap: measurement per target")
+	fs.IntVar(&c.rounds, "rounds", c.rounds, "cachehit, socketmap: alternating no-op/tlsgate rounds the duration is split into")
 	fs.IntVar(&c.rcpts, "rcpts", c.rcpts, "cachehit: RCPTs per SMTP session")
-	fs.IntVar(&c.domains, "domains", c.domains, "cachehit: cached recipient domains")
+	fs.IntVar(&c.domains, "domains", c.domains, "cachehit, socketmap: cached recipient domains")
 	fs.IntVar(&c.policies, "policies", c.policies, "cachehit: generated policy table entries")
 	fs.IntVar(&c.customers, "customers", c.customers, "cachehit: customer toggles")
 	fs.IntVar(&c.burst, "burst", c.burst, "singleflight: concurrent RCPTs for the uncached domain")
@@ -161,6 +165,8 @@ func runOne(name string, c config, out io.Writer) error {
 			_, err = singleFlight(tb, c, out)
 		case "cold":
 			_, err = cold(tb, c, out)
+		case "socketmap":
+			_, err = socketmapLoad(tb, c, out)
 		}
 		return err
 	})
