@@ -69,7 +69,7 @@ type Map struct {
 	cfg atomic.Pointer[Config]
 }
 
-var _ socketmap.Handler = (*Map)(nil)
+var _ socketmap.CachedHandler = (*Map)(nil)
 
 // New returns a Map serving cfg.
 func New(cfg Config) *Map {
@@ -127,26 +127,80 @@ func ok(data, why string) Answer { return Answer{Status: socketmap.StatusOK, Dat
 // Lookup answers one socketmap request (socketmap.Handler).
 func (m *Map) Lookup(ctx context.Context, name, key string) socketmap.Reply {
 	cfg := m.cfg.Load()
-	a := m.Answer(ctx, name, key)
+	a := m.answer(ctx, cfg, name, key)
+	logAnswer(ctx, cfg, name, key, a)
+	return a.Reply()
+}
+
+// CachedFactsSource is a FactsSource that can also say, without waiting, whether it
+// holds fresh facts; *verify.Verifier implements it.
+type CachedFactsSource interface {
+	FactsSource
+	CachedMapFacts(domain string) (*verify.MapFacts, bool)
+}
+
+var _ CachedFactsSource = (*verify.Verifier)(nil)
+
+// LookupCached answers at once when no lookup is needed: a configured entry, a key the
+// map does not serve, or level published with fresh cached facts
+// (socketmap.CachedHandler). It never blocks; false sends the request to Lookup.
+func (m *Map) LookupCached(name, key string) (socketmap.Reply, bool) {
+	cfg := m.cfg.Load()
+	tlsrpt, known := mapName(name)
+	if !known {
+		return m.Lookup(context.Background(), name, key), true
+	}
+	k := Classify(key)
+	var facts *verify.MapFacts
+	if d, published := Needs(cfg.Policies, cfg.DefaultPublished, k); published {
+		cf, ok := cfg.Facts.(CachedFactsSource)
+		if !ok {
+			return socketmap.Reply{}, false
+		}
+		if facts, ok = cf.CachedMapFacts(d); !ok {
+			return socketmap.Reply{}, false
+		}
+	}
+	a := Decide(cfg.Policies, cfg.DefaultPublished, k, facts, nil, tlsrpt)
+	logAnswer(context.Background(), cfg, name, key, a)
+	return a.Reply(), true
+}
+
+// logAnswer logs one answer: at Info when Postfix defers because of it (TEMP, PERM),
+// at Debug otherwise.
+func logAnswer(ctx context.Context, cfg *Config, name, key string, a Answer) {
 	level := slog.LevelDebug
 	if a.Status != socketmap.StatusOK && a.Status != socketmap.StatusNotFound {
-		level = slog.LevelInfo // Postfix defers the delivery: worth a line
+		level = slog.LevelInfo
+	}
+	if !cfg.Log.Enabled(ctx, level) {
+		return
 	}
 	cfg.Log.Log(ctx, level, "socketmap lookup", "map", clean(name), "key", clean(key), "status", string(a.Status),
 		"data", a.Data, "why", a.Why, "rule", a.Rule)
-	return a.Reply()
+}
+
+// mapName reports whether name is a map this table serves, and whether it is the
+// TLSRPT one.
+func mapName(name string) (tlsrpt, known bool) {
+	switch name {
+	case NameQuery:
+		return false, true
+	case NameQueryTLSRPT:
+		return true, true
+	}
+	return false, false
 }
 
 // Answer is Lookup with the reasons: it parses the key, finds the configured policy
 // and, for level published, the facts, and decides.
 func (m *Map) Answer(ctx context.Context, name, key string) Answer {
-	cfg := m.cfg.Load()
-	var tlsrpt bool
-	switch name {
-	case NameQuery:
-	case NameQueryTLSRPT:
-		tlsrpt = true
-	default:
+	return m.answer(ctx, m.cfg.Load(), name, key)
+}
+
+func (m *Map) answer(ctx context.Context, cfg *Config, name, key string) Answer {
+	tlsrpt, known := mapName(name)
+	if !known {
 		return Answer{Status: socketmap.StatusPerm, Data: "unknown map name " + strconv.Quote(clean(name)) +
 			" (want " + NameQuery + " or " + NameQueryTLSRPT + ")", Why: "unknown map name"}
 	}

@@ -338,3 +338,58 @@ func TestSetConfig(t *testing.T) {
 	m.SetConfig(policymap.Config{Facts: ff, DefaultPublished: true})
 	checkAnswer(t, m.Answer(context.Background(), "QUERY", "dane.example"), "OK dane")
 }
+
+// cachedFacts is a fakeFacts that also answers from its cache without waiting.
+type cachedFacts struct {
+	fakeFacts
+	cached map[string]*verify.MapFacts
+}
+
+func (c *cachedFacts) CachedMapFacts(domain string) (*verify.MapFacts, bool) {
+	m, ok := c.cached[domain]
+	return m, ok
+}
+
+// TestLookupCached: the server's fast path answers at once what needs no lookup, and
+// hands the rest to Lookup; both give the same answers.
+func TestLookupCached(t *testing.T) {
+	t.Parallel()
+	tab := table(t, "secure.example secure match=.secure.example\n", nil)
+	dane := facts("dane.example", hosts("mx.dane.example:usable"), nil)
+	cf := &cachedFacts{fakeFacts: fakeFacts{m: map[string]*verify.MapFacts{"dane.example": dane, "cold.example": dane}},
+		cached: map[string]*verify.MapFacts{"dane.example": dane}}
+	m := policymap.New(policymap.Config{Policies: tab, Facts: cf, DefaultPublished: true})
+	for _, tc := range []struct {
+		name, key string
+		cached    bool
+		want      string
+	}{
+		{"QUERY", "secure.example", true, "OK secure match=.secure.example"},
+		{"QUERY", "dane.example", true, "OK dane"},
+		{"QUERYwithTLSRPT", "dane.example", true, "OK dane"},
+		{"QUERY", "cold.example", false, ""},
+		{"QUERY", ".example", true, "NOTFOUND"},
+		{"OTHER", "dane.example", true, "PERM"},
+	} {
+		before := cf.lookups.Load()
+		r, ok := m.LookupCached(tc.name, tc.key)
+		if n := cf.lookups.Load() - before; n != 0 {
+			t.Errorf("LookupCached(%s, %s) looked facts up %d times", tc.name, tc.key, n)
+		}
+		if ok != tc.cached {
+			t.Errorf("LookupCached(%s, %s) answered: %v; want %v", tc.name, tc.key, ok, tc.cached)
+			continue
+		}
+		if ok {
+			checkAnswer(t, policymap.Answer{Status: r.Status, Data: r.Data, Why: "-"}, tc.want)
+			if full := m.Lookup(context.Background(), tc.name, tc.key); full != r {
+				t.Errorf("LookupCached(%s, %s) = %v; Lookup = %v", tc.name, tc.key, r, full)
+			}
+		}
+	}
+	// A facts source without a cache: level published always goes to Lookup.
+	m = policymap.New(policymap.Config{Policies: tab, Facts: &fakeFacts{}, DefaultPublished: true})
+	if _, ok := m.LookupCached("QUERY", "dane.example"); ok {
+		t.Error("answered published without cached facts")
+	}
+}
