@@ -3,8 +3,11 @@
 // Package e2e is tlsgate's end-to-end suite: real Postfix with smtpd_milters pointing at
 // tlsgate, real receiving MX servers (Postfix) on loopback addresses, a DNSSEC-signed zone
 // served by nsd behind a validating unbound, swaks as the client, and a third Postfix,
-// the oracle, that really delivers each cell at the tested level. It proves that the
-// RCPT-time verdict predicts what Postfix does at delivery.
+// the oracle, that really delivers each cell at the tested level, once with the level as
+// smtp_tls_security_level and once with the level read from tlsgate's own socketmap
+// (smtp_tls_policy_maps; policymap_test.go). It proves that the RCPT-time verdict
+// predicts what Postfix does at delivery, and that Postfix keeps it when tlsgate is its
+// TLS policy table.
 //
 // Run as root: test/e2e/install.sh && go test -tags e2e -count=1 -v ./test/e2e/
 package e2e
@@ -18,6 +21,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -38,9 +42,21 @@ type cell struct {
 	// non-pass.
 	expect string
 	// deviation, when set, explains why Postfix (the oracle) legitimately decides the
-	// other way; the agreement check then requires that it does.
+	// other way; the agreement check then requires that it does. Never for a cell that
+	// tlsgate refuses: no cell may be delivered against a refusal.
 	deviation string
+	// mapWant, when set, is the first word of tlsgate's socketmap answer for the domain
+	// at level published: the level Postfix is told to use, NOTFOUND (Postfix's own
+	// smtp_tls_security_level, may) or TEMP (Postfix defers).
+	mapWant string
+	// limit, when set, is a Postfix-version limit on the map-driven delivery that the
+	// outcome does not show: the host Postfix delivers to.
+	limit versionLimit
 }
+
+// versionLimit: this Postfix (Debian 12's 3.7) delivers the cell's message through relay,
+// a host tlsgate's verdict did not use, for the reason why.
+type versionLimit struct{ relay, why string }
 
 func matrix() []cell {
 	rows := []struct {
@@ -80,10 +96,36 @@ func matrix() []cell {
 			cells = append(cells, c)
 		}
 	}
+	// Level published for the domains of the signed zone: DANE where TLSA records are
+	// published (all of them in the signed zone are DNSSEC-validated), else nothing is
+	// required. The four domains whose servers refuse or never answer (greet421,
+	// greet450, tarpit, refused) have no published cell: published requires nothing of
+	// them, like may, so tlsgate passes them, while Postfix defers for reasons that are
+	// not TLS.
+	for _, p := range []struct{ domain, want, code, mapWant string }{
+		{"tls.test", "pass", "", "dane"},
+		{"notls.test", "pass", "", "NOTFOUND"},
+		{"selfsigned.test", "pass", "", "dane"},     // DANE-EE: names and dates ignored
+		{"wrongname.test", "fail", "5.7.5", "dane"}, // the TLSA digest matches nothing
+		{"expired.test", "pass", "", "dane"},        // DANE-EE
+		{"secondmx.test", "pass", "", "dane"},       // the first MX has no TLSA: may there
+		{"implicit.test", "pass", "", "NOTFOUND"},   // no TLSA for the implicit MX
+		{"unsigned.test", "pass", "", "NOTFOUND"},   // insecure: no DANE
+		{"nullmx.test", "fail", "5.1.10", ""},       // Postfix bounces whatever the map says
+		{"nope.test", "fail", "5.1.2", ""},          // NXDOMAIN: likewise
+		{"bogus.test", "tempfail", "4.4.3", "TEMP"}, // never a downgrade on a DNSSEC failure
+	} {
+		cells = append(cells, cell{domain: p.domain, level: "published", want: p.want, code: p.code, mapWant: p.mapWant})
+	}
 	cells = append(cells,
 		cell{domain: "pin-tls.test", level: "fingerprint", want: "pass"},
 		cell{domain: "pin-selfsigned.test", level: "fingerprint", want: "pass"},
 		cell{domain: "pin-wrong.test", level: "fingerprint", want: "fail", code: "5.7.5"},
+		// An entry Postfix refuses (smtp_tls_policy.c: fingerprint "with no fingerprints
+		// to match"): Postfix defers, whether it reads the file or tlsgate's map, which
+		// serves the entry as written; never a silent downgrade to the customer's level.
+		// Its MX is mx.tls.test, which passes every level: only the entry can defer it.
+		cell{domain: "badpolicy.test", level: "fingerprint", want: "tempfail", code: "4.7.5", expect: "is invalid"},
 	)
 	return append(cells, stsCells()...)
 }
@@ -103,26 +145,45 @@ pin-tls.test        fingerprint match=%s
 pin-selfsigned.test fingerprint
     match=%s
 pin-wrong.test      fingerprint match=00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF
+# invalid: Postfix refuses fingerprint without match= and defers; tlsgate tempfails
+badpolicy.test      fingerprint
 [relay.e2e.test]:587 encrypt
 `, w.pins["mx.tls.test"], w.pins["mx.selfsigned.test"]), 0o644)
 
 	oracle := w.oracle(policy)
 	w.startTLSGate(policy)
+	cells := matrix()
+	w.levelMaps(cells, policy)
 	sender := w.senderPostfix()
 	t.Logf("world up in %s", time.Since(start).Round(time.Millisecond))
+	// What Postfix reads from tlsgate's maps is the policy file's entry, verbatim.
+	w.mapEntries(t, oracle, cells, policy)
 
-	cells := matrix()
-	// The oracle delivers every cell for real; its verdict is the SMTP client's log line.
-	oracleIDs := map[cell]string{}
-	w.ids = oracleIDs
+	// The oracle delivers every cell for real, twice for a configured level: once at
+	// the level as smtp_tls_security_level (the static transports), and once with the
+	// level from tlsgate's socketmap (the map transports); cells at published only
+	// through the map. Its verdict is the SMTP client's log line.
+	var static []cell
+	var envs []envelope
 	for _, c := range cells {
-		out := swaks(t, oracleAddr+":2525", senderFor(c), "oracle@"+c.domain)
-		id := queueID(out)
-		if id == "" {
-			t.Fatalf("oracle did not queue %s/%s:\n%s", c.domain, c.level, out)
+		if c.level != "published" {
+			static = append(static, c)
+			envs = append(envs, envelope{senderFor(c), "oracle@" + c.domain})
 		}
-		oracleIDs[c] = id
 	}
+	for _, c := range cells {
+		envs = append(envs, envelope{mapSenderFor(c), "oracle@" + c.domain})
+	}
+	envs = append(envs, envelope{tlsrptSender, "oracle@" + tlsrptDomain})
+	ids := w.submit(oracleAddr+":2525", envs)
+	staticIDs, mapIDs := map[cell]string{}, map[cell]string{}
+	for i, c := range static {
+		staticIDs[c] = ids[i]
+	}
+	for i, c := range cells {
+		mapIDs[c] = ids[len(static)+i]
+	}
+	w.ids = staticIDs
 
 	// tlsgate's verdict, through the sending Postfix, as swaks sees it at RCPT.
 	got := map[cell]string{}
@@ -149,8 +210,12 @@ pin-wrong.test      fingerprint match=00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:
 		})
 	}
 
-	outcomes := w.oracleOutcomes(oracle, oracleIDs)
-	w.agreement(t, cells, got, outcomes)
+	outcomes := w.oracleOutcomes(oracle, ids)
+	w.agreement(t, "Postfix at the level (smtp_tls_security_level)", static, got, outcomes, staticIDs, nil)
+	answers := w.mapAnswers(t, oracle, cells)
+	w.agreement(t, "Postfix with tlsgate's socketmap as smtp_tls_policy_maps", cells, got, outcomes, mapIDs, answers)
+	w.versionLimits(t, oracle, cells, mapIDs)
+	w.tlsrptOn37(t, oracle, outcomes[ids[len(ids)-1]])
 
 	t.Run("one message, mixed recipients", func(t *testing.T) { w.mixedMessage(t, sender) })
 	t.Run("tlsgate killed and restarted mid-session", func(t *testing.T) { w.restartMidSession(t, policy) })
@@ -177,14 +242,19 @@ func statusOf(reply string) string {
 	return "no-reply"
 }
 
-// oracle starts the delivering Postfix: one smtp transport per level, chosen by the
-// sender's domain, DNSSEC lookups through the validating resolver.
+// oracle starts the delivering Postfix: transports chosen by the sender's domain, DNSSEC
+// lookups through the validating resolver.
 //
-// tlsgate's level published has no Postfix level; its oracle is what an operator runs
-// for it: the dane level (DANE where usable, else "may") with postfix-mta-sts-resolver
-// as the TLS policy table, whose "secure match=<policy mx>" entries override the level
-// for MTA-STS domains. Where no TLSA applies (all of sts.test) that is the standard
-// "may + socketmap" setup.
+//   - smtp-LEVEL (sender LEVEL.sender.test): smtp_tls_security_level = LEVEL; the
+//     fingerprint cells use the default transport and the shared tls_policy file as
+//     smtp_tls_policy_maps.
+//   - smtp-map-LEVEL (sender LEVEL.map.sender.test) and smtp-published (sender
+//     published.sender.test): smtp_tls_security_level = may and tlsgate's socketmap as
+//     smtp_tls_policy_maps, so that the level is only what the map answers: the map of
+//     that level (policymap_test.go), or for published the tlsgate under test with
+//     socketmap.default_level: published. "may" is Postfix's level for what the map does
+//     not list (NOTFOUND): published requires nothing of a domain that publishes
+//     nothing, and DANE comes from the map's "dane" answer, not from the default level.
 func (w *world) oracle(policy string) string {
 	var master, transports strings.Builder
 	master.WriteString(oracleAddr + ":2525 inet n - n - - smtpd\n")
@@ -192,8 +262,14 @@ func (w *world) oracle(policy string) string {
 		fmt.Fprintf(&master, "smtp-%s unix - - n - - smtp -o smtp_tls_security_level=%s\n", l, l)
 		fmt.Fprintf(&transports, "/@%s\\.sender\\.test$/ smtp-%s:\n", l, l)
 	}
-	fmt.Fprintf(&master, "smtp-published unix - - n - - smtp -o smtp_tls_security_level=dane -o smtp_tls_policy_maps=socketmap:inet:%s:postfix\n", stsMapAddr)
+	for _, l := range mapLevels {
+		fmt.Fprintf(&master, "smtp-map-%s unix - - n - - smtp -o smtp_tls_security_level=may -o smtp_tls_policy_maps=socketmap:inet:%s:QUERY\n", l, levelMapAddr(l))
+		fmt.Fprintf(&transports, "/@%s\\.map\\.sender\\.test$/ smtp-map-%s:\n", l, l)
+	}
+	fmt.Fprintf(&master, "smtp-published unix - - n - - smtp -o smtp_tls_security_level=may -o smtp_tls_policy_maps=socketmap:inet:%s:QUERY\n", publishedMapAddr)
 	transports.WriteString("/@published\\.sender\\.test$/ smtp-published:\n")
+	fmt.Fprintf(&master, "smtp-tlsrpt unix - - n - - smtp -o smtp_tls_security_level=may -o smtp_tls_policy_maps=socketmap:inet:%s:QUERYwithTLSRPT\n", publishedMapAddr)
+	transports.WriteString("/@tlsrpt\\.sender\\.test$/ smtp-tlsrpt:\n")
 	w.write("pf-oracle-transport", transports.String(), 0o644)
 	main := fmt.Sprintf(`smtp_dns_support_level = dnssec
 smtp_host_lookup = dns
@@ -207,9 +283,7 @@ smtp_starttls_timeout = 10s
 smtp_address_preference = ipv4
 default_destination_concurrency_limit = 50
 `, w.path("certs", "ca.pem"), policy, w.path("pf-oracle-transport"))
-	base := w.postfixInstance("oracle", main, master.String(), resolverAddr)
-	w.stsResolver(base)
-	return base
+	return w.postfixInstance("oracle", main, master.String(), resolverAddr)
 }
 
 // senderPostfix is the Postfix under test: smtpd_milters -> tlsgate; accepted mail is
@@ -231,7 +305,8 @@ smtpd_end_of_data_restrictions = check_client_access static:HOLD
 	return base
 }
 
-// startTLSGate builds and starts tlsgate with a customer per level and the shared policy file.
+// startTLSGate builds and starts tlsgate with a customer per level and the shared policy
+// file, and its socketmap at publishedMapAddr (default level published) for the oracle.
 func (w *world) startTLSGate(policy string) {
 	if w.bin == "" {
 		w.bin = w.path("tlsgate")
@@ -258,17 +333,23 @@ mta_sts:
   timeout: 5s
 log:
   level: debug
+socketmap:
+  listen: inet:%s
+  default_level: published
 policy_files: [%s]
 customers:
-%s`, milterAddr, resolverAddr, w.path("certs", "ca.pem"), policy, customers.String()), 0o644)
+%s`, milterAddr, resolverAddr, w.path("certs", "ca.pem"), publishedMapAddr, policy, customers.String()), 0o644)
 	}
 	w.gate = w.start("tlsgate", w.bin, "serve", "--config", w.path("tlsgate.yaml"))
 	w.waitFor("tlsgate", func() error {
-		c, err := net.DialTimeout("tcp", milterAddr+":10025", time.Second)
-		if err == nil {
+		for _, addr := range []string{milterAddr + ":10025", publishedMapAddr} {
+			c, err := net.DialTimeout("tcp", addr, time.Second)
+			if err != nil {
+				return err
+			}
 			c.Close()
 		}
-		return err
+		return nil
 	})
 }
 
@@ -298,8 +379,35 @@ func (w *world) checkHeader(t *testing.T, sender, id string, c cell) {
 
 var deliveryRE = regexp.MustCompile(`postfix/[a-z-]+/?[a-z]*\[\d+\]: ([0-9A-Za-z]+): to=<[^>]*>,.* status=(sent|deferred|bounced) \((.*)\)$`)
 
+var relayRE = regexp.MustCompile(`: ([0-9A-Za-z]+): to=<[^>]*>, relay=([^\[, ]+)`)
+
+// versionLimits asserts the cells' Postfix-version limits: the map-driven delivery went
+// to the host the limit names (a newer Postfix that does better fails this, and the
+// limit must go).
+func (w *world) versionLimits(t *testing.T, oracle string, cells []cell, ids map[cell]string) {
+	b, err := os.ReadFile(filepath.Join(oracle, "maillog"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	relays := map[string]string{}
+	for _, m := range relayRE.FindAllStringSubmatch(string(b), -1) {
+		relays[m[1]] = m[2] // the last attempt
+	}
+	for _, c := range cells {
+		if c.limit.relay == "" {
+			continue
+		}
+		if got := relays[ids[c]]; got != c.limit.relay {
+			t.Errorf("%s/%s: Postfix delivered through %q, not %q as the documented Postfix-version limit says: %s",
+				c.domain, c.level, got, c.limit.relay, c.limit.why)
+			continue
+		}
+		t.Logf("Postfix-version limit %s/%s: delivered through %s: %s", c.domain, c.level, c.limit.relay, c.limit.why)
+	}
+}
+
 // oracleOutcomes waits for the oracle's first delivery attempt of every message.
-func (w *world) oracleOutcomes(base string, ids map[cell]string) map[string][2]string {
+func (w *world) oracleOutcomes(base string, ids []string) map[string][2]string {
 	w.t.Helper()
 	want := map[string]bool{}
 	for _, id := range ids {
@@ -329,18 +437,27 @@ func (w *world) oracleOutcomes(base string, ids map[cell]string) map[string][2]s
 	return outcomes
 }
 
-// agreement prints the matrix and fails on any cell where tlsgate and the oracle
-// disagree: pass <-> sent, fail/tempfail <-> deferred/bounced. A cell with a documented
-// deviation must disagree, the way its explanation says; if it agrees, the explanation
-// is stale and the cell fails too.
-func (w *world) agreement(t *testing.T, cells []cell, got map[cell]string, outcomes map[string][2]string) {
+// agreement prints the matrix of one way of delivering (ids: the oracle's queue id per
+// cell; answers, when set: what tlsgate's socketmap answered Postfix for the cell) and
+// fails on any cell where tlsgate and the oracle disagree: pass <-> sent, fail/tempfail
+// <-> deferred/bounced. A cell with a documented deviation must disagree, the way its
+// explanation says; if it agrees, the explanation is stale and the cell fails too.
+//
+// Security first: whatever a cell documents, Postfix must never deliver a message
+// whose recipient tlsgate refused at RCPT time.
+func (w *world) agreement(t *testing.T, title string, cells []cell, got map[cell]string, outcomes map[string][2]string, ids map[cell]string, answers map[cell]string) {
 	var b strings.Builder
-	fmt.Fprintf(&b, "\n%-22s %-12s %-9s %-9s %s\n", "domain", "level", "tlsgate", "postfix", "agree")
+	fmt.Fprintf(&b, "\n%s\n%-22s %-12s %-9s %-9s %-20s", title, "domain", "level", "tlsgate", "postfix", "agree")
+	if answers != nil {
+		b.WriteString(" map answer")
+	}
+	b.WriteString("\n")
+	cells = slices.Clone(cells)
 	sort.SliceStable(cells, func(i, j int) bool { return cells[i].domain < cells[j].domain })
 	agree, deviations, total := 0, 0, 0
-	var disagreements, explained []string
+	var disagreements, explained, breaches []string
 	for _, c := range cells {
-		o, ok := outcomes[w.oracleID(c)]
+		o, ok := outcomes[ids[c]]
 		oracle := o[0]
 		if !ok {
 			oracle = "unknown"
@@ -348,6 +465,9 @@ func (w *world) agreement(t *testing.T, cells []cell, got map[cell]string, outco
 		same := (got[c] == "pass") == (oracle == "sent")
 		total++
 		mark := "yes"
+		if got[c] != "pass" && oracle == "sent" {
+			breaches = append(breaches, fmt.Sprintf("%s/%s: tlsgate answered RCPT with %s, Postfix delivered (%s)", c.domain, c.level, got[c], o[1]))
+		}
 		switch {
 		case oracle == "unknown":
 			mark = "NO"
@@ -365,20 +485,24 @@ func (w *world) agreement(t *testing.T, cells []cell, got map[cell]string, outco
 			mark = "NO (deviation gone)"
 			disagreements = append(disagreements, fmt.Sprintf("%s/%s: tlsgate %s and postfix %s agree, but the cell documents a deviation: %s", c.domain, c.level, got[c], oracle, c.deviation))
 		}
-		fmt.Fprintf(&b, "%-22s %-12s %-9s %-9s %s\n", c.domain, c.level, got[c], oracle, mark)
+		fmt.Fprintf(&b, "%-22s %-12s %-9s %-9s %-20s", c.domain, c.level, got[c], oracle, mark)
+		if answers != nil {
+			b.WriteString(" " + answers[c])
+		}
+		b.WriteString("\n")
 	}
-	fmt.Fprintf(&b, "agreement: %d/%d cells, %d known deviations\n", agree, total, deviations)
+	fmt.Fprintf(&b, "agreement: %d/%d cells, %d known deviations, %d delivered against a refusal\n", agree, total, deviations, len(breaches))
 	for _, e := range explained {
 		fmt.Fprintf(&b, "  known deviation %s\n", e)
 	}
 	t.Log(b.String())
+	for _, br := range breaches {
+		t.Errorf("%s: DELIVERED AGAINST tlsgate's REFUSAL: %s", title, br)
+	}
 	for _, d := range disagreements {
-		t.Errorf("verdict disagrees with Postfix: %s", d)
+		t.Errorf("%s: verdict disagrees with Postfix: %s", title, d)
 	}
 }
-
-// oracleID is the oracle's queue id of a cell.
-func (w *world) oracleID(c cell) string { return w.ids[c] }
 
 // mixedMessage: one message, three recipients with different verdicts: the rejected one
 // is refused alone, the message is accepted for the others with one header per domain.

@@ -1,16 +1,13 @@
 #!/usr/bin/env bash
 # Installs what the end-to-end suite runs: Postfix (sending, receiving and oracle
 # instances), nsd + ldns (signed authoritative zone), unbound (validating resolver),
-# swaks (client), postfix-mta-sts-resolver (the oracle's MTA-STS policy table),
-# systemd (for systemd-analyze, which checks contrib/systemd offline).
+# swaks (client), systemd (for systemd-analyze, which checks contrib/systemd offline).
+# The oracle's TLS policy table is tlsgate's own socketmap: no MTA-STS resolver daemon.
 # Debian packages; needs root. Safe to run twice.
-#
-# postfix-mta-sts-resolver comes from Debian (bookworm: 1.1.2), not from PyPI: the
-# machines this suite runs on reach Debian's archive and no Python package index.
 set -euo pipefail
 need=()
 for tool in postfix:postfix nsd:nsd unbound:unbound ldns-signzone:ldnsutils swaks:swaks openssl:openssl \
-  unshare:util-linux nsenter:util-linux mta-sts-daemon:postfix-mta-sts-resolver systemd-analyze:systemd; do
+  unshare:util-linux systemd-analyze:systemd; do
   command -v "${tool%%:*}" >/dev/null 2>&1 || need+=("${tool#*:}")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -23,6 +20,6 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 # The packages may start their own daemons (Debian's postinst); the suite starts its own
 # instances on fixed loopback addresses, so stop any system copy.
-for svc in unbound nsd postfix postfix-mta-sts-resolver; do
+for svc in unbound nsd postfix; do
   if command -v service >/dev/null 2>&1; then service "$svc" stop >/dev/null 2>&1 || true; fi
 done

@@ -15,12 +15,12 @@ package e2e
 //     DANE-TA TLSA record matches, and its MTA-STS policy lists another host.
 //   - Every mta-sts.<domain> resolves to policyAddr, where the test runs an HTTPS
 //     server on port 443 that picks a certificate from the test CA by SNI.
-//   - The oracle asks postfix-mta-sts-resolver (Debian's package; a socketmap for
-//     smtp_tls_policy_maps), run inside the oracle's mount namespace so that it resolves
-//     through unbound like the oracle's SMTP client, and trusts the test CA.
+//   - The oracle's delivery side asks tlsgate itself: its smtp_tls_policy_maps for
+//     "published" is the socketmap of the tlsgate under test (policymap_test.go), which
+//     resolves through the same validating unbound as the oracle's SMTP client and
+//     trusts the test CA (probe.ca_file).
 
 import (
-	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -29,9 +29,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
@@ -41,9 +38,6 @@ import (
 const (
 	stsZone    = "sts.test"
 	policyAddr = "127.0.1.11" // HTTPS server for every mta-sts.<domain> (port 443)
-	// stsMapAddr is the oracle's postfix-mta-sts-resolver. Not 127.0.0.1:8461, the
-	// package's default: a system copy of the daemon may listen there.
-	stsMapAddr = oracleAddr + ":8461"
 	stsID      = "20261121e2e"
 )
 
@@ -66,39 +60,56 @@ type stsDomain struct {
 	code   string
 	// expect is in the audit header of a pass, or in the RCPT reply of a fail.
 	expect string
-	// deviation, when set, says why Postfix with postfix-mta-sts-resolver decides the
-	// other way: the agreement check then asserts that it does.
-	deviation string
+	// mapWant is the first word of what tlsgate's socketmap answers Postfix for the
+	// domain: a level, NOTFOUND or TEMP (see cell.mapWant).
+	mapWant string
+	// limit is a Postfix-version limit (see cell.limit).
+	limit versionLimit
 }
 
 var stsDomains = []stsDomain{
 	{domain: "enforce.sts.test", mx: []string{"mx.sts.test"}, policy: "mode: enforce\nmx: mx.sts.test",
-		want: "pass", expect: "mechanism=mta-sts; sts=enforce; mx=mx.sts.test;"},
+		want: "pass", mapWant: "secure", expect: "mechanism=mta-sts; sts=enforce; mx=mx.sts.test;"},
 	{domain: "wildcard.sts.test", mx: []string{"mx.sts.test"}, policy: "mode: enforce\nmx: *.sts.test",
-		want: "pass", expect: "mechanism=mta-sts; sts=enforce; mx=mx.sts.test;"},
+		want: "pass", mapWant: "secure", expect: "mechanism=mta-sts; sts=enforce; mx=mx.sts.test;"},
 	// §4.1: the unlisted first MX (no STARTTLS) is skipped; Postfix's secure level skips
 	// it too, for want of TLS.
 	{domain: "skip.sts.test", mx: []string{"notls.sts.test", "mx.sts.test"}, policy: "mode: enforce\nmx: mx.sts.test",
-		want: "pass", expect: "mechanism=mta-sts; sts=enforce; mx=mx.sts.test;"},
+		want: "pass", mapWant: "secure", expect: "mechanism=mta-sts; sts=enforce; mx=mx.sts.test;"},
 	{domain: "badcert.sts.test", mx: []string{"wrongname.sts.test"}, policy: "mode: enforce\nmx: wrongname.sts.test",
-		want: "fail", code: "5.7.5", expect: "certificate is not valid for the server's name"},
+		want: "fail", code: "5.7.5", mapWant: "secure", expect: "certificate is not valid for the server's name"},
+	// §4.1: no MX host is listed: the map answers TEMP (Postfix defers), as Postfix
+	// cannot be told "none of the MX hosts" in a policy entry.
 	{domain: "unlisted.sts.test", mx: []string{"mx.sts.test"}, policy: "mode: enforce\nmx: mx.elsewhere.test",
-		want: "fail", code: "5.7.5", expect: "none of its mail servers is listed in its MTA-STS policy"},
+		want: "fail", code: "5.7.5", mapWant: "TEMP", expect: "none of its mail servers is listed in its MTA-STS policy"},
 	{domain: "testing.sts.test", mx: []string{"wrongname.sts.test"}, policy: "mode: testing\nmx: wrongname.sts.test",
-		want: "pass", expect: "mechanism=mta-sts; reason=certificate-host-mismatch; sts=testing;"},
+		want: "pass", mapWant: "NOTFOUND", expect: "mechanism=mta-sts; reason=certificate-host-mismatch; sts=testing;"},
 	// §5: a TXT record but no policy to be had: deliver as though there were none.
 	{domain: "nopolicy.sts.test", mx: []string{"wrongname.sts.test"},
-		want: "pass", expect: "mechanism=none; reason=sts-policy-fetch-error;"},
+		want: "pass", mapWant: "NOTFOUND", expect: "mechanism=none; reason=sts-policy-fetch-error;"},
+	// §4.1: the only MX, other.sts.test, is not listed, although it presents a
+	// certificate for the listed mx.sts.test. postfix-mta-sts-resolver answered
+	// "secure match=mx.sts.test" and Postfix, which checks match= against the
+	// certificate, delivered: RCPT refused what delivery then did. tlsgate's map answers
+	// TEMP, as for unlisted.sts.test.
 	{domain: "certname.sts.test", mx: []string{"other.sts.test"}, policy: "mode: enforce\nmx: mx.sts.test",
-		want: "fail", code: "5.7.5", expect: "none of its mail servers is listed in its MTA-STS policy",
-		deviation: "RFC 8461 §4.1 accepts only MX hosts the policy lists (other.sts.test is not); the resolver " +
-			"answers \"secure match=mx.sts.test\", which Postfix checks against the certificate's names, " +
-			"and other.sts.test presents a certificate for mx.sts.test, so Postfix delivers"},
+		want: "fail", code: "5.7.5", mapWant: "TEMP", expect: "none of its mail servers is listed in its MTA-STS policy"},
+	// §4.1 again, with a listed MX behind the unlisted one: tlsgate passes (through
+	// mx.sts.test) and Postfix delivers, so the outcomes agree, but Postfix 3.7 delivers
+	// to other.sts.test, which the policy does not list: "secure match=mx.sts.test"
+	// checks the certificate's names, not the MX host's. Only Postfix 3.10.5+
+	// (smtp_tls_enforce_sts_mx_patterns, with the policy's MX patterns from
+	// QUERYwithTLSRPT) can skip it. Asserted, so that a Postfix that skips it shows.
+	{domain: "unlistedfirst.sts.test", mx: []string{"other.sts.test", "mx.sts.test"}, policy: "mode: enforce\nmx: mx.sts.test",
+		want: "pass", mapWant: "secure", expect: "mechanism=mta-sts; sts=enforce; mx=mx.sts.test;",
+		limit: versionLimit{relay: "other.sts.test", why: "RFC 8461 §4.1: only listed MX hosts may be used; Postfix before 3.10.5 " +
+			"checks the policy's names against the certificate only, and other.sts.test presents one for mx.sts.test"}},
+	// §2: MTA-STS must not interfere with DANE, and mx.tls.test's TLSA record matches.
+	// postfix-mta-sts-resolver, which knows nothing of DANE, answered "secure
+	// match=mx.elsewhere.test", which replaced Postfix's dane level and made it defer.
+	// tlsgate's map answers dane.
 	{domain: "dane-sts.test", mx: []string{"mx.tls.test"}, policy: "mode: enforce\nmx: mx.elsewhere.test",
-		want: "pass", expect: "mechanism=dane;",
-		deviation: "RFC 8461 §2: MTA-STS must not interfere with DANE, and mx.tls.test's TLSA record matches; " +
-			"the resolver knows nothing of DANE and its \"secure match=mx.elsewhere.test\" entry replaces " +
-			"Postfix's dane level for the domain, so Postfix defers"},
+		want: "pass", mapWant: "dane", expect: "mechanism=dane;"},
 }
 
 // stsCells are the matrix cells of the MTA-STS domains, at level published.
@@ -106,7 +117,7 @@ func stsCells() []cell {
 	var cells []cell
 	for _, d := range stsDomains {
 		cells = append(cells, cell{domain: d.domain, level: "published", want: d.want, code: d.code,
-			expect: d.expect, deviation: d.deviation})
+			expect: d.expect, mapWant: d.mapWant, limit: d.limit})
 	}
 	return cells
 }
@@ -206,63 +217,4 @@ func (w *world) policyServer() {
 		<-done
 		logf.Close()
 	})
-}
-
-// stsResolver starts postfix-mta-sts-resolver for the oracle in the oracle's mount
-// namespace (the resolv.conf that points at unbound), trusting the test CA, and checks
-// that it answers with the enforce.sts.test policy.
-func (w *world) stsResolver(oracle string) {
-	w.t.Helper()
-	var pid int
-	w.waitFor("oracle master pid", func() error {
-		b, err := os.ReadFile(filepath.Join(oracle, "queue", "pid", "master.pid"))
-		if err != nil {
-			return err
-		}
-		pid, err = strconv.Atoi(strings.TrimSpace(string(b)))
-		return err
-	})
-	// The daemon binds with SO_REUSEPORT: a copy left running would share the port
-	// silently and answer from its own cache, so refuse to start beside one.
-	if c, err := net.DialTimeout("tcp", stsMapAddr, time.Second); err == nil {
-		c.Close()
-		w.t.Fatalf("something already listens on %s (a stale mta-sts-daemon?)", stsMapAddr)
-	}
-	host, port, _ := net.SplitHostPort(stsMapAddr)
-	conf := w.write("mta-sts-daemon.yml", fmt.Sprintf(`host: %s
-port: %s
-shutdown_timeout: 1
-cache:
-  type: internal
-  options:
-    cache_size: 100
-default_zone:
-  strict_testing: false
-  timeout: 4
-`, host, port), 0o644)
-	w.t.Logf("postfix-mta-sts-resolver %s", strings.TrimSpace(w.run("dpkg-query", "-W", "-f", "${Version}", "postfix-mta-sts-resolver")))
-	// nsenter execs the daemon: the PID that stop signals is the daemon's. The
-	// environment is minimal: no proxy variables (aiohttp would use them), the test CA
-	// as the only trust anchor.
-	cmd := w.start("mta-sts-daemon", "nsenter", "--mount=/proc/"+strconv.Itoa(pid)+"/ns/mnt", "--",
-		"env", "-i", "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "SSL_CERT_FILE="+w.path("certs", "ca.pem"),
-		"mta-sts-daemon", "-c", conf, "-v", "debug")
-	w.waitFor("mta-sts-daemon", func() error {
-		if cmd.ProcessState != nil {
-			return fmt.Errorf("exited: %s", cmd.ProcessState)
-		}
-		c, err := net.DialTimeout("tcp", stsMapAddr, time.Second)
-		if err == nil {
-			c.Close()
-		}
-		return err
-	})
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, "postmap", "-c", filepath.Join(oracle, "conf"), "-q", "enforce.sts.test",
-		"socketmap:inet:"+stsMapAddr+":postfix").CombinedOutput()
-	if got := strings.TrimSpace(string(out)); err != nil || !strings.HasPrefix(got, "secure match=mx.sts.test") {
-		w.t.Fatalf("postfix-mta-sts-resolver for enforce.sts.test: %q, %v; want secure match=mx.sts.test\n%s",
-			got, err, w.tail(w.path("mta-sts-daemon.log")))
-	}
 }

@@ -82,7 +82,7 @@ func newWorld(t *testing.T) *world {
 	if os.Geteuid() != 0 {
 		t.Fatal("the e2e suite runs Postfix, nsd and unbound and must run as root (see README)")
 	}
-	for _, tool := range []string{"nsd", "unbound", "ldns-keygen", "ldns-signzone", "postfix", "postcat", "postmap", "swaks", "unshare", "nsenter", "mount", "mta-sts-daemon"} {
+	for _, tool := range []string{"nsd", "unbound", "ldns-keygen", "ldns-signzone", "postfix", "postcat", "postmap", "swaks", "unshare", "mount"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Fatalf("%s not found: run test/e2e/install.sh first (%v)", tool, err)
 		}
@@ -281,6 +281,7 @@ implicit IN A 127.0.1.1
 pin-tls IN MX 10 mx.tls.test.
 pin-selfsigned IN MX 10 mx.selfsigned.test.
 pin-wrong IN MX 10 mx.tls.test.
+badpolicy IN MX 10 mx.tls.test.
 unsigned IN NS ns.unsigned.test.
 ns.unsigned IN A {{.NS}}
 bogus IN NS ns.bogus.test.
