@@ -447,11 +447,11 @@ func Published(f *verify.MapFacts, tlsrpt bool) Answer {
 			return enforce(f, sts.Policy, tlsrpt)
 		case sts.Policy != nil && sts.Policy.Mode == mtasts.ModeTesting:
 			// Also over TLSA records that are all unusable, as in the RCPT verdict.
-			return notFound("MTA-STS policy in testing mode: delivery goes ahead (RFC 8461 §5)")
+			return notFound("MTA-STS policy in testing mode: delivery goes ahead (RFC 8461 section 5)")
 		}
 	}
 	if len(unusable) > 0 {
-		return ok("dane", "TLSA records for "+strings.Join(unusable, ", ")+", none usable: TLS is mandatory (RFC 7672 §2.2)")
+		return ok("dane", "TLSA records for "+strings.Join(unusable, ", ")+", none usable: TLS is mandatory (RFC 7672 section 2.2)")
 	}
 	return notFound(f.Domain + " publishes neither usable TLSA records nor an MTA-STS policy in mode enforce")
 }
@@ -466,7 +466,7 @@ func enforce(f *verify.MapFacts, pol *mtasts.Policy, tlsrpt bool) Answer {
 	}
 	if !listed {
 		return temp("sts-mx-mismatch: none of the MX hosts of " + f.Domain + " (" + strings.Join(names, ", ") +
-			") is listed in its MTA-STS policy (mx: " + strings.Join(pol.MX, ", ") + "); RFC 8461 §5: not delivered")
+			") is listed in its MTA-STS policy (mx: " + strings.Join(pol.MX, ", ") + "); RFC 8461 section 5: not delivered")
 	}
 	// Postfix's match= syntax: a leading "." matches subdomains; "*.example.com"
 	// (RFC 8461 §3.2: one label) becomes ".example.com".
@@ -498,16 +498,18 @@ func enforce(f *verify.MapFacts, pol *mtasts.Policy, tlsrpt bool) Answer {
 	return ok(b.String(), "MTA-STS policy in mode enforce")
 }
 
-// clean makes text safe for one reply line and a log field: control characters
-// become spaces, and it is bounded.
+// clean makes text safe for one reply line and a log field: bounded, printable ASCII
+// only (anything else becomes '?').
 func clean(s string) string {
 	const maxLen = 512
 	if len(s) > maxLen {
 		s = s[:maxLen] + "..."
 	}
+	// Postfix logs the reason of a TEMP or PERM reply; keep it printable ASCII, so a
+	// cut multibyte character or remote text cannot garble the log line.
 	return strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
-			return ' '
+		if r < 0x20 || r >= 0x7f {
+			return '?'
 		}
 		return r
 	}, s)
