@@ -107,6 +107,10 @@ func newVerifier(cfg *config.Config, log *slog.Logger, events verify.Events) (*v
 		FailTTL:        cfg.Cache.FailTTL,
 		TempfailTTL:    cfg.Cache.TempfailTTL,
 		Log:            log,
+		// RFC 7672 §3: the TLSA records of an SMTP server are at _PORT._tcp of the
+		// port the client connects to, which is probe.port.
+		SMTPPort: cfg.Probe.Port,
+		Events:   events,
 	})
 }
 
