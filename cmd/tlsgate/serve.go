@@ -27,6 +27,7 @@ func serve(ctx context.Context, args, env []string, stderr io.Writer) int {
 		return exitUsage
 	}
 	log := newLogger(cfg, stderr)
+	milter.LogLibraryWarnings(log)
 	for _, w := range cfg.Warnings() {
 		log.Warn("configuration", "warning", w)
 	}
