@@ -62,7 +62,7 @@ func run(ctx context.Context, args, env []string, stdout, stderr io.Writer) int 
 
 func usage(w io.Writer) {
 	fmt.Fprint(w, `usage:
-  tlsgate serve [--config FILE] [--KEY VALUE ...]   run the milter (no FILE: built-in defaults)
+  tlsgate serve [--config FILE] [--KEY=VALUE ...]   run the milter (no FILE: built-in defaults)
   tlsgate check [--config FILE] [--level LEVEL] [--json] DOMAIN
                                                     probe DOMAIN now and print the verdict
                                                     (exit 0 pass, 1 fail, 2 tempfail, 3 usage)
@@ -71,8 +71,8 @@ func usage(w io.Writer) {
   tlsgate version
 
 FILE may also be given as TLSGATE_CONFIG. Every configuration key is also a flag
-(--milter.listen, --dns.resolver, ...) and an environment variable
-(TLSGATE_MILTER_LISTEN, ...). See README.md.
+(--milter.listen, --dns.resolver, ...; a boolean as --mta_sts.enabled=false) and an
+environment variable (TLSGATE_MILTER_LISTEN, ...). See README.md.
 `)
 }
 

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/spf13/pflag"
@@ -36,6 +37,26 @@ func loadConfig(name string, args, env []string, stderr io.Writer, extra func(*p
 		return nil, nil, err
 	}
 	return cfg, fs, nil
+}
+
+// noArguments refuses positional arguments of a command that takes none (serve): a
+// boolean flag written "--key false" leaves "false" behind as one, and silently
+// ignoring it would run with the flag true. The error names the argument and the
+// --key=value form.
+func noArguments(name string, fs *pflag.FlagSet, args []string) error {
+	if fs.NArg() == 0 {
+		return nil
+	}
+	arg := fs.Arg(0)
+	example := "--mta_sts.enabled=false"
+	if i := slices.Index(args, arg); i > 0 {
+		if prev, ok := strings.CutPrefix(args[i-1], "--"); ok && !strings.Contains(prev, "=") {
+			if f := fs.Lookup(prev); f != nil && f.Value.Type() == "bool" {
+				example = "--" + prev + "=" + arg
+			}
+		}
+	}
+	return fmt.Errorf("%s takes no arguments, but %q was given; a boolean flag takes its value after '=': %s", name, arg, example)
 }
 
 func envValue(env []string, key string) string {
