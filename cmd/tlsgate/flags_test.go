@@ -19,27 +19,32 @@ type referenceKey struct {
 	key, def string // def as written, without the backquotes
 }
 
-// readmeSection returns the README's text from the heading title to the next heading
-// of the same or a higher level.
+// readmeSection returns the README's text under the heading line title (e.g. "## Configuration
+// reference") up to the next heading of the same or a higher level.
 func readmeSection(t *testing.T, title string) string {
 	t.Helper()
 	b, err := os.ReadFile("../../README.md")
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := string(b)
-	start := strings.Index(s, "\n"+title+"\n")
-	if start < 0 {
+	level := strings.IndexByte(title, ' ')
+	var out []string
+	in := false
+	for _, line := range strings.Split(string(b), "\n") {
+		if in && strings.HasPrefix(line, "#") {
+			if n := len(line) - len(strings.TrimLeft(line, "#")); n <= level && strings.HasPrefix(line[n:], " ") {
+				break
+			}
+		}
+		if in {
+			out = append(out, line)
+		}
+		in = in || line == title
+	}
+	if !in {
 		t.Fatalf("README has no %q", title)
 	}
-	s = s[start+len(title)+2:]
-	level := title[:strings.IndexByte(title, ' ')+1] // "## "
-	for _, prefix := range []string{"\n" + level, "\n" + strings.TrimSuffix(level, "# ") + " "} {
-		if end := strings.Index(s, prefix); end >= 0 && prefix != "\n " {
-			s = s[:end]
-		}
-	}
-	return s
+	return strings.Join(out, "\n")
 }
 
 // configReference parses the table of the README's configuration reference.

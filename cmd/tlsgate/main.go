@@ -17,8 +17,16 @@ import (
 	"syscall"
 )
 
-// version is set by the build (-ldflags "-X main.version=...").
-var version = "dev"
+// version and revision are set by the build:
+//
+//	go build -ldflags "-X main.version=1.2.0 -X main.revision=$(git rev-parse HEAD)" ./cmd/tlsgate
+//
+// Without -X main.revision the VCS revision Go records is shown, which a build with
+// -buildvcs=false (or from a source tarball) does not have.
+var (
+	version  = "dev"
+	revision = ""
+)
 
 // Exit codes of `tlsgate check` (DESIGN.md); serve uses exitUsage for configuration
 // errors and 1 for runtime failures.
@@ -76,9 +84,13 @@ environment variable (TLSGATE_MILTER_LISTEN, ...). See README.md.
 `)
 }
 
-// versionLine is the version with the build's Go version and VCS revision.
+// versionLine is the version with the build's Go version and VCS revision: the one
+// stamped with -X main.revision, else the one Go recorded.
 func versionLine() string {
 	line := "tlsgate " + version + " " + runtime.Version()
+	if revision != "" {
+		return line + " revision " + revision
+	}
 	if bi, ok := debug.ReadBuildInfo(); ok {
 		for _, s := range bi.Settings {
 			switch s.Key {
