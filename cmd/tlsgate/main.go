@@ -28,7 +28,7 @@ var (
 	revision = ""
 )
 
-// Exit codes of `tlsgate check` (DESIGN.md); serve uses exitUsage for configuration
+// Exit codes of `tlsgate check` (README.md, "Command line"); serve uses exitUsage for configuration
 // errors and 1 for runtime failures.
 const (
 	exitPass     = 0
