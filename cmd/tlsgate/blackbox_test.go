@@ -249,9 +249,16 @@ policies:
 	d := startDaemon(t, bin, config)
 	d.metrics, d.milter = "http://"+metricsAddr, milterAddr
 
+	// expect sends RCPT TO:<addr> and checks the answer; like a sender it tries again
+	// after "in progress" (a probe slower than rcpt_timeout on a busy machine).
 	expect := func(addr, want string) {
 		t.Helper()
-		if got := d.rcpt(addr, "smtp"); !strings.HasPrefix(got, want) {
+		got := d.rcpt(addr, "smtp")
+		for try := 0; try < 20 && strings.Contains(got, "is in progress") && !strings.Contains(want, "in progress"); try++ {
+			time.Sleep(250 * time.Millisecond)
+			got = d.rcpt(addr, "smtp")
+		}
+		if !strings.HasPrefix(got, want) {
 			t.Errorf("RCPT TO:<%s>: %q; want %q", addr, got, want)
 		}
 	}
@@ -288,7 +295,7 @@ policies:
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if got := d.rcpt("user@"+domain, "smtp"); !strings.HasPrefix(got, "451 4.7.0") {
+			if got := d.rcpt("user@"+domain, "smtp"); !strings.HasPrefix(got, "451 4.7.0") || !strings.Contains(got, "is in progress") {
 				t.Errorf("RCPT TO:<user@%s>: %q; want 451 4.7.0 in progress", domain, got)
 			}
 		}()
@@ -298,10 +305,8 @@ policies:
 			time.Sleep(300 * time.Millisecond)
 		}
 	}
-	start := time.Now()
-	expect("user@tarpit3.test", "451 4.7.0")
-	if took := time.Since(start); took > 900*time.Millisecond {
-		t.Errorf("overloaded answer took %s; want it at once", took)
+	if got := d.rcpt("user@tarpit3.test", "smtp"); !strings.HasPrefix(got, "451 4.7.0") || !strings.Contains(got, "too many checks are waiting") {
+		t.Errorf("RCPT TO:<user@tarpit3.test>: %q; want 451 4.7.0 overloaded", got)
 	}
 	wg.Wait()
 	d.waitMetric(`tlsgate_probe_duration_seconds_count{outcome="timeout"}`, 1, 20*time.Second)
