@@ -151,6 +151,16 @@ func runBriefly(t *testing.T, args ...string) (int, string, string) {
 	return code, stdout.String(), stderr.String()
 }
 
+// TestServeBooleanHint: the hint names the boolean flag the stray argument was meant
+// for, even when the same word is also another flag's value.
+func TestServeBooleanHint(t *testing.T) {
+	t.Parallel()
+	code, _, errOut := runBriefly(t, "serve", "--milter.header", "false", "--mta_sts.enabled", "false")
+	if code != exitUsage || !strings.Contains(errOut, "--mta_sts.enabled=false") {
+		t.Errorf("exit %d, %q; want %d and the hint --mta_sts.enabled=false", code, errOut, exitUsage)
+	}
+}
+
 // TestServeRefusesArguments: serve takes no positional arguments.
 func TestServeRefusesArguments(t *testing.T) {
 	t.Parallel()

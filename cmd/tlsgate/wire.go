@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"slices"
 	"strings"
 
 	"github.com/spf13/pflag"
@@ -49,10 +48,14 @@ func noArguments(name string, fs *pflag.FlagSet, args []string) error {
 	}
 	arg := fs.Arg(0)
 	example := "--mta_sts.enabled=false"
-	if i := slices.Index(args, arg); i > 0 {
+	for i := 1; i < len(args); i++ {
+		if args[i] != arg {
+			continue
+		}
 		if prev, ok := strings.CutPrefix(args[i-1], "--"); ok && !strings.Contains(prev, "=") {
 			if f := fs.Lookup(prev); f != nil && f.Value.Type() == "bool" {
 				example = "--" + prev + "=" + arg
+				break
 			}
 		}
 	}
