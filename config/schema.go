@@ -53,7 +53,7 @@ var scalars = []scalar{
 	{key: "probe.helo", ptr: func(c *Config) any { return &c.Probe.HELO },
 		usage: `name sent in EHLO; "" is the host name`},
 	{key: "probe.timeout", ptr: func(c *Config) any { return &c.Probe.Timeout },
-		usage: "time limit for the whole probe of one MX host"},
+		usage: "time limit for one SMTP session with one MX address (connect to QUIT)"},
 	{key: "probe.ca_file", ptr: func(c *Config) any { return &c.Probe.CAFile },
 		usage: `PEM file of trusted CA certificates for verify, secure and MTA-STS; "" is the system roots`},
 	{key: "probe.allow_networks", ptr: func(c *Config) any { return &c.Probe.AllowNetworks },

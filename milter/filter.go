@@ -275,21 +275,41 @@ func (cfg *Config) log(r Request, d Decision, took time.Duration) {
 	if !cfg.Log.Enabled(context.Background(), slog.LevelInfo) {
 		return
 	}
-	level, status, mechanism := "", "", ""
+	domain, level, status, mechanism := v.Domain, "", "", ""
 	if v.Domain != "" {
 		level, status, mechanism = v.Level.String(), v.Status.String(), string(v.Mechanism)
+	} else if d.Skip != "" {
+		domain = skippedDomain(r)
 	}
 	reply := ""
 	if d.Outcome != Accept {
 		reply = d.Reply.String()
 	}
-	// Typed attributes: no boxing of every value into an interface.
+	// Typed attributes: no boxing of every value into an interface. The required TLS
+	// level is tls_level: "level" is the record's own severity in slog's output.
 	cfg.Log.LogAttrs(context.Background(), slog.LevelInfo, "rcpt",
 		slog.String("queue_id", r.QueueID), slog.String("outcome", d.Outcome.String()), slog.Duration("duration", took),
-		slog.String("domain", v.Domain), slog.String("level", level), slog.String("status", status),
+		slog.String("domain", domain), slog.String("tls_level", level), slog.String("status", status),
 		slog.String("reason", string(v.Reason)), slog.String("mechanism", mechanism), slog.Bool("cached", v.Cached),
 		slog.String("mx", v.MX), slog.String("rule", d.Rule), slog.String("skip", d.Skip), slog.String("reply", reply),
 		slog.String("next_hop", r.NextHop))
+}
+
+// skippedDomain is the recipient's domain for the log line of a recipient that was not
+// checked (normalised when it can be), "" when the address has none.
+func skippedDomain(r Request) string {
+	addr := r.Rcpt
+	if r.RcptAddr != "" {
+		addr = r.RcptAddr
+	}
+	_, domain, ok := splitAddress(addr)
+	if !ok {
+		return ""
+	}
+	if norm, err := policy.NormalizeDomain(domain); err == nil {
+		return norm
+	}
+	return sanitize(domain, 100)
 }
 
 // ruleName is the compact name of the rule that won, for the audit header and logs:

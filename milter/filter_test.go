@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"slices"
 	"strings"
@@ -596,36 +597,88 @@ func TestFilterUpdate(t *testing.T) {
 	}
 }
 
-// TestDecisionLogKeys: every decision line has the same keys, whatever the outcome.
+// TestDecisionLogKeys: every decision line has the same keys, whatever the outcome, and
+// each key once: the required TLS level is tls_level, since slog's own severity is
+// level (a JSON decoder keeps only the last of two equal keys). A recipient that is
+// not checked is logged with its domain.
 func TestDecisionLogKeys(t *testing.T) {
 	t.Parallel()
-	var buf bytes.Buffer
+	var jsonLog, textLog bytes.Buffer
 	src := &factSource{facts: map[string]*verify.Facts{"example.test": noTLSFacts("example.test")}}
-	f := milter.NewFilter(milter.Config{Policies: policySet(t, []entry{{"example.test", encrypt}}, nil), Facts: src,
-		CheckedTransports: []string{"smtp"}, Log: slog.New(slog.NewJSONHandler(&buf, nil))})
-	for _, rcpt := range []string{"<user@example.test>", "<>", "<user@[192.0.2.1]>", "<user@other.test>"} {
-		f.Decide(context.Background(), milter.Request{Rcpt: rcpt, Mailer: "smtp", MailerKnown: true})
+	for _, h := range []slog.Handler{slog.NewJSONHandler(&jsonLog, nil), slog.NewTextHandler(&textLog, nil)} {
+		f := milter.NewFilter(milter.Config{Policies: policySet(t, []entry{{"example.test", encrypt}}, nil), Facts: src,
+			CheckedTransports: []string{"smtp"}, Log: slog.New(h)})
+		for _, r := range []milter.Request{
+			{Rcpt: "<user@example.test>", Mailer: "smtp", MailerKnown: true},
+			{Rcpt: "<>", Mailer: "smtp", MailerKnown: true},
+			{Rcpt: "<user@[192.0.2.1]>", Mailer: "smtp", MailerKnown: true},
+			{Rcpt: "<user@other.test>", Mailer: "smtp", MailerKnown: true},
+			{Rcpt: "<user@Example.TEST>", Mailer: "local", MailerKnown: true},
+		} {
+			f.Decide(context.Background(), r)
+		}
 	}
+	lines := strings.Split(strings.TrimSpace(jsonLog.String()), "\n")
 	var want []string
-	for i, line := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
-		var m map[string]any
-		if err := json.Unmarshal([]byte(line), &m); err != nil {
-			t.Fatal(err)
+	var records []map[string]any
+	for i, line := range lines {
+		m, err := decodeUniqueKeys(line)
+		if err != nil {
+			t.Fatalf("line %d: %v\n%s", i, err, line)
 		}
-		var keys []string
-		for k := range m {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
+		records = append(records, m)
+		keys := slices.Sorted(maps.Keys(m))
 		if i == 0 {
 			want = keys
 		} else if !slices.Equal(keys, want) {
 			t.Errorf("line %d keys %q; line 0 has %q", i, keys, want)
 		}
 	}
-	if len(want) < 15 {
-		t.Errorf("keys %q", want)
+	if len(want) < 15 || len(records) != 5 {
+		t.Fatalf("%d lines, keys %q", len(records), want)
 	}
+	for i, w := range []struct{ level, tlsLevel, domain, skip string }{
+		{"INFO", "encrypt", "example.test", ""},
+		{"INFO", "", "", "null recipient"},
+		{"INFO", "", "[192.0.2.1]", "address literal"},
+		{"INFO", "none", "other.test", ""},
+		{"INFO", "", "example.test", "transport local is not checked"},
+	} {
+		m := records[i]
+		if m["level"] != w.level || m["tls_level"] != w.tlsLevel || m["domain"] != w.domain || m["skip"] != w.skip {
+			t.Errorf("line %d: level=%v tls_level=%v domain=%v skip=%v; want %+v", i, m["level"], m["tls_level"], m["domain"], m["skip"], w)
+		}
+	}
+	for i, line := range strings.Split(strings.TrimSpace(textLog.String()), "\n") {
+		if strings.Count(line, " level=") != 1 || !strings.HasPrefix(line, "time=") || !strings.Contains(line, " tls_level=") {
+			t.Errorf("text line %d: want one level (the severity) and a tls_level:\n%s", i, line)
+		}
+	}
+}
+
+// decodeUniqueKeys decodes one JSON object and fails on a key that appears twice.
+func decodeUniqueKeys(line string) (map[string]any, error) {
+	dec := json.NewDecoder(strings.NewReader(line))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return nil, fmt.Errorf("not a JSON object: %v", err)
+	}
+	m := map[string]any{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, err
+		}
+		key := tok.(string)
+		var v any
+		if err := dec.Decode(&v); err != nil {
+			return nil, err
+		}
+		if _, dup := m[key]; dup {
+			return nil, fmt.Errorf("key %q appears twice", key)
+		}
+		m[key] = v
+	}
+	return m, nil
 }
 
 // TestCheckedTransportPatterns: a customer's sender-dependent transport (smtp-encrypt)

@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
 	"os/user"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	gomilter "github.com/d--j/go-milter"
@@ -131,6 +134,27 @@ func (s *session) EndOfMessage(m gomilter.Modifier) (*gomilter.Response, error) 
 func (s *session) Abort(m gomilter.Modifier) error {
 	s.audit = s.audit[:0]
 	return nil
+}
+
+// libraryLog receives go-milter's own warnings; see LogLibraryWarnings.
+var (
+	libraryLog     atomic.Pointer[slog.Logger]
+	libraryLogHook sync.Once
+)
+
+// LogLibraryWarnings sends go-milter's own warnings (a client that breaks the protocol
+// or goes silent during negotiation, a connection that fails) to log, as Warn lines
+// "milter library" with the text under "warning", instead of the standard logger's
+// plain text, which would break a JSON log. The library has one hook for the process
+// (gomilter.LogWarning): the logger of the last call gets every warning. Call it
+// before starting a server.
+func LogLibraryWarnings(log *slog.Logger) {
+	libraryLog.Store(log)
+	libraryLogHook.Do(func() {
+		gomilter.LogWarning = func(format string, v ...any) {
+			libraryLog.Load().Warn("milter library", "warning", fmt.Sprintf(format, v...))
+		}
+	})
 }
 
 // ListenConfig says where and how the milter listens.

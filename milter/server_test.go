@@ -1,6 +1,7 @@
 package milter_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net"
@@ -525,5 +526,35 @@ func TestServerInvalidDomain(t *testing.T) {
 				t.Errorf("facts asked for %q; want no lookup for an invalid name", asked)
 			}
 		})
+	}
+}
+
+// TestLibraryWarningsLogged: go-milter's own warnings (here: a client that connects and
+// never negotiates, which the library gives one second) reach the configured slog
+// logger, so a JSON log stays JSON. Not parallel: the library's hook is process-wide.
+func TestLibraryWarningsLogged(t *testing.T) {
+	var buf fake.Buffer
+	milter.LogLibraryWarnings(slog.New(slog.NewJSONHandler(&buf, nil)))
+	t.Cleanup(func() { milter.LogLibraryWarnings(slog.New(slog.DiscardHandler)) })
+	f := milter.NewFilter(milter.Config{Log: slog.New(slog.DiscardHandler)})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	serveMilter(t, f, ln)
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(buf.String(), "milter library"); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no library warning logged: %q", buf.String())
+		}
+	}
+	var rec struct{ Level, Msg, Warning string }
+	line, _, _ := strings.Cut(buf.String(), "\n")
+	if err := json.Unmarshal([]byte(line), &rec); err != nil || rec.Level != "WARN" || !strings.Contains(rec.Warning, "Error reading milter command") {
+		t.Errorf("library warning %q (%v); want a JSON Warn line about the unread command", line, err)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/tlsgate/tlsgate/config/policy"
+	"github.com/tlsgate/tlsgate/internal/safetext"
 	"github.com/tlsgate/tlsgate/policymap"
 	"github.com/tlsgate/tlsgate/verify"
 )
@@ -78,14 +79,12 @@ func check(ctx context.Context, args, env []string, stdout, stderr io.Writer) in
 	if asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		err = enc.Encode(struct {
-			verify.Report
-			Socketmap policymap.Answer `json:"socketmap"`
-		}{report, sm})
+		err = enc.Encode(checkJSON{report, sm})
 	} else {
 		var b bytes.Buffer
 		if err = report.WriteText(&b); err == nil {
-			fmt.Fprintf(&b, "socketmap: %s (%s)\n", sm, sm.Why)
+			// The answer quotes DNS names and MTA-STS patterns: remote text.
+			fmt.Fprintf(&b, "socketmap: %s (%s)\n", safetext.Terminal(sm.String()), safetext.Terminal(sm.Why))
 			out := b.String()
 			if colorTerminal(stdout) {
 				out = colorize(out)
@@ -137,3 +136,10 @@ func colorize(report string) string {
 
 // verdictLine is the whole of the verdict line WriteText writes.
 var verdictLine = regexp.MustCompile(`^verdict: +(pass|fail|tempfail)\n?$`)
+
+// checkJSON is the object `tlsgate check --json` writes: the report, and what the
+// socketmap would answer for the domain. Its keys are documented in the README.
+type checkJSON struct {
+	verify.Report
+	Socketmap policymap.Answer `json:"socketmap"`
+}

@@ -17,10 +17,18 @@ import (
 	"syscall"
 )
 
-// version is set by the build (-ldflags "-X main.version=...").
-var version = "dev"
+// version and revision are set by the build:
+//
+//	go build -ldflags "-X main.version=1.2.0 -X main.revision=$(git rev-parse HEAD)" ./cmd/tlsgate
+//
+// Without -X main.revision the VCS revision Go records is shown, which a build with
+// -buildvcs=false (or from a source tarball) does not have.
+var (
+	version  = "dev"
+	revision = ""
+)
 
-// Exit codes of `tlsgate check` (DESIGN.md); serve uses exitUsage for configuration
+// Exit codes of `tlsgate check` (README.md, "Command line"); serve uses exitUsage for configuration
 // errors and 1 for runtime failures.
 const (
 	exitPass     = 0
@@ -62,7 +70,7 @@ func run(ctx context.Context, args, env []string, stdout, stderr io.Writer) int 
 
 func usage(w io.Writer) {
 	fmt.Fprint(w, `usage:
-  tlsgate serve [--config FILE] [--KEY VALUE ...]   run the milter (no FILE: built-in defaults)
+  tlsgate serve [--config FILE] [--KEY=VALUE ...]   run the milter (no FILE: built-in defaults)
   tlsgate check [--config FILE] [--level LEVEL] [--json] DOMAIN
                                                     probe DOMAIN now and print the verdict
                                                     (exit 0 pass, 1 fail, 2 tempfail, 3 usage)
@@ -71,14 +79,18 @@ func usage(w io.Writer) {
   tlsgate version
 
 FILE may also be given as TLSGATE_CONFIG. Every configuration key is also a flag
-(--milter.listen, --dns.resolver, ...) and an environment variable
-(TLSGATE_MILTER_LISTEN, ...). See README.md.
+(--milter.listen, --dns.resolver, ...; a boolean as --mta_sts.enabled=false) and an
+environment variable (TLSGATE_MILTER_LISTEN, ...). See README.md.
 `)
 }
 
-// versionLine is the version with the build's Go version and VCS revision.
+// versionLine is the version with the build's Go version and VCS revision: the one
+// stamped with -X main.revision, else the one Go recorded.
 func versionLine() string {
 	line := "tlsgate " + version + " " + runtime.Version()
+	if revision != "" {
+		return line + " revision " + revision
+	}
 	if bi, ok := debug.ReadBuildInfo(); ok {
 		for _, s := range bi.Settings {
 			switch s.Key {

@@ -118,7 +118,10 @@ func (m *metrics) decision(d milter.Decision) {
 	level, reason := "skipped", "skipped"
 	if d.Skip == "" {
 		level, reason = d.Verdict.Level.String(), string(d.Verdict.Reason)
-		if reason == "" {
+		if d.Verdict.Status == verify.StatusPass {
+			// A pass may carry a note (MTA-STS testing: what enforce would have failed
+			// for; sts-policy-fetch-error): the header and the log keep it, the label
+			// says the recipient passed.
 			reason = "none"
 		}
 	}

@@ -60,6 +60,13 @@ func TestMetricsEndpoints(t *testing.T) {
 	m.decision(milter.Decision{Outcome: milter.Accept, Checked: true, Verdict: pass})
 	m.decision(milter.Decision{Outcome: milter.Reject, Checked: true, Verdict: fail})
 	m.decision(milter.Decision{Outcome: milter.Accept, Skip: "address literal"})
+	// Passes with a note: MTA-STS testing (the reason enforce would have failed for),
+	// and a policy that could not be fetched.
+	stsTesting := verify.Verdict{Domain: "sts.test", Level: policy.LevelPublished, Status: verify.StatusPass, Mechanism: verify.MechMTASTS,
+		Reason: verify.ReasonSTARTTLSNotSupported}
+	fetchErr := verify.Verdict{Domain: "sts2.test", Level: policy.LevelPublished, Status: verify.StatusPass, Reason: verify.ReasonSTSFetchError}
+	m.decision(milter.Decision{Outcome: milter.Accept, Checked: true, Verdict: stsTesting})
+	m.decision(milter.Decision{Outcome: milter.Accept, Checked: true, Verdict: fetchErr})
 	m.CacheLookup(true)
 	m.CacheLookup(false)
 	m.ProbeRunning(1)
@@ -73,10 +80,14 @@ func TestMetricsEndpoints(t *testing.T) {
 	if code != http.StatusOK {
 		t.Fatalf("/metrics: %d", code)
 	}
+	if strings.Contains(body, `action="accept",level="published",reason="s`) {
+		t.Errorf("a pass counted under a failure reason:\n%s", body)
+	}
 	for _, want := range []string{
 		`tlsgate_decisions_total{action="accept",level="encrypt",reason="none"} 1`,
 		`tlsgate_decisions_total{action="reject",level="encrypt",reason="starttls-not-supported"} 1`,
 		`tlsgate_decisions_total{action="accept",level="skipped",reason="skipped"} 1`,
+		`tlsgate_decisions_total{action="accept",level="published",reason="none"} 2`,
 		`tlsgate_verdict_changes_total{from="pass",to="fail"} 1`,
 		`tlsgate_cache_lookups_total{result="hit"} 1`,
 		`tlsgate_cache_lookups_total{result="miss"} 1`,

@@ -18,7 +18,10 @@ import (
 )
 
 func serve(ctx context.Context, args, env []string, stderr io.Writer) int {
-	cfg, _, err := loadConfig("serve", args, env, stderr, nil)
+	cfg, fs, err := loadConfig("serve", args, env, stderr, nil)
+	if err == nil {
+		err = noArguments("serve", fs, args)
+	}
 	if err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			return 0
@@ -27,6 +30,7 @@ func serve(ctx context.Context, args, env []string, stderr io.Writer) int {
 		return exitUsage
 	}
 	log := newLogger(cfg, stderr)
+	milter.LogLibraryWarnings(log)
 	for _, w := range cfg.Warnings() {
 		log.Warn("configuration", "warning", w)
 	}

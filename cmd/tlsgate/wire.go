@@ -38,6 +38,30 @@ func loadConfig(name string, args, env []string, stderr io.Writer, extra func(*p
 	return cfg, fs, nil
 }
 
+// noArguments refuses positional arguments of a command that takes none (serve): a
+// boolean flag written "--key false" leaves "false" behind as one, and silently
+// ignoring it would run with the flag true. The error names the argument and the
+// --key=value form.
+func noArguments(name string, fs *pflag.FlagSet, args []string) error {
+	if fs.NArg() == 0 {
+		return nil
+	}
+	arg := fs.Arg(0)
+	example := "--mta_sts.enabled=false"
+	for i := 1; i < len(args); i++ {
+		if args[i] != arg {
+			continue
+		}
+		if prev, ok := strings.CutPrefix(args[i-1], "--"); ok && !strings.Contains(prev, "=") {
+			if f := fs.Lookup(prev); f != nil && f.Value.Type() == "bool" {
+				example = "--" + prev + "=" + arg
+				break
+			}
+		}
+	}
+	return fmt.Errorf("%s takes no arguments, but %q was given; a boolean flag takes its value after '=': %s", name, arg, example)
+}
+
 func envValue(env []string, key string) string {
 	for _, kv := range env {
 		if k, v, ok := strings.Cut(kv, "="); ok && k == key {
@@ -112,6 +136,10 @@ func newVerifier(cfg *config.Config, log *slog.Logger, events verify.Events) (*v
 		FailTTL:        cfg.Cache.FailTTL,
 		TempfailTTL:    cfg.Cache.TempfailTTL,
 		Log:            log,
+		// RFC 7672 §3: the TLSA records of an SMTP server are at _PORT._tcp of the
+		// port the client connects to, which is probe.port.
+		SMTPPort: cfg.Probe.Port,
+		Events:   events,
 	})
 }
 

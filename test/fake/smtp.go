@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -108,6 +109,14 @@ type SMTPServer struct {
 // the test if it cannot listen or Behavior lacks a required Cert.
 func StartSMTP(t testing.TB, ip string, b Behavior) *SMTPServer {
 	t.Helper()
+	return StartSMTPPort(t, ip, 0, b)
+}
+
+// StartSMTPPort is StartSMTP at a given port (0: a random one), for a client that
+// connects to one port on every address, as a real binary under test does with
+// its probe.port.
+func StartSMTPPort(t testing.TB, ip string, port uint16, b Behavior) *SMTPServer {
+	t.Helper()
 	if b.Hostname == "" {
 		b.Hostname = "mx.test"
 	}
@@ -120,7 +129,7 @@ func StartSMTP(t testing.TB, ip string, b Behavior) *SMTPServer {
 		t.Fatalf("fake: StartSMTP %s: Behavior.Cert is required when STARTTLS can succeed", ip)
 	}
 
-	ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
+	ln, err := net.Listen("tcp", net.JoinHostPort(ip, strconv.Itoa(int(port))))
 	if err != nil {
 		t.Fatalf("fake: StartSMTP: %v", err)
 	}
