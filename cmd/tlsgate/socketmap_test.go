@@ -27,7 +27,8 @@ func TestServeSocketmap(t *testing.T) {
 	cert := ca.Issue(t, fake.CertOptions{DNSNames: []string{"mx.dane.test"}})
 	smtp := fake.StartSMTP(t, "127.0.0.61", fake.Behavior{Hostname: "mx.dane.test", Cert: &cert})
 	d.Add(t, "dane.test. 60 IN MX 10 mx.dane.test.", "mx.dane.test. 60 IN A 127.0.0.61",
-		fake.TLSA("_25._tcp.mx.dane.test.", 3, 1, 1, cert.Leaf),
+		// TLSA at the probed port (_PORT._tcp), as Postfix looks it up for its smtp port.
+		fake.TLSA("_"+strconv.Itoa(int(smtp.Addr().Port()))+"._tcp.mx.dane.test.", 3, 1, 1, cert.Leaf),
 		"plain.test. 60 IN MX 10 mx.plain.test.", "mx.plain.test. 60 IN A 127.0.0.61")
 
 	dir := t.TempDir()
@@ -145,7 +146,7 @@ func TestCheckSocketmap(t *testing.T) {
 	cert := ca.Issue(t, fake.CertOptions{DNSNames: []string{"mx.dane.test"}})
 	smtp := fake.StartSMTP(t, "127.0.0.62", fake.Behavior{Hostname: "mx.dane.test", Cert: &cert})
 	d.Add(t, "dane.test. 60 IN MX 10 mx.dane.test.", "mx.dane.test. 60 IN A 127.0.0.62",
-		fake.TLSA("_25._tcp.mx.dane.test.", 3, 1, 1, cert.Leaf))
+		fake.TLSA("_"+strconv.Itoa(int(smtp.Addr().Port()))+"._tcp.mx.dane.test.", 3, 1, 1, cert.Leaf))
 	policyFile := filepath.Join(t.TempDir(), "tls_policy")
 	if err := os.WriteFile(policyFile, []byte("pinned.test fingerprint match=AA:BB\n"), 0o644); err != nil {
 		t.Fatal(err)
