@@ -161,6 +161,12 @@ func judgePublished(v Verdict, f *Facts, p policy.Policy) Verdict {
 		v.Mechanism = MechDANE
 		return judgeAttempts(v, f, dp, func(a *Attempt) bool { return !a.BeyondLimit })
 	}
+	if addressUnknown(f) {
+		// No host Postfix would try has an address, and some lookup failed, so no host
+		// was asked for TLSA: what the domain publishes is unknown, and a DNS error
+		// never becomes a pass (RFC 7672 §2.2).
+		return judgeAttempts(v, f, dp, func(a *Attempt) bool { return !a.BeyondLimit })
+	}
 	v.Status, v.Mechanism = StatusPass, MechNone
 	v.Detail = f.Domain + " publishes neither TLSA records nor an MTA-STS policy; nothing is required"
 	if sts == nil {
@@ -173,6 +179,23 @@ func judgePublished(v Verdict, f *Facts, p policy.Policy) Verdict {
 		v.Detail = f.Domain + " has an MTA-STS record but no policy could be fetched, so none applies (RFC 8461 §5): " + sts.Detail
 	}
 	return v
+}
+
+// addressUnknown reports whether no host Postfix would try has an address and some
+// host's address lookup failed temporarily (SERVFAIL, timeout), rather than NXDOMAIN.
+func addressUnknown(f *Facts) bool {
+	temporary := false
+	for i := range f.Attempts {
+		a := &f.Attempts[i]
+		if a.BeyondLimit {
+			continue
+		}
+		if a.DNSError == "" {
+			return false
+		}
+		temporary = temporary || a.DNSTemporary
+	}
+	return temporary
 }
 
 // judgeSTS applies an MTA-STS policy (RFC 8461 §4): only MX hosts the policy lists are
@@ -234,6 +257,14 @@ func judgeAttempt(a *Attempt, f *Facts, p policy.Policy) (av AttemptVerdict, ran
 		av.Reason, av.Detail = reason, where()+": "+fmt.Sprintf(format, args...)
 		return av, rank, definite
 	}
+	// A host without an address was never asked for TLSA: its DNS error decides, at
+	// every level, before "dane-only needs TLSA" could turn a SERVFAIL into a 5xx.
+	if a.DNSError != "" {
+		if a.DNSTemporary {
+			return fail(ReasonDNSError, 0, false, "%s", a.DNSError)
+		}
+		return fail(ReasonNoMX, 0, true, "%s", a.DNSError)
+	}
 	daneLevel := p.Level == policy.LevelDane || p.Level == policy.LevelDaneOnly
 	var usable []*dns.TLSA
 	if daneLevel {
@@ -250,12 +281,6 @@ func judgeAttempt(a *Attempt, f *Facts, p policy.Policy) (av AttemptVerdict, ran
 	}
 	if a.RateLimited {
 		return fail(ReasonRateLimited, 0, false, "not probed: this address was probed too often in the last minute")
-	}
-	if a.DNSError != "" {
-		if a.DNSTemporary {
-			return fail(ReasonDNSError, 0, false, "%s", a.DNSError)
-		}
-		return fail(ReasonNoMX, 0, true, "%s", a.DNSError)
 	}
 	if p.Level == policy.LevelDane && a.TLSA.Status != TLSAFound {
 		// No TLSA for this host: Postfix's "dane" is opportunistic TLS here ("may"):
