@@ -217,7 +217,7 @@ func scrubOnce(msg string) string {
 		}
 		if strings.HasPrefix(msg[j:], "->") {
 			if k := runEnd(msg, j+2); k > j+2 && isSocket(strings.TrimRight(msg[j+2:k], ":")) {
-				core, j = strings.TrimRight(msg[j+2:k], ":"), k
+				j = k
 				run = msg[i:j]
 			}
 		}
