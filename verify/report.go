@@ -14,7 +14,8 @@ import (
 )
 
 // Report is a verdict with the facts behind it, for `tlsgate check` (human text and
-// JSON). Field names are part of the JSON contract in DESIGN.md.
+// JSON). Field names are part of the JSON contract documented in the README
+// ("Command line", the keys of tlsgate check --json); a test checks them.
 type Report struct {
 	Domain     string       `json:"domain"`
 	Level      string       `json:"level"`
