@@ -408,30 +408,38 @@ func TestHalfRequest(t *testing.T) {
 func TestSlowHandler(t *testing.T) {
 	const budget = 200 * time.Millisecond
 	release := make(chan struct{})
-	var ctxErr atomic.Value
+	ctxErr, derivedErr := make(chan error, 1), make(chan error, 1)
 	addr := start(t, &socketmap.Server{Timeout: budget, Handler: socketmap.HandlerFunc(
 		func(ctx context.Context, name, key string) socketmap.Reply {
 			switch key {
 			case "honours-ctx":
 				<-ctx.Done()
-				ctxErr.Store(ctx.Err())
+				ctxErr <- ctx.Err()
 				return socketmap.Reply{Status: socketmap.StatusTemp, Data: "gave up"}
 			case "ignores-ctx":
 				<-release
 				return socketmap.Reply{Status: socketmap.StatusOK, Data: "too late"}
+			case "derives-ctx": // a context derived from ctx ends with it
+				sub, cancel := context.WithCancel(ctx)
+				defer cancel()
+				<-sub.Done()
+				derivedErr <- sub.Err()
+				return socketmap.Reply{Status: socketmap.StatusTemp, Data: "gave up"}
 			}
 			return socketmap.Reply{Status: socketmap.StatusOK, Data: "fast"}
 		})})
 	t.Cleanup(func() { close(release) }) // runs before the server's cleanup, which waits for it
 
 	c := dialRaw(t, addr)
-	for _, key := range []string{"honours-ctx", "ignores-ctx"} {
+	// Twice "ignores-ctx": the second TIMEOUT comes from the goroutine that took the
+	// connection over at the first.
+	for _, key := range []string{"honours-ctx", "ignores-ctx", "ignores-ctx", "derives-ctx"} {
 		begin := time.Now()
 		c.send(ns("QUERY " + key))
 		got := c.reply()
 		took := time.Since(begin)
 		// The handler that honours ctx may win the race at the deadline with its own answer.
-		if got != "TIMEOUT lookup took longer than 200ms" && !(key == "honours-ctx" && got == "TEMP gave up") {
+		if got != "TIMEOUT lookup took longer than 200ms" && !(key != "ignores-ctx" && got == "TEMP gave up") {
 			t.Errorf("%s: reply %q", key, got)
 		}
 		if took < budget || took > budget+5*time.Second {
@@ -444,8 +452,17 @@ func TestSlowHandler(t *testing.T) {
 			t.Errorf("after %s: %q", key, got)
 		}
 	}
-	if err, _ := ctxErr.Load().(error); !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("handler's ctx ended with %v, want DeadlineExceeded", err)
+	// The handlers that honour ctx return once it is done (the TIMEOUT reply may come
+	// before they do).
+	for what, ch := range map[string]chan error{"handler's ctx": ctxErr, "derived ctx": derivedErr} {
+		select {
+		case err := <-ch:
+			if !errors.Is(err, context.DeadlineExceeded) {
+				t.Errorf("%s ended with %v, want DeadlineExceeded", what, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Errorf("%s never ended", what)
+		}
 	}
 }
 

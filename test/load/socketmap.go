@@ -20,8 +20,8 @@ type socketmapResult struct {
 	noop, gate *stats
 	ratio      float64 // tlsgate/no-op lookups per second, median over rounds
 	// budgeted: tlsgate with a handler that is not a socketmap.CachedHandler, so every
-	// lookup runs in its own goroutine with its budget (what a cache miss costs the
-	// server, less the lookup itself).
+	// lookup runs with its budget, a context and a watchdog timer (what a cache miss
+	// costs the server, less the lookup itself).
 	budgeted      *stats
 	budgetedRatio float64
 }
@@ -152,8 +152,8 @@ func socketmapLoad(tb testing.TB, c config, out io.Writer) (*socketmapResult, er
 		"   target >= 0.90: %s\n",
 		res.ratio, c.rounds, res.gate.rate()/res.noop.rate(), ratio(res.gate.pct(.5), res.noop.pct(.5)),
 		ratio(res.gate.pct(.99), res.noop.pct(.99)), verdict)
-	fmt.Fprintf(out, "(budgeted: the same answers from a handler without LookupCached, each lookup in a goroutine with its\n"+
-		"   budget, as a cache miss is served: throughput %.2f of the no-op)\n\n", res.budgetedRatio)
+	fmt.Fprintf(out, "(budgeted: the same answers from a handler without LookupCached, each lookup with its budget's\n"+
+		"   context and watchdog, as a cache miss is served: throughput %.2f of the no-op)\n\n", res.budgetedRatio)
 	return res, nil
 }
 
