@@ -733,3 +733,50 @@ func TestClientLogIsBounded(t *testing.T) {
 		t.Errorf("every line logged")
 	}
 }
+
+// TestWatchdogRace: with handlers finishing around their budget, the handler and the
+// watchdog race to answer each lookup. Every request gets exactly one reply, in order,
+// either the handler's or TIMEOUT, and nothing is left running afterwards.
+func TestWatchdogRace(t *testing.T) {
+	const budget = 2 * time.Millisecond
+	addr := start(t, &socketmap.Server{Timeout: budget, Handler: socketmap.HandlerFunc(
+		func(ctx context.Context, name, key string) socketmap.Reply {
+			n, _ := strconv.Atoi(key)
+			time.Sleep(time.Duration(n%5) * budget / 2) // the work: 0 to 2 budgets
+			return socketmap.Reply{Status: socketmap.StatusOK, Data: key}
+		})})
+	var wg sync.WaitGroup
+	var timeouts, answers atomic.Int32
+	for w := range 4 {
+		wg.Go(func() {
+			cl, err := socketmap.Dial("tcp", addr)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer cl.Close()
+			cl.Timeout = 10 * time.Second
+			for i := range 200 {
+				key := strconv.Itoa(w*1000 + i)
+				r, err := cl.Lookup("QUERY", key)
+				switch {
+				case err != nil:
+					t.Errorf("lookup %s: %v", key, err)
+					return
+				case r.Status == socketmap.StatusTimeout:
+					timeouts.Add(1)
+				case r.Status == socketmap.StatusOK && r.Data == key:
+					answers.Add(1)
+				default:
+					t.Errorf("lookup %s: reply %q", key, r)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	t.Logf("%d answers, %d timeouts", answers.Load(), timeouts.Load())
+	if timeouts.Load() == 0 || answers.Load() == 0 {
+		t.Errorf("%d answers, %d timeouts; want both", answers.Load(), timeouts.Load())
+	}
+}
