@@ -327,18 +327,18 @@ func (c *conn) interruptIfIdle() {
 	}
 }
 
-// waitIdle marks the connection idle and arms the idle deadline (unless the one armed is
-// within 1/8 of the timeout already); false when the server is shutting down and the
-// connection should end. Both under c.mu, so that Shutdown's interruption of an idle
+// waitIdle marks the connection idle and arms the idle deadline from now, the end of the
+// last reply (unless the one armed is within 1/8 of the timeout already); false when the
+// server is shutting down and the connection should end. Both under c.mu, so that Shutdown's interruption of an idle
 // connection comes after the deadline and stays.
-func (c *conn) waitIdle() bool {
+func (c *conn) waitIdle(now time.Time) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.s.closing.Load() {
 		return false
 	}
 	c.idle = true
-	if want := time.Now().Add(c.idleTimeout); c.readDL.Before(want.Add(-c.idleTimeout / 8)) {
+	if want := now.Add(c.idleTimeout); c.readDL.Before(want.Add(-c.idleTimeout / 8)) {
 		c.readDL = want
 		c.nc.SetReadDeadline(want)
 	}
@@ -354,7 +354,7 @@ func (c *conn) setActive() bool {
 
 // serve serves the connection until it ends, or until a watchdog takes it over.
 func (c *conn) serve() {
-	if c.loop() {
+	if c.loop(time.Now()) {
 		c.end()
 	}
 }
@@ -372,12 +372,14 @@ func (c *conn) end() {
 	s.active.Done()
 }
 
-// loop reads requests and answers them, one at a time. It returns true when the
-// connection is to end, false when another goroutine serves it now.
-func (c *conn) loop() bool {
+// loop reads requests and answers them, one at a time, from now on. It returns true
+// when the connection is to end, false when another goroutine serves it now. It reads
+// the clock twice per request, at its start and at its reply (time.Now is a good share of
+// a cached lookup's CPU time).
+func (c *conn) loop(now time.Time) bool {
 	s := c.s
 	for {
-		if !c.waitIdle() {
+		if !c.waitIdle(now) {
 			return true
 		}
 		if _, err := c.br.Peek(1); err != nil {
@@ -393,22 +395,23 @@ func (c *conn) loop() bool {
 		}
 		// Postfix writes a request with one write: it is usually all there. If not, the
 		// rest must arrive within ioTimeout.
+		start := time.Now()
 		if !buffered(c.br) {
-			c.readDL = time.Now().Add(c.ioTimeout)
+			c.readDL = start.Add(c.ioTimeout)
 			c.nc.SetReadDeadline(c.readDL)
 		}
 		req, big, err := readNetstring(c.br, c.maxRequest, c.big)
 		c.big = big
-		start := time.Now()
 		if err != nil {
 			c.badNetstring(err, start)
 			return true
 		}
-		r, name, owner := c.lookup(req)
+		r, name, owner := c.lookup(req, start)
 		if !owner {
 			return false
 		}
-		if !c.reply(r, name, start) {
+		var ok bool
+		if now, ok = c.reply(r, name, start); !ok {
 			return true
 		}
 	}
@@ -471,7 +474,7 @@ func (c *conn) lingerClose() {
 // lookup parses a request and runs the handler on it within its budget. It returns the
 // reply and the map name ("" for a malformed request), and whether this goroutine still
 // serves the connection (see call).
-func (c *conn) lookup(req []byte) (Reply, string, bool) {
+func (c *conn) lookup(req []byte, start time.Time) (Reply, string, bool) {
 	// socketmap_table(5) "REQUEST FORMAT": "name <space> key". The name ends at the first
 	// space; the key is the rest and may contain spaces.
 	sp := bytes.IndexByte(req, ' ')
@@ -505,7 +508,7 @@ func (c *conn) lookup(req []byte) (Reply, string, bool) {
 			return r, name, true
 		}
 	}
-	r, owner := c.call(name, key)
+	r, owner := c.call(name, key, start)
 	return r, name, owner
 }
 
@@ -537,10 +540,9 @@ func printable(b []byte, spaceOK bool) bool {
 // the deadline the watchdog (expire) answers TIMEOUT and goes on serving the connection
 // in its own goroutine, and this one, when the handler finally returns (its ctx is done;
 // it should return soon), drops the answer and ends; call then returns false.
-func (c *conn) call(name, key string) (Reply, bool) {
+func (c *conn) call(name, key string, start time.Time) (Reply, bool) {
 	s := c.s
-	now := time.Now()
-	lc := &lookupCtx{deadline: now.Add(c.timeout), start: now, name: name}
+	lc := &lookupCtx{deadline: start.Add(c.timeout), start: start, name: name}
 	// Under c.mu, which expire takes first: it sees c.cur and c.watchdog as set here.
 	c.mu.Lock()
 	c.cur = lc
@@ -593,7 +595,7 @@ func (c *conn) expire() {
 	if s.base.Err() != nil {
 		r = Reply{StatusTemp, "server shutting down"}
 	}
-	if !c.reply(r, lc.name, lc.start) || c.loop() {
+	if now, ok := c.reply(r, lc.name, lc.start); !ok || c.loop(now) {
 		c.end()
 	}
 }
@@ -689,8 +691,9 @@ func (s *Server) safeLookup(ctx context.Context, name, key string) (r Reply) {
 	return s.Handler.Lookup(ctx, name, key)
 }
 
-// reply sends r; false when the connection is to end.
-func (c *conn) reply(r Reply, name string, start time.Time) bool {
+// reply sends r for the request read at start. It returns the time it was sent, and
+// false when the connection is to end.
+func (c *conn) reply(r Reply, name string, start time.Time) (time.Time, bool) {
 	s := c.s
 	maxReply := c.maxReply
 	switch r.Status {
@@ -731,19 +734,20 @@ func (c *conn) reply(r Reply, name string, start time.Time) bool {
 	if cap(c.out) > 64<<10 {
 		defer func() { c.out = nil }() // do not keep a near-limit reply's buffer per connection
 	}
-	if now := time.Now(); c.writeDL.Before(now.Add(c.ioTimeout / 2)) {
+	now := time.Now()
+	if c.writeDL.Before(now.Add(c.ioTimeout / 2)) {
 		c.writeDL = now.Add(c.ioTimeout)
 		c.nc.SetWriteDeadline(c.writeDL)
 	}
 	// Observed before the write, so that whoever reads the reply finds it counted.
 	if s.Observe != nil {
-		s.Observe(name, r.Status, time.Since(start))
+		s.Observe(name, r.Status, now.Sub(start))
 	}
 	if _, err := c.nc.Write(c.out); err != nil {
 		s.log().Debug("socketmap: write", "remote", c.remote(), "err", err)
-		return false
+		return now, false
 	}
-	return true
+	return now, true
 }
 
 func (c *conn) remote() string {
