@@ -296,7 +296,8 @@ type conn struct {
 	// limit is then between 7/8 and all of idleTimeout, a write gets at least half of
 	// ioTimeout.
 	readDL, writeDL time.Time
-	watchdog        *time.Timer // fires expire at the budget of the lookup in progress
+	watchdog        *time.Timer   // fires expire at the budget of the lookup in progress
+	cached          CachedHandler // s.Handler, when it is one
 
 	idleTimeout, ioTimeout, timeout time.Duration
 	maxQuery, maxReply, maxRequest  int
@@ -304,8 +305,10 @@ type conn struct {
 
 func newConn(s *Server, nc net.Conn) *conn {
 	maxQuery := or(s.MaxQuery, DefaultMaxQuery)
+	cached, _ := s.Handler.(CachedHandler)
 	return &conn{
-		s: s, nc: nc, br: bufio.NewReaderSize(nc, 4096),
+		cached: cached,
+		s:      s, nc: nc, br: bufio.NewReaderSize(nc, 4096),
 		idleTimeout: or(s.IdleTimeout, DefaultIdleTimeout),
 		ioTimeout:   or(s.IOTimeout, DefaultIOTimeout),
 		timeout:     or(s.Timeout, DefaultTimeout),
@@ -503,8 +506,8 @@ func (c *conn) lookup(req []byte, start time.Time) (Reply, string, bool) {
 	if c.s.Handler == nil {
 		return Reply{StatusTemp, "no handler"}, name, true
 	}
-	if ch, ok := c.s.Handler.(CachedHandler); ok {
-		if r, ok := c.s.cached(ch, name, key); ok {
+	if c.cached != nil {
+		if r, ok := c.s.cached(c.cached, name, key); ok {
 			return r, name, true
 		}
 	}

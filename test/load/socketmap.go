@@ -148,12 +148,12 @@ func socketmapLoad(tb testing.TB, c config, out io.Writer) (*socketmapResult, er
 	if res.ratio < 0.9 {
 		verdict = "missed"
 	}
-	fmt.Fprintf(out, "tlsgate/no-op: throughput %.2f (median of %d alternating rounds; overall %.2f), latency p50 %.2fx, p99 %.2fx;\n"+
+	fmt.Fprintf(out, "tlsgate/no-op: throughput %.3f (median of %d alternating rounds; overall %.3f), latency p50 %.2fx, p99 %.2fx;\n"+
 		"   target >= 0.90: %s\n",
 		res.ratio, c.rounds, res.gate.rate()/res.noop.rate(), ratio(res.gate.pct(.5), res.noop.pct(.5)),
 		ratio(res.gate.pct(.99), res.noop.pct(.99)), verdict)
 	fmt.Fprintf(out, "(budgeted: the same answers from a handler without LookupCached, each lookup with its budget's\n"+
-		"   context and watchdog, as a cache miss is served: throughput %.2f of the no-op)\n\n", res.budgetedRatio)
+		"   context and watchdog, as a cache miss is served: throughput %.3f of the no-op)\n\n", res.budgetedRatio)
 	return res, nil
 }
 
