@@ -23,7 +23,9 @@ import (
 const (
 	// DefaultMaxQuery is the longest key served, Postfix's socketmap_max_query_size
 	// default (10000 bytes, "not including the socketmap and netstring encapsulation").
-	// Postfix never sends a longer key: it answers "not found" itself.
+	// Postfix 3.12 and later never send a longer key: they answer "not found" themselves
+	// (dict_sockmap_lookup: "query too large"). Older ones send it and get PERM, a lookup
+	// error; no next-hop domain or [host]:port is that long.
 	DefaultMaxQuery = 10000
 	// MaxName is the longest map name served. Postfix sends the name from the table's
 	// "socketmap:...:name" as it is; names are short words such as QUERY.
@@ -493,7 +495,7 @@ func (c *conn) lookup(req []byte, start time.Time) (Reply, string, bool) {
 	}
 	name := c.name
 	if len(keyb) > c.maxQuery {
-		// Postfix never sends such a key (dict_sockmap_lookup: "query too large").
+		// Postfix 3.12+ never sends such a key (dict_sockmap_lookup: "query too large").
 		return Reply{StatusPerm, fmt.Sprintf("key longer than %d bytes", c.maxQuery)}, name, true
 	}
 	// A key is text: a domain, [host]:port, an address. NUL would end it early in
