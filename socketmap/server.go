@@ -23,7 +23,9 @@ import (
 const (
 	// DefaultMaxQuery is the longest key served, Postfix's socketmap_max_query_size
 	// default (10000 bytes, "not including the socketmap and netstring encapsulation").
-	// Postfix never sends a longer key: it answers "not found" itself.
+	// Postfix 3.12 and later never send a longer key: they answer "not found" themselves
+	// (dict_sockmap_lookup: "query too large"). Older ones send it and get PERM, a lookup
+	// error; no next-hop domain or [host]:port is that long.
 	DefaultMaxQuery = 10000
 	// MaxName is the longest map name served. Postfix sends the name from the table's
 	// "socketmap:...:name" as it is; names are short words such as QUERY.
@@ -190,7 +192,7 @@ func (s *Server) Serve(ln net.Listener) error {
 			return err
 		}
 		backoff = 0
-		c := &conn{s: s, nc: nc}
+		c := newConn(s, nc)
 		s.mu.Lock()
 		if s.closing.Load() {
 			s.mu.Unlock()
@@ -254,6 +256,11 @@ func (s *Server) Close() error {
 	defer s.mu.Unlock()
 	for c := range s.conns {
 		c.nc.Close()
+		c.mu.Lock()
+		if c.cur != nil {
+			c.cur.cancel(context.Canceled)
+		}
+		c.mu.Unlock()
 	}
 	return nil
 }
@@ -270,17 +277,48 @@ func (s *Server) stop() {
 	}
 }
 
-// conn is one client connection.
+// conn is one client connection. One goroutine at a time serves it: the one Serve
+// started, or, after a lookup overran its budget, the watchdog that answered TIMEOUT in
+// its place (see call); the fields below mu belong to that goroutine.
 type conn struct {
 	s  *Server
 	nc net.Conn
 
 	mu   sync.Mutex
-	idle bool // waiting for the next request; Shutdown interrupts the wait
+	idle bool       // waiting for the next request; Shutdown interrupts the wait
+	cur  *lookupCtx // the lookup in progress, for the watchdog and Close
 
-	out  []byte // reply buffer, reused
-	big  []byte // request buffer for requests longer than the read buffer
-	name string // the last map name, reused while the client keeps asking the same map
+	br  *bufio.Reader
+	out []byte // reply buffer, reused
+	big []byte // request buffer for requests longer than the read buffer
+	// name is the last map name, reused while the client keeps asking the same map.
+	name string
+	// The deadlines armed on the socket. Arming one costs more than the rest of a cached
+	// lookup's CPU time, so a deadline still far enough away is left as it is: the idle
+	// limit is then between 7/8 and all of idleTimeout, a write gets at least half of
+	// ioTimeout.
+	readDL, writeDL time.Time
+	watchdog        *time.Timer   // fires expire at the budget of the lookup in progress
+	cached          CachedHandler // s.Handler, when it is one
+
+	idleTimeout, ioTimeout, timeout time.Duration
+	maxQuery, maxReply, maxRequest  int
+}
+
+func newConn(s *Server, nc net.Conn) *conn {
+	maxQuery := or(s.MaxQuery, DefaultMaxQuery)
+	cached, _ := s.Handler.(CachedHandler)
+	return &conn{
+		cached: cached,
+		s:      s, nc: nc, br: bufio.NewReaderSize(nc, 4096),
+		idleTimeout: or(s.IdleTimeout, DefaultIdleTimeout),
+		ioTimeout:   or(s.IOTimeout, DefaultIOTimeout),
+		timeout:     or(s.Timeout, DefaultTimeout),
+		maxQuery:    maxQuery,
+		maxReply:    or(s.MaxReply, DefaultMaxReply),
+		// The longest request: "NAME KEY" (socketmap_table(5) "REQUEST FORMAT").
+		maxRequest: MaxName + 1 + maxQuery,
+	}
 }
 
 // aLongTimeAgo is a deadline in the past: it interrupts a blocked read at once.
@@ -294,19 +332,19 @@ func (c *conn) interruptIfIdle() {
 	}
 }
 
-// waitIdle marks the connection idle and arms the idle deadline (*dl, unless it is
-// within 1/8 of the timeout already); false when the server is shutting down and the
-// connection should end. Both under c.mu, so that Shutdown's interruption of an idle
+// waitIdle marks the connection idle and arms the idle deadline from now, the end of the
+// last reply (unless the one armed is within 1/8 of the timeout already); false when the
+// server is shutting down and the connection should end. Both under c.mu, so that Shutdown's interruption of an idle
 // connection comes after the deadline and stays.
-func (c *conn) waitIdle(timeout time.Duration, dl *time.Time) bool {
+func (c *conn) waitIdle(now time.Time) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.s.closing.Load() {
 		return false
 	}
 	c.idle = true
-	if want := time.Now().Add(timeout); dl.Before(want.Add(-timeout / 8)) {
-		*dl = want
+	if want := now.Add(c.idleTimeout); c.readDL.Before(want.Add(-c.idleTimeout / 8)) {
+		c.readDL = want
 		c.nc.SetReadDeadline(want)
 	}
 	return true
@@ -319,65 +357,67 @@ func (c *conn) setActive() bool {
 	return !c.s.closing.Load()
 }
 
+// serve serves the connection until it ends, or until a watchdog takes it over.
 func (c *conn) serve() {
+	if c.loop(time.Now()) {
+		c.end()
+	}
+}
+
+// end closes the connection and forgets it.
+func (c *conn) end() {
 	s := c.s
-	defer s.active.Done()
-	defer func() {
-		c.nc.Close()
-		s.mu.Lock()
-		delete(s.conns, c)
-		s.mu.Unlock()
-	}()
-	var (
-		idleTimeout = or(s.IdleTimeout, DefaultIdleTimeout)
-		ioTimeout   = or(s.IOTimeout, DefaultIOTimeout)
-		timeout     = or(s.Timeout, DefaultTimeout)
-		maxQuery    = or(s.MaxQuery, DefaultMaxQuery)
-		maxReply    = or(s.MaxReply, DefaultMaxReply)
-		// The longest request: "NAME KEY" (socketmap_table(5) "REQUEST FORMAT").
-		maxRequest = MaxName + 1 + maxQuery
-	)
-	br := bufio.NewReaderSize(c.nc, 4096)
-	// The deadlines armed on the socket. Arming one costs more than the rest of a cached
-	// lookup's CPU time, so a deadline still far enough away is left as it is: the idle
-	// limit is then between 7/8 and all of idleTimeout, a write gets at least half of
-	// ioTimeout.
-	var readDL, writeDL time.Time
+	c.nc.Close()
+	if c.watchdog != nil {
+		c.watchdog.Stop()
+	}
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+	s.active.Done()
+}
+
+// loop reads requests and answers them, one at a time, from now on. It returns true
+// when the connection is to end, false when another goroutine serves it now. It reads
+// the clock twice per request, at its start and at its reply (time.Now is a good share of
+// a cached lookup's CPU time).
+func (c *conn) loop(now time.Time) bool {
+	s := c.s
 	for {
-		if !c.waitIdle(idleTimeout, &readDL) {
-			return
+		if !c.waitIdle(now) {
+			return true
 		}
-		if _, err := br.Peek(1); err != nil {
+		if _, err := c.br.Peek(1); err != nil {
 			// EOF: the client is done (Postfix closes after 10s idle); a timeout: the
 			// idle limit or Shutdown. Neither is worth a reply.
 			if err != io.EOF && !errors.Is(err, os.ErrDeadlineExceeded) {
 				s.log().Debug("socketmap: read", "remote", c.remote(), "err", err)
 			}
-			return
+			return true
 		}
 		if !c.setActive() {
-			return
+			return true
 		}
 		// Postfix writes a request with one write: it is usually all there. If not, the
 		// rest must arrive within ioTimeout.
-		if !buffered(br) {
-			readDL = time.Now().Add(ioTimeout)
-			c.nc.SetReadDeadline(readDL)
-		}
-		req, big, err := readNetstring(br, maxRequest, c.big)
-		c.big = big
 		start := time.Now()
+		if !buffered(c.br) {
+			c.readDL = start.Add(c.ioTimeout)
+			c.nc.SetReadDeadline(c.readDL)
+		}
+		req, big, err := readNetstring(c.br, c.maxRequest, c.big)
+		c.big = big
 		if err != nil {
 			c.badNetstring(err, start)
-			return
+			return true
 		}
-		r, name := c.lookup(req, maxQuery, timeout)
-		if now := time.Now(); writeDL.Before(now.Add(ioTimeout / 2)) {
-			writeDL = now.Add(ioTimeout)
-			c.nc.SetWriteDeadline(writeDL)
+		r, name, owner := c.lookup(req, start)
+		if !owner {
+			return false
 		}
-		if !c.reply(r, name, maxReply, start) {
-			return
+		var ok bool
+		if now, ok = c.reply(r, name, start); !ok {
+			return true
 		}
 	}
 }
@@ -437,42 +477,44 @@ func (c *conn) lingerClose() {
 }
 
 // lookup parses a request and runs the handler on it within its budget. It returns the
-// reply and the map name ("" for a malformed request).
-func (c *conn) lookup(req []byte, maxQuery int, timeout time.Duration) (Reply, string) {
+// reply and the map name ("" for a malformed request), and whether this goroutine still
+// serves the connection (see call).
+func (c *conn) lookup(req []byte, start time.Time) (Reply, string, bool) {
 	// socketmap_table(5) "REQUEST FORMAT": "name <space> key". The name ends at the first
 	// space; the key is the rest and may contain spaces.
 	sp := bytes.IndexByte(req, ' ')
 	if sp < 0 {
-		return Reply{StatusPerm, "malformed request: expected \"name key\""}, ""
+		return Reply{StatusPerm, "malformed request: expected \"name key\""}, "", true
 	}
 	nameb, keyb := req[:sp], req[sp+1:]
 	if len(nameb) == 0 || len(nameb) > MaxName || !printable(nameb, false) {
-		return Reply{StatusPerm, "malformed request: invalid map name"}, ""
+		return Reply{StatusPerm, "malformed request: invalid map name"}, "", true
 	}
 	if c.name != string(nameb) { // no allocation for the comparison
 		c.name = string(nameb)
 	}
 	name := c.name
-	if len(keyb) > maxQuery {
-		// Postfix never sends such a key (dict_sockmap_lookup: "query too large").
-		return Reply{StatusPerm, fmt.Sprintf("key longer than %d bytes", maxQuery)}, name
+	if len(keyb) > c.maxQuery {
+		// Postfix 3.12+ never sends such a key (dict_sockmap_lookup: "query too large").
+		return Reply{StatusPerm, fmt.Sprintf("key longer than %d bytes", c.maxQuery)}, name, true
 	}
 	// A key is text: a domain, [host]:port, an address. NUL would end it early in
 	// Postfix's C strings, other control bytes are not in any name Postfix looks up, and
 	// Postfix sends UTF-8 only (smtputf8) or ASCII; none of these reaches the handler.
 	if !printable(keyb, true) || !utf8.Valid(keyb) {
-		return Reply{StatusPerm, "malformed request: control character or invalid UTF-8 in key"}, name
+		return Reply{StatusPerm, "malformed request: control character or invalid UTF-8 in key"}, name, true
 	}
 	key := string(keyb)
 	if c.s.Handler == nil {
-		return Reply{StatusTemp, "no handler"}, name
+		return Reply{StatusTemp, "no handler"}, name, true
 	}
-	if ch, ok := c.s.Handler.(CachedHandler); ok {
-		if r, ok := c.s.cached(ch, name, key); ok {
-			return r, name
+	if c.cached != nil {
+		if r, ok := c.s.cached(c.cached, name, key); ok {
+			return r, name, true
 		}
 	}
-	return c.s.call(name, key, timeout), name
+	r, owner := c.call(name, key, start)
+	return r, name, owner
 }
 
 // cached runs h.LookupCached inline; a panic is that lookup's TEMP.
@@ -497,45 +539,168 @@ func printable(b []byte, spaceOK bool) bool {
 	return true
 }
 
-// call runs the handler in its own goroutine, so that a handler that overruns its budget
-// costs that lookup a TIMEOUT reply and nothing else: the connection answers at the
-// deadline and goes on to the next request while the late handler finishes (its ctx is
-// done; it should return soon) and its answer is dropped.
-func (s *Server) call(name, key string, timeout time.Duration) Reply {
-	ctx, cancel := context.WithTimeout(s.base, timeout)
-	defer cancel()
-	done := make(chan Reply, 1)
+// call runs the handler in the connection's goroutine, watched by the connection's
+// watchdog timer. A handler that returns within its budget costs no goroutine and no
+// channel. One that overruns it costs that lookup a TIMEOUT reply and nothing else: at
+// the deadline the watchdog (expire) answers TIMEOUT and goes on serving the connection
+// in its own goroutine, and this one, when the handler finally returns (its ctx is done;
+// it should return soon), drops the answer and ends; call then returns false.
+func (c *conn) call(name, key string, start time.Time) (Reply, bool) {
+	s := c.s
+	lc := &lookupCtx{deadline: start.Add(c.timeout), start: start, name: name}
+	// Under c.mu, which expire takes first: it sees c.cur and c.watchdog as set here.
+	c.mu.Lock()
+	c.cur = lc
+	if c.watchdog == nil {
+		c.watchdog = time.AfterFunc(c.timeout, c.expire)
+	} else {
+		c.watchdog.Reset(c.timeout)
+	}
+	c.mu.Unlock()
+	if s.base.Err() != nil { // Close came first (it cancels c.cur, set above, otherwise)
+		lc.cancel(context.Canceled)
+	}
+	r := s.safeLookup(lc, name, key)
+	if !lc.state.CompareAndSwap(lookupRunning, lookupAnswered) {
+		// The watchdog answered and serves the connection; it counted this goroutine
+		// as a late handler.
+		s.handlers.Done()
+		return r, false
+	}
+	c.watchdog.Stop()
+	c.mu.Lock()
+	c.cur = nil
+	c.mu.Unlock()
+	lc.cancel(context.Canceled) // the lookup is over, as with context.WithTimeout's cancel
+	return r, true
+}
+
+// expire is the watchdog: it answers TIMEOUT for a lookup past its deadline and takes
+// over the connection.
+func (c *conn) expire() {
+	s := c.s
+	c.mu.Lock()
+	lc := c.cur
+	c.mu.Unlock()
+	if lc == nil || time.Now().Before(lc.deadline) {
+		return // the timer of an earlier lookup, which answered in time
+	}
+	// Counted before the handover, while the connection still counts in s.active, so
+	// that Shutdown, which waits for handlers after connections, sees it.
 	s.handlers.Add(1)
-	go func() {
-		defer s.handlers.Done()
-		defer func() {
-			if p := recover(); p != nil {
-				s.log().Error("socketmap: handler panic", "map", name, "key", key, "panic", p, "stack", string(debug.Stack()))
-				done <- Reply{StatusTemp, "internal error"}
-			}
-		}()
-		done <- s.Handler.Lookup(ctx, name, key)
-	}()
-	select {
-	case r := <-done:
-		return r
-	case <-ctx.Done():
-		// The handler may have answered at the same moment; prefer its answer.
-		select {
-		case r := <-done:
-			return r
-		default:
-		}
-		if s.base.Err() != nil {
-			return Reply{StatusTemp, "server shutting down"}
-		}
-		return Reply{StatusTimeout, fmt.Sprintf("lookup took longer than %v", timeout)}
+	if !lc.state.CompareAndSwap(lookupRunning, lookupExpired) {
+		s.handlers.Done() // the handler answered just in time
+		return
+	}
+	lc.cancel(context.DeadlineExceeded)
+	c.mu.Lock()
+	c.cur = nil
+	c.mu.Unlock()
+	r := Reply{StatusTimeout, fmt.Sprintf("lookup took longer than %v", c.timeout)}
+	if s.base.Err() != nil {
+		r = Reply{StatusTemp, "server shutting down"}
+	}
+	if now, ok := c.reply(r, lc.name, lc.start); !ok || c.loop(now) {
+		c.end()
 	}
 }
 
-// reply sends r; false when the connection is to end.
-func (c *conn) reply(r Reply, name string, maxReply int, start time.Time) bool {
+// lookupCtx is the context of one lookup: its budget's deadline, cancelled by the
+// watchdog at the deadline, by call when the lookup is over, or by Close. It costs less
+// than context.WithTimeout, whose timer would be a second one per lookup; its Done
+// channel is made only for a handler that asks for it.
+type lookupCtx struct {
+	deadline, start time.Time
+	name            string
+	state           atomic.Int32 // lookupRunning, then lookupAnswered or lookupExpired
+
+	mu    sync.Mutex
+	done  chan struct{}
+	err   error
+	after map[*func()]struct{} // AfterFunc's functions not yet run
+}
+
+const (
+	lookupRunning int32 = iota
+	lookupAnswered
+	lookupExpired
+)
+
+func (lc *lookupCtx) Deadline() (time.Time, bool) { return lc.deadline, true }
+func (lc *lookupCtx) Value(any) any               { return nil }
+
+func (lc *lookupCtx) Done() <-chan struct{} {
+	lc.mu.Lock()
+	defer lc.mu.Unlock()
+	if lc.done == nil {
+		lc.done = make(chan struct{})
+		if lc.err != nil {
+			close(lc.done)
+		}
+	}
+	return lc.done
+}
+
+func (lc *lookupCtx) Err() error {
+	lc.mu.Lock()
+	defer lc.mu.Unlock()
+	return lc.err
+}
+
+func (lc *lookupCtx) cancel(err error) {
+	lc.mu.Lock()
+	defer lc.mu.Unlock()
+	if lc.err == nil {
+		lc.err = err
+		if lc.done != nil {
+			close(lc.done)
+		}
+		for f := range lc.after {
+			go (*f)()
+		}
+		lc.after = nil
+	}
+}
+
+// AfterFunc is context.AfterFunc for lookupCtx. The context package uses it for contexts
+// a handler derives from ctx, instead of a goroutine per derived context waiting for Done.
+func (lc *lookupCtx) AfterFunc(f func()) (stop func() bool) {
+	lc.mu.Lock()
+	defer lc.mu.Unlock()
+	if lc.err != nil {
+		go f()
+		return func() bool { return false }
+	}
+	if lc.after == nil {
+		lc.after = make(map[*func()]struct{})
+	}
+	p := &f
+	lc.after[p] = struct{}{}
+	return func() bool {
+		lc.mu.Lock()
+		defer lc.mu.Unlock()
+		_, waiting := lc.after[p]
+		delete(lc.after, p)
+		return waiting
+	}
+}
+
+// safeLookup runs the handler; a panic is that lookup's TEMP.
+func (s *Server) safeLookup(ctx context.Context, name, key string) (r Reply) {
+	defer func() {
+		if p := recover(); p != nil {
+			s.log().Error("socketmap: handler panic", "map", name, "key", key, "panic", p, "stack", string(debug.Stack()))
+			r = Reply{StatusTemp, "internal error"}
+		}
+	}()
+	return s.Handler.Lookup(ctx, name, key)
+}
+
+// reply sends r for the request read at start. It returns the time it was sent, and
+// false when the connection is to end.
+func (c *conn) reply(r Reply, name string, start time.Time) (time.Time, bool) {
 	s := c.s
+	maxReply := c.maxReply
 	switch r.Status {
 	case StatusOK:
 		// Postfix's maps_find() takes an empty value for a configuration error ("should
@@ -574,15 +739,20 @@ func (c *conn) reply(r Reply, name string, maxReply int, start time.Time) bool {
 	if cap(c.out) > 64<<10 {
 		defer func() { c.out = nil }() // do not keep a near-limit reply's buffer per connection
 	}
+	now := time.Now()
+	if c.writeDL.Before(now.Add(c.ioTimeout / 2)) {
+		c.writeDL = now.Add(c.ioTimeout)
+		c.nc.SetWriteDeadline(c.writeDL)
+	}
 	// Observed before the write, so that whoever reads the reply finds it counted.
 	if s.Observe != nil {
-		s.Observe(name, r.Status, time.Since(start))
+		s.Observe(name, r.Status, now.Sub(start))
 	}
 	if _, err := c.nc.Write(c.out); err != nil {
 		s.log().Debug("socketmap: write", "remote", c.remote(), "err", err)
-		return false
+		return now, false
 	}
-	return true
+	return now, true
 }
 
 func (c *conn) remote() string {

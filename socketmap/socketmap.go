@@ -47,11 +47,9 @@ func (f HandlerFunc) Lookup(ctx context.Context, name, key string) Reply { retur
 type Observer func(name string, status Status, took time.Duration)
 
 // CachedHandler is a Handler that can often answer at once, from memory. The server calls
-// LookupCached first, in the connection's own goroutine and with no budget; only when it
-// returns false does it call Lookup, in a goroutine of its own with the budget. A cached
-// lookup so costs no goroutine, channel or timer, which is most of the server's own CPU
-// time per request. LookupCached must not block: no I/O, no waiting for a lookup in
-// flight.
+// LookupCached first, with no budget; only when it returns false does it call Lookup,
+// with the budget. A cached lookup so costs no context and no timer. LookupCached must
+// not block: no I/O, no waiting for a lookup in flight.
 type CachedHandler interface {
 	Handler
 	LookupCached(name, key string) (Reply, bool)

@@ -154,6 +154,7 @@ type stats struct {
 	sessions, ended, headers      int64 // ended: sessions that sent a message
 	retries                       int64 // session opens retried (openRetries)
 	elapsed                       time.Duration
+	cpu                           time.Duration   // process CPU time (user and system), where measured
 	lat                           []time.Duration // per RCPT, sorted
 }
 
@@ -180,6 +181,7 @@ func (s *stats) merge(o *stats) {
 	s.headers += o.headers
 	s.retries += o.retries
 	s.elapsed += o.elapsed
+	s.cpu += o.cpu
 	s.lat = append(s.lat, o.lat...)
 }
 

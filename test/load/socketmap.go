@@ -9,6 +9,7 @@ import (
 	"net"
 	"slices"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -20,8 +21,8 @@ type socketmapResult struct {
 	noop, gate *stats
 	ratio      float64 // tlsgate/no-op lookups per second, median over rounds
 	// budgeted: tlsgate with a handler that is not a socketmap.CachedHandler, so every
-	// lookup runs in its own goroutine with its budget (what a cache miss costs the
-	// server, less the lookup itself).
+	// lookup runs with its budget, a context and a watchdog timer (what a cache miss
+	// costs the server, less the lookup itself).
 	budgeted      *stats
 	budgetedRatio float64
 }
@@ -80,7 +81,7 @@ func socketmapLoad(tb testing.TB, c config, out io.Writer) (*socketmapResult, er
 	}
 	fmt.Fprintf(out, "== socketmap: %d connections, one request at a time each, %d cached domains (map lookup answers),\n"+
 		"   tlsgate's socketmap.Server (handler answering from memory: socketmap.CachedHandler) against a no-op\n"+
-		"   netstring server answering \"OK x\", %v per target in %d rounds\n",
+		"   netstring server answering \"OK x\", %v per target in %d rounds (order rotating)\n",
 		c.conns, c.domains, c.duration, c.rounds)
 	check := func(key string, r socketmap.Reply) error {
 		if want := answers[key]; r.Status != socketmap.StatusOK || r.Data != want {
@@ -109,24 +110,31 @@ func socketmapLoad(tb testing.TB, c config, out io.Writer) (*socketmapResult, er
 	}
 	res := &socketmapResult{noop: &stats{}, gate: &stats{}, budgeted: &stats{}}
 	var ratios, budgetedRatios []float64
-	round := c.duration / time.Duration(c.rounds)
-	for range c.rounds {
-		b, err := mk(noop, round, checkNoop).run()
-		if err != nil {
-			return nil, fmt.Errorf("no-op: %w", err)
+	perRound := c.duration / time.Duration(c.rounds)
+	// The order of the three rotates from round to round, so that whatever favours a
+	// position in a round favours no target: measured with two no-op servers, the
+	// middle of three fixed positions ran 5-10% slower than the others (the garbage of
+	// the run before it, a neighbour's load...).
+	for i := range c.rounds {
+		var b, t, u *stats
+		targets := []func() error{
+			func() (err error) { b, err = mk(noop, perRound, checkNoop).run(); return wrap("no-op", err) },
+			func() (err error) {
+				stop := func() {}
+				if c.profile != nil {
+					stop = c.profile()
+				}
+				defer stop()
+				t, err = mk(gate, perRound, check).run()
+				return wrap("tlsgate", err)
+			},
+			func() (err error) { u, err = mk(budgeted, perRound, check).run(); return wrap("tlsgate budgeted", err) },
 		}
-		stop := func() {}
-		if c.profile != nil {
-			stop = c.profile()
-		}
-		t, err := mk(gate, round, check).run()
-		stop()
-		if err != nil {
-			return nil, fmt.Errorf("tlsgate: %w", err)
-		}
-		u, err := mk(budgeted, round, check).run()
-		if err != nil {
-			return nil, fmt.Errorf("tlsgate budgeted: %w", err)
+		targets = append(targets[i%3:], targets[:i%3]...)
+		for _, run := range targets {
+			if err := run(); err != nil {
+				return nil, err
+			}
 		}
 		ratios = append(ratios, t.rate()/b.rate())
 		budgetedRatios = append(budgetedRatios, u.rate()/b.rate())
@@ -148,18 +156,27 @@ func socketmapLoad(tb testing.TB, c config, out io.Writer) (*socketmapResult, er
 	if res.ratio < 0.9 {
 		verdict = "missed"
 	}
-	fmt.Fprintf(out, "tlsgate/no-op: throughput %.2f (median of %d alternating rounds; overall %.2f), latency p50 %.2fx, p99 %.2fx;\n"+
+	fmt.Fprintf(out, "tlsgate/no-op: throughput %.3f (median of %d rounds; overall %.3f), latency p50 %.2fx, p99 %.2fx;\n"+
 		"   target >= 0.90: %s\n",
 		res.ratio, c.rounds, res.gate.rate()/res.noop.rate(), ratio(res.gate.pct(.5), res.noop.pct(.5)),
 		ratio(res.gate.pct(.99), res.noop.pct(.99)), verdict)
-	fmt.Fprintf(out, "(budgeted: the same answers from a handler without LookupCached, each lookup in a goroutine with its\n"+
-		"   budget, as a cache miss is served: throughput %.2f of the no-op)\n\n", res.budgetedRatio)
+	fmt.Fprintf(out, "process CPU per lookup (client, server and kernel): tlsgate %+v, budgeted %+v against the no-op\n",
+		round(res.gate.cpuPer()-res.noop.cpuPer()), round(res.budgeted.cpuPer()-res.noop.cpuPer()))
+	fmt.Fprintf(out, "(budgeted: the same answers from a handler without LookupCached, each lookup with its budget's\n"+
+		"   context and watchdog, as a cache miss is served: throughput %.3f of the no-op)\n\n", res.budgetedRatio)
 	return res, nil
 }
 
+func wrap(what string, err error) error {
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return nil
+}
+
 func printLookups(out io.Writer, name string, s *stats) {
-	fmt.Fprintf(out, "%-9s %9d lookups %9.0f lookups/s   p50 %8v  p90 %8v  p99 %8v  max %8v\n",
-		name, s.decisions, s.rate(), round(s.pct(.5)), round(s.pct(.9)), round(s.pct(.99)), round(s.max()))
+	fmt.Fprintf(out, "%-9s %9d lookups %9.0f lookups/s   p50 %8v  p90 %8v  p99 %8v  max %8v   CPU %6v/lookup\n",
+		name, s.decisions, s.rate(), round(s.pct(.5)), round(s.pct(.9)), round(s.pct(.99)), round(s.max()), round(s.cpuPer()))
 }
 
 // lookupLoad is a closed-loop socketmap load: conns clients, each looking keys up one at
@@ -177,7 +194,7 @@ func (l lookupLoad) run() (*stats, error) {
 	results := make([]*stats, l.conns)
 	errs := make([]error, l.conns)
 	var wg sync.WaitGroup
-	start := time.Now()
+	start, cpu0 := time.Now(), processCPU()
 	for w := range l.conns {
 		wg.Go(func() {
 			st := &stats{lat: make([]time.Duration, 0, 1<<16)}
@@ -207,13 +224,31 @@ func (l lookupLoad) run() (*stats, error) {
 		})
 	}
 	wg.Wait()
+	cpu := processCPU() - cpu0
 	total := &stats{}
 	for _, st := range results {
 		total.merge(st)
 	}
-	total.elapsed = 0
+	total.elapsed, total.cpu = 0, cpu
 	total.finish(time.Since(start))
 	return total, errors.Join(errs...)
+}
+
+// processCPU is the CPU time (user and system) the process has used.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// cpuPer is the process CPU time per lookup (client, server and kernel alike).
+func (s *stats) cpuPer() time.Duration {
+	if s.decisions == 0 {
+		return 0
+	}
+	return s.cpu / time.Duration(s.decisions)
 }
 
 // serveSocketmap serves s on a loopback port until cleanup.
