@@ -7,13 +7,20 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
+	"os"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/tlsgate/tlsgate/config/policy"
+	"github.com/tlsgate/tlsgate/policymap"
 	"github.com/tlsgate/tlsgate/socketmap"
+	"github.com/tlsgate/tlsgate/verify"
+	"github.com/tlsgate/tlsgate/verify/mtasts"
 )
 
 // socketmapResult is what the socketmap scenario measured.
@@ -30,29 +37,62 @@ type socketmapResult struct {
 // budgetedOnly hides a handler's LookupCached.
 type budgetedOnly struct{ socketmap.Handler }
 
-// socketmapAnswers is the handler of the socketmap scenario: cached TLS policy answers
-// for the scenario's domains, as Postfix's smtp_tls_policy_maps lookups get them from a
-// warm cache (a map lookup, no I/O), NOTFOUND for any other key.
-type socketmapAnswers map[string]string
+// cachedMapFacts stands in for the Verifier's cache of socketmap facts: every domain's
+// DNS and MTA-STS facts are cached (policymap.CachedFactsSource), as after the first
+// delivery to it.
+type cachedMapFacts map[string]*verify.MapFacts
 
-func (a socketmapAnswers) Lookup(_ context.Context, name, key string) socketmap.Reply {
-	r, _ := a.LookupCached(name, key)
-	return r
+func (c cachedMapFacts) MapFacts(_ context.Context, domain string) (*verify.MapFacts, error) {
+	if f, ok := c[domain]; ok {
+		return f, nil
+	}
+	return nil, verify.ErrPending
 }
 
-// LookupCached answers every key: everything is in memory.
-func (a socketmapAnswers) LookupCached(name, key string) (socketmap.Reply, bool) {
-	return a.lookup(name, key), true
+func (c cachedMapFacts) CachedMapFacts(domain string) (*verify.MapFacts, bool) {
+	f, ok := c[domain]
+	return f, ok
 }
 
-func (a socketmapAnswers) lookup(name, key string) socketmap.Reply {
-	if name != "QUERY" {
-		return socketmap.Reply{Status: socketmap.StatusPerm, Data: "unknown map"}
+// socketmapHandler is tlsgate's real socketmap handler (policymap.Map) for the
+// scenario's domains: even ones have a configured tls_policy entry, odd ones are at
+// socketmap.default_level published with cached facts of an MTA-STS policy in mode
+// enforce. It returns the handler and the answer expected for each key.
+func socketmapHandler(keys []string) (*policymap.Map, map[string]string, error) {
+	var file strings.Builder
+	facts := cachedMapFacts{}
+	want := map[string]string{}
+	now := time.Now()
+	for i, k := range keys {
+		mx := fmt.Sprintf("mx%d.hot.load.test", i)
+		if i%2 == 0 {
+			fmt.Fprintf(&file, "%s secure match=%s\n", k, mx)
+			want[k] = "secure match=" + mx
+			continue
+		}
+		facts[k] = &verify.MapFacts{Domain: k, MX: verify.MXFound, MXDetail: "MX records found",
+			Hosts: []verify.Host{{Name: mx, Preference: 10, Addrs: []netip.Addr{netip.MustParseAddr("192.0.2.1")}}},
+			Tried: 1, Checked: now, DNSTTL: time.Hour, Until: now.Add(time.Hour),
+			STS: &mtasts.Result{Status: mtasts.StatusPolicy, ID: "1", Fetched: now, Expires: now.Add(24 * time.Hour), TTL: time.Hour,
+				Policy: &mtasts.Policy{Mode: mtasts.ModeEnforce, MaxAge: 24 * time.Hour, MX: []string{mx}}}}
+		want[k] = "secure match=" + mx + " servername=hostname"
 	}
-	if v, ok := a[key]; ok {
-		return socketmap.Reply{Status: socketmap.StatusOK, Data: v}
+	// Loaded as tlsgate loads policy_files, so the answers are the entries verbatim.
+	f, err := os.CreateTemp("", "tlsgate-load-policy-*")
+	if err != nil {
+		return nil, nil, err
 	}
-	return socketmap.Reply{Status: socketmap.StatusNotFound}
+	defer os.Remove(f.Name())
+	if _, err := f.WriteString(file.String()); err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	f.Close()
+	table := policy.NewTable()
+	if warnings, err := table.LoadFile(f.Name()); err != nil || len(warnings) > 0 {
+		return nil, nil, fmt.Errorf("policy file: %v %v", err, warnings)
+	}
+	return policymap.New(policymap.Config{Policies: table, DefaultPublished: true, Facts: facts}), want, nil
 }
 
 // socketmapLoad measures cached socketmap lookups, as Postfix's SMTP client makes them
@@ -61,11 +101,13 @@ func (a socketmapAnswers) lookup(name, key string) socketmap.Reply {
 // connections, each sending one request and waiting for its reply (Postfix's
 // dict_sockmap does not pipeline), in alternating rounds.
 func socketmapLoad(tb testing.TB, c config, out io.Writer) (*socketmapResult, error) {
-	answers := socketmapAnswers{}
 	keys := make([]string, c.domains)
 	for i := range keys {
 		keys[i] = fmt.Sprintf("hot%d.load.test", i)
-		answers[keys[i]] = fmt.Sprintf("secure match=mx%d.hot.load.test servername=hostname", i)
+	}
+	answers, want, err := socketmapHandler(keys)
+	if err != nil {
+		return nil, err
 	}
 	gate, err := serveSocketmap(tb, &socketmap.Server{Handler: answers, Log: c.log})
 	if err != nil {
@@ -80,12 +122,13 @@ func socketmapLoad(tb testing.TB, c config, out io.Writer) (*socketmapResult, er
 		return nil, err
 	}
 	fmt.Fprintf(out, "== socketmap: %d connections, one request at a time each, %d cached domains (map lookup answers),\n"+
-		"   tlsgate's socketmap.Server (handler answering from memory: socketmap.CachedHandler) against a no-op\n"+
+		"   tlsgate's socketmap.Server with its handler (policymap: half configured entries, half published from\n"+
+		"   cached MTA-STS facts; socketmap.CachedHandler) against a no-op\n"+
 		"   netstring server answering \"OK x\", %v per target in %d rounds (order rotating)\n",
 		c.conns, c.domains, c.duration, c.rounds)
 	check := func(key string, r socketmap.Reply) error {
-		if want := answers[key]; r.Status != socketmap.StatusOK || r.Data != want {
-			return fmt.Errorf("%s: reply %q, want %q", key, r, "OK "+want)
+		if w := want[key]; r.Status != socketmap.StatusOK || r.Data != w {
+			return fmt.Errorf("%s: reply %q, want %q", key, r, "OK "+w)
 		}
 		return nil
 	}
