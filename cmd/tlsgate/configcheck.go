@@ -55,6 +55,10 @@ func configCmd(args, env []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "%s: valid (%d domain policies, %d customers)\n", fs.Arg(0), set.Table.Len(), len(cfg.Customers))
 	printSocketmapConfig(stdout, cfg)
+	if err := printWebConfig(stdout, cfg); err != nil {
+		fmt.Fprintln(stderr, "tlsgate:", err)
+		return exitUsage
+	}
 	if *rcpt == "" {
 		return 0
 	}
