@@ -2,6 +2,7 @@ package web
 
 import (
 	"bytes"
+	"fmt"
 	"embed"
 	"html/template"
 	"net/http"
@@ -9,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"golang.org/x/net/idna"
 
@@ -22,15 +24,33 @@ import (
 var assets embed.FS
 
 // page is the check page. html/template escapes every value for its context; remote
-// text (MX names, greetings, certificate names, details) is also quoted with
-// safetext.Terminal, so no control or bidirectional character reorders the page.
+// text (MX names, greetings, certificate names, details) also goes through remote.
 var page = template.Must(template.New("page.html").Funcs(template.FuncMap{
-	"remote": safetext.Terminal,
+	"remote": remote,
 	"when":   func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") },
 	"date":   func(t time.Time) string { return t.UTC().Format("2006-01-02") },
 	"join":   strings.Join,
 	"deref":  func(b *bool) bool { return b != nil && *b },
 }).ParseFS(assets, "assets/page.html"))
+
+// remote makes remote text safe to show beyond HTML escaping: every character that is
+// not printable (controls, bidirectional overrides and isolates, line separators) is
+// shown as a \u escape, so it cannot reorder or hide what the page says around it.
+func remote(s string) string {
+	s = safetext.Bound(s, safetext.MaxField)
+	if !strings.ContainsFunc(s, func(r rune) bool { return !unicode.IsPrint(r) }) {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		if unicode.IsPrint(r) {
+			b.WriteRune(r)
+		} else {
+			fmt.Fprintf(&b, "\\u%04x", r)
+		}
+	}
+	return b.String()
+}
 
 // pageLevels are the levels the page judges every domain at, weakest first.
 var pageLevels = []policy.Level{policy.LevelEncrypt, policy.LevelVerify, policy.LevelSecure, policy.LevelDane, policy.LevelDaneOnly, policy.LevelPublished}
