@@ -2,8 +2,8 @@ package web
 
 import (
 	"bytes"
-	"fmt"
 	"embed"
+	"fmt"
 	"html/template"
 	"net/http"
 	"path"
