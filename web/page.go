@@ -83,7 +83,7 @@ type pageResult struct {
 	Unicode   string // U-label when it differs
 	Selected  levelRow
 	Levels    []levelRow
-	Rule      string
+	Rule      string // what chose the level, in words
 	Report    verify.Report
 	Checked   time.Time
 	Until     time.Time
@@ -167,7 +167,7 @@ func (s *Server) page(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) result(res *Result) *pageResult {
 	f := res.Facts
-	out := &pageResult{Domain: f.Domain, Rule: res.Rule, Checked: f.Checked, Until: f.Until, Cached: res.Cached,
+	out := &pageResult{Domain: f.Domain, Rule: ruleText(res.Rule), Checked: f.Checked, Until: f.Until, Cached: res.Cached,
 		Report: verify.NewReport(f, res.Verdict, res.Rule)}
 	if u, err := idna.Display.ToUnicode(f.Domain); err == nil && u != f.Domain {
 		out.Unicode = u
@@ -191,6 +191,21 @@ func (s *Server) result(res *Result) *pageResult {
 		}
 	}
 	return out
+}
+
+// ruleText says what chose the level (checkPolicy's rule) in the page's words.
+func ruleText(rule string) string {
+	switch {
+	case rule == "--level":
+		return "the level chosen in the form"
+	case rule == "default":
+		return "no policy applies to the domain; encrypt is shown"
+	case strings.HasPrefix(rule, "policy:"):
+		return "the policy for " + strings.TrimPrefix(rule, "policy:")
+	case strings.HasPrefix(rule, "customer:"):
+		return "customer " + strings.TrimPrefix(rule, "customer:")
+	}
+	return rule
 }
 
 // GET /static/NAME: the embedded style sheet.

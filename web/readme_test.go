@@ -30,7 +30,7 @@ func TestErrorCodesDocumented(t *testing.T) {
 	section, _, _ = strings.Cut(section, "\n## ")
 	var documented []string
 	for _, line := range strings.Split(section, "\n") {
-		if m := regexp.MustCompile("^\\| [0-9]{3} \\| (.+?) \\|").FindStringSubmatch(line); m != nil {
+		if m := regexp.MustCompile(`^\| [0-9]{3} \| (.+?) \|`).FindStringSubmatch(line); m != nil {
 			for _, c := range regexp.MustCompile("`([a-z_]+)`").FindAllStringSubmatch(m[1], -1) {
 				documented = append(documented, c[1])
 			}
