@@ -128,6 +128,7 @@ func (s *Server) options(selected string) []option {
 // GET /[?domain=D[&level=L]]: the form, and with a domain the verdict per level.
 func (s *Server) page(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path != "/" {
+		s.cfg.OnRequest("other", "not_found")
 		http.NotFound(w, r)
 		return
 	}
@@ -152,6 +153,9 @@ func (s *Server) page(w http.ResponseWriter, r *http.Request) {
 			challenge(w)
 		}
 		data.Status, data.Error = f.status, f.msg
+		s.cfg.OnRequest("page", f.code)
+	} else {
+		s.cfg.OnRequest("page", "ok")
 	}
 	var b bytes.Buffer
 	if err := page.Execute(&b, data); err != nil {
@@ -213,9 +217,11 @@ func (s *Server) static(w http.ResponseWriter, r *http.Request) {
 	name := path.Base(r.URL.Path)
 	b, err := assets.ReadFile("assets/" + name)
 	if err != nil || !strings.HasSuffix(name, ".css") {
+		s.cfg.OnRequest("static", "not_found")
 		http.NotFound(w, r)
 		return
 	}
+	s.cfg.OnRequest("static", "ok")
 	w.Header().Set("Content-Type", "text/css; charset=utf-8")
 	w.Header().Set("Cache-Control", "public, max-age=3600")
 	_, _ = w.Write(b)

@@ -67,6 +67,9 @@ type Config struct {
 	Levels []policy.Level
 	Log    *slog.Logger
 	Now    func() time.Time
+	// OnRequest, when set, counts every request: the endpoint (check, policy, page,
+	// static, other) and "ok" or the error code answered.
+	OnRequest func(endpoint, result string)
 }
 
 // Server is the check page and API; it is an http.Handler.
@@ -94,11 +97,15 @@ func New(cfg Config) *Server {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.OnRequest == nil {
+		cfg.OnRequest = func(string, string) {}
+	}
 	s := &Server{cfg: cfg, limiter: newLimiter(cfg.RatePerMinute), mux: http.NewServeMux()}
 	s.tokens.Store(cfg.Tokens)
 	s.mux.HandleFunc("/api/v1/check", s.apiCheck)
 	s.mux.HandleFunc("/api/v1/policy", s.apiPolicy)
 	s.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		s.cfg.OnRequest("other", "not_found")
 		writeError(w, http.StatusNotFound, "not_found", "no such endpoint; see /api/v1/check and /api/v1/policy")
 	})
 	s.mux.HandleFunc("/static/", s.static)
@@ -125,6 +132,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		h.Set("Allow", "GET, HEAD")
+		s.cfg.OnRequest("other", "method_not_allowed")
 		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", "only GET and HEAD")
 		return
 	}
@@ -328,23 +336,27 @@ func (s *Server) check(r *http.Request, q checkQuery) (*Result, *failure) {
 
 // GET /api/v1/check?domain=D[&level=L][&sender=S]
 func (s *Server) apiCheck(w http.ResponseWriter, r *http.Request) {
-	if _, f := s.admit(r, true); f != nil {
+	res, f := s.apiCheckResult(r)
+	if f != nil {
+		s.cfg.OnRequest("check", f.code)
 		f.write(w)
 		return
+	}
+	s.cfg.OnRequest("check", "ok")
+	s.cacheHeaders(w, res)
+	writeJSON(w, http.StatusOK, res.JSON)
+}
+
+func (s *Server) apiCheckResult(r *http.Request) (*Result, *failure) {
+	if _, f := s.admit(r, true); f != nil {
+		return nil, f
 	}
 	qv := r.URL.Query()
 	q, f := parseCheck(qv.Get("domain"), qv.Get("level"), qv.Get("sender"))
 	if f != nil {
-		f.write(w)
-		return
+		return nil, f
 	}
-	res, f := s.check(r, q)
-	if f != nil {
-		f.write(w)
-		return
-	}
-	s.cacheHeaders(w, res)
-	writeJSON(w, http.StatusOK, res.JSON)
+	return s.check(r, q)
 }
 
 // cacheHeaders say until when the answer holds: the facts' cache lifetime.
@@ -359,9 +371,20 @@ func (s *Server) cacheHeaders(w http.ResponseWriter, res *Result) {
 
 // GET /api/v1/policy?rcpt=ADDR[&sender=S][&sasl=LOGIN][&client=IP]
 func (s *Server) apiPolicy(w http.ResponseWriter, r *http.Request) {
-	if _, f := s.admit(r, false); f != nil {
+	a, f := s.apiPolicyResult(r)
+	if f != nil {
+		s.cfg.OnRequest("policy", f.code)
 		f.write(w)
 		return
+	}
+	s.cfg.OnRequest("policy", "ok")
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, a)
+}
+
+func (s *Server) apiPolicyResult(r *http.Request) (any, *failure) {
+	if _, f := s.admit(r, false); f != nil {
+		return nil, f
 	}
 	qv := r.URL.Query()
 	rcpt := strings.Trim(strings.TrimSpace(qv.Get("rcpt")), "<>")
@@ -373,29 +396,24 @@ func (s *Server) apiPolicy(w http.ResponseWriter, r *http.Request) {
 		if rcpt == "" {
 			err = errors.New("rcpt is required")
 		}
-		(&failure{status: http.StatusBadRequest, code: "bad_domain", msg: "rcpt: " + err.Error()}).write(w)
-		return
+		return nil, &failure{status: http.StatusBadRequest, code: "bad_domain", msg: "rcpt: " + err.Error()}
 	}
 	sender := strings.TrimSpace(qv.Get("sender"))
 	if sender != "" {
 		if _, err := policy.NormalizeDomain(senderDomain(sender)); err != nil {
-			(&failure{status: http.StatusBadRequest, code: "bad_sender", msg: "sender: " + err.Error()}).write(w)
-			return
+			return nil, &failure{status: http.StatusBadRequest, code: "bad_sender", msg: "sender: " + err.Error()}
 		}
 	}
 	client := strings.TrimSpace(qv.Get("client"))
 	if client != "" {
 		if _, err := netip.ParseAddr(client); err != nil {
-			(&failure{status: http.StatusBadRequest, code: "bad_client", msg: "client: not an IP address"}).write(w)
-			return
+			return nil, &failure{status: http.StatusBadRequest, code: "bad_client", msg: "client: not an IP address"}
 		}
 	}
 	a, err := s.cfg.Backend.Policy(rcpt, sender, qv.Get("sasl"), client)
 	if err != nil {
 		s.cfg.Log.Error("web policy failed", "rcpt", rcpt, "err", err)
-		(&failure{status: http.StatusInternalServerError, code: "internal", msg: "the policy lookup failed on this server"}).write(w)
-		return
+		return nil, &failure{status: http.StatusInternalServerError, code: "internal", msg: "the policy lookup failed on this server"}
 	}
-	w.Header().Set("Cache-Control", "no-store")
-	writeJSON(w, http.StatusOK, a)
+	return a, nil
 }

@@ -405,3 +405,24 @@ func TestUpdate(t *testing.T) {
 		t.Errorf("after an update without tokens: %d; authentication must stay on", resp.StatusCode)
 	}
 }
+
+// TestOnRequest: every request is counted by endpoint and result, the error code when
+// there was one.
+func TestOnRequest(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	got := map[string]int{}
+	s := &setup{backend: &backend{facts: world(t)}}
+	s.srv = web.New(web.Config{Backend: s.backend, Tokens: loadTokens(t, tokensFile, 0o600), Now: func() time.Time { return t0 },
+		OnRequest: func(endpoint, result string) { mu.Lock(); got[endpoint+" "+result]++; mu.Unlock() }})
+	s.do(t, "GET", "/api/v1/check?domain=good.example", "Bearer "+tokenA)
+	s.do(t, "GET", "/api/v1/check?domain=good.example", "")
+	s.do(t, "GET", "/api/v1/policy?rcpt=good.example", "Bearer "+tokenA)
+	s.do(t, "GET", "/?domain=%3Cx%3E", "Bearer "+tokenA)
+	s.do(t, "GET", "/static/style.css", "")
+	s.do(t, "DELETE", "/api/v1/check", "")
+	want := map[string]int{"check ok": 1, "check unauthorized": 1, "policy ok": 1, "page bad_domain": 1, "static ok": 1, "other method_not_allowed": 1}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("counted %v; want %v", got, want)
+	}
+}

@@ -123,7 +123,7 @@ func serve(ctx context.Context, args, env []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "tlsgate:", err)
 		return 1
 	}
-	ws, err := startWeb(cfg, v, fc.Policies, log)
+	ws, err := startWeb(cfg, v, fc.Policies, m, log)
 	if err != nil {
 		ln.Close()
 		sm.shutdown(context.Background())

@@ -67,7 +67,7 @@ const (
 
 // startWeb starts the check page and API when web.listen is set. It refuses to start
 // with a tokens file that does not load (a typo must not open the page to everyone).
-func startWeb(cfg *config.Config, v *verify.Verifier, set *policy.Set, log *slog.Logger) (*webService, error) {
+func startWeb(cfg *config.Config, v *verify.Verifier, set *policy.Set, m *metrics, log *slog.Logger) (*webService, error) {
 	if cfg.Web.Listen == "" {
 		return nil, nil
 	}
@@ -80,7 +80,8 @@ func startWeb(cfg *config.Config, v *verify.Verifier, set *policy.Set, log *slog
 	}
 	b := &webBackend{v: v}
 	b.state.Store(&webState{cfg: cfg, set: set})
-	h := web.New(web.Config{Backend: b, Tokens: tokens, RatePerMinute: cfg.Web.RatePerMinute, CheckTimeout: webCheckTimeout, Log: log})
+	h := web.New(web.Config{Backend: b, Tokens: tokens, RatePerMinute: cfg.Web.RatePerMinute, CheckTimeout: webCheckTimeout, Log: log,
+		OnRequest: m.webRequest})
 	ln, err := net.Listen("tcp", cfg.Web.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("web.listen: %w", err)
