@@ -17,6 +17,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -162,9 +163,18 @@ func (w *world) checkPage(t *testing.T) {
 		t.Errorf("API with a token: %d %s", resp.StatusCode, body)
 	}
 
-	// The screenshot, a test artefact: desktop and phone widths.
+	// The screenshots, test artefacts kept after the run (the world's directory is
+	// removed when the suite passes): desktop and phone widths, in
+	// $TLSGATE_E2E_ARTIFACTS, else <tmp>/tlsgate-e2e-artifacts, replaced by each run.
+	artifacts := os.Getenv("TLSGATE_E2E_ARTIFACTS")
+	if artifacts == "" {
+		artifacts = filepath.Join(os.TempDir(), "tlsgate-e2e-artifacts")
+	}
+	if err := os.MkdirAll(artifacts, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	for _, size := range []struct{ name, window string }{{"check-page.png", "1000,1500"}, {"check-page-phone.png", "390,1400"}} {
-		shot := w.path(size.name)
+		shot := filepath.Join(artifacts, size.name)
 		w.chromium(t, "--screenshot="+shot, "--window-size="+size.window, pageURL("/?domain=tls.test&level=dane-only", true))
 		st, err := os.Stat(shot)
 		if err != nil || st.Size() < 10000 {
