@@ -113,11 +113,12 @@ func New(cfg Config) *Server {
 	return s
 }
 
-// Update applies a reloaded configuration: the clients (unless keepTokens) and the
-// rate. Buckets are kept. A Server started without tokens never gets any, and one
-// started with tokens never loses them: nil tokens are ignored.
-func (s *Server) Update(tokens *Tokens, ratePerMinute int, keepTokens bool) {
-	if !keepTokens && tokens != nil && s.tokens.Load() != nil {
+// Update applies a reloaded configuration: the clients and the rate; buckets are kept.
+// nil tokens keep the running ones, and a Server started without tokens never gets
+// any: a reload can neither turn authentication off nor on (web.listen was validated
+// for the one it started with).
+func (s *Server) Update(tokens *Tokens, ratePerMinute int) {
+	if tokens != nil && s.tokens.Load() != nil {
 		s.tokens.Store(tokens)
 	}
 	s.limiter.setRate(ratePerMinute)

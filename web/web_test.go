@@ -393,14 +393,14 @@ func TestTokensFile(t *testing.T) {
 func TestUpdate(t *testing.T) {
 	t.Parallel()
 	s := newServer(t, 100, tokensFile, time.Second)
-	s.srv.Update(loadTokens(t, "new "+tokenB+"\n", 0o600), 100, false)
+	s.srv.Update(loadTokens(t, "new "+tokenB+"\n", 0o600), 100)
 	if resp := s.do(t, "GET", "/api/v1/check?domain=good.example", "Bearer "+tokenA); resp.StatusCode != 401 {
 		t.Errorf("removed token: %d; want 401", resp.StatusCode)
 	}
 	if resp := s.do(t, "GET", "/api/v1/check?domain=good.example", "Basic new:"+tokenB); resp.StatusCode != 200 {
 		t.Errorf("added token: %d; want 200", resp.StatusCode)
 	}
-	s.srv.Update(nil, 100, false)
+	s.srv.Update(nil, 100)
 	if resp := s.do(t, "GET", "/api/v1/check?domain=good.example", ""); resp.StatusCode != 401 {
 		t.Errorf("after an update without tokens: %d; authentication must stay on", resp.StatusCode)
 	}

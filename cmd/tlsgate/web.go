@@ -122,17 +122,16 @@ func (s *webService) reload(cfg *config.Config, fc milter.Config) {
 		s.log.Warn("web.tokens_file changed between set and unset; restart tlsgate to apply it", "key", "web.tokens_file")
 		file = s.file
 	}
-	var tokens *web.Tokens
+	var tokens *web.Tokens // nil keeps the running tokens
 	if file != "" {
 		t, err := web.LoadTokens(file)
 		if err != nil {
 			s.log.Error("web tokens not reloaded; the running tokens stay", "err", err)
-			s.handler.Update(nil, cfg.Web.RatePerMinute, true)
-			return
+		} else {
+			tokens = t
 		}
-		tokens = t
 	}
-	s.handler.Update(tokens, cfg.Web.RatePerMinute, false)
+	s.handler.Update(tokens, cfg.Web.RatePerMinute)
 }
 
 func (s *webService) shutdown(ctx context.Context) {

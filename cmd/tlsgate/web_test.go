@@ -127,6 +127,17 @@ func TestServeWeb(t *testing.T) {
 	if code, _, _ := webGet(t, base+"/api/v1/check?domain=good.test", webTestToken2); code != 200 {
 		t.Errorf("the new token after the reload: %d; want 200", code)
 	}
+	// A tokens file that no longer loads (readable by others) keeps the running tokens.
+	if err := os.Chmod(tokens, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cfgFile, []byte(cfg+"# touched again\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitLog(t, log, "web tokens not reloaded; the running tokens stay", 1)
+	if code, _, _ := webGet(t, base+"/api/v1/check?domain=good.test", webTestToken2); code != 200 {
+		t.Errorf("the running token after a failed tokens reload: %d; want 200", code)
+	}
 
 	cancel()
 	select {
