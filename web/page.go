@@ -70,6 +70,7 @@ type pageData struct {
 	Options       []option
 	Status        int
 	Error         string
+	Refresh       int // seconds after which the page reloads itself (a check in progress)
 	Result        *pageResult
 }
 
@@ -153,6 +154,9 @@ func (s *Server) page(w http.ResponseWriter, r *http.Request) {
 			challenge(w)
 		}
 		data.Status, data.Error = f.status, f.msg
+		if f.code == "in_progress" {
+			data.Refresh = f.retryAfter
+		}
 		s.cfg.OnRequest("page", f.code)
 	} else {
 		s.cfg.OnRequest("page", "ok")

@@ -180,6 +180,10 @@ func TestPageErrors(t *testing.T) {
 		if resp.StatusCode != tc.status || !strings.Contains(page, tc.want) {
 			t.Errorf("%s: %d; want %d with %q", tc.query, resp.StatusCode, tc.status, tc.want)
 		}
+		// A check in progress reloads itself when the answer may be there.
+		if refresh := strings.Contains(page, `<meta http-equiv="refresh" content="10">`); refresh != (tc.query == "domain=slow.example") {
+			t.Errorf("%s: refresh %v", tc.query, refresh)
+		}
 	}
 }
 

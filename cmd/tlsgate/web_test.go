@@ -65,7 +65,7 @@ func TestServeWeb(t *testing.T) {
 		"dns:\n  resolver: " + d.Addr() + "\n" +
 		"probe:\n  helo: probe.test\n  port: " + strconv.Itoa(int(smtp.Addr().Port())) + "\n  allow_networks: [127.0.0.0/8]\n  ca_file: " + ca.WritePEM(t, dir) + "\n" +
 		"mta_sts:\n  enabled: false\n" +
-		"web:\n  listen: " + webAddr + "\n  tokens_file: " + tokens + "\n" +
+		"web:\n  listen: " + webAddr + "\n  tokens_file: " + tokens + "\n  rate_per_minute: 4\n" +
 		"policies:\n  - domain: good.test\n    level: secure\n"
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
@@ -111,6 +111,15 @@ func TestServeWeb(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 200 || !strings.Contains(string(page), `<span class="word">PASS</span> good.test at level secure`) {
 		t.Errorf("page: %d\n%s", resp.StatusCode, page)
+	}
+
+	// web.rate_per_minute: 4 checks a minute for this client (two API checks and the
+	// page so far), then 429 with Retry-After (15 s for the next one at 4 a minute).
+	if code, _, _ := webGet(t, base+"/api/v1/check?domain=good.test", webTestToken); code != 200 {
+		t.Errorf("fourth check: %d; want 200", code)
+	}
+	if code, body, h := webGet(t, base+"/api/v1/check?domain=good.test", webTestToken); code != 429 || h.Get("Retry-After") != "15" || !strings.Contains(body, `"error": "rate_limited"`) {
+		t.Errorf("fifth check in a minute at web.rate_per_minute 4: %d, Retry-After %q, %s", code, h.Get("Retry-After"), body)
 	}
 
 	// New tokens, then a reload (the configuration file changed): the old token is out.
