@@ -77,6 +77,12 @@ type Config struct {
 	Metrics struct {
 		Listen string `koanf:"listen"`
 	} `koanf:"metrics"`
+	// Web is the check page and HTTP API for customer portals and help desks.
+	Web struct {
+		Listen        string `koanf:"listen"`
+		TokensFile    string `koanf:"tokens_file"`
+		RatePerMinute int    `koanf:"rate_per_minute"`
+	} `koanf:"web"`
 	Log struct {
 		Level  string `koanf:"level"`
 		Format string `koanf:"format"`
@@ -157,6 +163,9 @@ func Default() *Config {
 	c.Defaults.OnTempfail = "tempfail"
 	c.Defaults.RejectMessage = ""
 	c.Metrics.Listen = ""
+	c.Web.Listen = ""
+	c.Web.TokensFile = ""
+	c.Web.RatePerMinute = 30
 	c.Log.Level = "info"
 	c.Log.Format = "text"
 	c.PolicyFiles = []string{}

@@ -462,7 +462,7 @@ func TestUnknownKeys(t *testing.T) {
 		{"section key", "milter:\n  listn: inet:1\n", "milter.listn",
 			"milter.listn: unknown key (allowed: listen, rcpt_timeout, header, checked_transports, socket_mode, socket_group)"},
 		{"top level", "miltr:\n  listen: inet:1\n", "miltr",
-			"miltr: unknown key (allowed: milter, socketmap, dns, probe, mta_sts, cache, defaults, metrics, log, policy_files, policies, customers)"},
+			"miltr: unknown key (allowed: milter, socketmap, dns, probe, mta_sts, cache, defaults, metrics, web, log, policy_files, policies, customers)"},
 		{"policy key", "policies:\n  - domain: a.example\n    levle: encrypt\n", "policies[0].levle",
 			"unknown key (allowed: domain, level, match, on_fail, on_tempfail)"},
 		{"customer key", "customers:\n  - name: a\n    sender: [a.example]\n", "customers[0].sender",
@@ -492,7 +492,7 @@ func TestUnknownEnv(t *testing.T) {
 		{"TLSGATE_MILTER_LISTN=inet:1", "TLSGATE_MILTER_LISTN",
 			"unknown variable (allowed: TLSGATE_MILTER_LISTEN, TLSGATE_MILTER_RCPT_TIMEOUT, TLSGATE_MILTER_HEADER, TLSGATE_MILTER_CHECKED_TRANSPORTS, TLSGATE_MILTER_SOCKET_MODE, TLSGATE_MILTER_SOCKET_GROUP)"},
 		{"TLSGATE_MILTR_LISTEN=inet:1", "TLSGATE_MILTR_LISTEN",
-			"unknown variable (allowed: TLSGATE_MILTER_*, TLSGATE_SOCKETMAP_*, TLSGATE_DNS_*, TLSGATE_PROBE_*, TLSGATE_MTA_STS_*, TLSGATE_CACHE_*, TLSGATE_DEFAULTS_*, TLSGATE_METRICS_*, TLSGATE_LOG_*, TLSGATE_POLICY_FILES, TLSGATE_CONFIG)"},
+			"unknown variable (allowed: TLSGATE_MILTER_*, TLSGATE_SOCKETMAP_*, TLSGATE_DNS_*, TLSGATE_PROBE_*, TLSGATE_MTA_STS_*, TLSGATE_CACHE_*, TLSGATE_DEFAULTS_*, TLSGATE_METRICS_*, TLSGATE_WEB_*, TLSGATE_LOG_*, TLSGATE_POLICY_FILES, TLSGATE_CONFIG)"},
 		{"TLSGATE_POLICIES=a.example", "TLSGATE_POLICIES", "can only be set in the configuration file"},
 		{"TLSGATE_CUSTOMERS=acme", "TLSGATE_CUSTOMERS", "can only be set in the configuration file"},
 		// The blind '_' -> '.' mapping would turn this into policy.files.

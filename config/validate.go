@@ -50,6 +50,7 @@ func (c *Config) Validate() error {
 	v.probe()
 	v.cache()
 	v.defaults()
+	v.web()
 	v.log()
 	for i, p := range c.PolicyFiles {
 		if strings.TrimSpace(p) == "" {
@@ -280,6 +281,34 @@ func (v *validator) onFail(key, s string) {
 	if _, err := policy.ParseAction(s); err != nil {
 		v.fail(key, s, "is not an action", allowedOnFail)
 	}
+}
+
+// web checks the check page's listener: HOST:PORT, and never reachable from other
+// hosts without authentication (it makes this server open outbound connections).
+func (v *validator) web() {
+	w := &v.c.Web
+	if w.Listen != "" {
+		host, _, err := net.SplitHostPort(w.Listen)
+		switch {
+		case err != nil:
+			v.fail("web.listen", w.Listen, "is not HOST:PORT", "")
+		case w.TokensFile == "" && !IsLoopbackHost(host):
+			v.fail("web.listen", w.Listen, "is not a loopback address and web.tokens_file is empty: the check page would be an open probe relay; set web.tokens_file", "")
+		}
+	}
+	if w.RatePerMinute < 1 || w.RatePerMinute > 1_000_000 {
+		v.fail("web.rate_per_minute", strconv.Itoa(w.RatePerMinute), "must be between 1 and 1000000", "")
+	}
+}
+
+// IsLoopbackHost reports whether host (the host part of HOST:PORT) names only
+// loopback addresses: a loopback IP or "localhost". "" (every address) is not.
+func IsLoopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
 }
 
 func (v *validator) log() {

@@ -495,3 +495,35 @@ func TestWarningPublishedWithoutMTASTS(t *testing.T) {
 		t.Errorf("warnings %q lack published without MTA-STS", w)
 	}
 }
+
+// TestWebListen: the check page makes tlsgate open outbound connections, so a listener
+// other hosts can reach needs authentication; loopback may go without.
+func TestWebListen(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		listen, tokens string
+		rate           int
+		want           string // "" valid, else part of the error
+	}{
+		{"", "", 30, ""},
+		{"127.0.0.1:8425", "", 30, ""},
+		{"[::1]:8425", "", 30, ""},
+		{"localhost:8425", "", 30, ""},
+		{"192.0.2.1:8425", "/etc/tlsgate/web-tokens", 30, ""},
+		{"192.0.2.1:8425", "", 30, "web.listen: \"192.0.2.1:8425\" is not a loopback address and web.tokens_file is empty"},
+		{":8425", "", 30, "is not a loopback address"},
+		{"[::]:8425", "", 30, "is not a loopback address"},
+		{"8425", "", 30, "is not HOST:PORT"},
+		{"127.0.0.1:8425", "", 0, "web.rate_per_minute: \"0\" must be between 1 and 1000000"},
+	} {
+		c := Default()
+		c.Web.Listen, c.Web.TokensFile, c.Web.RatePerMinute = tc.listen, tc.tokens, tc.rate
+		err := c.Validate()
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%q tokens %q: %v; want valid", tc.listen, tc.tokens, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%q tokens %q rate %d: %v; want an error with %q", tc.listen, tc.tokens, tc.rate, err, tc.want)
+		}
+	}
+}

@@ -177,6 +177,17 @@ func ReplyFor(v verify.Verdict, temporary bool, extra string) Reply {
 	return r
 }
 
+// Sentence says in plain language what a verdict means for mail to its domain: for a
+// pass, the protection delivery will have; otherwise the sentence of the SMTP reply
+// ReplyFor gives the sender (without the finding and the operator's message), so the
+// check page and the RCPT reply say the same thing.
+func Sentence(v verify.Verdict) string {
+	if v.Status == verify.StatusPass {
+		return fmt.Sprintf("Mail to %s can be delivered with %s.", v.Domain, levelPhrase(v))
+	}
+	return ReplyFor(v, false, "").Parts[0]
+}
+
 // sanitize makes remote-controlled text (server greetings, error strings) safe for an
 // SMTP reply line: printable ASCII only, at most max octets ("..." marks a cut).
 func sanitize(s string, max int) string {

@@ -518,3 +518,20 @@ func TestReplyLineLength(t *testing.T) {
 		}
 	}
 }
+
+// TestSentence: the check page's sentence for a verdict is the first part of the RCPT
+// reply, and a pass says what delivery will have.
+func TestSentence(t *testing.T) {
+	t.Parallel()
+	fail := verify.Verdict{Domain: "example.com", Level: policy.LevelEncrypt, Status: verify.StatusFail, Reason: verify.ReasonSTARTTLSNotSupported, Detail: "mx[192.0.2.1]: no STARTTLS"}
+	if got, want := milter.Sentence(fail), "Mail to example.com requires encrypted delivery (TLS), but its mail servers do not offer it."; got != want {
+		t.Errorf("fail: %q, want %q", got, want)
+	}
+	if got := milter.Sentence(fail); got != milter.ReplyFor(fail, false, "").Parts[0] {
+		t.Errorf("fail: %q is not the reply's sentence", got)
+	}
+	pass := verify.Verdict{Domain: "example.com", Level: policy.LevelDaneOnly, Status: verify.StatusPass, Mechanism: verify.MechDANE}
+	if got, want := milter.Sentence(pass), "Mail to example.com can be delivered with encrypted delivery authenticated by DANE (TLS dane-only)."; got != want {
+		t.Errorf("pass: %q, want %q", got, want)
+	}
+}

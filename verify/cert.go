@@ -4,9 +4,11 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"slices"
+	"time"
 
 	"github.com/miekg/dns"
 
+	"github.com/tlsgate/tlsgate/internal/safetext"
 	"github.com/tlsgate/tlsgate/verify/dane"
 )
 
@@ -19,14 +21,40 @@ type CertInfo struct {
 	Names      []string `json:"names,omitempty"`
 	SHA256     [32]byte `json:"sha256"`      // of the certificate (DER)
 	SPKISHA256 [32]byte `json:"spki_sha256"` // of its SubjectPublicKeyInfo
+	// What reports show of the certificate once the chain is dropped (Facts.compact):
+	// remote text, bounded.
+	Subject   string    `json:"subject,omitempty"`
+	Issuer    string    `json:"issuer,omitempty"`
+	DNSNames  []string  `json:"dns_names,omitempty"`
+	NotBefore time.Time `json:"not_before,omitzero"`
+	NotAfter  time.Time `json:"not_after,omitzero"`
 }
+
+// maxReportNames bounds the subjectAltNames a CertInfo keeps for reports.
+const maxReportNames = 20
 
 func summarize(c *x509.Certificate) *CertInfo {
 	return &CertInfo{
 		Names:      slices.Clone(certNames(c)),
 		SHA256:     sha256.Sum256(c.Raw),
 		SPKISHA256: sha256.Sum256(c.RawSubjectPublicKeyInfo),
+		Subject:    safetext.Bound(c.Subject.String(), safetext.MaxField),
+		Issuer:     safetext.Bound(c.Issuer.String(), safetext.MaxField),
+		DNSNames:   boundNames(c.DNSNames),
+		NotBefore:  c.NotBefore.UTC(),
+		NotAfter:   c.NotAfter.UTC(),
 	}
+}
+
+func boundNames(names []string) []string {
+	var out []string
+	for i, n := range names {
+		if i == maxReportNames {
+			break
+		}
+		out = append(out, safetext.Bound(n, safetext.MaxField))
+	}
+	return out
 }
 
 // DANEResult is the DANE verification of an attempt's chain against its host's usable
@@ -85,10 +113,12 @@ func (f *Facts) compact() {
 
 // Fingerprint is the certificate's SHA-256 digest in Postfix's notation (upper-case
 // hex pairs separated by ':'), as smtpprobe.Fingerprint prints it.
-func (c *CertInfo) Fingerprint() string {
+func (c *CertInfo) Fingerprint() string { return fingerprint(c.SHA256) }
+
+func fingerprint(sum [32]byte) string {
 	const hexdig = "0123456789ABCDEF"
-	out := make([]byte, 0, len(c.SHA256)*3)
-	for i, b := range c.SHA256 {
+	out := make([]byte, 0, len(sum)*3)
+	for i, b := range sum {
 		if i > 0 {
 			out = append(out, ':')
 		}

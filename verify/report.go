@@ -136,7 +136,7 @@ func NewReport(f *Facts, v Verdict, rule string) Report {
 			if a.Host != h.Name || a.DNSError != "" {
 				continue
 			}
-			ra := reportAttempt(&a.Result, attemptVerdict(v, &a))
+			ra := reportAttempt(&a.Result, a.Cert, attemptVerdict(v, &a))
 			ra.BeyondLimit = a.BeyondLimit
 			rh.Attempts = append(rh.Attempts, ra)
 		}
@@ -160,7 +160,9 @@ func attemptVerdict(v Verdict, a *Attempt) string {
 	return "not judged"
 }
 
-func reportAttempt(res *smtpprobe.Result, verdict string) ReportAttempt {
+// reportAttempt describes one probed address; the certificate comes from the chain,
+// or, for facts from the cache (whose chains are dropped), from its summary cert.
+func reportAttempt(res *smtpprobe.Result, cert *CertInfo, verdict string) ReportAttempt {
 	ra := ReportAttempt{
 		IP: res.IP.String(), Outcome: res.Outcome.String(), Detail: res.Detail,
 		Greeting: res.Greeting.String(), STARTTLS: res.Offered, TLSVersion: res.TLSVersionName(),
@@ -175,6 +177,14 @@ func reportAttempt(res *smtpprobe.Result, verdict string) ReportAttempt {
 			NotBefore: leaf.NotBefore.UTC(), NotAfter: leaf.NotAfter.UTC(),
 			SHA256: smtpprobe.Fingerprint(leaf.Raw), SPKISHA256: smtpprobe.Fingerprint(leaf.RawSubjectPublicKeyInfo),
 		}
+	} else if cert != nil && cert.Subject != "" {
+		ra.Certificate = &ReportCertificate{
+			Subject: cert.Subject, Issuer: cert.Issuer, DNSNames: cert.DNSNames,
+			NotBefore: cert.NotBefore, NotAfter: cert.NotAfter,
+			SHA256: cert.Fingerprint(), SPKISHA256: fingerprint(cert.SPKISHA256),
+		}
+	}
+	if ra.Certificate != nil {
 		ra.PKIX = "ok"
 		if res.PKIX != nil {
 			ra.PKIX = res.PKIX.Error()

@@ -215,7 +215,11 @@ func TestBlackBoxMetrics(t *testing.T) {
 		"tarpit3.test. 60 IN MX 10 mx.tarpit.test.", "mx.tarpit.test. 60 IN A 127.0.0.86")
 
 	dir := t.TempDir()
-	milterAddr, metricsAddr, mapAddr := freeAddr(t), freeAddr(t), freeAddr(t)
+	milterAddr, metricsAddr, mapAddr, webAddr := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
+	tokens := filepath.Join(dir, "web-tokens")
+	if err := os.WriteFile(tokens, []byte("portal "+webTestToken+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	var policies strings.Builder
 	for _, domain := range []string{"good.test", "dane1.test", "dane2.test", "posture.test", "tarpit1.test", "tarpit2.test", "tarpit3.test"} {
 		fmt.Fprintf(&policies, "  - domain: %s\n    level: encrypt\n", domain)
@@ -242,11 +246,14 @@ metrics:
 socketmap:
   listen: inet:%s
   default_level: published
+web:
+  listen: %s
+  tokens_file: %s
 log:
   level: debug
   format: json
 policies:
-%s`, milterAddr, dnsSrv.Addr(), port, ca.WritePEM(t, dir), metricsAddr, mapAddr, policies.String())
+%s`, milterAddr, dnsSrv.Addr(), port, ca.WritePEM(t, dir), metricsAddr, mapAddr, webAddr, tokens, policies.String())
 	if err := os.WriteFile(config, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -332,6 +339,14 @@ policies:
 	}
 	sm.Close()
 
+	// The check API: good.test from the cache, and a request without a token.
+	if code, body, _ := webGet(t, "http://"+webAddr+"/api/v1/check?domain=good.test", webTestToken); code != 200 || !strings.Contains(body, `"status": "pass"`) {
+		t.Errorf("check API: %d %s", code, body)
+	}
+	if code, _, _ := webGet(t, "http://"+webAddr+"/?domain=good.test", ""); code != 401 {
+		t.Errorf("check page without a token: %d; want 401", code)
+	}
+
 	// A reload, and a client that never negotiates (a go-milter warning).
 	if err := d.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
@@ -364,7 +379,8 @@ policies:
 		"tlsgate_socketmap_requests_total": {`{map="QUERY",result="ok"}`, `{map="QUERYwithTLSRPT",result="notfound"}`,
 			`{map="other",result="perm"}`},
 		"tlsgate_socketmap_request_duration_seconds_count": {""},
-		"tlsgate_build_info": {`{goversion="` + goVersion(t, bin) + `",version="blackbox"}`},
+		"tlsgate_web_requests_total":                       {`{endpoint="check",result="ok"}`, `{endpoint="page",result="unauthorized"}`},
+		"tlsgate_build_info":                               {`{goversion="` + goVersion(t, bin) + `",version="blackbox"}`},
 	}
 	samples := d.scrape()
 	seen := map[string]bool{"tlsgate_probes_in_flight": inFlight} // 1 during the overload

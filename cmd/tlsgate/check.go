@@ -48,22 +48,10 @@ func check(ctx context.Context, args, env []string, stdout, stderr io.Writer) in
 		fmt.Fprintln(stderr, "tlsgate:", err)
 		return exitUsage
 	}
-	req := set.Require(policy.Request{RecipientDomain: domain})
-	p, rule := req.Policy, ""
-	if req.Policy.Key != "" {
-		rule = "policy:" + req.Policy.Key
-	}
-	if levelName != "" {
-		l, err := policy.ParseLevel(levelName)
-		if err != nil {
-			fmt.Fprintln(stderr, "tlsgate check:", err)
-			return exitUsage
-		}
-		if l != p.Level {
-			p, rule = policy.Policy{Level: l}, "--level"
-		}
-	} else if !p.Level.Probed() {
-		p, rule = policy.Policy{Level: policy.LevelEncrypt}, "default"
+	p, rule, err := checkPolicy(set, domain, "", levelName)
+	if err != nil {
+		fmt.Fprintln(stderr, "tlsgate check:", err)
+		return exitUsage
 	}
 	v, err := newVerifier(cfg, log, nil)
 	if err != nil {
@@ -73,16 +61,15 @@ func check(ctx context.Context, args, env []string, stdout, stderr io.Writer) in
 	defer v.Close()
 
 	facts := v.Probe(ctx, domain)
-	verdict := verify.Judge(facts, p)
-	report := verify.NewReport(facts, verdict, rule)
-	sm := checkSocketmap(set.Table, cfg.SocketmapDefaultPublished(), domain, v.MapFactsOf(facts))
+	out, verdict := newCheckJSON(v, set, cfg.SocketmapDefaultPublished(), facts, p, rule)
+	sm := out.Socketmap
 	if asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		err = enc.Encode(checkJSON{report, sm})
+		err = enc.Encode(out)
 	} else {
 		var b bytes.Buffer
-		if err = report.WriteText(&b); err == nil {
+		if err = out.Report.WriteText(&b); err == nil {
 			// The answer quotes DNS names and MTA-STS patterns: remote text.
 			fmt.Fprintf(&b, "socketmap: %s (%s)\n", safetext.Terminal(sm.String()), safetext.Terminal(sm.Why))
 			out := b.String()
@@ -103,6 +90,49 @@ func check(ctx context.Context, args, env []string, stdout, stderr io.Writer) in
 		return exitFail
 	}
 	return exitTempfail
+}
+
+// checkPolicy is the policy `tlsgate check` and the check API judge domain at, and the
+// rule that chose it: levelName when given (an error when it names no level), else what
+// applies to a recipient at domain (for mail from sender, when given), else encrypt.
+func checkPolicy(set *policy.Set, domain, sender, levelName string) (policy.Policy, string, error) {
+	req := set.Require(policy.Request{RecipientDomain: domain, SenderDomain: senderDomain(sender)})
+	p, rule := req.Policy, ""
+	switch {
+	case strings.HasPrefix(req.Rule, "customer "):
+		rule = "customer:" + req.Customer
+	case req.Policy.Key != "":
+		rule = "policy:" + req.Policy.Key
+	}
+	if levelName != "" {
+		l, err := policy.ParseLevel(levelName)
+		if err != nil {
+			return policy.Policy{}, "", err
+		}
+		if l != p.Level {
+			p, rule = policy.Policy{Level: l}, "--level"
+		}
+	} else if !p.Level.Probed() {
+		p, rule = policy.Policy{Level: policy.LevelEncrypt}, "default"
+	}
+	return p, rule, nil
+}
+
+// senderDomain is the domain of an envelope sender given as an address or a domain.
+func senderDomain(s string) string {
+	if i := strings.LastIndexByte(s, '@'); i >= 0 {
+		s = s[i+1:]
+	}
+	return strings.Trim(s, "<> ")
+}
+
+// newCheckJSON judges facts at p and builds the object `tlsgate check --json` prints
+// and GET /api/v1/check answers: the report and the socketmap's answer.
+func newCheckJSON(v *verify.Verifier, set *policy.Set, defaultPublished bool, facts *verify.Facts, p policy.Policy, rule string) (checkJSON, verify.Verdict) {
+	verdict := facts.JudgeCached(p)
+	report := verify.NewReport(facts, verdict, rule)
+	sm := checkSocketmap(set.Table, defaultPublished, facts.Domain, v.MapFactsOf(facts))
+	return checkJSON{report, sm}, verdict
 }
 
 // colorTerminal reports whether w is a terminal that may get colours (no-color.org:

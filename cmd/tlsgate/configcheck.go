@@ -55,46 +55,87 @@ func configCmd(args, env []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "%s: valid (%d domain policies, %d customers)\n", fs.Arg(0), set.Table.Len(), len(cfg.Customers))
 	printSocketmapConfig(stdout, cfg)
+	if err := printWebConfig(stdout, cfg); err != nil {
+		fmt.Fprintln(stderr, "tlsgate:", err)
+		return exitUsage
+	}
 	if *rcpt == "" {
 		return 0
 	}
-	domain := *rcpt
-	if i := strings.LastIndexByte(domain, '@'); i >= 0 {
-		domain = domain[i+1:]
-	}
-	domain = strings.Trim(domain, "<> ")
-	norm, err := policy.NormalizeDomain(domain)
+	a, err := policyFor(cfg, set, *rcpt, *sender, *sasl, *client)
 	if err != nil {
-		fmt.Fprintln(stderr, "tlsgate config check: --rcpt:", err)
+		fmt.Fprintln(stderr, "tlsgate config check:", err)
 		return exitUsage
 	}
-	var ip netip.Addr
-	if *client != "" {
-		if ip, err = netip.ParseAddr(*client); err != nil {
-			fmt.Fprintln(stderr, "tlsgate config check: --client:", err)
-			return exitUsage
-		}
-	}
-	senderDomain := *sender
-	if i := strings.LastIndexByte(senderDomain, '@'); i >= 0 {
-		senderDomain = senderDomain[i+1:]
-	}
-	req := set.Require(policy.Request{RecipientDomain: norm, SenderDomain: strings.Trim(senderDomain, "<> "), SASLLogin: *sasl, ClientIP: ip})
-	p := req.Policy
-	rule := req.Rule
+	rule := a.Rule
 	if rule == "none" {
 		rule = "none (no policy or customer matches: the recipient passes unchecked)"
 	}
-	fmt.Fprintf(stdout, "recipient domain: %s\nlevel: %s\nrule: %s\n", norm, p.Level, rule)
-	if len(p.Match) > 0 {
-		fmt.Fprintf(stdout, "match: %s\n", strings.Join(p.Match, ":"))
+	fmt.Fprintf(stdout, "recipient domain: %s\nlevel: %s\nrule: %s\n", a.Domain, a.Level, rule)
+	if len(a.Match) > 0 {
+		fmt.Fprintf(stdout, "match: %s\n", strings.Join(a.Match, ":"))
 	}
-	fmt.Fprintf(stdout, "on_fail: %s\non_tempfail: %s\n", p.OnFail.Or(cfg.DefaultOnFail()), p.OnTempfail.Or(cfg.DefaultOnTempfail()))
-	if a := req.Also; a != nil {
-		fmt.Fprintf(stdout, "also required: %s (%s)\n", a.Level, req.AlsoRule)
+	fmt.Fprintf(stdout, "on_fail: %s\non_tempfail: %s\n", a.OnFail, a.OnTempfail)
+	if a.Also != nil {
+		fmt.Fprintf(stdout, "also required: %s (%s)\n", a.Also.Level, a.Also.Rule)
 	}
-	if cfg.Socketmap.Listen != "" {
-		fmt.Fprintf(stdout, "socketmap: %s\n", socketmapStatic(set.Table, cfg.SocketmapDefaultPublished(), norm))
+	if a.Socketmap != "" {
+		fmt.Fprintf(stdout, "socketmap: %s\n", a.Socketmap)
 	}
 	return 0
+}
+
+// policyAnswer is the policy for one recipient: what `config check --rcpt` prints and
+// GET /api/v1/policy answers. Its keys are documented in the README.
+type policyAnswer struct {
+	Domain     string      `json:"recipient_domain"`
+	Level      string      `json:"level"`
+	Rule       string      `json:"rule"`
+	Match      []string    `json:"match,omitempty"`
+	OnFail     string      `json:"on_fail"`
+	OnTempfail string      `json:"on_tempfail"`
+	Also       *policyAlso `json:"also,omitempty"`
+	Socketmap  string      `json:"socketmap,omitempty"`
+}
+
+// policyAlso is a second requirement that must be met too (a domain policy and a
+// customer of independent levels).
+type policyAlso struct {
+	Level string `json:"level"`
+	Rule  string `json:"rule"`
+}
+
+// errBadClient is a --client (client=) that is no IP address.
+var errBadClient = errors.New("client: not an IP address")
+
+// policyFor finds the policy for a recipient (an address or a domain) of mail from
+// sender (an address or a domain, "" none), a SASL login and a client IP ("" unknown).
+// An error wraps policy.ErrBadDomain for a bad recipient domain, errBadClient for a bad
+// client address.
+func policyFor(cfg *config.Config, set *policy.Set, rcpt, sender, sasl, client string) (policyAnswer, error) {
+	domain := rcpt
+	if i := strings.LastIndexByte(domain, '@'); i >= 0 {
+		domain = domain[i+1:]
+	}
+	norm, err := policy.NormalizeDomain(strings.Trim(domain, "<> "))
+	if err != nil {
+		return policyAnswer{}, fmt.Errorf("rcpt: %w", err)
+	}
+	var ip netip.Addr
+	if client != "" {
+		if ip, err = netip.ParseAddr(client); err != nil {
+			return policyAnswer{}, fmt.Errorf("%w: %q", errBadClient, client)
+		}
+	}
+	req := set.Require(policy.Request{RecipientDomain: norm, SenderDomain: senderDomain(sender), SASLLogin: sasl, ClientIP: ip})
+	p := req.Policy
+	a := policyAnswer{Domain: norm, Level: p.Level.String(), Rule: req.Rule, Match: p.Match,
+		OnFail: p.OnFail.Or(cfg.DefaultOnFail()).String(), OnTempfail: p.OnTempfail.Or(cfg.DefaultOnTempfail()).String()}
+	if r := req.Also; r != nil {
+		a.Also = &policyAlso{Level: r.Level.String(), Rule: req.AlsoRule}
+	}
+	if cfg.Socketmap.Listen != "" {
+		a.Socketmap = socketmapStatic(set.Table, cfg.SocketmapDefaultPublished(), norm)
+	}
+	return a, nil
 }

@@ -78,3 +78,19 @@ func TestCheckJSONKeysDocumented(t *testing.T) {
 		}
 	}
 }
+
+// TestPolicyJSONKeysDocumented: the README's endpoint reference names every key of the
+// policy API's answer (policyAnswer).
+func TestPolicyJSONKeysDocumented(t *testing.T) {
+	t.Parallel()
+	keys := map[string][]string{}
+	jsonKeys(reflect.TypeFor[policyAnswer](), "", keys)
+	section := readmeSection(t, "### Endpoints")
+	for path, ks := range keys {
+		for _, k := range ks {
+			if !strings.Contains(section, "`"+k+"`") {
+				t.Errorf("README, GET /api/v1/policy: key %q (object %q) is not documented", k, path)
+			}
+		}
+	}
+}

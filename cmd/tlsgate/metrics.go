@@ -35,6 +35,7 @@ type metrics struct {
 	postureChanges *prometheus.CounterVec
 	verdictChanges *prometheus.CounterVec
 	reloads        *prometheus.CounterVec
+	webRequests    *prometheus.CounterVec
 	// last remembers each (domain, level)'s last status to count verdict changes.
 	last *cache.Cache[string]
 }
@@ -69,13 +70,16 @@ func newMetrics() (*metrics, error) {
 			[]string{"from", "to"}),
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tlsgate_config_reloads_total",
 			Help: "Configuration reloads by result (success, failure)."}, []string{"result"}),
+		webRequests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tlsgate_web_requests_total",
+			Help: "Requests to the check page and API by endpoint (check, policy, page, static, other) and result (ok or the error code answered)."},
+			[]string{"endpoint", "result"}),
 		last: last,
 	}
 	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "tlsgate_build_info",
 		Help: "Build information; always 1."}, []string{"version", "goversion"})
 	build.WithLabelValues(version, runtime.Version()).Set(1)
 	for _, c := range []prometheus.Collector{m.decisions, m.sessions, m.cacheLookups, m.probesRunning,
-		m.rateLimited, m.overloaded, m.postureChanges, m.verdictChanges, m.reloads, build,
+		m.rateLimited, m.overloaded, m.postureChanges, m.verdictChanges, m.reloads, m.webRequests, build,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		if err := m.reg.Register(c); err != nil {
 			return nil, err
@@ -175,4 +179,12 @@ func serveMetrics(ctx context.Context, addr string, m *metrics, resolver dnsx.Re
 		}
 	}()
 	return nil
+}
+
+// webRequest counts one request to the check page or API; m may be nil.
+func (m *metrics) webRequest(endpoint, result string) {
+	if m == nil {
+		return
+	}
+	m.webRequests.WithLabelValues(endpoint, result).Inc()
 }

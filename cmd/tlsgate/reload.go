@@ -76,6 +76,7 @@ func restartOnly(a, b *config.Config) []string {
 		{"mta_sts", a.MTASTS, b.MTASTS},
 		{"cache", a.Cache, b.Cache},
 		{"metrics", a.Metrics, b.Metrics},
+		{"web.listen", a.Web.Listen, b.Web.Listen},
 		{"log", a.Log, b.Log},
 	} {
 		if !reflect.DeepEqual(s.a, s.b) {

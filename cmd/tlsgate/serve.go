@@ -123,6 +123,13 @@ func serve(ctx context.Context, args, env []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "tlsgate:", err)
 		return 1
 	}
+	ws, err := startWeb(cfg, v, fc.Policies, m, log)
+	if err != nil {
+		ln.Close()
+		sm.shutdown(context.Background())
+		fmt.Fprintln(stderr, "tlsgate:", err)
+		return 1
+	}
 	var listening atomic.Bool
 	if m != nil {
 		resolver, err := newResolver(cfg)
@@ -132,6 +139,7 @@ func serve(ctx context.Context, args, env []string, stderr io.Writer) int {
 		if err != nil {
 			ln.Close()
 			sm.shutdown(context.Background())
+			ws.shutdown(context.Background())
 			fmt.Fprintln(stderr, "tlsgate: metrics.listen:", err)
 			return 1
 		}
@@ -140,7 +148,10 @@ func serve(ctx context.Context, args, env []string, stderr io.Writer) int {
 	srv := f.NewServer()
 	rctx, stopReloads := context.WithCancel(ctx)
 	defer stopReloads()
-	(&reloader{args: args, env: env, running: cfg, filter: f, build: build, log: log, metrics: m, also: sm.reload}).start(rctx)
+	(&reloader{args: args, env: env, running: cfg, filter: f, build: build, log: log, metrics: m, also: func(c *config.Config, fc milter.Config) {
+		sm.reload(c, fc)
+		ws.reload(c, fc)
+	}}).start(rctx)
 	log.Info("tlsgate started", "version", version, "listen", cfg.Milter.Listen, "config", cfg.File,
 		"policies", fc.Policies.Table.Len(), "rcpt_timeout", cfg.Milter.RcptTimeout)
 
@@ -150,6 +161,7 @@ func serve(ctx context.Context, args, env []string, stderr io.Writer) int {
 	select {
 	case err := <-done:
 		sm.shutdown(context.Background())
+		ws.shutdown(context.Background())
 		if !milter.IsClosed(err) {
 			log.Error("milter server stopped", "err", err)
 			return 1
@@ -165,6 +177,7 @@ func serve(ctx context.Context, args, env []string, stderr io.Writer) int {
 		srv.Close()
 	}
 	sm.shutdown(sctx)
+	ws.shutdown(sctx)
 	<-done
 	return 0
 }

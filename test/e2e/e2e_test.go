@@ -218,6 +218,7 @@ badpolicy.test      fingerprint
 	w.tlsrptOn37(t, oracle, outcomes[ids[len(ids)-1]])
 
 	t.Run("one message, mixed recipients", func(t *testing.T) { w.mixedMessage(t, sender) })
+	t.Run("check page in chromium", func(t *testing.T) { w.checkPage(t) })
 	t.Run("tlsgate killed and restarted mid-session", func(t *testing.T) { w.restartMidSession(t, policy) })
 	t.Run("resolver down", func(t *testing.T) { w.resolverDown(t) })
 	t.Logf("suite took %s", time.Since(start).Round(time.Second))
@@ -336,13 +337,17 @@ log:
 socketmap:
   listen: inet:%s
   default_level: published
+web:
+  listen: %s
+  tokens_file: %s
+  rate_per_minute: 600
 policy_files: [%s]
 customers:
-%s`, milterAddr, resolverAddr, w.path("certs", "ca.pem"), publishedMapAddr, policy, customers.String()), 0o644)
+%s`, milterAddr, resolverAddr, w.path("certs", "ca.pem"), publishedMapAddr, webAddr, w.webTokensFile(), policy, customers.String()), 0o644)
 	}
 	w.gate = w.start("tlsgate", w.bin, "serve", "--config", w.path("tlsgate.yaml"))
 	w.waitFor("tlsgate", func() error {
-		for _, addr := range []string{milterAddr + ":10025", publishedMapAddr} {
+		for _, addr := range []string{milterAddr + ":10025", publishedMapAddr, webAddr} {
 			c, err := net.DialTimeout("tcp", addr, time.Second)
 			if err != nil {
 				return err
