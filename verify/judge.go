@@ -292,7 +292,31 @@ func judgeAttempt(a *Attempt, f *Facts, p policy.Policy) (av AttemptVerdict, ran
 			return av, 0, true
 		}
 	}
-	switch r.Outcome {
+	// Postfix authenticates the server above encrypt (and for dane with usable TLSA):
+	// OpenSSL runs at security level 1 there, at 0 below (smtpprobe.Offer).
+	authenticated := p.Level != policy.LevelEncrypt && (!daneLevel || len(usable) > 0)
+	outcome, version := r.Outcome, r.TLSVersionName()
+	hello := postfixHello(r, authenticated)
+	if hello != nil {
+		offer := smtpprobe.OfferOpportunistic
+		if authenticated {
+			offer = smtpprobe.OfferAuthenticated
+		}
+		switch ok, known, why := hello.Completes(offer); {
+		case !known:
+			return fail(ReasonProtocolError, 0, false, "%s", why)
+		case !ok:
+			return fail(ReasonHandshakeFailure, 2, true, "%s", why)
+		}
+		// Postfix's handshake completes, whatever Go's did: the chain (Go's, or the
+		// one the answer carried) is judged below.
+		outcome = smtpprobe.OutcomeTLS
+		if hello.Version != 0 {
+			v := smtpprobe.Result{TLSVersion: hello.Version}
+			version = v.TLSVersionName()
+		}
+	}
+	switch outcome {
 	case smtpprobe.OutcomeTLS:
 	case smtpprobe.OutcomeNoStartTLS:
 		return fail(ReasonSTARTTLSNotSupported, 1, true, "%s", r.Detail)
@@ -312,6 +336,15 @@ func judgeAttempt(a *Attempt, f *Facts, p policy.Policy) (av AttemptVerdict, ran
 		return fail(ReasonInternal, 0, false, "not probed")
 	}
 	leaf := a.cert()
+	if leaf == nil && !authenticated && hello != nil {
+		// An anonymous suite (OpenSSL's security level 0 offers them): Postfix logs
+		// "Anonymous TLS connection established" and delivers at encrypt.
+		av.Pass, av.Detail = true, where()+": "+version+", anonymous cipher suite"
+		if daneLevel {
+			av.Mechanism = MechSTARTTLS
+		}
+		return av, 0, true
+	}
 	if leaf == nil {
 		return fail(ReasonHandshakeFailure, 2, true, "no certificate presented")
 	}
@@ -357,8 +390,24 @@ func judgeAttempt(a *Attempt, f *Facts, p policy.Policy) (av AttemptVerdict, ran
 		return fail(ReasonInternal, 0, false, "level %s cannot be judged", p.Level)
 	}
 	av.Pass = true
-	av.Detail = where() + ": " + r.TLSVersionName()
+	av.Detail = where() + ": " + version
 	return av, 0, true
+}
+
+// postfixHello is the server's answer to the ClientHello Postfix sends at this level,
+// when the probe asked for it (smtpprobe.Result.Opportunistic, Authenticated): then it,
+// not Go's handshake, says whether Postfix's handshake completes. nil: Go's result
+// stands (TLS 1.2 and up, where Go and OpenSSL agree, or no handshake at all).
+func postfixHello(r *smtpprobe.Result, authenticated bool) *smtpprobe.Hello {
+	if r.Outcome != smtpprobe.OutcomeTLS && r.Outcome != smtpprobe.OutcomeHandshakeError {
+		return nil
+	}
+	if authenticated {
+		return r.Authenticated
+	}
+	// At security level 0 OpenSSL accepts every TLS 1.0/1.1 session Go completes (SHA-1
+	// signatures included): the answer is only asked for when Go's handshake failed.
+	return r.Opportunistic
 }
 
 // referenceNames expands a policy's match= list into the names a certificate may carry

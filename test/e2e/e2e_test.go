@@ -82,6 +82,14 @@ func matrix() []cell {
 		// CN-only certificate from a sub-CA constrained to attacker.test: Postfix
 		// defers at verify and secure ("permitted subtree violation"; issue 17).
 		{"constrained.test", [5]string{"pass", "fail", "fail", "pass", "fail"}, "5.7.5"},
+		// TLS 1.0/1.1 only (issue 13). Postfix's client runs OpenSSL at security level 0
+		// up to encrypt and gets an anonymous suite (AECDH-AES256-SHA); above encrypt
+		// it runs at level 1, offers no anonymous suite, and refuses the server's
+		// ECDHE key exchange, signed with MD5+SHA-1 ("legacy sigalg disallowed or
+		// unsupported"), TLSA records or not. RSA key exchange signs nothing: Postfix
+		// delivers to legacy-rsa at every level, TLS 1.1 and all.
+		{"legacy.test", [5]string{"pass", "fail", "fail", "fail", "fail"}, "5.7.5"},
+		{"legacy-rsa.test", [5]string{"pass", "pass", "pass", "pass", "pass"}, ""},
 	}
 	var cells []cell
 	for _, r := range rows {
@@ -114,6 +122,8 @@ func matrix() []cell {
 		{"nullmx.test", "fail", "5.1.10", ""},       // Postfix bounces whatever the map says
 		{"nope.test", "fail", "5.1.2", ""},          // NXDOMAIN: likewise
 		{"bogus.test", "tempfail", "4.4.3", "TEMP"}, // never a downgrade on a DNSSEC failure
+		{"legacy.test", "fail", "5.7.5", "dane"},    // TLS 1.1, ECDHE signed with MD5+SHA-1
+		{"legacy-rsa.test", "pass", "", "dane"},     // TLS 1.1, RSA key exchange
 	} {
 		cells = append(cells, cell{domain: p.domain, level: "published", want: p.want, code: p.code, mapWant: p.mapWant})
 	}
