@@ -2,6 +2,7 @@ package verify
 
 import (
 	"crypto/sha256"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
 	"errors"
@@ -295,7 +296,7 @@ func judgeAttempt(a *Attempt, f *Facts, p policy.Policy) (av AttemptVerdict, ran
 	// Postfix authenticates the server above encrypt (and for dane with usable TLSA):
 	// OpenSSL runs at security level 1 there, at 0 below (smtpprobe.Offer).
 	authenticated := p.Level != policy.LevelEncrypt && (!daneLevel || len(usable) > 0)
-	outcome, version := r.Outcome, r.TLSVersionName()
+	outcome, version, vnum := r.Outcome, r.TLSVersionName(), r.TLSVersion
 	hello := postfixHello(r, authenticated)
 	if hello != nil {
 		offer := smtpprobe.OfferOpportunistic
@@ -313,7 +314,12 @@ func judgeAttempt(a *Attempt, f *Facts, p policy.Policy) (av AttemptVerdict, ran
 		outcome = smtpprobe.OutcomeTLS
 		if hello.Version != 0 {
 			v := smtpprobe.Result{TLSVersion: hello.Version}
-			version = v.TLSVersionName()
+			version, vnum = v.TLSVersionName(), hello.Version
+		}
+	}
+	if outcome == smtpprobe.OutcomeTLS {
+		if msg, definite := protocolsRefuse(p, vnum); msg != "" {
+			return fail(ReasonHandshakeFailure, 2, definite, "%s", msg)
 		}
 	}
 	switch outcome {
@@ -392,6 +398,32 @@ func judgeAttempt(a *Attempt, f *Facts, p policy.Policy) (av AttemptVerdict, ran
 	av.Pass = true
 	av.Detail = where() + ": " + version
 	return av, 0, true
+}
+
+// protocolsRefuse says why Postfix's handshake fails under the policy's protocols=
+// attribute (postconf(5) smtp_tls_policy_maps "protocols"), given the version the
+// probe negotiated offering every version up to TLS 1.3, which is the highest the
+// server speaks; "" when it does not fail. A server speaks every version from its
+// lowest to its highest: a server at TLS 1.3 speaks TLS 1.2 (RFC 9325 §3.1.1,
+// "implementations MUST support TLS 1.2"); whether it still speaks 1.1 or 1.0 the probe
+// does not know, and that is not a definite failure.
+func protocolsRefuse(p policy.Policy, negotiated uint16) (msg string, definite bool) {
+	set, ok := p.Protocols()
+	if !ok || negotiated == 0 || set.Allows(negotiated) {
+		return "", false
+	}
+	attr := "protocols=" + p.Attrs["protocols"]
+	switch high := set.Highest(); {
+	case high == 0:
+		return fmt.Sprintf("the policy's %s leaves no protocol version to offer", attr), true
+	case high > negotiated:
+		return fmt.Sprintf("the server speaks at most %s; the policy's %s allows only %s",
+			tls.VersionName(negotiated), attr, set), true
+	case high == tls.VersionTLS12 && negotiated == tls.VersionTLS13:
+		return "", false
+	}
+	return fmt.Sprintf("the server negotiated %s; whether it speaks %s, all the policy's %s allows, is not known",
+		tls.VersionName(negotiated), set, attr), false
 }
 
 // postfixHello is the server's answer to the ClientHello Postfix sends at this level,

@@ -291,6 +291,12 @@ func parsePolicy(value string) (Policy, []string, error) {
 			if val == "" && name != attrProtocols && name != attrExclude {
 				warnf("attribute %q has empty value%s", name, invalidInPostfix)
 			}
+			if name == attrProtocols {
+				// tls_client.c: "Invalid TLS protocol list ...: aborting TLS session".
+				if _, err := ParseProtocols(val); err != nil {
+					warnf("attribute %q: %v%s", name, err, invalidInPostfix)
+				}
+			}
 			setAttr(&pol, name, val)
 		case attrTAFile:
 			if level != LevelVerify && level != LevelSecure {
