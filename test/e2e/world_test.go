@@ -302,6 +302,9 @@ ns.sts IN A {{.NS}}
 constrained IN MX 10 mx.constrained.test.
 legacy IN MX 10 mx.legacy.test.
 legacy-rsa IN MX 10 mx.legacy-rsa.test.
+pin-legacy IN MX 10 mx.legacy.test.
+pin-legacy-rsa IN MX 10 mx.legacy-rsa.test.
+protocols-legacy IN MX 10 mx.legacy-rsa.test.
 `
 
 const unsignedZone = `$ORIGIN unsigned.test.
