@@ -16,7 +16,7 @@ func TestParseProtocols(t *testing.T) {
 		{in: ">=TLSv1:<=TLSv1.1", want: "TLSv1 TLSv1.1"},
 		{in: "!SSLv2:!SSLv3:!TLSv1:!TLSv1.1", want: "TLSv1.2 TLSv1.3"},
 		{in: "!SSLv2, !SSLv3", want: "TLSv1 TLSv1.1 TLSv1.2 TLSv1.3"}, // main.cf syntax
-		{in: "TLSv1.2:TLSv1.3", want: "TLSv1.2 TLSv1.3"},                // includes exclude the rest
+		{in: "TLSv1.2:TLSv1.3", want: "TLSv1.2 TLSv1.3"},              // includes exclude the rest
 		{in: "TLSv1.3:!TLSv1.3", want: "none"},
 		{in: ">=TLSv1.3:<=TLSv1.2", want: "none"},
 		{in: "tlsv1.2", bad: true}, // names are case-sensitive in Postfix
