@@ -86,12 +86,18 @@ func (f *Facts) JudgeCached(p policy.Policy) Verdict {
 	return v
 }
 
-// verdictKey is what Judge reads of a policy: the level and the match list.
+// verdictKey is what Judge reads of a policy: the level, the match list and the
+// protocols= attribute.
 func verdictKey(p policy.Policy) string {
-	if len(p.Match) == 0 {
+	protocols, hasProtocols := p.Attrs["protocols"]
+	if len(p.Match) == 0 && !hasProtocols {
 		return p.Level.String() // the common case, on every cached RCPT: no allocation
 	}
-	return p.Level.String() + "\x00" + strings.Join(p.Match, "\x00")
+	key := p.Level.String() + "\x00" + strings.Join(p.Match, "\x00")
+	if hasProtocols {
+		key += "\x01" + protocols
+	}
+	return key
 }
 
 // Host is one MX host.

@@ -2,6 +2,7 @@ package verify
 
 import (
 	"crypto/sha256"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
 	"errors"
@@ -292,7 +293,36 @@ func judgeAttempt(a *Attempt, f *Facts, p policy.Policy) (av AttemptVerdict, ran
 			return av, 0, true
 		}
 	}
-	switch r.Outcome {
+	// Postfix authenticates the server above encrypt (and for dane with usable TLSA):
+	// OpenSSL runs at security level 1 there, at 0 below (smtpprobe.Offer).
+	authenticated := p.Level != policy.LevelEncrypt && (!daneLevel || len(usable) > 0)
+	outcome, version, vnum := r.Outcome, r.TLSVersionName(), r.TLSVersion
+	hello := postfixHello(r, authenticated)
+	if hello != nil {
+		offer := smtpprobe.OfferOpportunistic
+		if authenticated {
+			offer = smtpprobe.OfferAuthenticated
+		}
+		switch ok, known, why := hello.Completes(offer); {
+		case !known:
+			return fail(ReasonProtocolError, 0, false, "%s", why)
+		case !ok:
+			return fail(ReasonHandshakeFailure, 2, true, "%s", why)
+		}
+		// Postfix's handshake completes, whatever Go's did: the chain (Go's, or the
+		// one the answer carried) is judged below.
+		outcome = smtpprobe.OutcomeTLS
+		if hello.Version != 0 {
+			v := smtpprobe.Result{TLSVersion: hello.Version}
+			version, vnum = v.TLSVersionName(), hello.Version
+		}
+	}
+	if outcome == smtpprobe.OutcomeTLS {
+		if msg, definite := protocolsRefuse(p, vnum); msg != "" {
+			return fail(ReasonHandshakeFailure, 2, definite, "%s", msg)
+		}
+	}
+	switch outcome {
 	case smtpprobe.OutcomeTLS:
 	case smtpprobe.OutcomeNoStartTLS:
 		return fail(ReasonSTARTTLSNotSupported, 1, true, "%s", r.Detail)
@@ -312,6 +342,15 @@ func judgeAttempt(a *Attempt, f *Facts, p policy.Policy) (av AttemptVerdict, ran
 		return fail(ReasonInternal, 0, false, "not probed")
 	}
 	leaf := a.cert()
+	if leaf == nil && !authenticated && hello != nil {
+		// An anonymous suite (OpenSSL's security level 0 offers them): Postfix logs
+		// "Anonymous TLS connection established" and delivers at encrypt.
+		av.Pass, av.Detail = true, where()+": "+version+", anonymous cipher suite"
+		if daneLevel {
+			av.Mechanism = MechSTARTTLS
+		}
+		return av, 0, true
+	}
 	if leaf == nil {
 		return fail(ReasonHandshakeFailure, 2, true, "no certificate presented")
 	}
@@ -357,8 +396,50 @@ func judgeAttempt(a *Attempt, f *Facts, p policy.Policy) (av AttemptVerdict, ran
 		return fail(ReasonInternal, 0, false, "level %s cannot be judged", p.Level)
 	}
 	av.Pass = true
-	av.Detail = where() + ": " + r.TLSVersionName()
+	av.Detail = where() + ": " + version
 	return av, 0, true
+}
+
+// protocolsRefuse says why Postfix's handshake fails under the policy's protocols=
+// attribute (postconf(5) smtp_tls_policy_maps "protocols"), given the version the
+// probe negotiated offering every version up to TLS 1.3, which is the highest the
+// server speaks; "" when it does not fail. A server speaks every version from its
+// lowest to its highest: a server at TLS 1.3 speaks TLS 1.2 (RFC 9325 §3.1.1,
+// "implementations MUST support TLS 1.2"); whether it still speaks 1.1 or 1.0 the probe
+// does not know, and that is not a definite failure.
+func protocolsRefuse(p policy.Policy, negotiated uint16) (msg string, definite bool) {
+	set, ok := p.Protocols()
+	if !ok || negotiated == 0 || set.Allows(negotiated) {
+		return "", false
+	}
+	attr := "protocols=" + p.Attrs["protocols"]
+	switch high := set.Highest(); {
+	case high == 0:
+		return fmt.Sprintf("the policy's %s leaves no protocol version to offer", attr), true
+	case high > negotiated:
+		return fmt.Sprintf("the server speaks at most %s; the policy's %s allows only %s",
+			tls.VersionName(negotiated), attr, set), true
+	case high == tls.VersionTLS12 && negotiated == tls.VersionTLS13:
+		return "", false
+	}
+	return fmt.Sprintf("the server negotiated %s; whether it speaks %s, all the policy's %s allows, is not known",
+		tls.VersionName(negotiated), set, attr), false
+}
+
+// postfixHello is the server's answer to the ClientHello Postfix sends at this level,
+// when the probe asked for it (smtpprobe.Result.Opportunistic, Authenticated): then it,
+// not Go's handshake, says whether Postfix's handshake completes. nil: Go's result
+// stands (TLS 1.2 and up, where Go and OpenSSL agree, or no handshake at all).
+func postfixHello(r *smtpprobe.Result, authenticated bool) *smtpprobe.Hello {
+	if r.Outcome != smtpprobe.OutcomeTLS && r.Outcome != smtpprobe.OutcomeHandshakeError {
+		return nil
+	}
+	if authenticated {
+		return r.Authenticated
+	}
+	// At security level 0 OpenSSL accepts every TLS 1.0/1.1 session Go completes (SHA-1
+	// signatures included): the answer is only asked for when Go's handshake failed.
+	return r.Opportunistic
 }
 
 // referenceNames expands a policy's match= list into the names a certificate may carry

@@ -198,6 +198,33 @@ func TestJudgeTable(t *testing.T) {
 		{"TLSA lookup fails for a secure host: never a downgrade",
 			facts(dnssec, mx(mx1, k.tlsOK(good1), tlsaLookupFails)),
 			row(ok, ok, ok, dnsError, dnsError, notPinned, ok, ok, dnsError)},
+
+		// Legacy TLS (issue 13): Postfix 3.7 runs OpenSSL 3 at security level 0 up to
+		// encrypt (and for dane without usable TLSA) and at 1 above, where a TLS 1.0/1.1
+		// key exchange signed with SHA-1 or MD5+SHA-1 is refused ("legacy sigalg
+		// disallowed or unsupported"). The probe records the server's answer to
+		// Postfix's own ClientHello where Go's handshake does not tell.
+		{"TLS 1.1 only, ECDHE signed with MD5+SHA-1: encrypt passes, authentication fails",
+			facts(mx(mx1, legacy(k.tlsOK(good1), tls.VersionTLS11, nil, &smtpprobe.Hello{Version: tls.VersionTLS11, Suite: 0xC014}))),
+			row(ok, ok, ok, asMay, unsignedMX, handshake, handshake, handshake, nothingReq)},
+		{"TLS 1.1 only, ECDHE signed with MD5+SHA-1, matching DANE-EE: Postfix fails at dane",
+			facts(dnssec, mx(mx1, legacy(k.tlsOK(good1), tls.VersionTLS11, nil, &smtpprobe.Hello{Version: tls.VersionTLS11, Suite: 0xC014}), tlsa(daneEE(good1[0])))),
+			row(ok, ok, ok, handshake, handshake, handshake, handshake, handshake, handshake)},
+		{"TLS 1.1 only, ECDHE signed with MD5+SHA-1, only unusable TLSA: dane is encrypt there",
+			facts(dnssec, mx(mx1, legacy(k.tlsOK(untrusted), tls.VersionTLS11, nil, &smtpprobe.Hello{Version: tls.VersionTLS11, Suite: 0xC014}), tlsa(pkixEE(untrusted[0])))),
+			row(ok, ok, ok, unauthTLS, tlsaInvalid, handshake, handshake, handshake, unauthTLS)},
+		{"TLS 1.0 only, RSA key exchange (nothing signed): every level as at TLS 1.3",
+			facts(mx(mx1, legacy(k.tlsOK(good1), tls.VersionTLS10, nil, &smtpprobe.Hello{Version: tls.VersionTLS10, Suite: 0x0035}))),
+			row(ok, ok, ok, asMay, unsignedMX, notPinned, ok, ok, nothingReq)},
+		{"Go's handshake fails; Postfix gets an anonymous suite at encrypt and an alert above",
+			facts(mx(mx1, legacy(handshakeFails, 0, &smtpprobe.Hello{Version: tls.VersionTLS11, Suite: 0xC019}, &smtpprobe.Hello{Alert: 40}))),
+			row(ok, ok, ok, asMay, unsignedMX, handshake, handshake, handshake, nothingReq)},
+		{"Go's handshake fails; Postfix's completes (DHE at TLS 1.2), the chain from the answer",
+			facts(mx(mx1, goFailed(k.tlsOK(good1), &smtpprobe.Hello{Version: tls.VersionTLS12, Suite: 0x009F}))),
+			row(ok, ok, ok, asMay, unsignedMX, notPinned, ok, ok, nothingReq)},
+		{"TLS 1.1 only; Postfix's ClientHello got no answer: nothing known above encrypt",
+			facts(mx(mx1, legacy(k.tlsOK(good1), tls.VersionTLS11, nil, &smtpprobe.Hello{Failed: "timed out"}))),
+			row(ok, ok, ok, asMay, unsignedMX, smtpErr, smtpErr, smtpErr, nothingReq)},
 		{"unsigned MX RRset, secure host with matching DANE-EE",
 			facts(mx(mx1, k.tlsOK(good1), tlsa(daneEE(good1[0])))),
 			row(ok, ok, ok, byDANE, unsignedMX, notPinned, ok, ok, byDANE)},
@@ -444,6 +471,24 @@ func tlsaRR(usage, selector uint8, data []byte) *dns.TLSA {
 	sum := sha256.Sum256(data)
 	return &dns.TLSA{Hdr: dns.RR_Header{Rrtype: dns.TypeTLSA, Class: dns.ClassINET, Ttl: 300},
 		Usage: usage, Selector: selector, MatchingType: 1, Certificate: hex.EncodeToString(sum[:])}
+}
+
+// legacy is r negotiated at version by Go, with the server's answers to Postfix's
+// opportunistic and authenticating ClientHellos.
+func legacy(r smtpprobe.Result, version uint16, opp, auth *smtpprobe.Hello) smtpprobe.Result {
+	if r.Outcome == smtpprobe.OutcomeTLS {
+		r.TLSVersion = version
+	}
+	r.Opportunistic, r.Authenticated = opp, auth
+	return r
+}
+
+// goFailed is r's chain, as the answer to Postfix's ClientHello carried it, after a
+// failed Go handshake: both of Postfix's ClientHellos got answer.
+func goFailed(r smtpprobe.Result, answer *smtpprobe.Hello) smtpprobe.Result {
+	r.Stage, r.Outcome, r.Detail, r.TLSVersion = smtpprobe.StageEHLO, smtpprobe.OutcomeHandshakeError, "TLS handshake failed: remote error: tls: handshake failure", 0
+	r.Opportunistic, r.Authenticated = answer, answer
+	return r
 }
 
 // Sessions that ended before a certificate was seen, as smtpprobe records them.

@@ -354,7 +354,7 @@ func TestSTSPolicySurvivesRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	old := filepath.Join(t.TempDir(), "cache-v2.json")
-	if err := os.WriteFile(old, []byte(strings.Replace(string(b), `"version":3`, `"version":2`, 1)), 0o600); err != nil {
+	if err := os.WriteFile(old, []byte(strings.Replace(string(b), `"version":4`, `"version":2`, 1)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	third := w.verifier(w.withSTS)

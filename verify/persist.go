@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"syscall"
 	"time"
 
@@ -22,14 +23,17 @@ import (
 // JSON lines: a header, then one record per line, facts or a policy. Both are read back
 // only until they expire.
 
-// cacheFileVersion 3: facts judged with OpenSSL's name constraints on a CN-only leaf.
-// A version 2 file is still read for its MTA-STS policies (they stay valid), but its
-// facts are dropped: a CN-only certificate from a constrained CA may have passed there,
-// and the chain needed to check it again is not in the file.
+// cacheFileVersion 4: facts of TLS 1.0/1.1 servers carry the server's answer to
+// Postfix's own ClientHello (smtpprobe.Hello); version 3 facts of such a server say
+// "handshake failed", a false reject at encrypt. Version 3: facts judged with OpenSSL's
+// name constraints on a CN-only leaf. Files of versions 2 and 3 are still read for their
+// MTA-STS policies (they stay valid), but their facts are dropped.
 const (
-	cacheFileVersion         = 3
-	cacheFilePoliciesVersion = 2 // older version whose MTA-STS policies are still loaded
+	cacheFileVersion = 4
 )
+
+// cacheFilePoliciesVersions are older versions whose MTA-STS policies are still loaded.
+var cacheFilePoliciesVersions = []int{2, 3}
 
 // cacheRecord is one line after the header: exactly one field is set.
 type cacheRecord struct {
@@ -183,7 +187,7 @@ func (v *Verifier) LoadCache(path string) (int, error) {
 	var hdr cacheFileHeader
 	line, err := lr.next()
 	if err != nil || json.Unmarshal(line, &hdr) != nil || hdr.Format != "tlsgate-cache" ||
-		hdr.Version != cacheFileVersion && hdr.Version != cacheFilePoliciesVersion {
+		hdr.Version != cacheFileVersion && !slices.Contains(cacheFilePoliciesVersions, hdr.Version) {
 		return 0, fmt.Errorf("%w %s: not a tlsgate cache file of version %d", ErrCacheFile, path, cacheFileVersion)
 	}
 	keepFacts := hdr.Version == cacheFileVersion

@@ -101,7 +101,7 @@ func TestCacheFileRejected(t *testing.T) {
 		name, path, want string
 	}{
 		{"not JSON", write("garbage", "\x00\x01garbage\n", 0o600), "not a tlsgate cache file"},
-		{"wrong version", write("v9", strings.Replace(good, `"version":3`, `"version":9`, 1), 0o600), "version 3"},
+		{"wrong version", write("v9", strings.Replace(good, `"version":4`, `"version":9`, 1), 0o600), "version 4"},
 		{"world-writable", write("unsafe", good, 0o666), "writable by group or others"},
 		{"a directory", dir, "not a regular file"},
 		{"a symbolic link to a good file", link, "symbolic link"},
@@ -120,7 +120,7 @@ func TestCacheFileRejected(t *testing.T) {
 	}
 }
 
-const cacheHeader = `{"format":"tlsgate-cache","version":3,"saved":"2026-11-21T10:00:00Z"}` + "\n"
+const cacheHeader = `{"format":"tlsgate-cache","version":4,"saved":"2026-11-21T10:00:00Z"}` + "\n"
 
 // factsLine is a cache file line with facts for domain, valid for an hour.
 func factsLine(domain string) string {

@@ -76,18 +76,23 @@ type ReportTLSARecord struct {
 
 // ReportAttempt is one probed address.
 type ReportAttempt struct {
-	IP          string             `json:"ip"`
-	Outcome     string             `json:"outcome"`
-	Detail      string             `json:"detail,omitempty"`
-	Greeting    string             `json:"greeting,omitempty"`
-	STARTTLS    bool               `json:"starttls"`
-	TLSVersion  string             `json:"tls_version,omitempty"`
-	Cipher      string             `json:"cipher,omitempty"`
-	Certificate *ReportCertificate `json:"certificate,omitempty"`
-	PKIX        string             `json:"pkix,omitempty"`                 // "ok" or the error
-	BeyondLimit bool               `json:"beyond_address_limit,omitempty"` // probed for MTA-STS only
-	Verdict     string             `json:"verdict"`                        // "pass" or the reason it did not meet the level
-	DurationMS  int64              `json:"duration_ms"`
+	IP         string `json:"ip"`
+	Outcome    string `json:"outcome"`
+	Detail     string `json:"detail,omitempty"`
+	Greeting   string `json:"greeting,omitempty"`
+	STARTTLS   bool   `json:"starttls"`
+	TLSVersion string `json:"tls_version,omitempty"`
+	Cipher     string `json:"cipher,omitempty"`
+	// PostfixOpportunistic and PostfixAuthenticated: the server's answers to
+	// Postfix's ClientHellos, when the probe asked (legacy TLS, or a handshake Go
+	// could not complete): "TLSv1.1 AECDH-AES256-SHA", "alert handshake failure".
+	PostfixOpportunistic string             `json:"postfix_hello_opportunistic,omitempty"`
+	PostfixAuthenticated string             `json:"postfix_hello_authenticated,omitempty"`
+	Certificate          *ReportCertificate `json:"certificate,omitempty"`
+	PKIX                 string             `json:"pkix,omitempty"`                 // "ok" or the error
+	BeyondLimit          bool               `json:"beyond_address_limit,omitempty"` // probed for MTA-STS only
+	Verdict              string             `json:"verdict"`                        // "pass" or the reason it did not meet the level
+	DurationMS           int64              `json:"duration_ms"`
 }
 
 // ReportCertificate describes a leaf certificate.
@@ -171,6 +176,12 @@ func reportAttempt(res *smtpprobe.Result, cert *CertInfo, verdict string) Report
 	if res.CipherSuite != 0 {
 		ra.Cipher = tls.CipherSuiteName(res.CipherSuite)
 	}
+	if h := res.Opportunistic; h != nil {
+		ra.PostfixOpportunistic = h.String()
+	}
+	if h := res.Authenticated; h != nil {
+		ra.PostfixAuthenticated = h.String()
+	}
 	if leaf := res.Leaf(); leaf != nil {
 		ra.Certificate = &ReportCertificate{
 			Subject: leaf.Subject.String(), Issuer: leaf.Issuer.String(), DNSNames: leaf.DNSNames,
@@ -244,6 +255,12 @@ func (r Report) WriteText(w io.Writer) error {
 			p("    starttls:\t%v", yesNo(a.STARTTLS))
 			if a.TLSVersion != "" {
 				p("    tls:\t%s %s", a.TLSVersion, a.Cipher)
+			}
+			if a.PostfixOpportunistic != "" {
+				p("    postfix hello (may, encrypt):\t%s", a.PostfixOpportunistic)
+			}
+			if a.PostfixAuthenticated != "" {
+				p("    postfix hello (authenticating):\t%s", a.PostfixAuthenticated)
 			}
 			if c := a.Certificate; c != nil {
 				p("    subject:\t%s", c.Subject)

@@ -80,6 +80,14 @@ func (w *world) behaviour(name, host string) fake.Behavior {
 		issuer = w.ca.ConstrainedIntermediate(t, "not-"+parent+" sub-CA", fake.NameConstraints{Excluded: []string{parent}})
 	case "good-tls12":
 		b.MaxTLSVersion = 0x0303
+	case "tls11-ecdhe": // TLS 1.1 only, ECDHE signed with MD5+SHA-1 (issue 13)
+		opts.RSA = true
+		b.MinTLSVersion, b.MaxTLSVersion = 0x0301, 0x0302
+		b.CipherSuites = []uint16{0xC013, 0xC014} // ECDHE-RSA-AES128/256-SHA
+	case "tls10-rsa": // TLS 1.0 only, RSA key exchange
+		opts.RSA = true
+		b.MinTLSVersion, b.MaxTLSVersion = 0x0301, 0x0301
+		b.CipherSuites = []uint16{0x002F, 0x0035} // AES128-SHA, AES256-SHA
 	case "wildcard":
 		opts.DNSNames = []string{"*." + parent}
 	case "nexthop-only":
@@ -247,6 +255,12 @@ func TestJudgeMatrix(t *testing.T) {
 		{"good", []host{{name: "mx1", behaviour: "good"}},
 			levels{"pass", "pass", "pass", "pass"}, ""},
 		{"tls1.2 only", []host{{name: "mx1", behaviour: "good-tls12"}},
+			levels{"pass", "pass", "pass", "pass"}, ""},
+		// Legacy TLS (issue 13): Postfix completes a TLS 1.0/1.1 session at encrypt and,
+		// with RSA key exchange, above; an ECDHE key exchange it refuses above encrypt.
+		{"TLS 1.1 only, ECDHE signed with MD5+SHA-1", []host{{name: "mx1", behaviour: "tls11-ecdhe"}},
+			levels{"pass", "fail/handshake-failure", "fail/handshake-failure", "fail/handshake-failure"}, ""},
+		{"TLS 1.0 only, RSA key exchange", []host{{name: "mx1", behaviour: "tls10-rsa"}},
 			levels{"pass", "pass", "pass", "pass"}, ""},
 		{"wildcard certificate", []host{{name: "mx1", behaviour: "wildcard"}},
 			levels{"pass", "pass", "pass", "pass"}, ""},

@@ -43,8 +43,8 @@
 //
 //	example.com    secure match=nexthop:dot-nexthop ciphers=high
 //	example.net    fingerprint
-//	        match=3D:95:34:51:24:66:33:B9:D2:40:99:C0:C1:17:0B:D1
-//	        match=EC:3B:2D:B0:5B:B7:4D:7C:97:A7:CB:96:38:E2:B5:1D|F4:39:82:9F:C3:7D:47:5A:46:D7:C2:54:B4:FC:99:AB
+//	        match=D7:58:57:2D:7E:61:57:ED:2A:0A:57:4C:D9:6D:F7:B9:2E:9F:5D:12:02:49:2C:07:51:9A:01:90:DF:54:9B:C9
+//	        match=8A:07:FB:DC:01:0D:43:E5:2A:76:8F:60:6B:97:4E:23:89:36:62:A6:71:E9:6E:20:0C:EF:21:7D:35:2F:72:7B|49:87:85:41:22:6A:75:4E:5D:39:DB:35:49:14:8F:8A:07:80:64:1A:CA:93:8F:A7:2A:1B:4A:37:DD:D7:FC:49
 //
 // match= lists certificate names for verify and secure, separated by ':', and
 // certificate or public-key fingerprints for fingerprint, separated by '|'

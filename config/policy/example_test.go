@@ -30,7 +30,7 @@ func ExampleParseFile() {
 example.com     encrypt
 .example.net    secure match=nexthop:dot-nexthop
 thumb.example   fingerprint
-        match=3D:95:34:51:24:66:33:B9:D2:40:99:C0:C1:17:0B:D1
+        match=D7:58:57:2D:7E:61:57:ED:2A:0A:57:4C:D9:6D:F7:B9:2E:9F:5D:12:02:49:2C:07:51:9A:01:90:DF:54:9B:C9
 [mx.example.org]:587  verify
 `
 	// The next-hop entry is not among the domain entries (it never matches a
@@ -49,7 +49,7 @@ thumb.example   fingerprint
 	// Output:
 	// example.com encrypt [] tls_policy:2
 	// .example.net secure [nexthop dot-nexthop] tls_policy:3
-	// thumb.example fingerprint [3D:95:34:51:24:66:33:B9:D2:40:99:C0:C1:17:0B:D1] tls_policy:4
+	// thumb.example fingerprint [D7:58:57:2D:7E:61:57:ED:2A:0A:57:4C:D9:6D:F7:B9:2E:9F:5D:12:02:49:2C:07:51:9A:01:90:DF:54:9B:C9] tls_policy:4
 }
 
 func ExampleSet_Require() {

@@ -291,6 +291,12 @@ func parsePolicy(value string) (Policy, []string, error) {
 			if val == "" && name != attrProtocols && name != attrExclude {
 				warnf("attribute %q has empty value%s", name, invalidInPostfix)
 			}
+			if name == attrProtocols {
+				// tls_client.c: "Invalid TLS protocol list ...: aborting TLS session".
+				if _, err := ParseProtocols(val); err != nil {
+					warnf("attribute %q: %v%s", name, err, invalidInPostfix)
+				}
+			}
 			setAttr(&pol, name, val)
 		case attrTAFile:
 			if level != LevelVerify && level != LevelSecure {
@@ -343,6 +349,11 @@ func addMatch(pol *Policy, val string, warnf func(string, ...any)) {
 			}
 			if !isFingerprint(fp) {
 				warnf("malformed fingerprint %q (want hex bytes, optionally separated by ':'); Postfix ignores it", fp)
+			} else if n := len(strings.ReplaceAll(fp, ":", "")) / 2; n != sha256Size {
+				// postconf(5) smtp_tls_fingerprint_digest: sha256 since Postfix 3.6
+				// (compatibility_level 3.6); Postfix compares the digest it computes
+				// with the pin as a string, so a pin of another length never matches.
+				warnf("fingerprint %q is %d bytes, %s; Postfix compares SHA-256 digests (smtp_tls_fingerprint_digest = sha256), so it never matches", fp, n, digestName(n))
 			}
 			pol.Match = append(pol.Match, fp)
 		}
@@ -355,6 +366,25 @@ func addMatch(pol *Policy, val string, warnf func(string, ...any)) {
 	default:
 		warnf("attribute %q invalid at level %s; ignored%s", attrMatch, pol.Level, invalidInPostfix)
 	}
+}
+
+// sha256Size is the length of the digest Postfix pins with (smtp_tls_fingerprint_digest).
+const sha256Size = 32
+
+// digestName names a digest by its length, for the warning about a pin in a digest
+// Postfix does not use.
+func digestName(n int) string {
+	switch n {
+	case 16:
+		return "an MD5 digest"
+	case 20:
+		return "a SHA-1 digest"
+	case 48:
+		return "a SHA-384 digest"
+	case 64:
+		return "a SHA-512 digest"
+	}
+	return "no digest Postfix computes"
 }
 
 func setAttr(pol *Policy, name, val string) {

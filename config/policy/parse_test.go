@@ -20,9 +20,9 @@ func entry(key, src string, p Policy) Entry {
 
 func TestParseFile(t *testing.T) {
 	t.Parallel()
-	fp1 := "EC:3B:2D:B0:5B:B7:4D:7C:97:A7:CB:96:38:E2:B5:1D"
-	fp2 := "F4:39:82:9F:C3:7D:47:5A:46:D7:C2:54:B4:FC:99:AB"
-	fp3 := "3D:95:34:51:24:66:33:B9:D2:40:99:C0:C1:17:0B:D1"
+	fp1 := "8A:07:FB:DC:01:0D:43:E5:2A:76:8F:60:6B:97:4E:23:89:36:62:A6:71:E9:6E:20:0C:EF:21:7D:35:2F:72:7B"
+	fp2 := "49:87:85:41:22:6A:75:4E:5D:39:DB:35:49:14:8F:8A:07:80:64:1A:CA:93:8F:A7:2A:1B:4A:37:DD:D7:FC:49"
+	fp3 := "D7:58:57:2D:7E:61:57:ED:2A:0A:57:4C:D9:6D:F7:B9:2E:9F:5D:12:02:49:2C:07:51:9A:01:90:DF:54:9B:C9"
 	tests := []struct {
 		name string
 		in   string
@@ -266,7 +266,17 @@ func TestParseFile(t *testing.T) {
 			name:     "malformed fingerprint kept with warning",
 			in:       "example.com fingerprint match=AB:CD|not-hex|ABC\n",
 			want:     []Entry{entry("example.com", "t:1", Policy{Level: LevelFingerprint, Match: []string{"AB:CD", "not-hex", "ABC"}})},
-			wantWarn: []string{`malformed fingerprint "not-hex"`, `malformed fingerprint "ABC"`},
+			wantWarn: []string{`fingerprint "AB:CD" is 2 bytes`, `malformed fingerprint "not-hex"`, `malformed fingerprint "ABC"`},
+		},
+		{
+			// Postfix 3.6+ pins SHA-256 digests (smtp_tls_fingerprint_digest = sha256):
+			// an MD5 or SHA-1 pin, still common in old tables, can never match.
+			name: "MD5 and SHA-1 pins kept with a warning: they never match",
+			in: "example.com fingerprint match=EC:3B:2D:B0:5B:B7:4D:7C:97:A7:CB:96:38:E2:B5:1D" +
+				"|0123456789ABCDEF0123456789ABCDEF01234567\n",
+			want: []Entry{entry("example.com", "t:1", Policy{Level: LevelFingerprint,
+				Match: []string{"EC:3B:2D:B0:5B:B7:4D:7C:97:A7:CB:96:38:E2:B5:1D", "0123456789ABCDEF0123456789ABCDEF01234567"}})},
+			wantWarn: []string{`is 16 bytes, an MD5 digest; Postfix compares SHA-256 digests`, `is 20 bytes, a SHA-1 digest`},
 		},
 		{
 			name:     "continuation without a logical line is ignored with one warning",
@@ -562,8 +572,8 @@ func TestParseFileTestdata(t *testing.T) {
 		entry("example.net", src+":12", Policy{Level: LevelSecure}),
 		entry(".example.net", src+":13", Policy{Level: LevelSecure, Match: []string{".example.net", "example.net"}}),
 		entry("thumb.example", src+":21", Policy{Level: LevelFingerprint, Match: []string{
-			"3D:95:34:51:24:66:33:B9:D2:40:99:C0:C1:17:0B:D1",
-			"EC:3B:2D:B0:5B:B7:4D:7C:97:A7:CB:96:38:E2:B5:1D",
+			"D7:58:57:2D:7E:61:57:ED:2A:0A:57:4C:D9:6D:F7:B9:2E:9F:5D:12:02:49:2C:07:51:9A:01:90:DF:54:9B:C9",
+			"8A:07:FB:DC:01:0D:43:E5:2A:76:8F:60:6B:97:4E:23:89:36:62:A6:71:E9:6E:20:0C:EF:21:7D:35:2F:72:7B",
 		}}),
 		entry("dnssec.example", src+":25", Policy{Level: LevelDaneOnly}),
 		entry(".dnssec.example", src+":26", Policy{Level: LevelDane}),

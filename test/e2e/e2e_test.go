@@ -82,6 +82,14 @@ func matrix() []cell {
 		// CN-only certificate from a sub-CA constrained to attacker.test: Postfix
 		// defers at verify and secure ("permitted subtree violation"; issue 17).
 		{"constrained.test", [5]string{"pass", "fail", "fail", "pass", "fail"}, "5.7.5"},
+		// TLS 1.0/1.1 only (issue 13). Postfix's client runs OpenSSL at security level 0
+		// up to encrypt and gets an anonymous suite (AECDH-AES256-SHA); above encrypt
+		// it runs at level 1, offers no anonymous suite, and refuses the server's
+		// ECDHE key exchange, signed with MD5+SHA-1 ("legacy sigalg disallowed or
+		// unsupported"), TLSA records or not. RSA key exchange signs nothing: Postfix
+		// delivers to legacy-rsa at every level, TLS 1.1 and all.
+		{"legacy.test", [5]string{"pass", "fail", "fail", "fail", "fail"}, "5.7.5"},
+		{"legacy-rsa.test", [5]string{"pass", "pass", "pass", "pass", "pass"}, ""},
 	}
 	var cells []cell
 	for _, r := range rows {
@@ -114,6 +122,8 @@ func matrix() []cell {
 		{"nullmx.test", "fail", "5.1.10", ""},       // Postfix bounces whatever the map says
 		{"nope.test", "fail", "5.1.2", ""},          // NXDOMAIN: likewise
 		{"bogus.test", "tempfail", "4.4.3", "TEMP"}, // never a downgrade on a DNSSEC failure
+		{"legacy.test", "fail", "5.7.5", "dane"},    // TLS 1.1, ECDHE signed with MD5+SHA-1
+		{"legacy-rsa.test", "pass", "", "dane"},     // TLS 1.1, RSA key exchange
 	} {
 		cells = append(cells, cell{domain: p.domain, level: "published", want: p.want, code: p.code, mapWant: p.mapWant})
 	}
@@ -126,6 +136,11 @@ func matrix() []cell {
 		// serves the entry as written; never a silent downgrade to the customer's level.
 		// Its MX is mx.tls.test, which passes every level: only the entry can defer it.
 		cell{domain: "badpolicy.test", level: "fingerprint", want: "tempfail", code: "4.7.5", expect: "is invalid"},
+		cell{domain: "pin-legacy.test", level: "fingerprint", want: "fail", code: "5.7.5", expect: "TLS 1.1 with legacy signature algorithm"},
+		cell{domain: "pin-legacy-rsa.test", level: "fingerprint", want: "pass"},
+		// An encrypt entry of the shared file, judged like the fingerprint cells (the
+		// domain policy applies): its protocols= leaves nothing this server speaks.
+		cell{domain: "protocols-legacy.test", level: "fingerprint", want: "fail", code: "5.7.5", expect: "protocols=>=TLSv1.2"},
 	)
 	return append(cells, stsCells()...)
 }
@@ -147,8 +162,14 @@ pin-selfsigned.test fingerprint
 pin-wrong.test      fingerprint match=00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF
 # invalid: Postfix refuses fingerprint without match= and defers; tlsgate tempfails
 badpolicy.test      fingerprint
+# TLS 1.1-only servers (issue 13): fingerprint authenticates, so OpenSSL runs at
+# security level 1 and refuses the MD5+SHA-1 signature; RSA key exchange passes
+pin-legacy.test     fingerprint match=%s
+pin-legacy-rsa.test fingerprint match=%s
+# protocols= is what Postfix offers: TLS 1.2 and up, and this server speaks 1.1 at most
+protocols-legacy.test encrypt protocols=>=TLSv1.2
 [relay.e2e.test]:587 encrypt
-`, w.pins["mx.tls.test"], w.pins["mx.selfsigned.test"]), 0o644)
+`, w.pins["mx.tls.test"], w.pins["mx.selfsigned.test"], w.pins["mx.legacy.test"], w.pins["mx.legacy-rsa.test"]), 0o644)
 
 	oracle := w.oracle(policy)
 	w.startTLSGate(policy)

@@ -57,6 +57,11 @@ var mxHosts = []mxHost{
 	// A CN-only certificate (no subjectAltName) from a sub-CA whose name constraints
 	// permit only attacker.test: OpenSSL applies them to the CN, Go's Verify does not.
 	{"127.0.1.12", "mx.constrained.test", "constrained"},
+	// Servers that speak only TLS 1.0/1.1 (issue 13), as an old OpenSSL would: one that
+	// prefers what the client prefers (ECDHE-RSA, signed with MD5+SHA-1 below TLS 1.2),
+	// one with RSA key exchange only (no ServerKeyExchange signature at all).
+	{"127.0.1.20", "mx.legacy.test", "legacy"},
+	{"127.0.1.21", "mx.legacy-rsa.test", "legacy-rsa"},
 }
 
 // world owns every process of the suite and stops them by PID.
@@ -201,6 +206,10 @@ func (w *world) certificates() {
 		switch h.behaviour {
 		case "good", "sts":
 			c = w.ca.Issue(w.t, fake.CertOptions{DNSNames: []string{h.name}})
+		case "legacy", "legacy-rsa":
+			// RSA, as the old servers have: RSA key exchange needs it, and below TLS
+			// 1.2 its ServerKeyExchange signature is MD5+SHA-1.
+			c = w.ca.Issue(w.t, fake.CertOptions{DNSNames: []string{h.name}, RSA: true})
 		case "selfsigned":
 			c = fake.SelfSigned(w.t, fake.CertOptions{DNSNames: []string{h.name}})
 		case "wrongname":
@@ -242,6 +251,8 @@ func (w *world) certificates() {
 			w.tlsa = append(w.tlsa, fake.TLSA(owner, 3, 0, 1, c.Leaf))
 		case "wrongname":
 			w.tlsa = append(w.tlsa, owner+" 300 IN TLSA 3 1 1 "+strings.Repeat("5A", 32))
+		case "legacy", "legacy-rsa":
+			w.tlsa = append(w.tlsa, fake.TLSA(owner, 3, 1, 1, c.Leaf))
 		}
 	}
 }
@@ -289,6 +300,11 @@ ns.bogus IN A {{.NS}}
 sts IN NS ns.sts.test.
 ns.sts IN A {{.NS}}
 constrained IN MX 10 mx.constrained.test.
+legacy IN MX 10 mx.legacy.test.
+legacy-rsa IN MX 10 mx.legacy-rsa.test.
+pin-legacy IN MX 10 mx.legacy.test.
+pin-legacy-rsa IN MX 10 mx.legacy-rsa.test.
+protocols-legacy IN MX 10 mx.legacy-rsa.test.
 `
 
 const unsignedZone = `$ORIGIN unsigned.test.
@@ -539,6 +555,16 @@ func (w *world) mxPostfix() {
 		case "good", "selfsigned", "wrongname", "expired", "sts", "constrained":
 			svc += fmt.Sprintf(" -o smtpd_tls_security_level=may -o smtpd_tls_cert_file=%s -o smtpd_tls_key_file=%s",
 				w.path("certs", h.behaviour+".crt"), w.path("certs", h.behaviour+".key"))
+		case "legacy", "legacy-rsa":
+			// TLS 1.0 and 1.1 only. @SECLEVEL=0 makes this OpenSSL 3 behave as the old
+			// servers do: sign with MD5+SHA-1, offer anonymous suites.
+			ciphers := "aNULL:-aNULL:HIGH:MEDIUM:+RC4:@STRENGTH:@SECLEVEL=0"
+			if h.behaviour == "legacy-rsa" {
+				ciphers = "kRSA:!aNULL:!eNULL:@STRENGTH:@SECLEVEL=0"
+			}
+			svc += fmt.Sprintf(" -o smtpd_tls_security_level=may -o smtpd_tls_cert_file=%s -o smtpd_tls_key_file=%s"+
+				" -o smtpd_tls_protocols=>=TLSv1,<=TLSv1.1 -o tls_medium_cipherlist=%s",
+				w.path("certs", h.behaviour+".crt"), w.path("certs", h.behaviour+".key"), ciphers)
 		case "notls":
 			svc += " -o smtpd_tls_security_level=none"
 		case "greet421":

@@ -63,6 +63,8 @@ type Behavior struct {
 	// MinTLSVersion and MaxTLSVersion, when not zero, bound the TLS
 	// versions the server accepts (tls.VersionTLS12, ...).
 	MinTLSVersion, MaxTLSVersion uint16
+	// CipherSuites, when set, are the TLS 1.0-1.2 suites the server accepts.
+	CipherSuites []uint16
 	// BrokenTLS makes the server advertise STARTTLS, answer it with
 	// "220 2.0.0 Ready to start TLS", then write bytes that are not TLS
 	// and close the connection, so the client's handshake fails.
@@ -146,6 +148,7 @@ func StartSMTPPort(t testing.TB, ip string, port uint16, b Behavior) *SMTPServer
 			Certificates: []tls.Certificate{*b.Cert},
 			MinVersion:   b.MinTLSVersion,
 			MaxVersion:   b.MaxTLSVersion,
+			CipherSuites: b.CipherSuites,
 			GetConfigForClient: func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
 				s.mu.Lock()
 				s.serverNames = append(s.serverNames, hello.ServerName)

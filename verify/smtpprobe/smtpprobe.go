@@ -115,7 +115,14 @@ type Result struct {
 	CipherSuite uint16
 	Chain       []*x509.Certificate // as presented, leaf first
 	PKIX        error               // nil when Chain verifies to the roots at probe time (names not checked)
-	Duration    time.Duration
+	// Opportunistic and Authenticated are the server's answers to the two
+	// ClientHellos of Postfix's SMTP client (hello.go), asked for only when Go's
+	// handshake negotiated less than TLS 1.2 (Authenticated) or failed (both): there
+	// Go's result does not say what OpenSSL gets. nil: not asked, Go's result stands.
+	// When Go's handshake failed, Chain and PKIX are from the answer's Certificate.
+	Opportunistic *Hello
+	Authenticated *Hello
+	Duration      time.Duration
 	// Err is the error behind a failed session, unfiltered (local addresses and all),
 	// for the debug log. Detail says what it means without them; Err is never stored
 	// nor shown to a sender.
@@ -198,6 +205,11 @@ func (p *Prober) Probe(ctx context.Context, ip netip.Addr, sni string) Result {
 	res := p.probe(ctx, ip, sni)
 	res.IP = ip
 	res.Detail = safetext.Bound(res.Detail, safetext.MaxField)
+	for _, h := range []*Hello{res.Opportunistic, res.Authenticated} {
+		if h != nil {
+			h.Failed, h.Garbled = safetext.Bound(h.Failed, safetext.MaxField), safetext.Bound(h.Garbled, safetext.MaxField)
+		}
+	}
 	res.Duration = time.Since(start)
 	return res
 }
@@ -276,6 +288,13 @@ func (p *Prober) probe(ctx context.Context, ip netip.Addr, sni string) (res Resu
 			return netFailure(res, "TLS handshake", err)
 		}
 		res.Outcome, res.Detail, res.Err = OutcomeHandshakeError, "TLS handshake failed: "+problem.Describe(err), err
+		// Bytes that are not TLS are no answer to any ClientHello; anything else (an
+		// alert, a choice Go cannot take) may be Go's offer, not the server.
+		var notTLS tls.RecordHeaderError
+		if !errors.As(err, &notTLS) {
+			conn.Close()
+			p.askLikePostfix(ctx, ip, sni, &res, OfferOpportunistic, OfferAuthenticated)
+		}
 		return res
 	}
 	st := tc.ConnectionState()
@@ -297,7 +316,29 @@ func (p *Prober) probe(ctx context.Context, ip netip.Addr, sni string) (res Resu
 	}
 	res.Stage, res.Outcome = StageDone, OutcomeTLS
 	s.quit()
+	if st.Version < tls.VersionTLS12 {
+		// Go verified a SHA-1 signature, or used RSA key exchange, or got a suite
+		// OpenSSL would not offer: what Postfix's authenticating client gets is asked.
+		conn.Close()
+		p.askLikePostfix(ctx, ip, sni, &res, OfferAuthenticated)
+	}
 	return res
+}
+
+// askLikePostfix records the server's answers to Postfix's ClientHellos, each in a
+// session of its own, and the chain of an answer when Go's handshake got none.
+func (p *Prober) askLikePostfix(ctx context.Context, ip netip.Addr, sni string, res *Result, offers ...Offer) {
+	for _, o := range offers {
+		h, chain := p.hello(ctx, ip, sni, o)
+		if o == OfferOpportunistic {
+			res.Opportunistic = &h
+		} else {
+			res.Authenticated = &h
+		}
+		if len(res.Chain) == 0 && len(chain) > 0 {
+			res.Chain, res.PKIX = chain, p.verifyChain(chain)
+		}
+	}
 }
 
 func (p *Prober) tlsConfig(sni string) *tls.Config {
@@ -316,9 +357,10 @@ func (p *Prober) tlsConfig(sni string) *tls.Config {
 	return &tls.Config{
 		ServerName:         sni,
 		InsecureSkipVerify: true, // verified after the handshake, for every level at once
-		// Postfix 3.7 on Debian's OpenSSL 3 (MinProtocol = TLSv1.2, SECLEVEL 2)
-		// refuses TLS 1.0 and 1.1 whatever smtp_tls_protocols says.
-		MinVersion:   tls.VersionTLS12,
+		// Postfix offers TLS 1.0 and up (smtp_tls_protocols = >=TLSv1, postconf(5)),
+		// and Debian 12's OpenSSL sets no MinProtocol. Whether OpenSSL completes a
+		// TLS 1.0/1.1 session is asked separately (askLikePostfix).
+		MinVersion:   tls.VersionTLS10,
 		CipherSuites: suites,
 	}
 }
@@ -553,6 +595,8 @@ type storedResult struct {
 	Chain       [][]byte      `json:"chain,omitempty"`
 	PKIXKind    string        `json:"pkix_kind,omitempty"` // "", "expired", "unknown-authority", "other"
 	PKIXError   string        `json:"pkix_error,omitempty"`
+	Opp         *Hello        `json:"hello_opportunistic,omitempty"`
+	Auth        *Hello        `json:"hello_authenticated,omitempty"`
 	Duration    time.Duration `json:"duration"`
 }
 
@@ -560,7 +604,7 @@ type storedResult struct {
 func (r Result) MarshalJSON() ([]byte, error) {
 	s := storedResult{IP: r.IP, Stage: r.Stage, Outcome: r.Outcome, Detail: r.Detail, Greeting: r.Greeting,
 		EHLO: r.EHLO, StartTLS: r.StartTLS, Offered: r.Offered, TLSVersion: r.TLSVersion,
-		CipherSuite: r.CipherSuite, Duration: r.Duration}
+		CipherSuite: r.CipherSuite, Opp: r.Opportunistic, Auth: r.Authenticated, Duration: r.Duration}
 	for _, c := range r.Chain {
 		s.Chain = append(s.Chain, c.Raw)
 	}
@@ -589,7 +633,12 @@ func (r *Result) UnmarshalJSON(b []byte) error {
 	// The text is bounded again: the file may have been written by an older version.
 	*r = Result{IP: s.IP, Stage: s.Stage, Outcome: s.Outcome, Detail: safetext.Bound(s.Detail, safetext.MaxField),
 		Greeting: s.Greeting.bounded(), EHLO: s.EHLO.bounded(), StartTLS: s.StartTLS.bounded(), Offered: s.Offered,
-		TLSVersion: s.TLSVersion, CipherSuite: s.CipherSuite, Duration: s.Duration}
+		TLSVersion: s.TLSVersion, CipherSuite: s.CipherSuite, Opportunistic: s.Opp, Authenticated: s.Auth, Duration: s.Duration}
+	for _, h := range []*Hello{r.Opportunistic, r.Authenticated} {
+		if h != nil {
+			h.Failed, h.Garbled = safetext.Bound(h.Failed, safetext.MaxField), safetext.Bound(h.Garbled, safetext.MaxField)
+		}
+	}
 	for _, der := range s.Chain {
 		c, err := x509.ParseCertificate(der)
 		if err != nil {
