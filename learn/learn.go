@@ -6,6 +6,7 @@ import (
 	"compress/gzip"
 	"errors"
 	"io"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -118,6 +119,10 @@ type session struct {
 //     running at one time, not by the log.
 type Learner struct {
 	Since time.Time // deliveries before it are not counted (zero: all)
+	// Local reports whether a relay address is a local hop (a content filter such as
+	// amavisd at 127.0.0.1:10024), whose deliveries are not a destination's TLS and
+	// are not counted. NewLearner sets it to netip.Addr.IsLoopback.
+	Local func(netip.Addr) bool
 	Stats Stats
 
 	parser   *Parser
@@ -131,6 +136,7 @@ type Learner struct {
 // NewLearner returns a Learner whose year-less timestamps are placed relative to now.
 func NewLearner(now time.Time, loc *time.Location) *Learner {
 	return &Learner{
+		Local:    netip.Addr.IsLoopback,
 		parser:   NewParser(now, loc),
 		sessions: make(map[string]*session),
 		byRaw:    make(map[string]*Domain),
@@ -220,7 +226,7 @@ func (lr *Learner) add(l *Line) {
 	if l.Status != "sent" {
 		return
 	}
-	if l.Addr.IsLoopback() {
+	if lr.Local(l.Addr) {
 		lr.Stats.Local.Add(1)
 		return
 	}

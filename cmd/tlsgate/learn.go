@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"sync"
 	"time"
@@ -72,6 +73,20 @@ func learnCmd(ctx context.Context, args, env []string, stdout, stderr io.Writer)
 	lr := learn.NewLearner(now, time.Local)
 	if since > 0 {
 		lr.Since = now.Add(-since)
+	}
+	// A loopback relay is a content filter, unless probe.allow_networks lets probes
+	// reach it: then it is a destination (a test bed such as the e2e suite's).
+	allowed := cfg.AllowedNetworks()
+	lr.Local = func(a netip.Addr) bool {
+		if !a.IsLoopback() {
+			return false
+		}
+		for _, p := range allowed {
+			if p.Contains(a) {
+				return false
+			}
+		}
+		return true
 	}
 	stop := startProgress(stderr, &lr.Stats)
 	for _, name := range files {
