@@ -216,6 +216,7 @@ badpolicy.test      fingerprint
 	w.agreement(t, "Postfix with tlsgate's socketmap as smtp_tls_policy_maps", cells, got, outcomes, mapIDs, answers)
 	w.versionLimits(t, oracle, cells, mapIDs)
 	w.tlsrptOn37(t, oracle, outcomes[ids[len(ids)-1]])
+	t.Run("learn from the oracle's log", func(t *testing.T) { w.learnFromLog(t, oracle) })
 
 	t.Run("one message, mixed recipients", func(t *testing.T) { w.mixedMessage(t, sender) })
 	t.Run("tlsgate killed and restarted mid-session", func(t *testing.T) { w.restartMidSession(t, policy) })
