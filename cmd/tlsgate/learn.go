@@ -30,6 +30,7 @@ func learnCmd(ctx context.Context, args, env []string, stdout, stderr io.Writer)
 		asJSON  bool
 		diff    string
 		workers int
+		noProbe bool
 	)
 	cfg, fs, err := loadConfig("learn", args, env, stderr, func(fs *pflag.FlagSet) {
 		fs.DurationVar(&since, "since", 0, "count only deliveries in this window before now (e.g. 720h); 0: the whole log")
@@ -37,6 +38,7 @@ func learnCmd(ctx context.Context, args, env []string, stdout, stderr io.Writer)
 		fs.BoolVar(&asJSON, "json", false, "print one JSON object")
 		fs.StringVar(&diff, "diff", "", "compare the proposal with this tls_policy file (exit 1 when an entry got weaker)")
 		fs.IntVar(&workers, "probes", 4, "probes at a time (at most probe.max_concurrent)")
+		fs.BoolVar(&noProbe, "no-probe", false, "only read the log: report the history, propose nothing")
 	})
 	if err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
@@ -110,7 +112,10 @@ func learnCmd(ctx context.Context, args, env []string, stdout, stderr io.Writer)
 	}
 
 	domains := lr.Domains()
-	facts, errs, err := probeCandidates(ctx, cfg, stderr, domains, minDel, workers)
+	facts, errs := make([]*verify.Facts, len(domains)), make([]error, len(domains))
+	if !noProbe {
+		facts, errs, err = probeCandidates(ctx, cfg, stderr, domains, minDel, workers)
+	}
 	if err != nil {
 		fmt.Fprintln(stderr, "tlsgate:", err)
 		return exitUsage
@@ -120,6 +125,8 @@ func learnCmd(ctx context.Context, args, env []string, stdout, stderr io.Writer)
 		p := learn.Propose(d, minDel, facts[i])
 		if facts[i] == nil && errs[i] != nil && p.Status == learn.StatusUncertain {
 			p.Reason = "not probed: " + errs[i].Error()
+		} else if noProbe && p.Status == learn.StatusUncertain {
+			p.Reason = "not probed (--no-probe)"
 		}
 		props = append(props, p)
 	}
