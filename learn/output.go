@@ -178,7 +178,7 @@ func Diff(existing []policy.Entry, props []*Proposal) []Change {
 				c.Kind = "stronger"
 			case sn < so:
 				c.Kind, c.Alarm = "weaker", true
-				c.Reason = p.ProbeSummary()
+				c.Reason = "weakest delivery in the log: " + p.Domain.Weakest().String() + "; " + p.ProbeSummary()
 			default:
 				c.Kind = "changed"
 			}

@@ -108,7 +108,7 @@ func Propose(d *Domain, minDeliveries int, facts *verify.Facts) *Proposal {
 	if last.Status == verify.StatusTempfail {
 		p.Status = StatusUncertain
 	}
-	p.Reason = fmt.Sprintf("%s %s now: %s", last.Level, last.Status, reasonText(last))
+	p.Reason = fmt.Sprintf("%s %s: %s", last.Level, last.Status, reasonText(last))
 	return p
 }
 

@@ -96,7 +96,7 @@ func TestLearnProposal(t *testing.T) {
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("entries %v, want %v\n%s", got, want, out)
 	}
-	for _, s := range []string{"# gone.test encrypt\n", "fails-now: encrypt fail now: starttls-not-supported", "# plaintext: 1 of 4 deliveries in plaintext"} {
+	for _, s := range []string{"# gone.test encrypt\n", "fails-now: encrypt fail: starttls-not-supported", "# plaintext: 1 of 4 deliveries in plaintext"} {
 		if !strings.Contains(out, s) {
 			t.Errorf("proposal lacks %q:\n%s", s, out)
 		}
