@@ -31,6 +31,7 @@ func learnCmd(ctx context.Context, args, env []string, stdout, stderr io.Writer)
 		diff    string
 		workers int
 		noProbe bool
+		retries int
 	)
 	cfg, fs, err := loadConfig("learn", args, env, stderr, func(fs *pflag.FlagSet) {
 		fs.DurationVar(&since, "since", 0, "count only deliveries in this window before now (e.g. 720h); 0: the whole log")
@@ -39,6 +40,7 @@ func learnCmd(ctx context.Context, args, env []string, stdout, stderr io.Writer)
 		fs.StringVar(&diff, "diff", "", "compare the proposal with this tls_policy file (exit 1 when an entry got weaker)")
 		fs.IntVar(&workers, "probes", 4, "probes at a time (at most probe.max_concurrent)")
 		fs.BoolVar(&noProbe, "no-probe", false, "only read the log: report the history, propose nothing")
+		fs.IntVar(&retries, "rate-limit-retries", 30, "times to probe again, a minute apart, domains whose MX addresses hit probe.rate_per_address")
 	})
 	if err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
@@ -47,8 +49,8 @@ func learnCmd(ctx context.Context, args, env []string, stdout, stderr io.Writer)
 		fmt.Fprintln(stderr, "tlsgate:", err)
 		return exitUsage
 	}
-	if minDel < 1 || since < 0 || workers < 1 {
-		fmt.Fprintln(stderr, "tlsgate learn: --min-deliveries and --probes must be at least 1, --since not negative")
+	if minDel < 1 || since < 0 || workers < 1 || retries < 0 {
+		fmt.Fprintln(stderr, "tlsgate learn: --min-deliveries and --probes must be at least 1, --since and --rate-limit-retries not negative")
 		return exitUsage
 	}
 	var existing []policy.Entry
@@ -114,7 +116,7 @@ func learnCmd(ctx context.Context, args, env []string, stdout, stderr io.Writer)
 	domains := lr.Domains()
 	facts, errs := make([]*verify.Facts, len(domains)), make([]error, len(domains))
 	if !noProbe {
-		facts, errs, err = probeCandidates(ctx, cfg, stderr, domains, minDel, workers)
+		facts, errs, err = probeCandidates(ctx, cfg, stderr, domains, minDel, workers, retries)
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, "tlsgate:", err)
@@ -164,7 +166,7 @@ func learnCmd(ctx context.Context, args, env []string, stdout, stderr io.Writer)
 // workers at a time and never more than probe.max_concurrent or probe.max_queued;
 // facts[i] is nil for a domain that is no candidate or whose probe did not run
 // (errs[i] says why).
-func probeCandidates(ctx context.Context, cfg *config.Config, stderr io.Writer, domains []*learn.Domain, minDel, workers int) (facts []*verify.Facts, errs []error, err error) {
+func probeCandidates(ctx context.Context, cfg *config.Config, stderr io.Writer, domains []*learn.Domain, minDel, workers, retries int) (facts []*verify.Facts, errs []error, err error) {
 	facts = make([]*verify.Facts, len(domains))
 	errs = make([]error, len(domains))
 	var todo []int
@@ -183,6 +185,45 @@ func probeCandidates(ctx context.Context, cfg *config.Config, stderr io.Writer, 
 	defer v.Close()
 	workers = min(workers, cfg.Probe.MaxConcurrent, cfg.Probe.MaxQueued, len(todo))
 	fmt.Fprintf(stderr, "tlsgate learn: probing %d candidate domains, %d at a time\n", len(todo), workers)
+	for round := 0; ; round++ {
+		probeAll(ctx, todo, workers, func(i int) {
+			if round == 0 {
+				facts[i], _, errs[i] = v.Facts(ctx, domains[i].Name)
+			} else {
+				// The cache holds the rate-limited facts: probe afresh.
+				facts[i], errs[i] = v.Probe(ctx, domains[i].Name), nil
+			}
+		})
+		// Many domains share MX addresses (hosted mail): past probe.rate_per_address
+		// a minute, probes of an address are refused, and those domains would come
+		// out inconclusive. Probe them again a minute later, within the limit.
+		var limited []int
+		for _, i := range todo {
+			if rateLimited(facts[i]) {
+				limited = append(limited, i)
+			}
+		}
+		if len(limited) == 0 || round >= retries || ctx.Err() != nil {
+			if len(limited) > 0 {
+				fmt.Fprintf(stderr, "tlsgate learn: %d domains still rate-limited (probe.rate_per_address %d a minute per MX address): inconclusive\n", len(limited), cfg.Probe.RatePerAddress)
+			}
+			return facts, errs, nil
+		}
+		fmt.Fprintf(stderr, "tlsgate learn: %d domains share MX addresses past probe.rate_per_address (%d a minute); probing them again in %s\n", len(limited), cfg.Probe.RatePerAddress, learnRetryAfter)
+		select {
+		case <-time.After(learnRetryAfter):
+		case <-ctx.Done():
+		}
+		todo = limited
+	}
+}
+
+// learnRetryAfter is the pause before rate-limited domains are probed again: the
+// window of probe.rate_per_address.
+const learnRetryAfter = time.Minute
+
+// probeAll calls probe(i) for each of todo, workers at a time.
+func probeAll(ctx context.Context, todo []int, workers int, probe func(int)) {
 	next := make(chan int)
 	var wg sync.WaitGroup
 	for range workers {
@@ -190,19 +231,30 @@ func probeCandidates(ctx context.Context, cfg *config.Config, stderr io.Writer, 
 		go func() {
 			defer wg.Done()
 			for i := range next {
-				facts[i], _, errs[i] = v.Facts(ctx, domains[i].Name)
+				probe(i)
 			}
 		}()
 	}
 	for _, i := range todo {
-		select {
-		case next <- i:
-		case <-ctx.Done():
+		if ctx.Err() != nil {
+			break
 		}
+		next <- i
 	}
 	close(next)
 	wg.Wait()
-	return facts, errs, nil
+}
+
+func rateLimited(f *verify.Facts) bool {
+	if f == nil {
+		return false
+	}
+	for _, a := range f.Attempts {
+		if a.RateLimited {
+			return true
+		}
+	}
+	return false
 }
 
 // startProgress prints a progress line every second while logs are read, when stderr

@@ -166,3 +166,47 @@ func TestLearnDiff(t *testing.T) {
 		t.Errorf("missing log: exit %d", code)
 	}
 }
+
+// TestLearnRateLimited: domains hosted on one MX address share its
+// probe.rate_per_address (probes are shared per address and SNI, so here each domain's
+// MX host name has its own TLSA records, hence its own SNI); those refused are
+// inconclusive, not failing, and stderr says why (with --rate-limit-retries they are
+// probed again a minute later).
+func TestLearnRateLimited(t *testing.T) {
+	t.Parallel()
+	ca := fake.NewCA(t, "Root")
+	cert := ca.Issue(t, fake.CertOptions{DNSNames: []string{"mx.hoster.test"}})
+	s := fake.StartSMTP(t, "127.0.0.165", fake.Behavior{Hostname: "mx.hoster.test", Cert: &cert})
+	port := strconv.Itoa(int(s.Addr().Port()))
+	d := fake.StartDNS(t)
+	d.SetAllAuthentic(true)
+	var b strings.Builder
+	ts := time.Now().Add(-time.Hour).UTC().Format(time.RFC3339)
+	for i := range 3 {
+		dom := fmt.Sprintf("hosted%d.test", i)
+		mx := fmt.Sprintf("mx%d.hoster.test", i)
+		d.Add(t, dom+". 60 IN MX 10 "+mx+".", mx+". 60 IN A 127.0.0.165",
+			"_"+port+"._tcp."+mx+". 60 IN TLSA 3 1 1 "+strings.Repeat("ab", 32))
+		fmt.Fprintf(&b, "%s h postfix/smtp[%d]: Untrusted TLS connection established to %s[127.0.0.165]:25: TLSv1.3 with cipher X (1/1 bits)\n", ts, 10+i, mx)
+		fmt.Fprintf(&b, "%s h postfix/smtp[%d]: 4QA%07d: to=<u@%s>, relay=%s[127.0.0.165]:25, status=sent (250 Ok)\n", ts, 10+i, i, dom, mx)
+	}
+	log := filepath.Join(t.TempDir(), "mail.log")
+	os.WriteFile(log, []byte(b.String()), 0o644)
+	code, out, errOut := runCmd(t, "learn", "--dns.resolver", d.Addr(), "--probe.port", port,
+		"--probe.allow_networks", "127.0.0.0/8", "--probe.helo", "probe.test", "--probe.rate_per_address", "1",
+		"--rate-limit-retries", "0", "--min-deliveries", "1", "--json", log)
+	var j struct{ Domains []struct{ Domain, Status, Reason string } }
+	if err := json.Unmarshal([]byte(out), &j); err != nil || code != 0 {
+		t.Fatalf("exit %d %v\n%s\n%s", code, err, out, errOut)
+	}
+	n := map[string]int{}
+	for _, d := range j.Domains {
+		n[d.Status]++
+		if d.Status == "inconclusive" && !strings.Contains(d.Reason, "rate-limited") {
+			t.Errorf("%+v", d)
+		}
+	}
+	if n["inconclusive"] != 2 || !strings.Contains(errOut, "2 domains still rate-limited") {
+		t.Errorf("statuses %v\n%s\n%s", n, out, errOut)
+	}
+}
