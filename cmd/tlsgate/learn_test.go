@@ -195,7 +195,9 @@ func TestLearnRateLimited(t *testing.T) {
 	code, out, errOut := runCmd(t, "learn", "--dns.resolver", d.Addr(), "--probe.port", port,
 		"--probe.allow_networks", "127.0.0.0/8", "--probe.helo", "probe.test", "--probe.rate_per_address", "1",
 		"--rate-limit-retries", "0", "--min-deliveries", "1", "--json", log)
-	var j struct{ Domains []struct{ Domain, Status, Reason string } }
+	var j struct {
+		Domains []struct{ Domain, Status, Reason string }
+	}
 	if err := json.Unmarshal([]byte(out), &j); err != nil || code != 0 {
 		t.Fatalf("exit %d %v\n%s\n%s", code, err, out, errOut)
 	}
