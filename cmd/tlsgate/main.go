@@ -56,6 +56,8 @@ func run(ctx context.Context, args, env []string, stdout, stderr io.Writer) int 
 		return check(ctx, args[1:], env, stdout, stderr)
 	case "config":
 		return configCmd(args[1:], env, stdout, stderr)
+	case "learn":
+		return learnCmd(ctx, args[1:], env, stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, versionLine())
 		return 0
@@ -76,6 +78,8 @@ func usage(w io.Writer) {
                                                     (exit 0 pass, 1 fail, 2 tempfail, 3 usage)
   tlsgate config check FILE [--rcpt ADDR] [--sender ADDR] [--sasl LOGIN] [--client IP]
                                                     validate FILE; show the policy for a recipient
+  tlsgate learn [--since DURATION] [--min-deliveries N] [--json] [--diff FILE] [LOGFILE ...]
+                                                    propose a tls_policy from Postfix's mail log
   tlsgate version
 
 FILE may also be given as TLSGATE_CONFIG. Every configuration key is also a flag

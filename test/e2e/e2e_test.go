@@ -237,6 +237,7 @@ protocols-legacy.test encrypt protocols=>=TLSv1.2
 	w.agreement(t, "Postfix with tlsgate's socketmap as smtp_tls_policy_maps", cells, got, outcomes, mapIDs, answers)
 	w.versionLimits(t, oracle, cells, mapIDs)
 	w.tlsrptOn37(t, oracle, outcomes[ids[len(ids)-1]])
+	t.Run("learn from the oracle's log", func(t *testing.T) { w.learnFromLog(t, oracle) })
 
 	t.Run("one message, mixed recipients", func(t *testing.T) { w.mixedMessage(t, sender) })
 	t.Run("check page in chromium", func(t *testing.T) { w.checkPage(t) })
