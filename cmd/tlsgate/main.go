@@ -56,6 +56,8 @@ func run(ctx context.Context, args, env []string, stdout, stderr io.Writer) int 
 		return check(ctx, args[1:], env, stdout, stderr)
 	case "config":
 		return configCmd(args[1:], env, stdout, stderr)
+	case "cache":
+		return cacheCmd(args[1:], env, stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, versionLine())
 		return 0
@@ -76,6 +78,10 @@ func usage(w io.Writer) {
                                                     (exit 0 pass, 1 fail, 2 tempfail, 3 usage)
   tlsgate config check FILE [--rcpt ADDR] [--sender ADDR] [--sasl LOGIN] [--client IP]
                                                     validate FILE; show the policy for a recipient
+  tlsgate cache show DOMAIN | list [--status fail] | purge DOMAIN... | purge --all
+                                                    inspect or purge a running daemon's verdict
+                                                    cache (cache.admin_socket); fleet-wide with
+                                                    cache.shared.url
   tlsgate version
 
 FILE may also be given as TLSGATE_CONFIG. Every configuration key is also a flag

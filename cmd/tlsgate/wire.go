@@ -80,7 +80,8 @@ func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
 }
 
 // newVerifier builds the verify layer from the configuration.
-func newVerifier(cfg *config.Config, log *slog.Logger, events verify.Events) (*verify.Verifier, error) {
+// opts adjust the verify configuration (the shared tier).
+func newVerifier(cfg *config.Config, log *slog.Logger, events verify.Events, opts ...func(*verify.Config)) (*verify.Verifier, error) {
 	resolver, err := newResolver(cfg)
 	if err != nil {
 		return nil, err
@@ -120,7 +121,7 @@ func newVerifier(cfg *config.Config, log *slog.Logger, events verify.Events) (*v
 		}
 		sts = c
 	}
-	return verify.New(verify.Config{
+	vc := verify.Config{
 		Guard:          guard,
 		STS:            sts,
 		Resolver:       resolver,
@@ -140,7 +141,11 @@ func newVerifier(cfg *config.Config, log *slog.Logger, events verify.Events) (*v
 		// port the client connects to, which is probe.port.
 		SMTPPort: cfg.Probe.Port,
 		Events:   events,
-	})
+	}
+	for _, o := range opts {
+		o(&vc)
+	}
+	return verify.New(vc)
 }
 
 // newResolver is the DNS client of the configuration: dns.resolver, or the first

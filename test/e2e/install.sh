@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Installs what the end-to-end suite runs: Postfix (sending, receiving and oracle
 # instances), nsd + ldns (signed authoritative zone), unbound (validating resolver),
-# swaks (client), systemd (for systemd-analyze, which checks contrib/systemd offline).
+# swaks (client), systemd (for systemd-analyze, which checks contrib/systemd offline),
+# redis-server (the fleet's shared cache tier; Debian has no valkey-server package).
 # The oracle's TLS policy table is tlsgate's own socketmap: no MTA-STS resolver daemon.
 # Debian packages; needs root. Safe to run twice.
 set -euo pipefail
 need=()
 for tool in postfix:postfix nsd:nsd unbound:unbound ldns-signzone:ldnsutils swaks:swaks openssl:openssl \
-  unshare:util-linux systemd-analyze:systemd; do
+  unshare:util-linux systemd-analyze:systemd redis-server:redis-server; do
   command -v "${tool%%:*}" >/dev/null 2>&1 || need+=("${tool#*:}")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -20,6 +21,6 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 # The packages may start their own daemons (Debian's postinst); the suite starts its own
 # instances on fixed loopback addresses, so stop any system copy.
-for svc in unbound nsd postfix; do
+for svc in unbound nsd postfix redis-server; do
   if command -v service >/dev/null 2>&1; then service "$svc" stop >/dev/null 2>&1 || true; fi
 done
