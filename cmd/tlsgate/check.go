@@ -65,7 +65,7 @@ func check(ctx context.Context, args, env []string, stdout, stderr io.Writer) in
 	} else if !p.Level.Probed() {
 		p, rule = policy.Policy{Level: policy.LevelEncrypt}, "default"
 	}
-	v, err := newVerifier(cfg, log, nil)
+	v, err := newVerifier(cfg, log, nil, nil)
 	if err != nil {
 		fmt.Fprintln(stderr, "tlsgate:", err)
 		return exitUsage

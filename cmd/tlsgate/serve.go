@@ -52,15 +52,13 @@ func serve(ctx context.Context, args, env []string, stderr io.Writer) int {
 		events = m
 	}
 	var tier *sharedcache.Tier
-	var opts []func(*verify.Config)
 	if cfg.Cache.Shared.URL != "" {
 		if tier, err = openShared(cfg, m, log); err != nil {
 			fmt.Fprintln(stderr, "tlsgate:", err)
 			return exitUsage
 		}
-		opts = append(opts, func(c *verify.Config) { c.Shared = tier })
 	}
-	v, err := newVerifier(cfg, log, events, opts...)
+	v, err := newVerifier(cfg, log, events, tier)
 	if err != nil {
 		if tier != nil {
 			tier.Close()

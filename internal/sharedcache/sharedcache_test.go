@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/tlsgate/tlsgate/verify/mtasts"
 )
 
 var secret = []byte("0123456789abcdef0123456789abcdef-test")
@@ -278,6 +280,18 @@ func TestTier(t *testing.T) {
 		old, _, _ = a.SwapPosture(ctx, "p.example", []byte("two"), time.Hour)
 		if string(old) != "two" {
 			t.Fatalf("a's swap: %q, want two (no second report of the change)", old)
+		}
+	})
+
+	t.Run("MTA-STS policies are the fleet's", func(t *testing.T) {
+		exp := time.Now().Add(time.Hour).Truncate(time.Second)
+		a.Policies().SavePolicy(ctx, mtasts.Saved{Domain: "sts.example", ID: "1", Mode: mtasts.ModeEnforce, MaxAge: 3600, MX: []string{"mx.sts.example"}, Expires: exp})
+		s, ok := b.Policies().LoadPolicy(ctx, "sts.example")
+		if !ok || s.ID != "1" || !s.Expires.Equal(exp) || s.MX[0] != "mx.sts.example" {
+			t.Errorf("policy at the other host: %+v %v", s, ok)
+		}
+		if _, ok := b.Policies().LoadPolicy(ctx, "other.example"); ok {
+			t.Error("a policy for a domain never stored")
 		}
 	})
 
