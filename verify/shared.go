@@ -1,9 +1,12 @@
 package verify
 
 import (
+	"bytes"
+	"compress/flate"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/netip"
 	"time"
 
@@ -113,8 +116,40 @@ func (v *Verifier) sharedFacts(domain string) (*Facts, error) {
 	return f, nil
 }
 
-// DecodeShared decodes the payload of an authenticated facts entry for key.
+// EncodeShared is the payload of a facts entry: the cache file's record, deflated (the
+// JSON of a two-MX domain shrinks from about 2.6 KiB to well under 1 KiB; a server
+// holds a hundred thousand of them).
+func EncodeShared(f *Facts) ([]byte, error) {
+	var b bytes.Buffer
+	b.WriteByte(deflated)
+	zw, err := flate.NewWriter(&b, flate.BestSpeed)
+	if err != nil {
+		return nil, err
+	}
+	if err := json.NewEncoder(zw).Encode(sharedRecord{Version: cacheFileVersion, Facts: f}); err != nil {
+		return nil, err
+	}
+	if err := zw.Close(); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
+
+// deflated marks a deflated payload; a payload starting with '{' is plain JSON.
+const deflated = 'z'
+
+// DecodeShared decodes the payload of an authenticated facts entry for key. The
+// payload is only inflated after its MAC was checked, and never past maxCacheLine.
 func DecodeShared(key string, payload []byte) (*Facts, error) {
+	if len(payload) > 0 && payload[0] == deflated {
+		zr := flate.NewReader(bytes.NewReader(payload[1:]))
+		plain, err := io.ReadAll(io.LimitReader(zr, maxCacheLine+1))
+		zr.Close()
+		if err != nil || len(plain) > maxCacheLine {
+			return nil, fmt.Errorf("verify: shared facts of %s: bad or oversized deflated payload (%v)", key, err)
+		}
+		payload = plain
+	}
 	var rec sharedRecord
 	if err := json.Unmarshal(payload, &rec); err != nil {
 		return nil, fmt.Errorf("verify: shared facts of %s: %w", key, err)
@@ -166,7 +201,7 @@ func (v *Verifier) toFleet(f *Facts, ttl time.Duration) {
 	if v.cfg.Shared == nil {
 		return
 	}
-	payload, err := json.Marshal(sharedRecord{Version: cacheFileVersion, Facts: f})
+	payload, err := EncodeShared(f)
 	if err != nil {
 		v.cfg.Log.Error("encoding facts for the shared cache", "domain", f.Domain, "err", err)
 		return
