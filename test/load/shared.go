@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"os/exec"
 	"slices"
 	"strconv"
@@ -58,12 +59,17 @@ func startSharedServer(tb testing.TB) (*sharedServer, error) {
 	addr := ln.Addr().String()
 	ln.Close()
 	_, port, _ := net.SplitHostPort(addr)
-	cmd := exec.Command(bin, "--bind", "127.0.0.1", "--port", port, "--save", "", "--appendonly", "no", "--dir", tb.TempDir())
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
+	dir, err := os.MkdirTemp("", "tlsgate-load-redis-")
+	if err != nil {
 		return nil, err
 	}
-	tb.Cleanup(func() { cmd.Process.Signal(syscall.SIGKILL); cmd.Wait() })
+	cmd := exec.Command(bin, "--bind", "127.0.0.1", "--port", port, "--save", "", "--appendonly", "no", "--dir", dir)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	tb.Cleanup(func() { cmd.Process.Signal(syscall.SIGKILL); cmd.Wait(); os.RemoveAll(dir) })
 	for end := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		c := redis.NewClient(&redis.Options{Addr: addr})
 		err := c.Ping(context.Background()).Err()
