@@ -12,7 +12,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"os/exec"
 	"regexp"
 	"strconv"
@@ -25,7 +24,9 @@ import (
 	gomilter "github.com/d--j/go-milter"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/tlsgate/tlsgate/config/policy"
 	"github.com/tlsgate/tlsgate/test/fake"
+	"github.com/tlsgate/tlsgate/verify"
 )
 
 // The fleet test: three `tlsgate serve` share one redis-server (Debian's package; Debian
@@ -189,8 +190,19 @@ policies:
 		if err != nil {
 			t.Fatalf("tls.test's shared entry: %v", err)
 		}
-		payload := strings.ReplaceAll(string(real[36:]), `"tls.test"`, `"notls.test"`)
-		forged := forge([]byte("attacker-secret-attacker-secret-attacker"), "notls.test", []byte(payload))
+		f, err := verify.DecodeShared("tls.test", real[36:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Domain = "notls.test"
+		if v := verify.Judge(f, policy.Policy{Level: policy.LevelEncrypt}); v.Status != verify.StatusPass {
+			t.Fatalf("the forged facts are not a pass: %s", v.Reason)
+		}
+		payload, err := verify.EncodeShared(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		forged := forge([]byte("attacker-secret-attacker-secret-attacker"), "notls.test", payload)
 		if err := rdb.Set(ctx, fleetPrefix+"f:notls.test", forged, time.Minute).Err(); err != nil {
 			t.Fatal(err)
 		}
@@ -239,6 +251,7 @@ policies:
 			})
 		}
 		time.Sleep(500 * time.Millisecond)
+		sessionsBefore := mxTLS.Connections() + mxNoTLS.Connections()
 		redisCmd.Process.Signal(syscall.SIGKILL)
 		redisCmd.Wait()
 		killed := time.Now()
@@ -258,7 +271,8 @@ policies:
 			}
 		}
 		redisCmd = w.startRedis("redis-restarted")
-		t.Logf("redis-server down for %v", time.Since(killed).Round(time.Millisecond))
+		t.Logf("redis-server down for %v; the hosts' own probes meanwhile: %d SMTP sessions (3 domains x 3 hosts at most)",
+			time.Since(killed).Round(time.Millisecond), mxTLS.Connections()+mxNoTLS.Connections()-sessionsBefore)
 		time.Sleep(1500 * time.Millisecond)
 		close(stop)
 		wg.Wait()
@@ -428,5 +442,3 @@ func httpStatus(t *testing.T, url string) int {
 	resp.Body.Close()
 	return resp.StatusCode
 }
-
-var _ = os.Getpid
