@@ -97,7 +97,7 @@ var _ sharedcache.Events = (*metrics)(nil)
 // registerShared adds the shared tier's metrics: only a fleet member exports them.
 func (m *metrics) registerShared() error {
 	m.sharedRequests = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tlsgate_shared_cache_requests_total",
-		Help: "Shared cache tier operations by op (get, put, lease, ratelimit, posture, purge, list) and result (hit, miss, ok, busy, denied, refused, error, timeout, unavailable)."},
+		Help: "Shared cache tier operations by op (get, put, lease, ratelimit, posture, policy_get, policy_put, purge, list) and result (hit, miss, ok, busy, denied, refused, error, timeout, unavailable)."},
 		[]string{"op", "result"})
 	m.sharedRefused = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tlsgate_shared_cache_auth_failures_total",
 		Help: "Shared cache entries refused, never trusted, by reason (bad-mac, version, oversize, malformed)."},
