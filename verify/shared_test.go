@@ -290,3 +290,28 @@ func mustJSON(t *testing.T, v any) []byte {
 	}
 	return b
 }
+
+// FuzzDecodeShared: a payload from a fleet member of another version (or a bug) never
+// panics the decoder nor yields facts about another domain or with out-of-range
+// enumerations.
+func FuzzDecodeShared(f *testing.F) {
+	f.Add([]byte(`{"v":3,"facts":{"Domain":"example.test","MX":1,"Attempts":[{"Result":{"outcome":1}}]}}`))
+	f.Add([]byte(`{"v":3,"facts":{"Domain":"example.test","MX":9}}`))
+	f.Add([]byte("z\x00\x00\xff\xff"))
+	f.Fuzz(func(t *testing.T, payload []byte) {
+		fc, err := verify.DecodeShared("example.test", payload)
+		if err != nil {
+			return
+		}
+		if fc.Domain != "example.test" {
+			t.Fatalf("facts for %q", fc.Domain)
+		}
+		_ = fc.MX.String()
+		for _, a := range fc.Attempts {
+			_ = a.Result.Outcome.String()
+			_ = a.TLSA.Status.String()
+		}
+		verify.Judge(fc, encrypt)
+		verify.ClassOf(fc)
+	})
+}

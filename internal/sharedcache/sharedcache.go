@@ -302,8 +302,10 @@ func redacted(url string) string {
 // get reads and opens one sealed entry.
 func (t *Tier) get(ctx context.Context, op string, kind byte, prefix, k string) (payload []byte, found bool, err error) {
 	err = t.do(ctx, op, func(ctx context.Context) (string, error) {
-		b, err := t.rdb.Get(ctx, t.key(prefix, k)).Bytes()
-		if errors.Is(err, redis.Nil) {
+		// GETRANGE, not GET: a value planted to be huge costs at most MaxEntry+1 bytes
+		// on the wire (and is then refused as oversize). A missing key reads as "".
+		b, err := t.rdb.GetRange(ctx, t.key(prefix, k), 0, MaxEntry).Bytes()
+		if errors.Is(err, redis.Nil) || err == nil && len(b) == 0 {
 			return "miss", nil
 		}
 		if err != nil {

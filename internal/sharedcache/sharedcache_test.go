@@ -234,6 +234,12 @@ func TestTier(t *testing.T) {
 		if ev.refused[ReasonMAC] != 1 || ev.count("get/refused") != 1 {
 			t.Errorf("refusal not counted: %v %v", ev.refused, ev.requests)
 		}
+		// A value planted to be huge is not read whole: refused as oversize.
+		rdb.Set(ctx, "tlsgate:f:huge.example", make([]byte, 4*MaxEntry), time.Minute)
+		if _, found, err := a.GetFacts(ctx, "huge.example"); found || !errors.Is(err, ErrRefused) || ev.refused[ReasonOversize] != 1 {
+			t.Errorf("huge entry: found=%v err=%v refused=%v", found, err, ev.refused)
+		}
+		rdb.Del(ctx, "tlsgate:f:huge.example")
 	})
 
 	t.Run("one lease per key; released by its holder only", func(t *testing.T) {
@@ -378,4 +384,18 @@ func TestOutage(t *testing.T) {
 	if fmt.Sprint(ev.up) != "[true false true]" {
 		t.Errorf("up gauge went %v", ev.up)
 	}
+}
+
+// FuzzOpen: whatever the server holds, open never panics, and accepts only what seal
+// made with the secret for that key.
+func FuzzOpen(f *testing.F) {
+	f.Add(seal(secret, KindFacts, "example.com", []byte(`{"v":3}`)), "example.com")
+	f.Add([]byte("TG\x01f"), "x")
+	f.Add([]byte{}, "")
+	f.Fuzz(func(t *testing.T, value []byte, key string) {
+		payload, err := open(secret, KindFacts, key, value)
+		if err == nil && !bytes.Equal(seal(secret, KindFacts, key, payload), value) {
+			t.Fatalf("accepted %q for %q, which seal did not make", value, key)
+		}
+	})
 }
