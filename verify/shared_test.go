@@ -315,3 +315,48 @@ func FuzzDecodeShared(f *testing.F) {
 		verify.ClassOf(fc)
 	})
 }
+
+// TestSharedPostureOncePerFleet: a posture change seen by every host of the fleet is
+// reported once, by the first host that saw it (alone, each host would report it).
+func TestSharedPostureOncePerFleet(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	w.serve(domain, host{name: "mx1", behaviour: "good"})
+	srv := newMemServer()
+	var mu sync.Mutex
+	now := time.Now()
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	recA, recB := &recorder{}, &recorder{}
+	mk := func(name string, rec *recorder) *verify.Verifier {
+		return w.verifier(shared(srv.client(name)), func(c *verify.Config) { c.Events = rec; c.AddressTTL = time.Nanosecond; c.Now = clock })
+	}
+	a, b := mk("a", recA), mk("b", recB)
+	probeBoth := func() {
+		t.Helper()
+		mu.Lock()
+		now = now.Add(2 * time.Hour) // past every cache TTL, local and shared
+		mu.Unlock()
+		srv.mu.Lock()
+		clear(srv.facts) // the memory server's entries expire by the wall clock
+		srv.mu.Unlock()
+		if _, _, err := a.Facts(context.Background(), domain); err != nil {
+			t.Fatal(err)
+		}
+		srv.mu.Lock()
+		clear(srv.facts) // b probes too (as after a purge): it sees the same posture
+		srv.mu.Unlock()
+		if _, _, err := b.Facts(context.Background(), domain); err != nil {
+			t.Fatal(err)
+		}
+	}
+	probeBoth()
+	startSMTP(w, "127.0.0.10", "good", "mx1.example.test").RegisterWith(w.dialer) // a new key
+	probeBoth()
+	recA.mu.Lock()
+	recB.mu.Lock()
+	defer recA.mu.Unlock()
+	defer recB.mu.Unlock()
+	if len(recA.postures) != 1 || len(recB.postures) != 0 {
+		t.Errorf("posture changes reported: a %q, b %q; want one, by a", recA.postures, recB.postures)
+	}
+}
