@@ -68,6 +68,13 @@ type Config struct {
 		TempfailTTL  time.Duration `koanf:"tempfail_ttl"`
 		File         string        `koanf:"file"`
 		SaveInterval time.Duration `koanf:"save_interval"`
+		Shared       struct {
+			URL        string        `koanf:"url"`
+			KeyPrefix  string        `koanf:"key_prefix"`
+			SecretFile string        `koanf:"secret_file"`
+			Timeout    time.Duration `koanf:"timeout"`
+		} `koanf:"shared"`
+		AdminSocket string `koanf:"admin_socket"`
 	} `koanf:"cache"`
 	Defaults struct {
 		OnFail        string `koanf:"on_fail"`
@@ -159,6 +166,8 @@ func Default() *Config {
 	c.Cache.TempfailTTL = time.Minute
 	c.Cache.File = ""
 	c.Cache.SaveInterval = 5 * time.Minute
+	c.Cache.Shared.KeyPrefix = "tlsgate:"
+	c.Cache.Shared.Timeout = 75 * time.Millisecond
 	c.Defaults.OnFail = "reject"
 	c.Defaults.OnTempfail = "tempfail"
 	c.Defaults.RejectMessage = ""

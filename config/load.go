@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"maps"
 	"os"
 	"slices"
@@ -206,14 +207,13 @@ func normalize(raw map[string]any, src source) (map[string]any, []error) {
 				fail(top, "", "must be a map of keys, not "+kindOf(v), strings.Join(sectionKeys(top), ", "))
 				continue
 			}
-			for _, key := range sortedKeys(sub) {
-				full := top + "." + key
+			for full, val := range flattenSection(top, sub) {
 				s, ok := lookupScalar(full)
 				if !ok {
 					fail(full, "", "unknown key", strings.Join(sectionKeys(top), ", "))
 					continue
 				}
-				cv, shown, msg := s.convert(sub[key])
+				cv, shown, msg := s.convert(val)
 				if msg != "" {
 					fail(full, shown, msg, "")
 					continue
@@ -285,6 +285,33 @@ func normalizeList(top string, v any, src source) ([]any, []error) {
 		out = append(out, nm)
 	}
 	return out, errs
+}
+
+// flattenSection returns the keys of one section with their values, in order; a map
+// under a key that is the prefix of nested keys (cache.shared) is flattened into them.
+func flattenSection(prefix string, sub map[string]any) iter.Seq2[string, any] {
+	return func(yield func(string, any) bool) {
+		for _, key := range sortedKeys(sub) {
+			full := prefix + "." + key
+			if m, ok := sub[key].(map[string]any); ok && hasNested(full) {
+				for k, v := range flattenSection(full, m) {
+					if !yield(k, v) {
+						return
+					}
+				}
+				continue
+			}
+			if !yield(full, sub[key]) {
+				return
+			}
+		}
+	}
+}
+
+// hasNested reports whether some key lies under prefix (cache.shared.url under
+// cache.shared).
+func hasNested(prefix string) bool {
+	return slices.ContainsFunc(scalars, func(s scalar) bool { return strings.HasPrefix(s.key, prefix+".") })
 }
 
 func sortedKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }

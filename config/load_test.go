@@ -317,13 +317,13 @@ func TestEnvNames(t *testing.T) {
 			t.Errorf("%s: %v", envName(s.key), errs)
 			continue
 		}
-		sec, rest, nested := strings.Cut(s.key, ".")
-		if nested {
-			sub, _ := m[sec].(map[string]any)
-			if _, ok := sub[rest]; !ok {
-				t.Errorf("%s did not set %s: %v", envName(s.key), s.key, m)
-			}
-		} else if _, ok := m[s.key]; !ok {
+		// Walk the nested map: cache.shared.url is m["cache"]["shared"]["url"].
+		var cur any = m
+		for part := range strings.SplitSeq(s.key, ".") {
+			sub, _ := cur.(map[string]any)
+			cur = sub[part]
+		}
+		if cur == nil {
 			t.Errorf("%s did not set %s: %v", envName(s.key), s.key, m)
 		}
 	}
@@ -620,7 +620,8 @@ func TestContribExample(t *testing.T) {
 	}
 	for _, s := range scalars {
 		k := s.key[strings.LastIndexByte(s.key, '.')+1:]
-		if !strings.Contains(string(b), "\n  "+k+":") && !strings.Contains(string(b), "\n"+k+":") {
+		if !strings.Contains(string(b), "\n  "+k+":") && !strings.Contains(string(b), "\n"+k+":") &&
+			!strings.Contains(string(b), "\n    "+k+":") {
 			t.Errorf("example does not show %s", s.key)
 		}
 	}
@@ -647,7 +648,15 @@ func TestSchemaCoversConfig(t *testing.T) {
 		}
 		if f.Type.Kind() == reflect.Struct {
 			for j := range f.Type.NumField() {
-				keys = append(keys, tag+"."+f.Type.Field(j).Tag.Get("koanf"))
+				sf := f.Type.Field(j)
+				sub := tag + "." + sf.Tag.Get("koanf")
+				if sf.Type.Kind() == reflect.Struct { // cache.shared
+					for k := range sf.Type.NumField() {
+						keys = append(keys, sub+"."+sf.Type.Field(k).Tag.Get("koanf"))
+					}
+					continue
+				}
+				keys = append(keys, sub)
 			}
 			continue
 		}

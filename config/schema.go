@@ -82,6 +82,16 @@ var scalars = []scalar{
 		usage: `file the verdict cache is saved to (periodically and at shutdown) and loaded from at start; "" keeps it in memory only`},
 	{key: "cache.save_interval", ptr: func(c *Config) any { return &c.Cache.SaveInterval },
 		usage: "how often the verdict cache is saved to cache.file"},
+	{key: "cache.shared.url", ptr: func(c *Config) any { return &c.Cache.Shared.URL },
+		usage: `the fleet's shared cache tier, a Valkey or Redis server: redis://[USER:PASSWORD@]HOST:PORT/DB, rediss://... (TLS), unix://[USER:PASSWORD@]/PATH?db=N; "" = this host's cache only`},
+	{key: "cache.shared.key_prefix", ptr: func(c *Config) any { return &c.Cache.Shared.KeyPrefix },
+		usage: "prefix of every key and channel tlsgate uses in the shared server"},
+	{key: "cache.shared.secret_file", ptr: func(c *Config) any { return &c.Cache.Shared.SecretFile },
+		usage: "file with the key (at least 32 bytes) that authenticates shared entries; the same on every host; required with cache.shared.url"},
+	{key: "cache.shared.timeout", ptr: func(c *Config) any { return &c.Cache.Shared.Timeout },
+		usage: "time limit of one shared cache operation; past it the host uses its local cache and its own probes"},
+	{key: "cache.admin_socket", ptr: func(c *Config) any { return &c.Cache.AdminSocket },
+		usage: `unix socket of the cache admin endpoint used by "tlsgate cache" (mode 0600: only tlsgate's user and root); "" = off`},
 	{key: "defaults.on_fail", ptr: func(c *Config) any { return &c.Defaults.OnFail },
 		usage: "action when a recipient fails its policy: reject, tempfail or header"},
 	{key: "defaults.on_tempfail", ptr: func(c *Config) any { return &c.Defaults.OnTempfail },
@@ -382,5 +392,5 @@ func setNested(m map[string]any, key string, v any) {
 		sub = map[string]any{}
 		m[sec] = sub
 	}
-	sub[rest] = v
+	setNested(sub, rest, v) // cache.shared.url: a map in a map
 }

@@ -250,6 +250,21 @@ func (v *validator) cache() {
 	v.positive("cache.pass_ttl", c.PassTTL)
 	v.positive("cache.fail_ttl", c.FailTTL)
 	v.positive("cache.tempfail_ttl", c.TempfailTTL)
+	v.positive("cache.shared.timeout", c.Shared.Timeout)
+	if u := c.Shared.URL; u != "" {
+		if !strings.HasPrefix(u, "redis://") && !strings.HasPrefix(u, "rediss://") && !strings.HasPrefix(u, "unix://") {
+			v.fail("cache.shared.url", "", "is not a redis://, rediss:// or unix:// URL", "")
+		}
+		if c.Shared.SecretFile == "" {
+			v.fail("cache.shared.secret_file", "", "is required with cache.shared.url (entries are authenticated with it)", "")
+		}
+	}
+	if c.Shared.KeyPrefix == "" {
+		v.fail("cache.shared.key_prefix", "", "must not be empty", "")
+	}
+	if s := c.AdminSocket; s != "" && !strings.HasPrefix(s, "/") {
+		v.fail("cache.admin_socket", s, "must be an absolute path", "")
+	}
 }
 
 func (v *validator) defaults() {

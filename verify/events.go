@@ -110,7 +110,7 @@ func (v *Verifier) notePosture(f *Facts) {
 	if !ok {
 		return
 	}
-	if old, seen := v.postures.Get(f.Domain); seen {
+	if old, seen := v.previousPosture(f.Domain, p); seen {
 		if what := old.changes(p); len(what) > 0 {
 			v.cfg.Log.Warn("TLS posture changed", "domain", f.Domain, "changed", strings.Join(what, ","),
 				"starttls_before", old.starttls, "starttls_now", p.starttls,

@@ -95,6 +95,8 @@ type Config struct {
 	// STS looks up MTA-STS policies beside the MX records; nil disables MTA-STS.
 	// The Verifier owns it: Close closes it when it has a Close method.
 	STS STSLookup
+	// Shared is the fleet's shared tier (cache.shared.url); nil: this host alone.
+	Shared SharedTier
 }
 
 // Verifier gathers and caches Facts. Concurrent requests for one domain share one probe.
@@ -254,6 +256,12 @@ func (v *Verifier) Facts(ctx context.Context, domain string) (f *Facts, cached b
 			return nil, ErrClosed
 		}
 		defer v.wg.Done()
+		// Another host of the fleet may have the facts, or be probing (shared.go).
+		fleet, release := v.fromFleet(domain)
+		defer release()
+		if fleet != nil {
+			return fleet, nil
+		}
 		if v.queued.Add(1) > int64(v.cfg.MaxQueued) {
 			v.queued.Add(-1)
 			v.cfg.Events.Overloaded()
@@ -308,31 +316,45 @@ func (v *Verifier) store(f *Facts) {
 	boundFacts(f) // what stays in memory and goes to the cache file is bounded text
 	v.cache.Set(f.Domain, f, ttl)
 	v.track(f.Domain)
+	v.toFleet(f, ttl)
 }
 
 // ttlFor picks pass_ttl when the facts are as good as facts get (a verified session on
 // the first attempt), fail_ttl when something definite is wrong, and tempfail_ttl when
 // anything is still unknown, so a fixed or recovered destination is re-probed soon.
 func (v *Verifier) ttlFor(f *Facts) time.Duration {
+	switch ClassOf(f) {
+	case StatusTempfail:
+		return v.cfg.TempfailTTL
+	case StatusPass:
+		return v.cfg.PassTTL
+	}
+	return v.cfg.FailTTL
+}
+
+// ClassOf says how good facts are, which decides how long they are cached: pass (a
+// verified TLS session at the first address), fail (something definite is wrong) or
+// tempfail (something is unknown). tlsgate cache list --status filters on it.
+func ClassOf(f *Facts) Status {
 	switch f.MX {
 	case MXError:
-		return v.cfg.TempfailTTL
+		return StatusTempfail
 	case MXNull, MXNone:
-		return v.cfg.FailTTL
+		return StatusFail
 	}
 	if len(f.Attempts) == 0 {
-		return v.cfg.FailTTL
+		return StatusFail
 	}
 	for _, a := range f.Attempts {
 		if a.DNSError != "" && a.DNSTemporary || a.DNSError == "" && !a.Result.Outcome.Definite() {
-			return v.cfg.TempfailTTL
+			return StatusTempfail
 		}
 	}
 	first := f.Attempts[0].Result
 	if first.Outcome == smtpprobe.OutcomeTLS && first.PKIX == nil {
-		return v.cfg.PassTTL
+		return StatusPass
 	}
-	return v.cfg.FailTTL
+	return StatusFail
 }
 
 // Probe gathers fresh facts for domain without the cache. It always returns facts;
@@ -462,7 +484,7 @@ func (v *Verifier) probeAddr(ctx context.Context, f *Facts, host string, ip neti
 		return ar.r, ar.cert, false
 	}
 	res, _, _ := v.addrGroup.Do(key, func() (any, error) {
-		if !v.limiter.allow(ip, v.cfg.Now()) {
+		if !v.allowProbe(ctx, ip) {
 			return nil, nil
 		}
 		pctx, cancel := context.WithTimeout(ctx, v.cfg.HostTimeout)

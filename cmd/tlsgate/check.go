@@ -53,7 +53,7 @@ func check(ctx context.Context, args, env []string, stdout, stderr io.Writer) in
 		fmt.Fprintln(stderr, "tlsgate check:", err)
 		return exitUsage
 	}
-	v, err := newVerifier(cfg, log, nil)
+	v, err := newVerifier(cfg, log, nil, nil)
 	if err != nil {
 		fmt.Fprintln(stderr, "tlsgate:", err)
 		return exitUsage

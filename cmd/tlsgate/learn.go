@@ -178,7 +178,7 @@ func probeCandidates(ctx context.Context, cfg *config.Config, stderr io.Writer, 
 	if len(todo) == 0 {
 		return facts, errs, nil
 	}
-	v, err := newVerifier(cfg, newLogger(cfg, stderr), nil)
+	v, err := newVerifier(cfg, newLogger(cfg, stderr), nil, nil)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -58,6 +58,8 @@ func run(ctx context.Context, args, env []string, stdout, stderr io.Writer) int 
 		return configCmd(args[1:], env, stdout, stderr)
 	case "learn":
 		return learnCmd(ctx, args[1:], env, stdout, stderr)
+	case "cache":
+		return cacheCmd(args[1:], env, stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, versionLine())
 		return 0
@@ -80,6 +82,10 @@ func usage(w io.Writer) {
                                                     validate FILE; show the policy for a recipient
   tlsgate learn [--since DURATION] [--min-deliveries N] [--json] [--diff FILE] [LOGFILE ...]
                                                     propose a tls_policy from Postfix's mail log
+  tlsgate cache show DOMAIN | list [--status fail] | purge DOMAIN... | purge --all
+                                                    inspect or purge a running daemon's verdict
+                                                    cache (cache.admin_socket); fleet-wide with
+                                                    cache.shared.url
   tlsgate version
 
 FILE may also be given as TLSGATE_CONFIG. Every configuration key is also a flag

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/tlsgate/tlsgate/internal/sharedcache"
 	"github.com/tlsgate/tlsgate/milter"
 	"github.com/tlsgate/tlsgate/verify"
 	"github.com/tlsgate/tlsgate/verify/cache"
@@ -38,6 +39,11 @@ type metrics struct {
 	webRequests    *prometheus.CounterVec
 	// last remembers each (domain, level)'s last status to count verdict changes.
 	last *cache.Cache[string]
+	// The shared tier's, registered only when cache.shared.url is set (registerShared).
+	sharedRequests      *prometheus.CounterVec
+	sharedRefused       *prometheus.CounterVec
+	sharedUp            prometheus.Gauge
+	sharedInvalidations prometheus.Counter
 }
 
 func newMetrics() (*metrics, error) {
@@ -89,6 +95,41 @@ func newMetrics() (*metrics, error) {
 }
 
 var _ verify.Events = (*metrics)(nil)
+
+var _ sharedcache.Events = (*metrics)(nil)
+
+// registerShared adds the shared tier's metrics: only a fleet member exports them.
+func (m *metrics) registerShared() error {
+	m.sharedRequests = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tlsgate_shared_cache_requests_total",
+		Help: "Shared cache tier operations by op (get, put, lease, ratelimit, posture, policy_get, policy_put, purge, list) and result (hit, miss, ok, busy, denied, refused, error, timeout, unavailable)."},
+		[]string{"op", "result"})
+	m.sharedRefused = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tlsgate_shared_cache_auth_failures_total",
+		Help: "Shared cache entries refused, never trusted, by reason (bad-mac, version, oversize, malformed)."},
+		[]string{"reason"})
+	m.sharedUp = prometheus.NewGauge(prometheus.GaugeOpts{Name: "tlsgate_shared_cache_up",
+		Help: "1 while the shared cache server answers, 0 during an outage (the host then uses its local cache and own probes)."})
+	m.sharedInvalidations = prometheus.NewCounter(prometheus.CounterOpts{Name: "tlsgate_shared_cache_invalidations_total",
+		Help: "Purges received from the fleet and applied to the local cache (and resubscriptions, which empty it)."})
+	for _, c := range []prometheus.Collector{m.sharedRequests, m.sharedRefused, m.sharedUp, m.sharedInvalidations} {
+		if err := m.reg.Register(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (m *metrics) SharedRequest(op, result string) {
+	m.sharedRequests.WithLabelValues(op, result).Inc()
+}
+func (m *metrics) SharedRefused(reason string) { m.sharedRefused.WithLabelValues(reason).Inc() }
+func (m *metrics) SharedInvalidation()         { m.sharedInvalidations.Inc() }
+func (m *metrics) SharedUp(up bool) {
+	if up {
+		m.sharedUp.Set(1)
+	} else {
+		m.sharedUp.Set(0)
+	}
+}
 
 func (m *metrics) CacheLookup(hit bool) {
 	if hit {

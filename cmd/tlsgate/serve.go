@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"sync/atomic"
 	"time"
@@ -13,6 +14,8 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/tlsgate/tlsgate/config"
+	"github.com/tlsgate/tlsgate/config/policy"
+	"github.com/tlsgate/tlsgate/internal/sharedcache"
 	"github.com/tlsgate/tlsgate/milter"
 	"github.com/tlsgate/tlsgate/verify"
 )
@@ -48,12 +51,29 @@ func serve(ctx context.Context, args, env []string, stderr io.Writer) int {
 		}
 		events = m
 	}
-	v, err := newVerifier(cfg, log, events)
+	var tier *sharedcache.Tier
+	if cfg.Cache.Shared.URL != "" {
+		if tier, err = openShared(cfg, m, log); err != nil {
+			fmt.Fprintln(stderr, "tlsgate:", err)
+			return exitUsage
+		}
+	}
+	v, err := newVerifier(cfg, log, events, tier)
 	if err != nil {
+		if tier != nil {
+			tier.Close()
+		}
 		fmt.Fprintln(stderr, "tlsgate:", err)
 		return exitUsage
 	}
 	defer v.Close()
+	if tier != nil {
+		// Closed before the Verifier (defers run last first): no purge lands in a
+		// closed cache.
+		defer tier.Close()
+		tier.Subscribe(func(key string) { v.Forget(key) }, v.ForgetAll)
+		log.Info("shared cache tier", "url", redactURL(cfg.Cache.Shared.URL), "key_prefix", cfg.Cache.Shared.KeyPrefix, "timeout", cfg.Cache.Shared.Timeout)
+	}
 	if cfg.Cache.File != "" {
 		// A restart must not turn into a probe storm: start from the saved verdicts.
 		var skipped *verify.CacheLinesSkipped
@@ -76,6 +96,8 @@ func serve(ctx context.Context, args, env []string, stderr io.Writer) int {
 		}()
 	}
 
+	// policies is the policy set in force, for the cache admin's show.
+	var policies atomic.Pointer[policy.Set]
 	// build turns a configuration into the milter's: at start and on every reload.
 	build := func(c *config.Config) (milter.Config, error) {
 		set, warnings, err := c.PolicySet()
@@ -99,6 +121,7 @@ func serve(ctx context.Context, args, env []string, stderr io.Writer) int {
 		if m != nil {
 			fc.OnDecision = m.decision
 		}
+		policies.Store(set)
 		return fc, nil
 	}
 	fc, err := build(cfg)
@@ -129,6 +152,17 @@ func serve(ctx context.Context, args, env []string, stderr io.Writer) int {
 		sm.shutdown(context.Background())
 		fmt.Fprintln(stderr, "tlsgate:", err)
 		return 1
+	}
+	if cfg.Cache.AdminSocket != "" {
+		// Authorisation is the socket's mode (0600): tlsgate's user and root only.
+		if err := serveAdmin(ctx, cfg.Cache.AdminSocket, &adminServer{v: v, tier: tier, set: &policies, log: log}); err != nil {
+			ln.Close()
+			sm.shutdown(context.Background())
+			ws.shutdown(context.Background())
+			fmt.Fprintln(stderr, "tlsgate: cache.admin_socket:", err)
+			return 1
+		}
+		log.Info("cache admin listening", "socket", cfg.Cache.AdminSocket)
 	}
 	var listening atomic.Bool
 	if m != nil {
@@ -204,4 +238,30 @@ func saveCachePeriodically(v *verify.Verifier, file string, every time.Duration,
 		}
 	}()
 	return func() { close(done); <-stopped }
+}
+
+// openShared opens the shared tier of cache.shared (it does not wait for the server:
+// a fleet member starts, alone, while the server is down).
+func openShared(cfg *config.Config, m *metrics, log *slog.Logger) (*sharedcache.Tier, error) {
+	secret, err := sharedcache.ReadSecret(cfg.Cache.Shared.SecretFile)
+	if err != nil {
+		return nil, err
+	}
+	var ev sharedcache.Events
+	if m != nil {
+		if err := m.registerShared(); err != nil {
+			return nil, err
+		}
+		ev = m
+	}
+	return sharedcache.Open(sharedcache.Config{URL: cfg.Cache.Shared.URL, KeyPrefix: cfg.Cache.Shared.KeyPrefix,
+		Secret: secret, Timeout: cfg.Cache.Shared.Timeout, Log: log, Events: ev})
+}
+
+// redactURL hides the password of a shared tier URL in the log.
+func redactURL(u string) string {
+	if p, err := url.Parse(u); err == nil {
+		return p.Redacted()
+	}
+	return "(unparsable URL)"
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/tlsgate/tlsgate/config"
+	"github.com/tlsgate/tlsgate/internal/sharedcache"
 	"github.com/tlsgate/tlsgate/verify"
 	"github.com/tlsgate/tlsgate/verify/dnsx"
 	"github.com/tlsgate/tlsgate/verify/mtasts"
@@ -79,8 +80,9 @@ func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
-// newVerifier builds the verify layer from the configuration.
-func newVerifier(cfg *config.Config, log *slog.Logger, events verify.Events) (*verify.Verifier, error) {
+// newVerifier builds the verify layer from the configuration; tier is the fleet's
+// shared cache tier, nil for a host on its own.
+func newVerifier(cfg *config.Config, log *slog.Logger, events verify.Events, tier *sharedcache.Tier) (*verify.Verifier, error) {
 	resolver, err := newResolver(cfg)
 	if err != nil {
 		return nil, err
@@ -106,7 +108,12 @@ func newVerifier(cfg *config.Config, log *slog.Logger, events verify.Events) (*v
 	guard := verify.NewGuard(verify.GuardConfig{Allow: cfg.AllowedNetworks()})
 	var sts verify.STSLookup
 	if cfg.MTASTS.Enabled {
+		var store mtasts.PolicyStore
+		if tier != nil {
+			store = tier.Policies()
+		}
 		c, err := mtasts.New(mtasts.Config{
+			Store:     store,
 			Resolver:  resolver,
 			Allowed:   guard.Allowed,
 			Roots:     roots,
@@ -120,7 +127,7 @@ func newVerifier(cfg *config.Config, log *slog.Logger, events verify.Events) (*v
 		}
 		sts = c
 	}
-	return verify.New(verify.Config{
+	vc := verify.Config{
 		Guard:          guard,
 		STS:            sts,
 		Resolver:       resolver,
@@ -140,7 +147,11 @@ func newVerifier(cfg *config.Config, log *slog.Logger, events verify.Events) (*v
 		// port the client connects to, which is probe.port.
 		SMTPPort: cfg.Probe.Port,
 		Events:   events,
-	})
+	}
+	if tier != nil {
+		vc.Shared = tier
+	}
+	return verify.New(vc)
 }
 
 // newResolver is the DNS client of the configuration: dns.resolver, or the first

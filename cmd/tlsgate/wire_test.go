@@ -77,7 +77,7 @@ func TestNewVerifierEvents(t *testing.T) {
 		t.Fatal(err)
 	}
 	ev := &recordedEvents{}
-	v, err := newVerifier(cfg, slog.New(slog.DiscardHandler), ev)
+	v, err := newVerifier(cfg, slog.New(slog.DiscardHandler), ev, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

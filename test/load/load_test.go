@@ -2,7 +2,9 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"io"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -82,6 +84,20 @@ func TestSmoke(t *testing.T) {
 		}
 		if r.ratio <= 0 || r.budgetedRatio <= 0 {
 			t.Errorf("ratios %v, %v", r.ratio, r.budgetedRatio)
+		}
+	})
+
+	t.Run("shared", func(t *testing.T) {
+		r, err := sharedLoad(t, c, &out)
+		if errors.Is(err, errNoServer) && os.Getenv("CI") == "" {
+			t.Skip(err) // CI installs redis-server first (test/all.sh): there this fails
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.getsPerHit != 1 || len(r.hit) != c.sharedDomains || r.factsBytes <= 0 || r.plain.ratio <= 0 || r.withShared.ratio <= 0 {
+			t.Errorf("%.2f GETs per shared hit (want 1), %d hits, %.0f B per entry, ratios %v %v",
+				r.getsPerHit, len(r.hit), r.factsBytes, r.plain.ratio, r.withShared.ratio)
 		}
 	})
 

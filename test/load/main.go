@@ -22,6 +22,11 @@
 //	             -conns connections (one request at a time each, as Postfix), against
 //	             tlsgate's socketmap server and a no-op netstring server; lookups/s,
 //	             latency p50/p90/p99/max, and the ratio.
+//	shared       the fleet's shared tier against a local redis-server/valkey-server the
+//	             scenario starts (skipped when none is installed): the cache-hit ratio
+//	             without and with the shared tier configured (same run), a shared hit's
+//	             latency p50/p99 over -shared-domains domains another host probed, and the
+//	             server's bytes per cached domain (target <= 2 KiB).
 //
 // Usage:
 //
@@ -35,6 +40,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -53,7 +59,7 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-var scenarioNames = []string{"cachehit", "singleflight", "cold", "memory", "socketmap"}
+var scenarioNames = []string{"cachehit", "singleflight", "cold", "memory", "socketmap", "shared"}
 
 func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("load", flag.ContinueOnError)
@@ -72,6 +78,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&c.rtt, "rtt", c.rtt, "singleflight, cold: injected network round-trip time")
 	fs.IntVar(&c.coldDomains, "cold-domains", c.coldDomains, "cold: uncached domains per pass")
 	fs.IntVar(&c.coldConns, "cold-conns", c.coldConns, "cold: milter connections at once")
+	fs.IntVar(&c.sharedDomains, "shared-domains", c.sharedDomains, "shared: domains probed by one host and read by another")
 	fs.IntVar(&c.memDomains, "mem-domains", c.memDomains, "memory: cached verdicts")
 	memCerts := fs.String("mem-certs", strings.Join(c.memCerts, ","), "memory: certificate modes (shared, unique)")
 	fs.IntVar(&c.memMX, "mem-mx", c.memMX, "memory: MX hosts per domain")
@@ -167,6 +174,11 @@ func runOne(name string, c config, out io.Writer) error {
 			_, err = cold(tb, c, out)
 		case "socketmap":
 			_, err = socketmapLoad(tb, c, out)
+		case "shared":
+			if _, err = sharedLoad(tb, c, out); errors.Is(err, errNoServer) {
+				fmt.Fprintf(out, "== shared tier: %v\n\n", err)
+				err = nil
+			}
 		}
 		return err
 	})
@@ -176,7 +188,7 @@ func defaultConfig() config {
 	return config{
 		conns: 8, duration: 10 * time.Second, rounds: 10, rcpts: 50, domains: 100, policies: 10000, customers: 20,
 		burst: 1000, rtt: 20 * time.Millisecond, coldDomains: 50, coldConns: 1,
-		memDomains: 100000, memCerts: []string{"shared", "unique"}, memMX: 1,
+		memDomains: 100000, memCerts: []string{"shared", "unique"}, memMX: 1, sharedDomains: 1000,
 		log: discardLogger,
 	}
 }
@@ -186,7 +198,7 @@ func smokeConfig(log *slog.Logger) config {
 	return config{
 		conns: 2, duration: 400 * time.Millisecond, rounds: 2, rcpts: 10, domains: 4, policies: 100, customers: 3,
 		burst: 50, rtt: 10 * time.Millisecond, coldDomains: 3, coldConns: 1,
-		memDomains: 2000, memCerts: []string{"shared", "unique"}, memMX: 1,
+		memDomains: 2000, memCerts: []string{"shared", "unique"}, memMX: 1, sharedDomains: 20,
 		log: log,
 	}
 }

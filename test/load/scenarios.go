@@ -40,6 +40,10 @@ type config struct {
 	memMX      int      // MX hosts per domain
 	memprofile string   // heap profile path prefix
 
+	// shared
+	sharedDomains int
+	shared        verify.SharedTier // cache-hit: tlsgate has this shared tier (local hits must not notice)
+
 	log     *slog.Logger
 	profile func() (stop func()) // brackets tlsgate's cache-hit run, when set
 }
@@ -123,7 +127,7 @@ func cacheHit(tb testing.TB, c config, out io.Writer) (*cacheHitResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	g, err := w.startGate(gateOptions{policies: set, log: c.log})
+	g, err := w.startGate(gateOptions{policies: set, log: c.log, shared: c.shared})
 	if err != nil {
 		return nil, err
 	}

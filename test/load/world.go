@@ -164,7 +164,8 @@ type gateOptions struct {
 	policies  *policy.Set
 	cacheSize int // 0: the default
 	log       *slog.Logger
-	count     bool // count fact requests (countingFacts)
+	count     bool              // count fact requests (countingFacts)
+	shared    verify.SharedTier // the fleet's shared tier; nil: none
 }
 
 // gate is tlsgate running in-process, wired as cmd/tlsgate's serve wires it, except that
@@ -197,6 +198,7 @@ func (w *world) startGate(o gateOptions) (*gate, error) {
 		DNSTimeout:  3 * defaultDNSTimeout,
 		CacheSize:   o.cacheSize,
 		Log:         o.log,
+		Shared:      o.shared,
 	})
 	if err != nil {
 		return nil, err

@@ -57,3 +57,6 @@ func (c *Cache[V]) Delete(key string) { c.r.Del(key) }
 
 // Close stops the cache's goroutines.
 func (c *Cache[V]) Close() { c.r.Close() }
+
+// Clear removes every entry.
+func (c *Cache[V]) Clear() { c.r.Clear() }

@@ -84,6 +84,17 @@ type Config struct {
 	MaxBackoff time.Duration
 	Now        func() time.Time
 	Log        *slog.Logger
+	// Store, when set, keeps policies beyond this process: the fleet's shared tier.
+	// A policy one host fetched protects the domain at every host (RFC 8461 §5.1,
+	// "policy persistence").
+	Store PolicyStore
+}
+
+// PolicyStore persists policies outside the process. Both methods are bounded by the
+// store's own deadline; a failure is a miss.
+type PolicyStore interface {
+	LoadPolicy(ctx context.Context, domain string) (Saved, bool)
+	SavePolicy(ctx context.Context, s Saved)
 }
 
 // Client looks up MTA-STS policies (RFC 8461 §3, §5) and keeps them for max_age.
@@ -182,6 +193,13 @@ func (c *Client) Close() { c.policy.Close() }
 func (c *Client) Lookup(ctx context.Context, domain string) Result {
 	now := c.cfg.Now()
 	old, _ := c.policy.Get(domain)
+	if old == nil && c.cfg.Store != nil {
+		if s, ok := c.cfg.Store.LoadPolicy(ctx, domain); ok && s.Domain == domain && now.Before(s.Expires) && validSaved(s) {
+			old = &entry{id: s.ID, policy: &Policy{Mode: s.Mode, MaxAge: time.Duration(s.MaxAge) * time.Second, MX: s.MX},
+				fetched: s.Fetched, expires: s.Expires}
+			c.store(domain, old, now)
+		}
+	}
 	id, ttl, txtErr := c.lookupTXT(ctx, domain)
 	switch {
 	case errors.Is(txtErr, errTXTTemporary):
@@ -225,6 +243,10 @@ func (c *Client) Lookup(ctx context.Context, domain string) Result {
 	}
 	e := &entry{id: id, policy: p, fetched: now, expires: now.Add(p.MaxAge)}
 	c.store(domain, e, now)
+	if c.cfg.Store != nil {
+		c.cfg.Store.SavePolicy(ctx, Saved{Domain: domain, ID: id, Mode: p.Mode, MaxAge: int64(p.MaxAge / time.Second),
+			MX: p.MX, Fetched: now, Expires: e.expires})
+	}
 	return Result{Status: StatusPolicy, ID: id, Policy: p, Fetched: now, Expires: e.expires,
 		Detail: "policy fetched", TTL: capTTL(ttl, e.expires.Sub(now))}
 }

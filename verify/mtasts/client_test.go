@@ -384,3 +384,44 @@ func TestImportValidates(t *testing.T) {
 		t.Errorf("Export() = %+v", got)
 	}
 }
+
+// memStore is a fleet's policy store (the shared tier) in memory.
+type memStore struct {
+	mu sync.Mutex
+	m  map[string]mtasts.Saved
+}
+
+func (s *memStore) LoadPolicy(_ context.Context, d string) (mtasts.Saved, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p, ok := s.m[d]
+	return p, ok
+}
+
+func (s *memStore) SavePolicy(_ context.Context, p mtasts.Saved) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.m[p.Domain] = p
+}
+
+// TestPolicyStoreSharedByTheFleet: a policy one host fetched protects the domain at
+// another host whose own fetch fails (RFC 8461 §5.1 policy persistence, fleet-wide);
+// an invalid stored policy is not used.
+func TestPolicyStoreSharedByTheFleet(t *testing.T) {
+	t.Parallel()
+	w := newSTSWorld(t)
+	store := &memStore{m: map[string]mtasts.Saved{}}
+	withStore := func(c *mtasts.Config) { c.Store = store }
+	w.lookup(w.client(withStore), expect{status: mtasts.StatusPolicy, mx: "mx1.example.test", fetches: 1})
+	if _, ok := store.m[domain]; !ok {
+		t.Fatal("the fetched policy was not stored")
+	}
+	w.srv.SetHandler(func(w http.ResponseWriter, _ *http.Request) { http.Error(w, "down", http.StatusServiceUnavailable) })
+	// Another host, same id: the fleet's policy, no fetch.
+	w.lookup(w.client(withStore), expect{status: mtasts.StatusPolicy, mx: "mx1.example.test", cached: true, fetches: 1})
+	// A stored policy that no policy host could have served is ignored.
+	bad := store.m[domain]
+	bad.MX = []string{"bad pattern with spaces"}
+	store.m[domain] = bad
+	w.lookup(w.client(withStore), expect{status: mtasts.StatusNone, problem: mtasts.ProblemFetch, fetches: 2})
+}
