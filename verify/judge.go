@@ -243,7 +243,7 @@ func mechanismFor(l policy.Level) Mechanism {
 
 // judgeAttempt judges one attempt. rank orders definite failures by how far they got.
 func judgeAttempt(a *Attempt, f *Facts, p policy.Policy) (av AttemptVerdict, rank int, definite bool) {
-	domain := f.Domain
+	domain := f.NextHopName() // "nexthop": the recipient domain or the next hop's host
 	r := &a.Result
 	av = AttemptVerdict{Host: a.Host, IP: r.IP}
 	// where names the host in details; built only when a detail is.
