@@ -34,10 +34,13 @@ func check(ctx context.Context, args, env []string, stdout, stderr io.Writer) in
 		return exitUsage
 	}
 	if fs.NArg() != 1 {
-		fmt.Fprintln(stderr, "tlsgate check: exactly one DOMAIN expected")
+		fmt.Fprintln(stderr, "tlsgate check: exactly one DOMAIN (or next hop [host], [host]:port, host:port) expected")
 		return exitUsage
 	}
-	domain, err := policy.NormalizeDomain(fs.Arg(0))
+	// DOMAIN is a recipient domain, or a next hop as Postfix names it in a
+	// transport_maps entry or relayhost ("[gw.example]:2525"): judged and looked up
+	// in the policy table as Postfix delivers to it.
+	domain, hop, err := checkDestination(fs.Arg(0))
 	if err != nil {
 		fmt.Fprintln(stderr, "tlsgate check:", err)
 		return exitUsage
@@ -48,7 +51,7 @@ func check(ctx context.Context, args, env []string, stdout, stderr io.Writer) in
 		fmt.Fprintln(stderr, "tlsgate:", err)
 		return exitUsage
 	}
-	req := set.Require(policy.Request{RecipientDomain: domain})
+	req := set.Require(policy.Request{RecipientDomain: domain, NextHop: hop})
 	p, rule := req.Policy, ""
 	if req.Policy.Key != "" {
 		rule = "policy:" + req.Policy.Key
@@ -142,4 +145,21 @@ var verdictLine = regexp.MustCompile(`^verdict: +(pass|fail|tempfail)\n?$`)
 type checkJSON struct {
 	verify.Report
 	Socketmap policymap.Answer `json:"socketmap"`
+}
+
+// checkDestination parses check's argument: a domain, or a next hop "[host]",
+// "[host]:port", "host:port". domain is what is probed and reported (the next-hop key
+// for a next hop), hop the next-hop key for the policy lookup ("" for a domain).
+func checkDestination(arg string) (domain, hop string, err error) {
+	if k, ok := policy.NormalizeNextHop(arg); ok {
+		if _, ok, err := verify.ParseNextHop(k); !ok || err != nil {
+			if err == nil {
+				err = fmt.Errorf("%q is not a usable next hop", arg)
+			}
+			return "", "", err
+		}
+		return k, k, nil
+	}
+	d, err := policy.NormalizeDomain(arg)
+	return d, "", err
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/tlsgate/tlsgate/config"
 	"github.com/tlsgate/tlsgate/config/policy"
+	"github.com/tlsgate/tlsgate/verify"
 )
 
 // configCmd runs `tlsgate config check FILE [--rcpt ADDR] [--sender ADDR] [--sasl LOGIN]
@@ -18,7 +20,7 @@ import (
 // say which level applies and which rule said so. Exit 0 valid, 3 invalid.
 func configCmd(args, env []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 || args[0] != "check" {
-		fmt.Fprintln(stderr, "usage: tlsgate config check FILE [--rcpt ADDR] [--sender ADDR] [--sasl LOGIN] [--client IP]")
+		fmt.Fprintln(stderr, "usage: tlsgate config check FILE [--rcpt ADDR] [--sender ADDR] [--sasl LOGIN] [--client IP] [--next-hop HOP]")
 		return exitUsage
 	}
 	fs := pflag.NewFlagSet("tlsgate config check", pflag.ContinueOnError)
@@ -27,6 +29,7 @@ func configCmd(args, env []string, stdout, stderr io.Writer) int {
 	sender := fs.String("sender", "", "envelope sender address (customer toggles by sender domain)")
 	sasl := fs.String("sasl", "", "SASL login (customer toggles by {auth_authen})")
 	client := fs.String("client", "", "client IP address (customer toggles by client_networks)")
+	nextHop := fs.String("next-hop", "", "where Postfix delivers the recipient ({rcpt_host}: [host], [host]:port, host:port or a domain), when not the recipient domain")
 	if err := fs.Parse(args[1:]); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			return 0
@@ -64,9 +67,19 @@ func configCmd(args, env []string, stdout, stderr io.Writer) int {
 	}
 	domain = strings.Trim(domain, "<> ")
 	norm, err := policy.NormalizeDomain(domain)
-	if err != nil {
+	// --rcpt may itself be a next hop ("[gw.example]:2525"): the destination alone.
+	hop := ""
+	if k, ok := policy.NormalizeNextHop(*rcpt); ok && !strings.Contains(*rcpt, "@") {
+		hop, norm = k, k
+	} else if err != nil {
 		fmt.Fprintln(stderr, "tlsgate config check: --rcpt:", err)
 		return exitUsage
+	}
+	if *nextHop != "" {
+		if hop, err = configNextHop(*nextHop, norm); err != nil {
+			fmt.Fprintln(stderr, "tlsgate config check: --next-hop:", err)
+			return exitUsage
+		}
 	}
 	var ip netip.Addr
 	if *client != "" {
@@ -79,13 +92,18 @@ func configCmd(args, env []string, stdout, stderr io.Writer) int {
 	if i := strings.LastIndexByte(senderDomain, '@'); i >= 0 {
 		senderDomain = senderDomain[i+1:]
 	}
-	req := set.Require(policy.Request{RecipientDomain: norm, SenderDomain: strings.Trim(senderDomain, "<> "), SASLLogin: *sasl, ClientIP: ip})
+	req := set.Require(policy.Request{RecipientDomain: norm, NextHop: hop, SenderDomain: strings.Trim(senderDomain, "<> "), SASLLogin: *sasl, ClientIP: ip})
 	p := req.Policy
 	rule := req.Rule
 	if rule == "none" {
 		rule = "none (no policy or customer matches: the recipient passes unchecked)"
 	}
-	fmt.Fprintf(stdout, "recipient domain: %s\nlevel: %s\nrule: %s\n", norm, p.Level, rule)
+	fmt.Fprintf(stdout, "recipient domain: %s\n", norm)
+	if hop != "" {
+		// Postfix delivers to the next hop and looks its policy up by it.
+		fmt.Fprintf(stdout, "next hop: %s (judged at it; its policy entry applies, not the recipient domain's)\n", hop)
+	}
+	fmt.Fprintf(stdout, "level: %s\nrule: %s\n", p.Level, rule)
 	if len(p.Match) > 0 {
 		fmt.Fprintf(stdout, "match: %s\n", strings.Join(p.Match, ":"))
 	}
@@ -94,7 +112,26 @@ func configCmd(args, env []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "also required: %s (%s)\n", a.Level, req.AlsoRule)
 	}
 	if cfg.Socketmap.Listen != "" {
-		fmt.Fprintf(stdout, "socketmap: %s\n", socketmapStatic(set.Table, cfg.SocketmapDefaultPublished(), norm))
+		fmt.Fprintf(stdout, "socketmap: %s\n", socketmapStatic(set.Table, cfg.SocketmapDefaultPublished(), cmp.Or(hop, norm)))
 	}
 	return 0
+}
+
+// configNextHop is --next-hop as the milter reads {rcpt_host}: "" when it is the
+// recipient domain itself.
+func configNextHop(arg, domain string) (string, error) {
+	h, ok, err := verify.ParseNextHop(arg)
+	switch {
+	case err != nil:
+		return "", err
+	case !ok:
+		return "", fmt.Errorf("%q is neither a domain nor a next hop ([host], [host]:port, host:port)", arg)
+	}
+	if k, explicit := policy.NormalizeNextHop(arg); explicit {
+		return k, nil
+	}
+	if h.Name == domain {
+		return "", nil
+	}
+	return h.Name, nil
 }
