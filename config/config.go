@@ -68,6 +68,7 @@ type Config struct {
 		TempfailTTL  time.Duration `koanf:"tempfail_ttl"`
 		File         string        `koanf:"file"`
 		SaveInterval time.Duration `koanf:"save_interval"`
+		RefreshAhead bool          `koanf:"refresh_ahead"`
 	} `koanf:"cache"`
 	Defaults struct {
 		OnFail        string `koanf:"on_fail"`
@@ -153,6 +154,7 @@ func Default() *Config {
 	c.Cache.TempfailTTL = time.Minute
 	c.Cache.File = ""
 	c.Cache.SaveInterval = 5 * time.Minute
+	c.Cache.RefreshAhead = true
 	c.Defaults.OnFail = "reject"
 	c.Defaults.OnTempfail = "tempfail"
 	c.Defaults.RejectMessage = ""

@@ -82,6 +82,8 @@ var scalars = []scalar{
 		usage: `file the verdict cache is saved to (periodically and at shutdown) and loaded from at start; "" keeps it in memory only`},
 	{key: "cache.save_interval", ptr: func(c *Config) any { return &c.Cache.SaveInterval },
 		usage: "how often the verdict cache is saved to cache.file"},
+	{key: "cache.refresh_ahead", ptr: func(c *Config) any { return &c.Cache.RefreshAhead },
+		usage: "probe a destination asked for during its cache period again shortly before its facts expire"},
 	{key: "defaults.on_fail", ptr: func(c *Config) any { return &c.Defaults.OnFail },
 		usage: "action when a recipient fails its policy: reject, tempfail or header"},
 	{key: "defaults.on_tempfail", ptr: func(c *Config) any { return &c.Defaults.OnTempfail },

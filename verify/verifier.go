@@ -95,6 +95,11 @@ type Config struct {
 	// STS looks up MTA-STS policies beside the MX records; nil disables MTA-STS.
 	// The Verifier owns it: Close closes it when it has a Close method.
 	STS STSLookup
+	// RefreshAhead re-probes the facts of a destination asked for during their cache
+	// period shortly before they expire (refresh.go); RefreshTick is how often due
+	// refreshes are started, default 1s.
+	RefreshAhead bool
+	RefreshTick  time.Duration
 }
 
 // Verifier gathers and caches Facts. Concurrent requests for one domain share one probe.
@@ -126,6 +131,7 @@ type Verifier struct {
 	closed  bool
 	ctx     context.Context // parent of background probes; cancelled by Close
 	stop    context.CancelFunc
+	refresh *refresher // nil without Config.RefreshAhead
 }
 
 // New returns a Verifier. It returns an error only for an unusable configuration.
@@ -195,6 +201,7 @@ func New(cfg Config) (*Verifier, error) {
 	v := &Verifier{cfg: cfg, cache: c, sem: make(chan struct{}, cfg.MaxConcurrent), ctx: ctx, stop: stop,
 		addrs: addrs, limiter: newAddrLimiter(cfg.RatePerAddress, time.Minute), keys: map[string]struct{}{}, postures: postures, maps: maps,
 		allow: cfg.Guard.Allowed}
+	v.startRefresher()
 	return v, nil
 }
 
@@ -235,6 +242,7 @@ func (v *Verifier) Cached(domain string) (*Facts, bool) {
 		return nil, false
 	}
 	v.cfg.Events.CacheLookup(true)
+	v.noteHit(f)
 	return f, true
 }
 

@@ -35,6 +35,7 @@ type metrics struct {
 	postureChanges *prometheus.CounterVec
 	verdictChanges *prometheus.CounterVec
 	reloads        *prometheus.CounterVec
+	refreshes      *prometheus.CounterVec
 	// last remembers each (domain, level)'s last status to count verdict changes.
 	last *cache.Cache[string]
 }
@@ -69,13 +70,15 @@ func newMetrics() (*metrics, error) {
 			[]string{"from", "to"}),
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tlsgate_config_reloads_total",
 			Help: "Configuration reloads by result (success, failure)."}, []string{"result"}),
+		refreshes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tlsgate_refresh_total",
+			Help: "Refresh-ahead probes of cached destinations by result (refreshed, busy, rate-limited, error)."}, []string{"result"}),
 		last: last,
 	}
 	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "tlsgate_build_info",
 		Help: "Build information; always 1."}, []string{"version", "goversion"})
 	build.WithLabelValues(version, runtime.Version()).Set(1)
 	for _, c := range []prometheus.Collector{m.decisions, m.sessions, m.cacheLookups, m.probesRunning,
-		m.rateLimited, m.overloaded, m.postureChanges, m.verdictChanges, m.reloads, build,
+		m.rateLimited, m.overloaded, m.postureChanges, m.verdictChanges, m.reloads, m.refreshes, build,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		if err := m.reg.Register(c); err != nil {
 			return nil, err
@@ -100,6 +103,11 @@ func (m *metrics) Session(o smtpprobe.Outcome, d time.Duration) {
 func (m *metrics) RateLimited()                  { m.rateLimited.Inc() }
 func (m *metrics) Overloaded()                   { m.overloaded.Inc() }
 func (m *metrics) PostureChanged(_, what string) { m.postureChanges.WithLabelValues(what).Inc() }
+
+var _ verify.RefreshEvents = (*metrics)(nil)
+
+// Refresh counts one refresh-ahead probe (verify.RefreshEvents).
+func (m *metrics) Refresh(result string) { m.refreshes.WithLabelValues(result).Inc() }
 
 // countReload counts a configuration reload; m may be nil.
 func (m *metrics) countReload(ok bool) {
