@@ -207,4 +207,3 @@ func (v *Verifier) startRefresher() {
 		go v.runRefresher()
 	}
 }
-
