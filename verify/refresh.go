@@ -79,6 +79,9 @@ func (v *Verifier) noteHit(f *Facts) {
 		return
 	}
 	due := f.Until.Add(-refreshLead(f.Until.Sub(f.Checked)))
+	if now := v.cfg.Now(); !due.After(now) && v.startRefresh(f, now) {
+		return // due already: started at once rather than at the next tick
+	}
 	r := v.refresh
 	r.mu.Lock()
 	heap.Push(&r.queue, refreshItem{due: due, f: f})
@@ -115,24 +118,31 @@ func (v *Verifier) startDueRefreshes() {
 	}()
 	for r.queue.Len() > 0 && !r.queue[0].due.After(now) {
 		it := heap.Pop(&r.queue).(refreshItem)
-		f := it.f
-		if cur, ok := v.cache.Get(f.Domain); !ok || cur != f {
-			continue // replaced (a probe after a change) or evicted: nothing to refresh
+		if !v.startRefresh(it.f, now) {
+			retry = append(retry, refreshItem{due: now.Add(r.tick), f: it.f})
 		}
-		if !now.Before(f.Until) {
-			v.refreshEvent("busy") // expired without ever finding a slot
-			continue
-		}
-		if !v.takeRefreshSlot() {
-			retry = append(retry, refreshItem{due: now.Add(r.tick), f: f})
-			continue
-		}
-		if !v.enter() {
-			v.releaseRefreshSlot()
-			return
-		}
-		go v.runRefresh(f)
 	}
+}
+
+// startRefresh starts the refresh of f if it is still the cached facts and a slot is
+// free; false means "try again at the next tick".
+func (v *Verifier) startRefresh(f *Facts, now time.Time) bool {
+	if cur, ok := v.cache.Get(f.Domain); !ok || cur != f {
+		return true // replaced (a probe after a change) or evicted: nothing to refresh
+	}
+	if !now.Before(f.Until) {
+		v.refreshEvent("busy") // expired without ever finding a slot
+		return true
+	}
+	if !v.takeRefreshSlot() {
+		return false
+	}
+	if !v.enter() {
+		v.releaseRefreshSlot()
+		return true
+	}
+	go v.runRefresh(f)
+	return true
 }
 
 // takeRefreshSlot takes a refresh budget slot and a probe slot, both only when free.

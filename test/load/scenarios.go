@@ -40,6 +40,9 @@ type config struct {
 	memMX      int      // MX hosts per domain
 	memprofile string   // heap profile path prefix
 
+	// refresh
+	refresh refreshConfig
+
 	log     *slog.Logger
 	profile func() (stop func()) // brackets tlsgate's cache-hit run, when set
 }
