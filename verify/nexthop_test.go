@@ -153,3 +153,29 @@ func TestNextHopDomainPort(t *testing.T) {
 		t.Errorf("MX %s, dials %v; want the MX host at 2525", f.MX, w.dialer.Dials())
 	}
 }
+
+// TestNextHopCachePersisted: a next hop's facts are saved and loaded under their key.
+func TestNextHopCachePersisted(t *testing.T) {
+	t.Parallel()
+	const gw = "gw.example.test"
+	w := newWorld(t)
+	w.dns.Add(t, gw+". 300 IN A 127.0.0.33")
+	w.serveAt("127.0.0.33", "good", gw)
+	v := w.verifier()
+	if _, _, err := v.Facts(context.Background(), "["+gw+"]:2525"); err != nil {
+		t.Fatal(err)
+	}
+	path := t.TempDir() + "/cache"
+	if n, err := v.SaveCache(path); n != 1 || err != nil {
+		t.Fatalf("saved %d, %v", n, err)
+	}
+	v2 := w.verifier()
+	if n, err := v2.LoadCache(path); n != 1 || err != nil {
+		t.Fatalf("loaded %d, %v", n, err)
+	}
+	f, ok := v2.Cached("[" + gw + "]:2525")
+	if !ok || f.NextHopName() != gw {
+		t.Fatalf("loaded facts: %v", ok)
+	}
+	want("pass").check(t, "verify", verify.Judge(f, policy.Policy{Level: policy.LevelVerify}))
+}
