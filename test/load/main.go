@@ -201,7 +201,7 @@ func smokeConfig(log *slog.Logger) config {
 		burst: 50, rtt: 10 * time.Millisecond, coldDomains: 3, coldConns: 1,
 		memDomains: 2000, memCerts: []string{"shared", "unique"}, memMX: 1,
 		refresh: refreshConfig{domains: 200, zipf: 1.1, rate: 20, ttl: 30 * time.Second, warmup: time.Minute,
-			hour: 2 * time.Minute, speedup: 30, conns: 32},
+			hour: 2 * time.Minute, speedup: 30},
 		log: log,
 	}
 }

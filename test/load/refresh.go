@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -46,12 +47,11 @@ type refreshConfig struct {
 	warmup  time.Duration // simulated, not counted
 	hour    time.Duration // simulated, counted
 	speedup float64
-	conns   int // milter connections at once (smtpd processes): an RCPT that waits for a probe holds one
 }
 
 func defaultRefreshConfig() refreshConfig {
 	return refreshConfig{domains: 10000, zipf: 1.1, rate: 100, ttl: 5 * time.Minute, warmup: 10 * time.Minute,
-		hour: time.Hour, speedup: 20, conns: 256}
+		hour: time.Hour, speedup: 20}
 }
 
 // refreshRun is one run's figures, counted after warm-up.
@@ -63,10 +63,13 @@ type refreshRun struct {
 	// warm counts cache misses for a domain that had a cache hit less than a TTL
 	// before: asked for during the cache period that just ended.
 	warmMisses, warmInProgress int64
+	// recent counts RCPTs for a domain asked for (hit or not) less than a TTL before,
+	// recentCached those of them answered from the cache: what any cache could serve.
+	recent, recentCached int64
 	probes                     int64 // SMTP sessions
 	refreshes                  map[string]int64
 	simulated                  time.Duration
-	lag                        time.Duration // how far the driver fell behind its schedule at most
+	lag                        time.Duration // how far the driver fell behind its schedule at most, after warm-up
 }
 
 func (r *refreshRun) hitShare() float64 { return float64(r.cached) / float64(max(r.rcpts, 1)) }
@@ -109,8 +112,8 @@ func refreshScenario(tb testing.TB, c config, out io.Writer) ([2]*refreshRun, er
 			return runs, err
 		}
 		runs[i] = r
-		fmt.Fprintf(out, "refresh-ahead %-5v %8d RCPTs  from cache %.3f%%  in-progress %6d  warm-domain misses %6d (in-progress %6d)  probes %7.0f/h  refreshes %v  (driver lag max %v)\n",
-			on, r.rcpts, 100*r.hitShare(), r.inProgress, r.warmMisses, r.warmInProgress, r.perHour(r.probes), r.refreshes, round(r.lag))
+		fmt.Fprintf(out, "refresh-ahead %-5v %8d RCPTs  from cache %.3f%% (%.3f%% of the %d for a domain asked for within a TTL)  in-progress %6d  warm-domain misses %6d (in-progress %6d)  probes %7.0f/h  refreshes %v  (driver lag max %v)\n",
+			on, r.rcpts, 100*r.hitShare(), 100*float64(r.recentCached)/float64(max(r.recent, 1)), r.recent, r.inProgress, r.warmMisses, r.warmInProgress, r.perHour(r.probes), r.refreshes, round(r.lag))
 	}
 	off, on := runs[0], runs[1]
 	fmt.Fprintf(out, "refresh-ahead costs %.0f probes/h (%+.0f%%); warm-domain in-progress answers %d -> %d (target 0); from cache %.3f%% -> %.3f%% (target >= 99.9%%)\n\n",
@@ -165,6 +168,7 @@ func refreshOnce(tb testing.TB, c config, rc refreshConfig, refreshAhead bool) (
 	r := &refreshRun{refreshAhead: refreshAhead}
 	var mu sync.Mutex
 	lastHit := make(map[string]time.Time, rc.domains)
+	lastAsk := make(map[string]time.Time, rc.domains)
 	var probesAtStart atomic.Int64
 	probesAtStart.Store(-1)
 	f := milter.NewFilter(milter.Config{
@@ -181,8 +185,10 @@ func refreshOnce(tb testing.TB, c config, rc refreshConfig, refreshAhead bool) (
 			// Warm: a cache hit less than a TTL ago. The facts that just expired (a
 			// miss) were valid at that hit, so the domain was asked for during their
 			// cache period: refresh-ahead's promise is that it never misses then.
-			last := lastHit[vd.Domain]
+			last, lastAny := lastHit[vd.Domain], lastAsk[vd.Domain]
 			warm := !vd.Cached && !last.IsZero() && now.Sub(last) < rc.ttl
+			recent := !lastAny.IsZero() && now.Sub(lastAny) < rc.ttl
+			lastAsk[vd.Domain] = now
 			if vd.Cached {
 				lastHit[vd.Domain] = now
 			}
@@ -200,6 +206,12 @@ func refreshOnce(tb testing.TB, c config, rc refreshConfig, refreshAhead bool) (
 			case inProgress:
 				r.inProgress++
 			}
+			if recent {
+				r.recent++
+				if vd.Cached {
+					r.recentCached++
+				}
+			}
 			if warm {
 				r.warmMisses++
 				if inProgress {
@@ -208,67 +220,33 @@ func refreshOnce(tb testing.TB, c config, rc refreshConfig, refreshAhead bool) (
 			}
 		},
 	})
-	addr, err := serve(tb, f.NewServer())
-	if err != nil {
-		return nil, err
-	}
-
-	// The driver: RCPT n is due at n / rate simulated seconds; sessions of 10 RCPTs.
+	// The driver: RCPT n is due at n / rate simulated seconds, each decided in its own
+	// goroutine as concurrent smtpd processes would ask (an RCPT that waits for a probe
+	// holds up nothing else). Filter.Decide is called directly: the milter protocol's
+	// cost is the cachehit scenario's subject, not this one's.
 	total := int64((rc.warmup + rc.hour).Seconds() * rc.rate)
 	warm := int64(rc.warmup.Seconds() * rc.rate)
 	realPer := time.Duration(float64(time.Second) / rc.rate / rc.speedup)
-	var next atomic.Int64
-	var lagNs atomic.Int64
-	m := newMTA(addr)
+	rng := rand.New(rand.NewPCG(1, 13)) // the same RCPT sequence for both runs
+	zipf := rand.NewZipf(rng, rc.zipf, 1, uint64(rc.domains-1))
 	var wg sync.WaitGroup
-	errs := make([]error, rc.conns)
-	for wk := range rc.conns {
+	for n := range total {
+		due := clock.start.Add(time.Duration(n) * realPer)
+		if d := time.Until(due); d > 0 {
+			time.Sleep(d)
+		} else if n >= warm {
+			r.lag = max(r.lag, -d)
+		}
+		rcpt := "user@" + names[zipf.Uint64()]
 		wg.Go(func() {
-			rng := rand.New(rand.NewPCG(uint64(wk)+1, uint64(refreshAheadSeed(refreshAhead))))
-			zipf := rand.NewZipf(rng, rc.zipf, 1, uint64(rc.domains-1))
-			for s := 0; ; s++ {
-				sess, _, err := m.open(fmt.Sprintf("R%dQ%d", wk, s), "alice@sender.load.test")
-				if err != nil {
-					errs[wk] = err
-					return
-				}
-				for range 10 {
-					n := next.Add(1) - 1
-					if n >= total {
-						sess.close()
-						return
-					}
-					due := clock.start.Add(time.Duration(n) * realPer)
-					if d := time.Until(due); d > 0 {
-						time.Sleep(d)
-					} else if -d > time.Duration(lagNs.Load()) && n >= warm {
-						lagNs.Store(int64(-d))
-					}
-					if _, _, err := sess.rcpt("user@" + names[zipf.Uint64()]); err != nil {
-						errs[wk] = err
-						sess.close()
-						return
-					}
-				}
-				sess.abort()
-				sess.close()
-			}
+			f.Decide(context.Background(), milter.Request{Rcpt: rcpt, Mailer: "smtp", MailerKnown: true, Sender: "alice@sender.load.test"})
 		})
 	}
 	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			return nil, err
-		}
-	}
 	r.simulated = clock.Now().Sub(measureFrom)
 	r.probes = prober.n.Load() - max(probesAtStart.Load(), 0)
-	r.lag = time.Duration(lagNs.Load())
 	events.mu.Lock()
 	r.refreshes = events.n
 	events.mu.Unlock()
 	return r, nil
 }
-
-// refreshAheadSeed gives both runs the same RCPT sequence.
-func refreshAheadSeed(bool) int { return 13 }
