@@ -66,10 +66,10 @@ type refreshRun struct {
 	// recent counts RCPTs for a domain asked for (hit or not) less than a TTL before,
 	// recentCached those of them answered from the cache: what any cache could serve.
 	recent, recentCached int64
-	probes                     int64 // SMTP sessions
-	refreshes                  map[string]int64
-	simulated                  time.Duration
-	lag                        time.Duration // how far the driver fell behind its schedule at most, after warm-up
+	probes               int64 // SMTP sessions
+	refreshes            map[string]int64
+	simulated            time.Duration
+	lag                  time.Duration // how far the driver fell behind its schedule at most, after warm-up
 }
 
 func (r *refreshRun) hitShare() float64 { return float64(r.cached) / float64(max(r.rcpts, 1)) }
