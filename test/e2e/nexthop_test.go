@@ -63,11 +63,16 @@ domhoppass@notls.test smtp:tls.test
 relaytr@notls.test    relay:[mx.tls.test]:2526
 pinned@selfsigned.test smtp:[mx.tls.test]
 selfsigned@tls.test   smtp:[mx.selfsigned.test]:2526
+daneee@notls.test     smtp:[mx.selfsigned.test]
+danebad@tls.test      smtp:[mx.wrongname.test]
 `, 0o644)
 	sdrh := w.write("sender_relay", hopSDSender+" [mx.notls.test]:2526\n", 0o644)
 	policy := w.write("tls_policy", `# next-hop entries: looked up by the next hop, verbatim
 [mx.tls.test]:2526 verify
 [mx.selfsigned.test]:2526 verify
+# DANE at a [host] next hop: TLSA at _25._tcp.host, the host's A record is signed
+[mx.selfsigned.test] dane-only
+[mx.wrongname.test] dane-only
 # a recipient domain's entry that must not apply when its mail goes elsewhere: a pin
 # nothing matches (Postfix would defer at it)
 selfsigned.test fingerprint match=00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF
@@ -90,6 +95,10 @@ selfsigned.test fingerprint match=00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:F
 			"smtp:[mx.tls.test]", "[mx.tls.test]", "smtp", "pass", "encrypt"},
 		{"transport smtp:[host] failing", hopSender, "bracketfail@tls.test",
 			"smtp:[mx.notls.test]", "[mx.notls.test]", "smtp", "fail", "encrypt"},
+		{"transport smtp:[host] at dane-only: DANE-EE matches the self-signed certificate", hopSender, "daneee@notls.test",
+			"smtp:[mx.selfsigned.test]", "[mx.selfsigned.test]", "smtp", "pass", "dane-only"},
+		{"transport smtp:[host] at dane-only: TLSA digest matches nothing", hopSender, "danebad@tls.test",
+			"smtp:[mx.wrongname.test]", "[mx.wrongname.test]", "smtp", "fail", "dane-only"},
 		{"transport smtp:domain: the domain's MX hosts", hopSender, "domhop@tls.test",
 			"smtp:notls.test", "notls.test", "smtp", "fail", "encrypt"},
 		{"transport smtp:domain passing", hopSender, "domhoppass@notls.test",
