@@ -4,7 +4,7 @@ package e2e
 
 // Next hops: recipients that Postfix delivers somewhere else than their domain's MX
 // hosts, through transport_maps (smtp:[host]:port, smtp:[host], smtp:domain,
-// relay:[host]:port), relayhost and sender_dependent_relayhost_maps. The sending
+// relay:[host]:port), relay_transport, relayhost and sender_dependent_relayhost_maps. The sending
 // Postfix (smtpd_milters -> tlsgate) and the oracle Postfix read the same tables; the
 // test records what the sending Postfix sends the milter in {rcpt_host} (its verbose
 // log, debug_peer_list), what tlsgate answers at RCPT, and what the oracle does when it
@@ -81,6 +81,9 @@ selfsigned.test fingerprint match=00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:F
 		"transport_maps = texthash:" + transport,
 		"relayhost = [mx.tls.test]:2526",
 		"sender_dependent_relayhost_maps = texthash:" + sdrh,
+		// relay.e2e.test has no DNS records: only the relay transport's next hop counts.
+		"relay_domains = relay.e2e.test",
+		"relay_transport = relay:[mx.notls.test]:2526",
 	}
 	w.postconf = map[string][]string{"sender": append(routing, "debug_peer_list = "+hopClient)}
 
@@ -107,6 +110,8 @@ selfsigned.test fingerprint match=00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:F
 			"relay:[mx.tls.test]:2526", "[mx.tls.test]:2526", "relay", "pass", "verify"},
 		{"recipient domain's entry not used: routed elsewhere", hopSender, "pinned@selfsigned.test",
 			"smtp:[mx.tls.test]", "[mx.tls.test]", "smtp", "pass", "encrypt"},
+		{"relay_domains with relay_transport relay:[host]:port", hopSender, "rt@relay.e2e.test",
+			"relay_transport = relay:[mx.notls.test]:2526", "[mx.notls.test]:2526", "relay", "fail", "encrypt"},
 		{"relayhost: own MX fails, relay passes", hopSender, "rh@notls.test",
 			"relayhost = [mx.tls.test]:2526", "[mx.tls.test]:2526", "smtp", "pass", "verify"},
 		{"sender_dependent_relayhost_maps: own MX passes, relay fails", hopSDSender, "sd@tls.test",
