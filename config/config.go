@@ -68,6 +68,7 @@ type Config struct {
 		TempfailTTL  time.Duration `koanf:"tempfail_ttl"`
 		File         string        `koanf:"file"`
 		SaveInterval time.Duration `koanf:"save_interval"`
+		RefreshAhead bool          `koanf:"refresh_ahead"`
 		Shared       struct {
 			URL        string        `koanf:"url"`
 			KeyPrefix  string        `koanf:"key_prefix"`
@@ -168,6 +169,7 @@ func Default() *Config {
 	c.Cache.SaveInterval = 5 * time.Minute
 	c.Cache.Shared.KeyPrefix = "tlsgate:"
 	c.Cache.Shared.Timeout = 75 * time.Millisecond
+	c.Cache.RefreshAhead = true
 	c.Defaults.OnFail = "reject"
 	c.Defaults.OnTempfail = "tempfail"
 	c.Defaults.RejectMessage = ""

@@ -52,6 +52,9 @@ func (c *Config) PolicySet() (*policy.Set, []policy.Warning, error) {
 		}
 		p.Raw = rawPolicy(p.Level, p.Match)
 		w, err := t.Add(pc.Domain, p)
+		if errors.Is(err, policy.ErrNextHopKey) {
+			w, err = t.AddNextHop(pc.Domain, p)
+		}
 		if err != nil {
 			errs = append(errs, c.fieldError(at+".domain", pc.Domain, "is not usable: "+err.Error(), ""))
 			continue

@@ -82,6 +82,8 @@ var scalars = []scalar{
 		usage: `file the verdict cache is saved to (periodically and at shutdown) and loaded from at start; "" keeps it in memory only`},
 	{key: "cache.save_interval", ptr: func(c *Config) any { return &c.Cache.SaveInterval },
 		usage: "how often the verdict cache is saved to cache.file"},
+	{key: "cache.refresh_ahead", ptr: func(c *Config) any { return &c.Cache.RefreshAhead },
+		usage: "probe a destination asked for during its cache period again shortly before its facts expire"},
 	{key: "cache.shared.url", ptr: func(c *Config) any { return &c.Cache.Shared.URL },
 		usage: `the fleet's shared cache tier, a Valkey or Redis server: redis://[USER:PASSWORD@]HOST:PORT/DB, rediss://... (TLS), unix://[USER:PASSWORD@]/PATH?db=N; "" = this host's cache only`},
 	{key: "cache.shared.key_prefix", ptr: func(c *Config) any { return &c.Cache.Shared.KeyPrefix },

@@ -357,7 +357,13 @@ func (v *validator) level(key, s string) (policy.Level, bool) {
 
 // normalizeKey normalizes a domain or a ".domain" (every subdomain) as a Postfix
 // table key.
+//
+// A next-hop key ("[gw.example]:2525", "[gw.example]", "relay.example:2525")
+// is kept: it applies to recipients Postfix delivers through that next hop.
 func normalizeKey(s string) (string, error) {
+	if k, ok := policy.NormalizeNextHop(s); ok {
+		return k, nil
+	}
 	rest, parent := strings.CutPrefix(strings.TrimSpace(s), ".")
 	d, err := policy.NormalizeDomain(rest)
 	if err != nil {
@@ -376,7 +382,7 @@ func (v *validator) policies() {
 		if strings.TrimSpace(p.Domain) == "" {
 			v.fail(at("domain"), "", "must be set", "")
 		} else if key, err := normalizeKey(p.Domain); err != nil {
-			v.fail(at("domain"), p.Domain, `is not a domain or ".domain" (every subdomain)`, "")
+			v.fail(at("domain"), p.Domain, `is not a domain, ".domain" (every subdomain) or next hop ("[host]", "[host]:port", "host:port")`, "")
 		} else if j, dup := seen[key]; dup {
 			v.fail(at("domain"), p.Domain, fmt.Sprintf("is also the domain of policies[%d]", j), "")
 		} else {

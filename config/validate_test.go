@@ -89,8 +89,8 @@ func TestValidateErrors(t *testing.T) {
 		{"policy file empty", func(c *Config) { c.PolicyFiles = []string{"/etc/postfix/tls_policy", " "} }, "policy_files[1]", "must not be empty"},
 
 		{"policy domain missing", func(c *Config) { c.Policies = []PolicyConfig{{Level: "encrypt"}} }, "policies[0].domain", "must be set"},
-		{"policy domain bad", func(c *Config) { c.Policies = []PolicyConfig{{Domain: "[192.0.2.1]", Level: "encrypt"}} }, "policies[0].domain",
-			`"[192.0.2.1]" is not a domain or ".domain"`},
+		{"policy domain bad", func(c *Config) { c.Policies = []PolicyConfig{{Domain: "exa mple.test", Level: "encrypt"}} }, "policies[0].domain",
+			`"exa mple.test" is not a domain, ".domain" (every subdomain) or next hop`},
 		{"policy domain two dots", func(c *Config) { c.Policies = []PolicyConfig{{Domain: "..a.example", Level: "encrypt"}} }, "policies[0].domain", "is not a domain"},
 		{"policy domain duplicate", func(c *Config) {
 			c.Policies = []PolicyConfig{{Domain: "a.example", Level: "encrypt"}, {Domain: ".a.example", Level: "encrypt"}, {Domain: "A.Example.", Level: "may"}}

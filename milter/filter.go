@@ -46,7 +46,7 @@ type Config struct {
 	// cheap and safe for concurrent use.
 	OnDecision func(Decision)
 
-	warnedHops *sync.Map // next hops warned about (warnNextHop); kept across Update
+	warnedHops *sync.Map // unusable next hops warned about (warnNextHop); kept across Update
 }
 
 // Filter decides recipients. It is safe for concurrent use; Update swaps its
@@ -167,8 +167,15 @@ func (f *Filter) Decide(ctx context.Context, r Request) (d Decision) {
 	if err == nil {
 		domainSeen = norm
 	}
+	// Postfix delivers to the next hop and looks its TLS policy up by it: the next
+	// hop is judged, under its own policy entry.
+	hop := ""
+	if err == nil {
+		hop = cfg.hopKey(r.NextHop, norm)
+	}
 	req := cfg.Policies.Require(policy.Request{
 		RecipientDomain: norm,
+		NextHop:         hop,
 		SenderDomain:    senderDomain,
 		SASLLogin:       r.SASLLogin,
 		ClientIP:        r.Client,
@@ -195,11 +202,15 @@ func (f *Filter) Decide(ctx context.Context, r Request) (d Decision) {
 		v = verify.Verdict{Domain: norm, Level: level, Status: verify.StatusPass, Mechanism: verify.MechNone}
 		return Decision{Outcome: Accept, Verdict: v, Rule: rule}
 	default:
-		v = cfg.verdict(ctx, norm, req.Policy)
+		key := norm
+		if hop != "" {
+			key = hop
+		}
+		v = atHop(cfg.verdict(ctx, key, req.Policy), norm, hop)
 		if also := req.Also; also != nil && v.Status == verify.StatusPass {
 			// The other requirement must be met too (policy.Requirement.Also); the
 			// facts are shared, so this costs a judgement, not a probe.
-			if va := cfg.verdict(ctx, norm, *also); va.Status != verify.StatusPass {
+			if va := atHop(cfg.verdict(ctx, key, *also), norm, hop); va.Status != verify.StatusPass {
 				v, level = va, also.Level
 				req.Policy, rule = *also, ruleName(policy.Requirement{Policy: *also, Customer: req.Customer})
 			}
@@ -269,9 +280,6 @@ func (cfg *Config) verdict(ctx context.Context, domain string, p policy.Policy) 
 // do not apply, so that log pipelines can rely on them.
 func (cfg *Config) log(r Request, d Decision, took time.Duration) {
 	v := d.Verdict
-	if nh := nextHopElsewhere(r.NextHop, v.Domain); nh != "" && d.Checked {
-		cfg.warnNextHop(nh, v.Domain)
-	}
 	if !cfg.Log.Enabled(context.Background(), slog.LevelInfo) {
 		return
 	}
@@ -364,26 +372,4 @@ func transportChecked(patterns []string, mailer string) bool {
 		}
 	}
 	return false
-}
-
-// nextHopElsewhere returns {rcpt_host} when it is not the recipient domain itself: a
-// relayhost or transport next hop ("[relay.example]:587", "relay.example"). Delivery
-// then goes there, not to the domain's MX hosts, and the verdict does not predict it.
-func nextHopElsewhere(nextHop, domain string) string {
-	if nextHop == "" || domain == "" {
-		return ""
-	}
-	if strings.EqualFold(strings.TrimSuffix(nextHop, "."), domain) {
-		return ""
-	}
-	return nextHop
-}
-
-// warnNextHop logs, once per next hop, that recipients are relayed elsewhere.
-func (cfg *Config) warnNextHop(nextHop, domain string) {
-	if _, seen := cfg.warnedHops.LoadOrStore(nextHop, true); seen {
-		return
-	}
-	cfg.Log.Warn("recipients are delivered through a next hop, not their domain's MX hosts; tlsgate's verdicts judge the MX hosts",
-		"next_hop", nextHop, "example_domain", domain)
 }

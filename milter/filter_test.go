@@ -741,18 +741,63 @@ func TestDecideInvalidPolicy(t *testing.T) {
 	}
 }
 
-// TestNextHopWarning: recipients relayed through a next hop other than their domain
-// are logged once per next hop, since the verdict judges the domain's MX hosts.
-func TestNextHopWarning(t *testing.T) {
+// TestNextHopJudged: Postfix delivers to {rcpt_host} and looks the TLS policy up by it
+// (postconf(5) smtp_tls_policy_maps: "the full next-hop destination"), so tlsgate
+// judges the next hop's facts under the next hop's entry: the recipient domain's entry
+// does not apply when mail goes elsewhere, and a customer's level applies to the next
+// hop. The reply and header name the recipient domain; the header adds next_hop=.
+func TestNextHopJudged(t *testing.T) {
 	t.Parallel()
-	var buf bytes.Buffer
-	src := &factSource{facts: map[string]*verify.Facts{"example.test": tlsFacts("example.test")}}
-	f := milter.NewFilter(milter.Config{Policies: policySet(t, []entry{{"example.test", encrypt}}, nil), Facts: src,
-		CheckedTransports: []string{"smtp"}, Log: slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelWarn}))})
-	for _, hop := range []string{"example.test", "[relay.example]:587", "[relay.example]:587", "EXAMPLE.test."} {
-		f.Decide(context.Background(), milter.Request{Rcpt: "<u@example.test>", NextHop: hop})
+	const gw = "[gw.example.test]:2525"
+	src := &factSource{facts: map[string]*verify.Facts{
+		"example.test":   tlsFacts("example.test"),
+		"nomx.test":      noTLSFacts("nomx.test"),
+		gw:               noTLSFacts(gw),
+		"[ok.gw.test]":   tlsFacts("[ok.gw.test]"),
+		"relay.test":     noTLSFacts("relay.test"),
+		"relay.test:587": tlsFacts("relay.test:587"),
+	}}
+	set := policySet(t, []entry{{"example.test", encrypt}, {"nomx.test", encrypt}, {".test", encrypt}}, []policy.Customer{acme})
+	if _, err := set.Table.AddNextHop("[GW.example.test]:2525", encrypt); err != nil {
+		t.Fatal(err)
 	}
-	if n := strings.Count(buf.String(), "delivered through a next hop"); n != 1 || !strings.Contains(buf.String(), "next_hop=[relay.example]:587") {
-		t.Errorf("%d warnings:\n%s", n, buf.String())
+	f := milter.NewFilter(milter.Config{Policies: set, Facts: src, CheckedTransports: []string{"smtp"}, Log: newLogger(t)})
+	tests := []struct {
+		name, rcpt, hop, sender string
+		outcome                 milter.Outcome
+		asked, nextHop, rule    string
+	}{
+		{"own MX passes, next hop fails", "u@example.test", "[gw.example.test]:2525", "", milter.Reject, gw, gw, "policy:" + gw},
+		{"own MX fails, next hop passes (no entry: nothing required)", "u@nomx.test", "[ok.gw.test]", "", milter.Accept, "", "", ""},
+		{"own MX fails, next hop passes at a customer's level", "u@nomx.test", "[ok.gw.test]", "x@acme.example", milter.Accept, "[ok.gw.test]", "[ok.gw.test]", "customer:acme"},
+		{"next hop is the recipient domain", "u@example.test", "Example.TEST.", "", milter.Accept, "example.test", "", "policy:example.test"},
+		{"no {rcpt_host}", "u@nomx.test", "", "", milter.Reject, "nomx.test", "", "policy:nomx.test"},
+		{"next-hop domain: its MX, parent entry", "u@example.test", "relay.test", "", milter.Reject, "relay.test", "relay.test", "policy:.test"},
+		{"host:port: no entry (looked up once, verbatim)", "u@nomx.test", "relay.test:587", "x@acme.example", milter.Accept, "relay.test:587", "relay.test:587", "customer:acme"},
+		{"unusable {rcpt_host}: the recipient domain", "u@nomx.test", "[bad host]", "", milter.Reject, "nomx.test", "", "policy:nomx.test"},
+	}
+	for _, tc := range tests {
+		before := len(src.Asked())
+		d := f.Decide(context.Background(), milter.Request{Rcpt: tc.rcpt, NextHop: tc.hop, Sender: tc.sender, Mailer: "smtp", MailerKnown: true})
+		asked := ""
+		if a := src.Asked(); len(a) > before {
+			asked = a[before]
+		}
+		if d.Outcome != tc.outcome || asked != tc.asked || d.Verdict.NextHop != tc.nextHop || d.Rule != tc.rule {
+			t.Errorf("%s: %s, asked %q, next hop %q, rule %q; want %s, %q, %q, %q (%s)", tc.name, d.Outcome, asked,
+				d.Verdict.NextHop, d.Rule, tc.outcome, tc.asked, tc.nextHop, tc.rule, d.Reply)
+		}
+		_, dom, _ := strings.Cut(tc.rcpt, "@")
+		if d.Checked && d.Verdict.Domain != dom {
+			t.Errorf("%s: verdict domain %q; want the recipient domain", tc.name, d.Verdict.Domain)
+		}
+		if d.Outcome == milter.Reject && !strings.Contains(d.Reply.String(), "Mail to "+dom+" ") {
+			t.Errorf("%s: reply %q", tc.name, d.Reply)
+		}
+		if tc.nextHop != "" && d.Checked {
+			if h := milter.HeaderValue(d.Verdict, d.Rule); !strings.Contains(h, "; next_hop="+tc.nextHop+";") {
+				t.Errorf("%s: header %q", tc.name, h)
+			}
+		}
 	}
 }

@@ -13,6 +13,9 @@ import (
 //	example.com; level=encrypt; status=pass; mechanism=starttls; mx=mx1.example.com;
 //	tls=TLSv1.3; checked=2026-11-21T10:00:00Z; cached=yes; rule=policy:example.com
 //
+// next_hop= names the destination judged when Postfix delivers the recipient through
+// another next hop ({rcpt_host}: "[gw.example]:2525"); mx= is then its host.
+//
 // sts= names the mode of the MTA-STS policy applied (enforce, testing); with testing, a
 // pass may carry the reason enforce would have failed for.
 //
@@ -44,6 +47,7 @@ func HeaderValue(v verify.Verdict, rule string) string {
 	add("mechanism", string(v.Mechanism))
 	add("reason", string(v.Reason))
 	add("sts", v.STSMode)
+	add("next_hop", v.NextHop)
 	add("mx", v.MX)
 	add("tls", v.TLSVersion)
 	if !v.Checked.IsZero() {

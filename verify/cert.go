@@ -84,7 +84,7 @@ func (a *Attempt) daneResult(usable []*dns.TLSA, f *Facts) DANEResult {
 		return a.DANE
 	}
 	r := DANEResult{Done: true}
-	if _, err := dane.Verify(usable, a.Result.Chain, []string{a.TLSA.Base, f.Domain}, f.Checked); err != nil {
+	if _, err := dane.Verify(usable, a.Result.Chain, []string{a.TLSA.Base, f.NextHopName()}, f.Checked); err != nil {
 		r.Error = err.Error()
 	}
 	return r

@@ -20,6 +20,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/miekg/dns"
@@ -72,6 +73,8 @@ type Facts struct {
 	// verdicts memoizes Judge per policy (JudgeCached): a cached domain is judged once
 	// per level, not once per recipient.
 	verdicts sync.Map // verdictKey(policy) -> Verdict
+	// refreshScheduled: a cache hit scheduled the refresh of these facts (refresh.go).
+	refreshScheduled atomic.Bool
 }
 
 // JudgeCached is Judge(f, p), computed once per distinct policy for these facts. Facts

@@ -170,7 +170,11 @@ func judgePublished(v Verdict, f *Facts, p policy.Policy) Verdict {
 	}
 	v.Status, v.Mechanism = StatusPass, MechNone
 	v.Detail = f.Domain + " publishes neither TLSA records nor an MTA-STS policy; nothing is required"
-	if sts == nil {
+	switch {
+	case sts == nil && IsNextHopKey(f.Domain):
+		// RFC 8461 §4: MTA-STS is the recipient domain's, for delivery to its MX hosts.
+		v.Detail = "next hop " + f.Domain + " has no usable TLSA records, and MTA-STS does not apply to a next hop; nothing is required"
+	case sts == nil:
 		v.Detail = f.Domain + " publishes no usable TLSA records, and MTA-STS lookups are disabled (mta_sts.enabled: false); nothing is required"
 	}
 	if sts != nil && sts.Problem != "" {
@@ -244,7 +248,7 @@ func mechanismFor(l policy.Level) Mechanism {
 
 // judgeAttempt judges one attempt. rank orders definite failures by how far they got.
 func judgeAttempt(a *Attempt, f *Facts, p policy.Policy) (av AttemptVerdict, rank int, definite bool) {
-	domain := f.Domain
+	domain := f.NextHopName() // "nexthop": the recipient domain or the next hop's host
 	r := &a.Result
 	av = AttemptVerdict{Host: a.Host, IP: r.IP}
 	// where names the host in details; built only when a detail is.

@@ -135,7 +135,7 @@ func (v *Verifier) LookupMapFacts(ctx context.Context, domain string) *MapFacts 
 		go func() { sts <- v.cfg.STS.Lookup(ctx, domain) }()
 	}
 	dctx, cancel := context.WithTimeout(ctx, v.cfg.DNSTimeout)
-	hosts, err := v.lookupMX(dctx, f)
+	hosts, err := v.lookupMX(dctx, f, NextHop{Name: domain, MX: true})
 	cancel()
 	if err == nil && (f.MX == MXFound || f.MX == MXImplicit) {
 		f.Hosts = hosts

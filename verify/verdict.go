@@ -72,7 +72,10 @@ const (
 
 // Verdict is the judgement of one level for one domain.
 type Verdict struct {
-	Domain    string
+	Domain string
+	// NextHop is the destination judged when it is not Domain's MX hosts: a
+	// transport or relayhost next hop ("[gw.example]:2525", "relay.example").
+	NextHop   string
 	Level     policy.Level
 	Status    Status
 	Mechanism Mechanism

@@ -97,6 +97,11 @@ type Config struct {
 	STS STSLookup
 	// Shared is the fleet's shared tier (cache.shared.url); nil: this host alone.
 	Shared SharedTier
+	// RefreshAhead re-probes the facts of a destination asked for during their cache
+	// period shortly before they expire (refresh.go); RefreshTick is how often due
+	// refreshes are started, default 1s.
+	RefreshAhead bool
+	RefreshTick  time.Duration
 }
 
 // Verifier gathers and caches Facts. Concurrent requests for one domain share one probe.
@@ -128,6 +133,7 @@ type Verifier struct {
 	closed  bool
 	ctx     context.Context // parent of background probes; cancelled by Close
 	stop    context.CancelFunc
+	refresh *refresher // nil without Config.RefreshAhead
 }
 
 // New returns a Verifier. It returns an error only for an unusable configuration.
@@ -197,6 +203,7 @@ func New(cfg Config) (*Verifier, error) {
 	v := &Verifier{cfg: cfg, cache: c, sem: make(chan struct{}, cfg.MaxConcurrent), ctx: ctx, stop: stop,
 		addrs: addrs, limiter: newAddrLimiter(cfg.RatePerAddress, time.Minute), keys: map[string]struct{}{}, postures: postures, maps: maps,
 		allow: cfg.Guard.Allowed}
+	v.startRefresher()
 	return v, nil
 }
 
@@ -237,6 +244,7 @@ func (v *Verifier) Cached(domain string) (*Facts, bool) {
 		return nil, false
 	}
 	v.cfg.Events.CacheLookup(true)
+	v.noteHit(f)
 	return f, true
 }
 
@@ -369,8 +377,21 @@ func (v *Verifier) Probe(ctx context.Context, domain string) *Facts {
 }
 
 func (v *Verifier) probe(ctx context.Context, f *Facts) {
+	hop, ok, err := ParseNextHop(f.Domain)
+	if !ok || err != nil {
+		f.MX, f.MXDetail = MXNone, fmt.Sprintf("%q is neither a domain nor a next hop", f.Domain)
+		if err != nil {
+			f.MXDetail = err.Error()
+		}
+		return
+	}
+	if !hop.MX {
+		v.probeNextHop(ctx, f, hop)
+		return
+	}
 	var sts chan mtasts.Result
-	if v.cfg.STS != nil {
+	// MTA-STS is the recipient domain's (RFC 8461 §4): never for "host:port".
+	if v.cfg.STS != nil && hop.Port == 0 {
 		// The policy is looked up while the MX records are: it decides which hosts an
 		// MTA-STS sender contacts.
 		ch := make(chan mtasts.Result, 1)
@@ -392,7 +413,7 @@ func (v *Verifier) probe(ctx context.Context, f *Facts) {
 	}
 	defer waitSTS()
 	dctx, cancel := context.WithTimeout(ctx, v.cfg.DNSTimeout)
-	hosts, err := v.lookupMX(dctx, f)
+	hosts, err := v.lookupMX(dctx, f, hop)
 	cancel()
 	if err != nil || f.MX != MXFound && f.MX != MXImplicit {
 		return
@@ -417,6 +438,10 @@ func (v *Verifier) probe(ctx context.Context, f *Facts) {
 // An MTA-STS sender skips the hosts its policy does not list (RFC 8461 §4.1), so its
 // limit counts only listed hosts, and may reach hosts past Postfix's limit.
 func (v *Verifier) probeHosts(ctx context.Context, f *Facts, pol *mtasts.Policy, beyondOnly bool) {
+	port := v.cfg.SMTPPort
+	if hop, _, _ := ParseNextHop(f.Domain); hop.Port > 0 {
+		port = hop.Port
+	}
 	postfixLeft, stsLeft := v.cfg.MXAddressLimit, 0
 	if pol != nil {
 		stsLeft = v.cfg.MXAddressLimit
@@ -454,7 +479,7 @@ func (v *Verifier) probeHosts(ctx context.Context, f *Facts, pol *mtasts.Policy,
 				continue
 			}
 			a := Attempt{Host: h.Name, Preference: h.Preference, TLSA: h.TLSA, BeyondLimit: !byPostfix}
-			a.Result, a.Cert, a.RateLimited = v.probeAddr(ctx, f, h.Name, ip, sni)
+			a.Result, a.Cert, a.RateLimited = v.probeAddr(ctx, f, h.Name, ip, port, sni)
 			a.recordDANE(f)
 			f.Attempts = append(f.Attempts, a)
 		}
@@ -473,13 +498,16 @@ type addrResult struct {
 // result with its leaf summary. A result for the same address and SNI is shared
 // between domains (many domains share their provider's MX hosts; the probe does not
 // depend on the domain).
-func (v *Verifier) probeAddr(ctx context.Context, f *Facts, host string, ip netip.Addr, sni string) (r smtpprobe.Result, cert *CertInfo, limited bool) {
+func (v *Verifier) probeAddr(ctx context.Context, f *Facts, host string, ip netip.Addr, port int, sni string) (r smtpprobe.Result, cert *CertInfo, limited bool) {
 	if !v.allowed(ip) {
 		v.cfg.Log.Warn("probe refused by configuration", "domain", f.Domain, "mx", host, "ip", ip.String())
 		return smtpprobe.Result{IP: ip, Outcome: smtpprobe.OutcomeNotAllowed,
 			Detail: fmt.Sprintf("%s is not a public address or is this host's own; not probed (allow it with probe.allow_networks)", ip)}, nil, false
 	}
 	key := ip.String() + "|" + sni
+	if port != v.cfg.SMTPPort {
+		key = netip.AddrPortFrom(ip, uint16(port)).String() + "|" + sni
+	}
 	if ar, ok := v.addrs.Get(key); ok {
 		return ar.r, ar.cert, false
 	}
@@ -489,7 +517,7 @@ func (v *Verifier) probeAddr(ctx context.Context, f *Facts, host string, ip neti
 		}
 		pctx, cancel := context.WithTimeout(ctx, v.cfg.HostTimeout)
 		defer cancel()
-		r := v.cfg.Prober.Probe(pctx, ip, sni)
+		r := v.probeAt(pctx, ip, port, sni)
 		v.cfg.Events.Session(r.Outcome, r.Duration)
 		ar := addrResult{r: r}
 		if leaf := r.Leaf(); leaf != nil {
@@ -520,24 +548,28 @@ func (v *Verifier) probeAddr(ctx context.Context, f *Facts, host string, ip neti
 const maxMXHosts = 32
 
 // lookupMX fills f.MX and returns the hosts in Postfix's order with their addresses.
-func (v *Verifier) lookupMX(ctx context.Context, f *Facts) ([]Host, error) {
-	ans, err := v.cfg.Resolver.Lookup(ctx, f.Domain, dns.TypeMX)
+//
+// For a next hop "host:port" the MX hosts are host's (Postfix looks up MX records for
+// a next hop without brackets) and TLSA records are at that port.
+func (v *Verifier) lookupMX(ctx context.Context, f *Facts, hop NextHop) ([]Host, error) {
+	name, port := hop.Name, v.port(hop)
+	ans, err := v.cfg.Resolver.Lookup(ctx, name, dns.TypeMX)
 	if err != nil {
-		f.MX, f.MXDetail = MXError, fmt.Sprintf("MX lookup for %s failed: %s", f.Domain, problem.Describe(err))
+		f.MX, f.MXDetail = MXError, fmt.Sprintf("MX lookup for %s failed: %s", name, problem.Describe(err))
 		v.cfg.Log.Debug("dns lookup failed", "domain", f.Domain, "err", err)
 		return nil, err
 	}
 	f.DNSTTL = min(f.DNSTTL, ans.TTL)
 	switch ans.Status {
 	case dnsx.StatusNXDomain:
-		f.MX, f.MXDetail = MXNone, fmt.Sprintf("the domain %s does not exist", f.Domain)
+		f.MX, f.MXDetail = MXNone, fmt.Sprintf("the domain %s does not exist", name)
 		return nil, nil
 	case dnsx.StatusNoData:
 		// RFC 5321 §5.1: no MX records: the domain itself is the implicit MX.
-		h := Host{Name: f.Domain}
+		h := Host{Name: name}
 		v.lookupAddrs(ctx, f, &h)
 		if h.AddrError != "" && !h.AddrTemporary {
-			f.MX, f.MXDetail = MXNone, fmt.Sprintf("%s has neither MX nor address records", f.Domain)
+			f.MX, f.MXDetail = MXNone, fmt.Sprintf("%s has neither MX nor address records", name)
 			return nil, nil
 		}
 		if h.AddrError != "" {
@@ -547,7 +579,7 @@ func (v *Verifier) lookupMX(ctx context.Context, f *Facts) ([]Host, error) {
 		f.MX, f.MXDetail = MXImplicit, "no MX records; using the domain's own address"
 		f.MXSecure = h.AddrSecure
 		if f.MXSecure {
-			v.lookupTLSA(ctx, f, &h)
+			v.lookupTLSA(ctx, f, &h, port)
 		}
 		return []Host{h}, nil
 	}
@@ -600,7 +632,7 @@ func (v *Verifier) lookupMX(ctx context.Context, f *Facts) ([]Host, error) {
 		// TLSA for every host with secure addresses, also below an insecure MX
 		// RRset (Postfix smtp_tls_dane_insecure_mx_policy = dane; RFC 7672 §2.2.2).
 		if hosts[i].AddrSecure {
-			v.lookupTLSA(ctx, f, &hosts[i])
+			v.lookupTLSA(ctx, f, &hosts[i], port)
 		}
 	}
 	f.MX, f.MXDetail = MXFound, fmt.Sprintf("%d MX host(s)", len(hosts))
@@ -665,13 +697,13 @@ func (v *Verifier) lookupAddrs(ctx context.Context, f *Facts, h *Host) {
 // lookupTLSA finds the host's TLSA records (RFC 7672 §2.2.2): for a host whose name is a
 // CNAME, at the expanded name first, then at the original name. An error is kept as
 // such: a secure host whose TLSA lookup fails must not be treated as having none.
-func (v *Verifier) lookupTLSA(ctx context.Context, f *Facts, h *Host) {
+func (v *Verifier) lookupTLSA(ctx context.Context, f *Facts, h *Host, port int) {
 	bases := []string{h.Name}
 	if h.cname != "" {
 		bases = []string{h.cname, h.Name}
 	}
 	for _, base := range bases {
-		name := fmt.Sprintf("_%d._tcp.%s", v.cfg.SMTPPort, base)
+		name := fmt.Sprintf("_%d._tcp.%s", port, base)
 		ans, err := v.cfg.Resolver.Lookup(ctx, name, dns.TypeTLSA)
 		switch {
 		case err != nil:

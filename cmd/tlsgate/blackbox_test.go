@@ -241,6 +241,7 @@ probe:
   rate_per_address: 1
 cache:
   fail_ttl: 1s   # self-signed passes are cached for fail_ttl: posture.test is probed again
+  pass_ttl: 4s   # good.test, asked for twice, is refreshed 2s after its probe (refresh_ahead)
 metrics:
   listen: %s
 socketmap:
@@ -273,9 +274,10 @@ policies:
 			t.Errorf("RCPT TO:<%s>: %q; want %q", addr, got, want)
 		}
 	}
-	// A probe, then a cache hit.
+	// A probe, then a cache hit, which schedules a refresh-ahead probe.
 	expect("user@good.test", "accept")
 	expect("user@good.test", "accept")
+	d.waitMetric(`tlsgate_refresh_total{result="refreshed"}`, 1, 10*time.Second)
 	// A recipient that is not checked.
 	if got := d.rcpt("root@local.test", "local"); got != "accept" {
 		t.Errorf("local recipient: %q", got)
@@ -376,6 +378,7 @@ policies:
 		"tlsgate_verdict_changes_total":        {`{from="pass",to="fail"}`},
 		"tlsgate_posture_changes_total":        {`{what="certificate"}`, `{what="starttls"}`},
 		"tlsgate_config_reloads_total":         {`{result="success"}`},
+		"tlsgate_refresh_total":                {`{result="refreshed"}`},
 		"tlsgate_socketmap_requests_total": {`{map="QUERY",result="ok"}`, `{map="QUERYwithTLSRPT",result="notfound"}`,
 			`{map="other",result="perm"}`},
 		"tlsgate_socketmap_request_duration_seconds_count": {""},

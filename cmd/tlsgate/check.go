@@ -34,10 +34,13 @@ func check(ctx context.Context, args, env []string, stdout, stderr io.Writer) in
 		return exitUsage
 	}
 	if fs.NArg() != 1 {
-		fmt.Fprintln(stderr, "tlsgate check: exactly one DOMAIN expected")
+		fmt.Fprintln(stderr, "tlsgate check: exactly one DOMAIN (or next hop [host], [host]:port, host:port) expected")
 		return exitUsage
 	}
-	domain, err := policy.NormalizeDomain(fs.Arg(0))
+	// DOMAIN is a recipient domain, or a next hop as Postfix names it in a
+	// transport_maps entry or relayhost ("[gw.example]:2525"): judged and looked up
+	// in the policy table as Postfix delivers to it.
+	domain, hop, err := checkDestination(fs.Arg(0))
 	if err != nil {
 		fmt.Fprintln(stderr, "tlsgate check:", err)
 		return exitUsage
@@ -48,7 +51,7 @@ func check(ctx context.Context, args, env []string, stdout, stderr io.Writer) in
 		fmt.Fprintln(stderr, "tlsgate:", err)
 		return exitUsage
 	}
-	p, rule, err := checkPolicy(set, domain, "", levelName)
+	p, rule, err := checkPolicy(set, domain, hop, "", levelName)
 	if err != nil {
 		fmt.Fprintln(stderr, "tlsgate check:", err)
 		return exitUsage
@@ -94,9 +97,11 @@ func check(ctx context.Context, args, env []string, stdout, stderr io.Writer) in
 
 // checkPolicy is the policy `tlsgate check` and the check API judge domain at, and the
 // rule that chose it: levelName when given (an error when it names no level), else what
-// applies to a recipient at domain (for mail from sender, when given), else encrypt.
-func checkPolicy(set *policy.Set, domain, sender, levelName string) (policy.Policy, string, error) {
-	req := set.Require(policy.Request{RecipientDomain: domain, SenderDomain: senderDomain(sender)})
+// applies to a recipient at domain delivered to the next hop hop ("" the domain's MX
+// hosts; its own policy entry applies then), for mail from sender (when given), else
+// encrypt.
+func checkPolicy(set *policy.Set, domain, hop, sender, levelName string) (policy.Policy, string, error) {
+	req := set.Require(policy.Request{RecipientDomain: domain, NextHop: hop, SenderDomain: senderDomain(sender)})
 	p, rule := req.Policy, ""
 	switch {
 	case strings.HasPrefix(req.Rule, "customer "):
@@ -172,4 +177,21 @@ var verdictLine = regexp.MustCompile(`^verdict: +(pass|fail|tempfail)\n?$`)
 type checkJSON struct {
 	verify.Report
 	Socketmap policymap.Answer `json:"socketmap"`
+}
+
+// checkDestination parses check's argument: a domain, or a next hop "[host]",
+// "[host]:port", "host:port". domain is what is probed and reported (the next-hop key
+// for a next hop), hop the next-hop key for the policy lookup ("" for a domain).
+func checkDestination(arg string) (domain, hop string, err error) {
+	if k, ok := policy.NormalizeNextHop(arg); ok {
+		if _, ok, err := verify.ParseNextHop(k); !ok || err != nil {
+			if err == nil {
+				err = fmt.Errorf("%q is not a usable next hop", arg)
+			}
+			return "", "", err
+		}
+		return k, k, nil
+	}
+	d, err := policy.NormalizeDomain(arg)
+	return d, "", err
 }

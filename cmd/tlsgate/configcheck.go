@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/tlsgate/tlsgate/config"
 	"github.com/tlsgate/tlsgate/config/policy"
+	"github.com/tlsgate/tlsgate/verify"
 )
 
 // configCmd runs `tlsgate config check FILE [--rcpt ADDR] [--sender ADDR] [--sasl LOGIN]
@@ -18,7 +20,7 @@ import (
 // say which level applies and which rule said so. Exit 0 valid, 3 invalid.
 func configCmd(args, env []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 || args[0] != "check" {
-		fmt.Fprintln(stderr, "usage: tlsgate config check FILE [--rcpt ADDR] [--sender ADDR] [--sasl LOGIN] [--client IP]")
+		fmt.Fprintln(stderr, "usage: tlsgate config check FILE [--rcpt ADDR] [--sender ADDR] [--sasl LOGIN] [--client IP] [--next-hop HOP]")
 		return exitUsage
 	}
 	fs := pflag.NewFlagSet("tlsgate config check", pflag.ContinueOnError)
@@ -27,6 +29,7 @@ func configCmd(args, env []string, stdout, stderr io.Writer) int {
 	sender := fs.String("sender", "", "envelope sender address (customer toggles by sender domain)")
 	sasl := fs.String("sasl", "", "SASL login (customer toggles by {auth_authen})")
 	client := fs.String("client", "", "client IP address (customer toggles by client_networks)")
+	nextHop := fs.String("next-hop", "", "where Postfix delivers the recipient ({rcpt_host}: [host], [host]:port, host:port or a domain), when not the recipient domain")
 	if err := fs.Parse(args[1:]); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			return 0
@@ -62,7 +65,7 @@ func configCmd(args, env []string, stdout, stderr io.Writer) int {
 	if *rcpt == "" {
 		return 0
 	}
-	a, err := policyFor(cfg, set, *rcpt, *sender, *sasl, *client)
+	a, err := policyFor(cfg, set, *rcpt, *sender, *sasl, *client, *nextHop)
 	if err != nil {
 		fmt.Fprintln(stderr, "tlsgate config check:", err)
 		return exitUsage
@@ -71,7 +74,12 @@ func configCmd(args, env []string, stdout, stderr io.Writer) int {
 	if rule == "none" {
 		rule = "none (no policy or customer matches: the recipient passes unchecked)"
 	}
-	fmt.Fprintf(stdout, "recipient domain: %s\nlevel: %s\nrule: %s\n", a.Domain, a.Level, rule)
+	fmt.Fprintf(stdout, "recipient domain: %s\n", a.Domain)
+	if a.NextHop != "" {
+		// Postfix delivers to the next hop and looks its policy up by it.
+		fmt.Fprintf(stdout, "next hop: %s (judged at it; its policy entry applies, not the recipient domain's)\n", a.NextHop)
+	}
+	fmt.Fprintf(stdout, "level: %s\nrule: %s\n", a.Level, rule)
 	if len(a.Match) > 0 {
 		fmt.Fprintf(stdout, "match: %s\n", strings.Join(a.Match, ":"))
 	}
@@ -89,6 +97,7 @@ func configCmd(args, env []string, stdout, stderr io.Writer) int {
 // GET /api/v1/policy answers. Its keys are documented in the README.
 type policyAnswer struct {
 	Domain     string      `json:"recipient_domain"`
+	NextHop    string      `json:"next_hop,omitempty"` // where Postfix delivers, when not the domain's MX hosts
 	Level      string      `json:"level"`
 	Rule       string      `json:"rule"`
 	Match      []string    `json:"match,omitempty"`
@@ -108,18 +117,28 @@ type policyAlso struct {
 // errBadClient is a --client (client=) that is no IP address.
 var errBadClient = errors.New("client: not an IP address")
 
-// policyFor finds the policy for a recipient (an address or a domain) of mail from
-// sender (an address or a domain, "" none), a SASL login and a client IP ("" unknown).
-// An error wraps policy.ErrBadDomain for a bad recipient domain, errBadClient for a bad
-// client address.
-func policyFor(cfg *config.Config, set *policy.Set, rcpt, sender, sasl, client string) (policyAnswer, error) {
+// policyFor finds the policy for a recipient (an address, a domain, or itself a next
+// hop such as "[gw.example]:2525") of mail from sender (an address or a domain, ""
+// none), a SASL login, a client IP ("" unknown) and the next hop Postfix delivers it to
+// (nextHop, {rcpt_host}; "" the recipient domain). An error wraps policy.ErrBadDomain
+// for a bad recipient domain, errBadClient for a bad client address.
+func policyFor(cfg *config.Config, set *policy.Set, rcpt, sender, sasl, client, nextHop string) (policyAnswer, error) {
 	domain := rcpt
 	if i := strings.LastIndexByte(domain, '@'); i >= 0 {
 		domain = domain[i+1:]
 	}
 	norm, err := policy.NormalizeDomain(strings.Trim(domain, "<> "))
-	if err != nil {
+	// rcpt may itself be a next hop ("[gw.example]:2525"): the destination alone.
+	hop := ""
+	if k, ok := policy.NormalizeNextHop(rcpt); ok && !strings.Contains(rcpt, "@") {
+		hop, norm = k, k
+	} else if err != nil {
 		return policyAnswer{}, fmt.Errorf("rcpt: %w", err)
+	}
+	if nextHop != "" {
+		if hop, err = configNextHop(nextHop, norm); err != nil {
+			return policyAnswer{}, fmt.Errorf("next hop: %w", err)
+		}
 	}
 	var ip netip.Addr
 	if client != "" {
@@ -127,15 +146,35 @@ func policyFor(cfg *config.Config, set *policy.Set, rcpt, sender, sasl, client s
 			return policyAnswer{}, fmt.Errorf("%w: %q", errBadClient, client)
 		}
 	}
-	req := set.Require(policy.Request{RecipientDomain: norm, SenderDomain: senderDomain(sender), SASLLogin: sasl, ClientIP: ip})
+	req := set.Require(policy.Request{RecipientDomain: norm, NextHop: hop, SenderDomain: senderDomain(sender), SASLLogin: sasl, ClientIP: ip})
 	p := req.Policy
-	a := policyAnswer{Domain: norm, Level: p.Level.String(), Rule: req.Rule, Match: p.Match,
+	a := policyAnswer{Domain: norm, NextHop: hop, Level: p.Level.String(), Rule: req.Rule, Match: p.Match,
 		OnFail: p.OnFail.Or(cfg.DefaultOnFail()).String(), OnTempfail: p.OnTempfail.Or(cfg.DefaultOnTempfail()).String()}
 	if r := req.Also; r != nil {
 		a.Also = &policyAlso{Level: r.Level.String(), Rule: req.AlsoRule}
 	}
 	if cfg.Socketmap.Listen != "" {
-		a.Socketmap = socketmapStatic(set.Table, cfg.SocketmapDefaultPublished(), norm)
+		a.Socketmap = socketmapStatic(set.Table, cfg.SocketmapDefaultPublished(), cmp.Or(hop, norm))
 	}
 	return a, nil
+
+}
+
+// configNextHop is --next-hop as the milter reads {rcpt_host}: "" when it is the
+// recipient domain itself.
+func configNextHop(arg, domain string) (string, error) {
+	h, ok, err := verify.ParseNextHop(arg)
+	switch {
+	case err != nil:
+		return "", err
+	case !ok:
+		return "", fmt.Errorf("%q is neither a domain nor a next hop ([host], [host]:port, host:port)", arg)
+	}
+	if k, explicit := policy.NormalizeNextHop(arg); explicit {
+		return k, nil
+	}
+	if h.Name == domain {
+		return "", nil
+	}
+	return h.Name, nil
 }

@@ -37,6 +37,7 @@ type metrics struct {
 	verdictChanges *prometheus.CounterVec
 	reloads        *prometheus.CounterVec
 	webRequests    *prometheus.CounterVec
+	refreshes      *prometheus.CounterVec
 	// last remembers each (domain, level)'s last status to count verdict changes.
 	last *cache.Cache[string]
 	// The shared tier's, registered only when cache.shared.url is set (registerShared).
@@ -79,13 +80,15 @@ func newMetrics() (*metrics, error) {
 		webRequests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tlsgate_web_requests_total",
 			Help: "Requests to the check page and API by endpoint (check, policy, page, static, other) and result (ok or the error code answered)."},
 			[]string{"endpoint", "result"}),
+		refreshes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tlsgate_refresh_total",
+			Help: "Refresh-ahead probes of cached destinations by result (refreshed, busy, rate-limited, error)."}, []string{"result"}),
 		last: last,
 	}
 	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "tlsgate_build_info",
 		Help: "Build information; always 1."}, []string{"version", "goversion"})
 	build.WithLabelValues(version, runtime.Version()).Set(1)
 	for _, c := range []prometheus.Collector{m.decisions, m.sessions, m.cacheLookups, m.probesRunning,
-		m.rateLimited, m.overloaded, m.postureChanges, m.verdictChanges, m.reloads, m.webRequests, build,
+		m.rateLimited, m.overloaded, m.postureChanges, m.verdictChanges, m.reloads, m.webRequests, m.refreshes, build,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		if err := m.reg.Register(c); err != nil {
 			return nil, err
@@ -145,6 +148,11 @@ func (m *metrics) Session(o smtpprobe.Outcome, d time.Duration) {
 func (m *metrics) RateLimited()                  { m.rateLimited.Inc() }
 func (m *metrics) Overloaded()                   { m.overloaded.Inc() }
 func (m *metrics) PostureChanged(_, what string) { m.postureChanges.WithLabelValues(what).Inc() }
+
+var _ verify.RefreshEvents = (*metrics)(nil)
+
+// Refresh counts one refresh-ahead probe (verify.RefreshEvents).
+func (m *metrics) Refresh(result string) { m.refreshes.WithLabelValues(result).Inc() }
 
 // countReload counts a configuration reload; m may be nil.
 func (m *metrics) countReload(ok bool) {

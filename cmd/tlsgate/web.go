@@ -33,7 +33,7 @@ type webState struct {
 
 func (b *webBackend) Check(ctx context.Context, domain, level, sender string) (*web.Result, error) {
 	st := b.state.Load()
-	p, rule, err := checkPolicy(st.set, domain, sender, level)
+	p, rule, err := checkPolicy(st.set, domain, "", sender, level)
 	if err != nil {
 		return nil, err
 	}
@@ -47,7 +47,7 @@ func (b *webBackend) Check(ctx context.Context, domain, level, sender string) (*
 
 func (b *webBackend) Policy(rcpt, sender, sasl, client string) (any, error) {
 	st := b.state.Load()
-	return policyFor(st.cfg, st.set, rcpt, sender, sasl, client)
+	return policyFor(st.cfg, st.set, rcpt, sender, sasl, client, "")
 }
 
 // webService is the running check page and API (web.listen).

@@ -142,6 +142,7 @@ func newVerifier(cfg *config.Config, log *slog.Logger, events verify.Events, tie
 		PassTTL:        cfg.Cache.PassTTL,
 		FailTTL:        cfg.Cache.FailTTL,
 		TempfailTTL:    cfg.Cache.TempfailTTL,
+		RefreshAhead:   cfg.Cache.RefreshAhead,
 		Log:            log,
 		// RFC 7672 §3: the TLSA records of an SMTP server are at _PORT._tcp of the
 		// port the client connects to, which is probe.port.

@@ -9,6 +9,12 @@ type Request struct {
 	SenderDomain    string     // domain part of MAIL FROM; "" for the null sender
 	SASLLogin       string     // {auth_authen}; "" when not authenticated
 	ClientIP        netip.Addr // SMTP client address; zero when unknown
+	// NextHop is where Postfix delivers the recipient when that is not the recipient
+	// domain: a next-hop domain ("relay.example") or an explicit next hop
+	// ("[gw.example]:2525") from transport_maps, relayhost, relay_transport or a
+	// sender-dependent relayhost ({rcpt_host}). When set, the domain policy is the
+	// next hop's (Table.LookupDestination), not RecipientDomain's.
+	NextHop string
 }
 
 // Requirement is the TLS requirement for one recipient and the rule it came
@@ -60,7 +66,11 @@ func (s *Set) Require(r Request) Requirement {
 	if s == nil {
 		return Requirement{Policy: Policy{Level: LevelNone}, Rule: ruleNone}
 	}
-	dom, haveDom := s.Table.Lookup(r.RecipientDomain)
+	dest := r.RecipientDomain
+	if r.NextHop != "" {
+		dest = r.NextHop
+	}
+	dom, haveDom := s.Table.LookupDestination(dest)
 	cust, haveCust := s.Customers.Match(r.SenderDomain, r.SASLLogin, r.ClientIP)
 	var req Requirement
 	if haveCust {

@@ -101,6 +101,17 @@ func TestSmoke(t *testing.T) {
 		}
 	})
 
+	t.Run("refresh", func(t *testing.T) {
+		runs, err := refreshScenario(t, c, &out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		off, on := runs[0], runs[1]
+		if off.rcpts == 0 || on.rcpts == 0 || off.probes == 0 || off.refreshes["refreshed"] != 0 || on.refreshes["refreshed"] == 0 {
+			t.Errorf("without: %d RCPTs, %d probes, refreshes %v; with: %d RCPTs, refreshes %v", off.rcpts, off.probes, off.refreshes, on.rcpts, on.refreshes)
+		}
+	})
+
 	t.Run("memory", func(t *testing.T) {
 		rs, err := memory(c, &out)
 		if err != nil {

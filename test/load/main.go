@@ -27,6 +27,11 @@
 //	             without and with the shared tier configured (same run), a shared hit's
 //	             latency p50/p99 over -shared-domains domains another host probed, and the
 //	             server's bytes per cached domain (target <= 2 KiB).
+//	refresh      (only on request: about 8 minutes) an hour of simulated traffic to
+//	             10,000 Zipf-distributed domains with 5-minute TTLs and -rtt, with and
+//	             without refresh-ahead: share of RCPTs from the cache, "in progress"
+//	             answers for domains asked for in the cache period that just ended,
+//	             probes per hour (refresh.go).
 //
 // Usage:
 //
@@ -59,13 +64,16 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-var scenarioNames = []string{"cachehit", "singleflight", "cold", "memory", "socketmap", "shared"}
+var scenarioNames = []string{"cachehit", "singleflight", "cold", "memory", "socketmap", "shared", "refresh"}
+
+// defaultScenarios run without -scenario: refresh takes 7 minutes and runs on request.
+var defaultScenarios = []string{"cachehit", "singleflight", "cold", "memory", "socketmap", "shared"}
 
 func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("load", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	c := defaultConfig()
-	scenarios := fs.String("scenario", strings.Join(scenarioNames, ","), "scenarios to run: "+strings.Join(scenarioNames, ", "))
+	scenarios := fs.String("scenario", strings.Join(defaultScenarios, ","), "scenarios to run: "+strings.Join(scenarioNames, ", "))
 	smoke := fs.Bool("smoke", false, "run every scenario briefly (a check that the tool works, not a measurement)")
 	fs.IntVar(&c.conns, "conns", c.conns, "cachehit, socketmap: connections at once")
 	fs.DurationVar(&c.duration, "duration", c.duration, "cachehit, socketmap: measurement per target")
@@ -82,6 +90,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&c.memDomains, "mem-domains", c.memDomains, "memory: cached verdicts")
 	memCerts := fs.String("mem-certs", strings.Join(c.memCerts, ","), "memory: certificate modes (shared, unique)")
 	fs.IntVar(&c.memMX, "mem-mx", c.memMX, "memory: MX hosts per domain")
+	fs.IntVar(&c.refresh.domains, "refresh-domains", c.refresh.domains, "refresh: recipient domains")
+	fs.Float64Var(&c.refresh.zipf, "refresh-zipf", c.refresh.zipf, "refresh: Zipf exponent of domain popularity (> 1)")
+	fs.Float64Var(&c.refresh.rate, "refresh-rate", c.refresh.rate, "refresh: RCPTs per simulated second")
+	fs.DurationVar(&c.refresh.ttl, "refresh-ttl", c.refresh.ttl, "refresh: DNS TTL, so the facts' TTL (at least 30s)")
+	fs.DurationVar(&c.refresh.warmup, "refresh-warmup", c.refresh.warmup, "refresh: simulated warm-up, not counted")
+	fs.DurationVar(&c.refresh.hour, "refresh-hour", c.refresh.hour, "refresh: simulated traffic counted after warm-up")
+	fs.Float64Var(&c.refresh.speedup, "refresh-speedup", c.refresh.speedup, "refresh: simulated seconds per real second")
 	logMode := fs.String("log", "text", "tlsgate's log: text (Info lines formatted, then discarded: the CPU cost of production logging), none, stderr")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of tlsgate's cachehit rounds to this file")
 	fs.StringVar(&c.memprofile, "memprofile", "", "memory: write a heap profile of each filled cache to this file plus .MODE")
@@ -179,6 +194,8 @@ func runOne(name string, c config, out io.Writer) error {
 				fmt.Fprintf(out, "== shared tier: %v\n\n", err)
 				err = nil
 			}
+		case "refresh":
+			_, err = refreshScenario(tb, c, out)
 		}
 		return err
 	})
@@ -189,7 +206,8 @@ func defaultConfig() config {
 		conns: 8, duration: 10 * time.Second, rounds: 10, rcpts: 50, domains: 100, policies: 10000, customers: 20,
 		burst: 1000, rtt: 20 * time.Millisecond, coldDomains: 50, coldConns: 1,
 		memDomains: 100000, memCerts: []string{"shared", "unique"}, memMX: 1, sharedDomains: 1000,
-		log: discardLogger,
+		refresh: defaultRefreshConfig(),
+		log:     discardLogger,
 	}
 }
 
@@ -199,6 +217,8 @@ func smokeConfig(log *slog.Logger) config {
 		conns: 2, duration: 400 * time.Millisecond, rounds: 2, rcpts: 10, domains: 4, policies: 100, customers: 3,
 		burst: 50, rtt: 10 * time.Millisecond, coldDomains: 3, coldConns: 1,
 		memDomains: 2000, memCerts: []string{"shared", "unique"}, memMX: 1, sharedDomains: 20,
+		refresh: refreshConfig{domains: 200, zipf: 1.1, rate: 20, ttl: 30 * time.Second, warmup: time.Minute,
+			hour: 2 * time.Minute, speedup: 30},
 		log: log,
 	}
 }

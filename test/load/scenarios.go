@@ -43,6 +43,8 @@ type config struct {
 	// shared
 	sharedDomains int
 	shared        verify.SharedTier // cache-hit: tlsgate has this shared tier (local hits must not notice)
+	// refresh
+	refresh refreshConfig
 
 	log     *slog.Logger
 	profile func() (stop func()) // brackets tlsgate's cache-hit run, when set

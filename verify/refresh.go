@@ -1,0 +1,219 @@
+package verify
+
+import (
+	"container/heap"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// Refresh-ahead: a destination asked for during its cache period (a cache hit of an
+// RCPT) is probed again shortly before its facts expire, so that a busy domain never
+// goes cold: the next sender after the expiry finds fresh facts instead of waiting
+// for a probe (and getting "in progress" from a slow MX). A destination nobody asked
+// for after its facts were stored expires as before: a refresh is not a hit, so a
+// domain asked for once is refreshed at most once.
+//
+// Why a scheduler and not "refresh on the first hit in the last 10%": a domain asked
+// for every few minutes with an hour's TTL may have no RCPT in the last 10% and would
+// still go cold; the first hit of a period schedules the refresh, whenever it comes.
+//
+// Budget: refreshes never wait in the probe queue (probe.max_queued is first
+// contacts' only) and hold at most a quarter of probe.max_concurrent slots, taken only
+// when free; a refresh that finds no free slot retries every tick until its facts
+// expire ("busy"). Probes go through the same address rate limit; a refresh that hit
+// it keeps the old facts, which stay valid until they expire ("rate-limited").
+//
+// RefreshEvents, when Config.Events implements it, counts each refresh by result.
+type RefreshEvents interface {
+	// Refresh reports one refresh: "refreshed" (new facts stored), "busy" (no free
+	// slot before the facts expired), "rate-limited" (the old facts kept) or "error".
+	Refresh(result string)
+}
+
+// refreshLead is how long before expiry facts with this TTL are refreshed: a tenth of
+// the TTL, at least minRefreshLead (time for a slow probe), at most half of it.
+func refreshLead(ttl time.Duration) time.Duration {
+	return min(max(ttl/10, minRefreshLead), ttl/2)
+}
+
+const minRefreshLead = 15 * time.Second
+
+type refreshItem struct {
+	due time.Time
+	f   *Facts
+}
+
+type refreshHeap []refreshItem
+
+func (h refreshHeap) Len() int           { return len(h) }
+func (h refreshHeap) Less(i, j int) bool { return h[i].due.Before(h[j].due) }
+func (h refreshHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *refreshHeap) Push(x any)        { *h = append(*h, x.(refreshItem)) }
+func (h *refreshHeap) Pop() any {
+	old := *h
+	it := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return it
+}
+
+// refresher schedules and runs refreshes.
+type refresher struct {
+	mu    sync.Mutex
+	queue refreshHeap
+	slots chan struct{} // the refresh budget
+	tick  time.Duration
+}
+
+func newRefresher(cfg Config) *refresher {
+	tick := cfg.RefreshTick
+	if tick <= 0 {
+		tick = time.Second
+	}
+	return &refresher{slots: make(chan struct{}, max(1, cfg.MaxConcurrent/4)), tick: tick}
+}
+
+// noteHit schedules the refresh of f on its first cache hit.
+func (v *Verifier) noteHit(f *Facts) {
+	if v.refresh == nil || !f.refreshScheduled.CompareAndSwap(false, true) {
+		return
+	}
+	due := f.Until.Add(-refreshLead(f.Until.Sub(f.Checked)))
+	if now := v.cfg.Now(); !due.After(now) && v.startRefresh(f, now) {
+		return // due already: started at once rather than at the next tick
+	}
+	r := v.refresh
+	r.mu.Lock()
+	heap.Push(&r.queue, refreshItem{due: due, f: f})
+	r.mu.Unlock()
+}
+
+// runRefresher starts due refreshes every tick until the Verifier closes.
+func (v *Verifier) runRefresher() {
+	defer v.wg.Done()
+	t := time.NewTicker(v.refresh.tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-v.ctx.Done():
+			return
+		case <-t.C:
+			v.startDueRefreshes()
+		}
+	}
+}
+
+// startDueRefreshes starts every refresh that is due and has a slot; the others wait
+// for the next tick.
+func (v *Verifier) startDueRefreshes() {
+	r := v.refresh
+	now := v.cfg.Now()
+	var retry []refreshItem
+	r.mu.Lock()
+	defer func() {
+		for _, it := range retry {
+			heap.Push(&r.queue, it)
+		}
+		r.mu.Unlock()
+	}()
+	for r.queue.Len() > 0 && !r.queue[0].due.After(now) {
+		it := heap.Pop(&r.queue).(refreshItem)
+		if !v.startRefresh(it.f, now) {
+			retry = append(retry, refreshItem{due: now.Add(r.tick), f: it.f})
+		}
+	}
+}
+
+// startRefresh starts the refresh of f if it is still the cached facts and a slot is
+// free; false means "try again at the next tick".
+func (v *Verifier) startRefresh(f *Facts, now time.Time) bool {
+	if cur, ok := v.cache.Get(f.Domain); !ok || cur != f {
+		return true // replaced (a probe after a change) or evicted: nothing to refresh
+	}
+	if !now.Before(f.Until) {
+		v.refreshEvent("busy") // expired without ever finding a slot
+		return true
+	}
+	if !v.takeRefreshSlot() {
+		return false
+	}
+	if !v.enter() {
+		v.releaseRefreshSlot()
+		return true
+	}
+	go v.runRefresh(f)
+	return true
+}
+
+// takeRefreshSlot takes a refresh budget slot and a probe slot, both only when free.
+func (v *Verifier) takeRefreshSlot() bool {
+	select {
+	case v.refresh.slots <- struct{}{}:
+	default:
+		return false
+	}
+	select {
+	case v.sem <- struct{}{}:
+		return true
+	default:
+		<-v.refresh.slots
+		return false
+	}
+}
+
+func (v *Verifier) releaseRefreshSlot() {
+	<-v.sem
+	<-v.refresh.slots
+}
+
+// runRefresh probes old's destination again. An RCPT that misses the cache meanwhile
+// (the facts expired during the refresh) joins it through the singleflight group.
+func (v *Verifier) runRefresh(old *Facts) {
+	defer v.wg.Done()
+	defer v.releaseRefreshSlot()
+	v.cfg.Events.ProbeRunning(1)
+	defer v.cfg.Events.ProbeRunning(-1)
+	result := "error"
+	defer func() { v.refreshEvent(result) }()
+	_, _, _ = v.group.Do(old.Domain, func() (res any, err error) {
+		defer func() {
+			if p := recover(); p != nil {
+				v.cfg.Log.Error("panic refreshing domain", "domain", old.Domain, "panic", p)
+				res, err = old, fmt.Errorf("verify: panic refreshing %s: %v", old.Domain, p)
+			}
+		}()
+		f := v.Probe(v.ctx, old.Domain)
+		if v.ctx.Err() != nil {
+			return old, v.ctx.Err()
+		}
+		for i := range f.Attempts {
+			if f.Attempts[i].RateLimited {
+				// Our own rate limit is no news about the destination: keep the
+				// facts we have until they expire.
+				result = "rate-limited"
+				return old, nil
+			}
+		}
+		v.store(f)
+		result = "refreshed"
+		return f, nil
+	})
+}
+
+func (v *Verifier) refreshEvent(result string) {
+	if e, ok := v.cfg.Events.(RefreshEvents); ok {
+		e.Refresh(result)
+	}
+	v.cfg.Log.Debug("refresh-ahead", "result", result)
+}
+
+// startRefresher starts the scheduler when refresh-ahead is on.
+func (v *Verifier) startRefresher() {
+	if !v.cfg.RefreshAhead {
+		return
+	}
+	v.refresh = newRefresher(v.cfg)
+	if v.enter() {
+		go v.runRefresher()
+	}
+}
