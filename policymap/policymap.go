@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -77,6 +78,28 @@ type Config struct {
 // replaced while it serves (SetConfig).
 type Map struct {
 	cfg atomic.Pointer[Config]
+	// memo keeps the answers LookupCached computed, each with what it was computed from
+	// (the configuration, and for level published the facts' identity), so that a
+	// repeated lookup from a warm cache costs a map read instead of the policy lookups
+	// and the answer's formatting. Bounded by maxMemo (emptied when full).
+	memoMu sync.RWMutex
+	memo   map[memoKey]*memoEntry
+}
+
+// maxMemo bounds the memoized answers: about 200 bytes each.
+const maxMemo = 1 << 16
+
+type memoKey struct{ name, key string }
+
+// memoEntry is one memoized answer. It holds while the configuration is cfg and, when
+// domain is set, while the cached facts of domain are those checked at checked (a
+// refresh, a purge or an expiry changes them).
+type memoEntry struct {
+	cfg     *Config
+	domain  string
+	checked time.Time
+	answer  Answer
+	reply   socketmap.Reply
 }
 
 var _ socketmap.CachedHandler = (*Map)(nil)
@@ -156,6 +179,21 @@ var _ CachedFactsSource = (*verify.Verifier)(nil)
 // (socketmap.CachedHandler). It never blocks; false sends the request to Lookup.
 func (m *Map) LookupCached(name, key string) (socketmap.Reply, bool) {
 	cfg := m.cfg.Load()
+	cf, _ := cfg.Facts.(CachedFactsSource)
+	mk := memoKey{name, key}
+	m.memoMu.RLock()
+	e := m.memo[mk]
+	m.memoMu.RUnlock()
+	if e != nil && e.cfg == cfg {
+		if e.domain == "" {
+			logAnswer(context.Background(), cfg, name, key, e.answer)
+			return e.reply, true
+		}
+		if f, ok := cf.CachedMapFacts(e.domain); ok && f.Checked.Equal(e.checked) {
+			logAnswer(context.Background(), cfg, name, key, e.answer)
+			return e.reply, true
+		}
+	}
 	tlsrpt, allPublished, known := mapName(name)
 	if !known {
 		return m.Lookup(context.Background(), name, key), true
@@ -163,17 +201,30 @@ func (m *Map) LookupCached(name, key string) (socketmap.Reply, bool) {
 	defaultPublished := cfg.DefaultPublished || allPublished
 	k := Classify(key)
 	var facts *verify.MapFacts
-	if d, published := Needs(cfg.Policies, defaultPublished, k); published {
-		cf, ok := cfg.Facts.(CachedFactsSource)
-		if !ok {
+	d, published := Needs(cfg.Policies, defaultPublished, k)
+	if published {
+		if cf == nil {
 			return socketmap.Reply{}, false
 		}
+		var ok bool
 		if facts, ok = cf.CachedMapFacts(d); !ok {
 			return socketmap.Reply{}, false
 		}
 	}
 	a := Decide(cfg.Policies, defaultPublished, k, facts, nil, tlsrpt)
 	logAnswer(context.Background(), cfg, name, key, a)
+	if a.Status == socketmap.StatusOK || a.Status == socketmap.StatusNotFound {
+		e := &memoEntry{cfg: cfg, answer: a, reply: a.Reply()}
+		if published {
+			e.domain, e.checked = d, facts.Checked
+		}
+		m.memoMu.Lock()
+		if m.memo == nil || len(m.memo) >= maxMemo {
+			m.memo = make(map[memoKey]*memoEntry)
+		}
+		m.memo[mk] = e
+		m.memoMu.Unlock()
+	}
 	return a.Reply(), true
 }
 

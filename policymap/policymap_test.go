@@ -400,3 +400,40 @@ func TestLookupCached(t *testing.T) {
 		t.Error("answered published without cached facts")
 	}
 }
+
+// TestLookupCachedMemo: a repeated lookup is answered from the memo only while what the
+// answer was computed from holds: a configuration swap, new facts for the domain (a
+// refresh), or facts that left the cache (expiry, purge) give a new answer.
+func TestLookupCachedMemo(t *testing.T) {
+	t.Parallel()
+	daneFacts := facts("pub.example", hosts("mx.pub.example:usable"), nil)
+	daneFacts.Checked = time.Unix(1000, 0)
+	cf := &cachedFacts{cached: map[string]*verify.MapFacts{"pub.example": daneFacts}}
+	m := policymap.New(policymap.Config{Facts: cf, DefaultPublished: true})
+	lookup := func(want string) {
+		t.Helper()
+		r, ok := m.LookupCached("QUERY", "pub.example")
+		if !ok {
+			if want != "" {
+				t.Fatalf("LookupCached: not answered; want %q", want)
+			}
+			return
+		}
+		checkAnswer(t, policymap.Answer{Status: r.Status, Data: r.Data, Why: "-"}, want)
+	}
+	lookup("OK dane")
+	lookup("OK dane") // memoized
+	// A refresh: the domain's TLSA records are gone.
+	plain := facts("pub.example", hosts("mx.pub.example:none"), nil)
+	plain.Checked = time.Unix(2000, 0)
+	cf.cached["pub.example"] = plain
+	lookup("NOTFOUND")
+	// A configuration swap: the domain now has an entry of its own.
+	m.SetConfig(policymap.Config{Facts: cf, DefaultPublished: true,
+		Policies: table(t, "pub.example encrypt\n", nil)})
+	lookup("OK encrypt")
+	m.SetConfig(policymap.Config{Facts: cf, DefaultPublished: true})
+	// The facts expired or were purged: no answer from memory.
+	delete(cf.cached, "pub.example")
+	lookup("")
+}
