@@ -75,6 +75,9 @@ type Facts struct {
 	verdicts sync.Map // verdictKey(policy) -> Verdict
 	// refreshScheduled: a cache hit scheduled the refresh of these facts (refresh.go).
 	refreshScheduled atomic.Bool
+	// mapFacts memoizes the socketmap's view of these facts (Verifier.CachedMapFacts):
+	// derived once per cached Facts, not once per delivery-time lookup.
+	mapFacts atomic.Pointer[MapFacts]
 }
 
 // JudgeCached is Judge(f, p), computed once per distinct policy for these facts. Facts

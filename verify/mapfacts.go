@@ -68,7 +68,12 @@ func (v *Verifier) MapFactsOf(f *Facts) *MapFacts {
 func (v *Verifier) CachedMapFacts(domain string) (*MapFacts, bool) {
 	now := v.cfg.Now()
 	if f, ok := v.cache.Get(domain); ok && now.Before(f.Until) {
-		return v.MapFactsOf(f), true
+		m := f.mapFacts.Load()
+		if m == nil {
+			m = v.MapFactsOf(f)
+			f.mapFacts.Store(m)
+		}
+		return m, true
 	}
 	if m, ok := v.maps.Get(domain); ok && now.Before(m.Until) {
 		return m, true
