@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/tlsgate/tlsgate/config/policy"
 	"github.com/tlsgate/tlsgate/milter"
+	"github.com/tlsgate/tlsgate/test/fake"
 	"github.com/tlsgate/tlsgate/verify"
 	"github.com/tlsgate/tlsgate/verify/smtpprobe"
 )
@@ -622,7 +622,7 @@ func TestDecisionLogKeys(t *testing.T) {
 	var want []string
 	var records []map[string]any
 	for i, line := range lines {
-		m, err := decodeUniqueKeys(line)
+		m, err := fake.DecodeUniqueKeys(line)
 		if err != nil {
 			t.Fatalf("line %d: %v\n%s", i, err, line)
 		}
@@ -654,31 +654,6 @@ func TestDecisionLogKeys(t *testing.T) {
 			t.Errorf("text line %d: want one level (the severity) and a tls_level:\n%s", i, line)
 		}
 	}
-}
-
-// decodeUniqueKeys decodes one JSON object and fails on a key that appears twice.
-func decodeUniqueKeys(line string) (map[string]any, error) {
-	dec := json.NewDecoder(strings.NewReader(line))
-	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
-		return nil, fmt.Errorf("not a JSON object: %v", err)
-	}
-	m := map[string]any{}
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return nil, err
-		}
-		key := tok.(string)
-		var v any
-		if err := dec.Decode(&v); err != nil {
-			return nil, err
-		}
-		if _, dup := m[key]; dup {
-			return nil, fmt.Errorf("key %q appears twice", key)
-		}
-		m[key] = v
-	}
-	return m, nil
 }
 
 // TestCheckedTransportPatterns: a customer's sender-dependent transport (smtp-encrypt)

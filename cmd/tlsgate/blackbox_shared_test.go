@@ -7,7 +7,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -27,59 +26,6 @@ var sharedMetrics = map[string]string{
 	"tlsgate_shared_cache_invalidations_total": "TestBlackBoxSharedMetrics",
 }
 
-// redisServer starts the machine's valkey-server or redis-server on a free loopback
-// port, without persistence, and returns its address and a function that kills it
-// (by PID) and one that starts it again on the same port.
-func redisServer(t *testing.T) (addr string, kill, restart func()) {
-	t.Helper()
-	bin := ""
-	for _, b := range []string{"valkey-server", "redis-server"} {
-		if p, err := exec.LookPath(b); err == nil {
-			bin = p
-			break
-		}
-	}
-	if bin == "" {
-		// test/all.sh (CI) installs it first: there a missing server is a failure, not
-		// a skip that would leave the shared tier unverified and the run green.
-		if os.Getenv("CI") != "" {
-			t.Fatal("no redis-server or valkey-server: run test/e2e/install.sh (the shared tier's metrics stay unverified)")
-		}
-		t.Skip("no redis-server or valkey-server: run test/e2e/install.sh (the shared tier's metrics stay unverified)")
-	}
-	addr = freeAddr(t)
-	dir := t.TempDir()
-	var cmd *exec.Cmd
-	start := func() {
-		port := addr[strings.LastIndexByte(addr, ':')+1:]
-		cmd = exec.Command(bin, "--bind", "127.0.0.1", "--port", port, "--save", "", "--appendonly", "no", "--dir", dir)
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		for end := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-			c := redis.NewClient(&redis.Options{Addr: addr})
-			err := c.Ping(context.Background()).Err()
-			c.Close()
-			if err == nil {
-				return
-			}
-			if time.Now().After(end) {
-				t.Fatalf("%s not answering: %v", bin, err)
-			}
-		}
-	}
-	kill = func() {
-		if cmd.ProcessState == nil {
-			cmd.Process.Signal(syscall.SIGKILL)
-			cmd.Wait()
-		}
-	}
-	start()
-	t.Cleanup(kill)
-	return addr, kill, start
-}
-
 // TestBlackBoxSharedMetrics runs two `tlsgate serve` sharing a redis-server and checks
 // that every metric of the shared tier moves: a miss, a lease, a put and a rate-limit
 // count at the first, a hit at the second, a forged entry refused, a purge applied by
@@ -89,7 +35,13 @@ func TestBlackBoxSharedMetrics(t *testing.T) {
 		t.Skip("builds and runs the binary")
 	}
 	t.Parallel()
-	raddr, kill, restart := redisServer(t)
+	rs := fake.RequireRedis(t)
+	raddr, kill := rs.Addr, rs.Kill
+	restart := func() {
+		if err := rs.Restart(); err != nil {
+			t.Fatal(err)
+		}
+	}
 	bin := buildBinary(t)
 	ca := fake.NewCA(t, "Root")
 	dnsSrv := fake.StartDNS(t)

@@ -411,7 +411,7 @@ policies:
 	lines := strings.Split(strings.TrimSpace(d.log.String()), "\n")
 	skipped := false
 	for _, line := range lines {
-		m, err := decodeUniqueKeys(line)
+		m, err := fake.DecodeUniqueKeys(line)
 		if err != nil {
 			t.Errorf("log line %q: %v", line, err)
 			continue
@@ -487,30 +487,4 @@ func dashboardMetrics(t *testing.T) []string {
 		t.Fatal("the dashboard uses no tlsgate metric")
 	}
 	return out
-}
-
-// decodeUniqueKeys decodes one JSON object and fails on a key that appears twice (most
-// decoders silently keep the last).
-func decodeUniqueKeys(line string) (map[string]any, error) {
-	dec := json.NewDecoder(strings.NewReader(line))
-	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
-		return nil, fmt.Errorf("not a JSON object (%v)", err)
-	}
-	m := map[string]any{}
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return nil, err
-		}
-		key := tok.(string)
-		var v any
-		if err := dec.Decode(&v); err != nil {
-			return nil, err
-		}
-		if _, dup := m[key]; dup {
-			return nil, fmt.Errorf("key %q appears twice", key)
-		}
-		m[key] = v
-	}
-	return m, nil
 }

@@ -6,18 +6,16 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/tlsgate/tlsgate/test/fake"
 	"github.com/tlsgate/tlsgate/verify/mtasts"
 )
 
@@ -86,76 +84,9 @@ func TestReadSecret(t *testing.T) {
 	}
 }
 
-// server is a redis-server (or valkey-server) of the machine, started by PID for one
-// test; the test is skipped where none is installed (test/e2e/install.sh installs it).
-type server struct {
-	t    *testing.T
-	cmd  *exec.Cmd
-	addr string
-	dir  string
-}
-
-func startServer(t *testing.T) *server {
-	t.Helper()
-	bin := ""
-	for _, b := range []string{"valkey-server", "redis-server"} {
-		if p, err := exec.LookPath(b); err == nil {
-			bin = p
-			break
-		}
-	}
-	if bin == "" {
-		// test/all.sh (CI) installs it first: there a missing server is a failure, not
-		// a skip that would leave the shared tier unverified and the run green.
-		if os.Getenv("CI") != "" {
-			t.Fatal("no redis-server or valkey-server (test/e2e/install.sh installs redis-server)")
-		}
-		t.Skip("no redis-server or valkey-server (test/e2e/install.sh installs redis-server)")
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	s := &server{t: t, addr: addr, dir: t.TempDir()}
-	s.start(bin)
-	t.Cleanup(s.kill)
-	return s
-}
-
-func (s *server) start(bin string) {
-	_, port, _ := net.SplitHostPort(s.addr)
-	s.cmd = exec.Command(bin, "--bind", "127.0.0.1", "--port", port, "--save", "", "--appendonly", "no", "--dir", s.dir)
-	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := s.cmd.Start(); err != nil {
-		s.t.Fatal(err)
-	}
-	for end := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		c := redis.NewClient(&redis.Options{Addr: s.addr})
-		err := c.Ping(context.Background()).Err()
-		c.Close()
-		if err == nil {
-			return
-		}
-		if time.Now().After(end) {
-			s.t.Fatalf("%s not answering: %v", bin, err)
-		}
-	}
-}
-
-func (s *server) kill() {
-	if s.cmd != nil && s.cmd.ProcessState == nil {
-		s.cmd.Process.Signal(syscall.SIGKILL)
-		s.cmd.Wait()
-	}
-}
-
-func (s *server) restart() {
-	bin := s.cmd.Path
-	s.kill()
-	s.start(bin)
-}
+// startServer starts this machine's redis-server or valkey-server for one test (see
+// fake.RequireRedis for when a missing one skips).
+func startServer(t *testing.T) *fake.Redis { return fake.RequireRedis(t) }
 
 // events records what a Tier reports.
 type events struct {
@@ -191,9 +122,9 @@ func (l *logBuffer) Write(p []byte) (int, error) {
 }
 func (l *logBuffer) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
 
-func openTier(t *testing.T, s *server, ev Events, log *logBuffer) *Tier {
+func openTier(t *testing.T, s *fake.Redis, ev Events, log *logBuffer) *Tier {
 	t.Helper()
-	cfg := Config{URL: "redis://" + s.addr + "/0", Secret: secret, Events: ev, RetryInterval: 100 * time.Millisecond}
+	cfg := Config{URL: "redis://" + s.Addr + "/0", Secret: secret, Events: ev, RetryInterval: 100 * time.Millisecond}
 	if log != nil {
 		cfg.Log = slog.New(slog.NewTextHandler(log, nil))
 	}
@@ -229,7 +160,7 @@ func TestTier(t *testing.T) {
 	})
 
 	t.Run("a forged entry is refused and counted", func(t *testing.T) {
-		rdb := redis.NewClient(&redis.Options{Addr: s.addr})
+		rdb := redis.NewClient(&redis.Options{Addr: s.Addr})
 		defer rdb.Close()
 		rdb.Set(ctx, "tlsgate:f:forged.example", seal([]byte("attacker-attacker-attacker-attacker"), KindFacts, "forged.example", []byte("pass")), time.Minute)
 		_, found, err := a.GetFacts(ctx, "forged.example")
@@ -355,7 +286,7 @@ func TestOutage(t *testing.T) {
 	if err := a.PutFacts(ctx, "example.com", []byte("x"), time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	s.kill()
+	s.Kill()
 	for i := range 50 {
 		start := time.Now()
 		_, found, err := a.GetFacts(ctx, "example.com")
@@ -372,7 +303,9 @@ func TestOutage(t *testing.T) {
 	if ev.count("get/unavailable") == 0 {
 		t.Errorf("no get answered at once while down: %v", ev.requests)
 	}
-	s.restart()
+	if err := s.Restart(); err != nil {
+		t.Fatal(err)
+	}
 	var err error
 	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
 		if _, _, err = a.GetFacts(ctx, "example.com"); err == nil {

@@ -5,14 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
-	"os"
-	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -20,6 +16,7 @@ import (
 
 	"github.com/tlsgate/tlsgate/config/policy"
 	"github.com/tlsgate/tlsgate/internal/sharedcache"
+	"github.com/tlsgate/tlsgate/test/fake"
 	"github.com/tlsgate/tlsgate/verify"
 )
 
@@ -35,52 +32,14 @@ import (
 // errNoServer skips the scenario where no server is installed.
 var errNoServer = errors.New("no redis-server or valkey-server installed (test/e2e/install.sh installs redis-server); skipped")
 
-// sharedServer is a redis-server started by PID on a free loopback port.
-type sharedServer struct {
-	addr string
-	cmd  *exec.Cmd
-}
-
-func startSharedServer(tb testing.TB) (*sharedServer, error) {
-	bin := ""
-	for _, b := range []string{"valkey-server", "redis-server"} {
-		if p, err := exec.LookPath(b); err == nil {
-			bin = p
-			break
-		}
-	}
-	if bin == "" {
+// startSharedServer starts this machine's redis-server or valkey-server
+// (fake.StartRedis); errNoServer when none is installed.
+func startSharedServer(tb testing.TB) (*fake.Redis, error) {
+	r, err := fake.StartRedis(tb)
+	if errors.Is(err, fake.ErrNoRedis) {
 		return nil, errNoServer
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	_, port, _ := net.SplitHostPort(addr)
-	dir, err := os.MkdirTemp("", "tlsgate-load-redis-")
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(bin, "--bind", "127.0.0.1", "--port", port, "--save", "", "--appendonly", "no", "--dir", dir)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		os.RemoveAll(dir)
-		return nil, err
-	}
-	tb.Cleanup(func() { cmd.Process.Signal(syscall.SIGKILL); cmd.Wait(); os.RemoveAll(dir) })
-	for end := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		c := redis.NewClient(&redis.Options{Addr: addr})
-		err := c.Ping(context.Background()).Err()
-		c.Close()
-		if err == nil {
-			return &sharedServer{addr: addr, cmd: cmd}, nil
-		}
-		if time.Now().After(end) {
-			return nil, fmt.Errorf("%s not answering: %w", bin, err)
-		}
-	}
+	return r, err
 }
 
 // getCounter counts the tier's GETs.
@@ -128,7 +87,7 @@ func sharedLoad(tb testing.TB, c config, out io.Writer) (*sharedResult, error) {
 	if res.plain, err = cacheHit(tb, c, out); err != nil {
 		return nil, err
 	}
-	tierA, err := openTier(tb, srv.addr, nil)
+	tierA, err := openTier(tb, srv.Addr, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -138,7 +97,7 @@ func sharedLoad(tb testing.TB, c config, out io.Writer) (*sharedResult, error) {
 	if res.withShared, err = cacheHit(tb, ch, out); err != nil {
 		return nil, err
 	}
-	rdb := redis.NewClient(&redis.Options{Addr: srv.addr})
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr})
 	defer rdb.Close()
 	ctx := context.Background()
 	if err := rdb.FlushAll(ctx).Err(); err != nil {
@@ -186,7 +145,7 @@ func sharedLoad(tb testing.TB, c config, out io.Writer) (*sharedResult, error) {
 	res.factsBytes, res.postureBytes = float64(fb)/float64(len(domains)), float64(pb)/float64(len(domains))
 
 	ev := &getCounter{}
-	tierB, err := openTier(tb, srv.addr, ev)
+	tierB, err := openTier(tb, srv.Addr, ev)
 	if err != nil {
 		return nil, err
 	}
