@@ -28,7 +28,7 @@ import (
 // host not found); otherwise tempfail, because Postfix would defer and retry.
 func Judge(f *Facts, p policy.Policy) Verdict {
 	v := Verdict{
-		Domain:    f.Domain,
+		Domain:    f.Destination(),
 		Level:     p.Level,
 		Mechanism: mechanismFor(p.Level),
 		Checked:   f.Checked,

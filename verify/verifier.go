@@ -319,7 +319,9 @@ const minDNSTTL = 30 * time.Second
 func (v *Verifier) store(f *Facts) {
 	ttl := min(v.ttlFor(f), max(f.DNSTTL, minDNSTTL))
 	f.Until = v.cfg.Now().Add(ttl)
-	v.notePosture(f)
+	if f.Servername() == "" {
+		v.notePosture(f) // the destination's posture, once: not again per servername=
+	}
 	f.compact()
 	boundFacts(f) // what stays in memory and goes to the cache file is bounded text
 	v.cache.Set(f.Domain, f, ttl)
@@ -377,9 +379,10 @@ func (v *Verifier) Probe(ctx context.Context, domain string) *Facts {
 }
 
 func (v *Verifier) probe(ctx context.Context, f *Facts) {
-	hop, ok, err := ParseNextHop(f.Domain)
+	dest := f.Destination()
+	hop, ok, err := ParseNextHop(dest)
 	if !ok || err != nil {
-		f.MX, f.MXDetail = MXNone, fmt.Sprintf("%q is neither a domain nor a next hop", f.Domain)
+		f.MX, f.MXDetail = MXNone, fmt.Sprintf("%q is neither a domain nor a next hop", dest)
 		if err != nil {
 			f.MXDetail = err.Error()
 		}
@@ -390,12 +393,13 @@ func (v *Verifier) probe(ctx context.Context, f *Facts) {
 		return
 	}
 	var sts chan mtasts.Result
-	// MTA-STS is the recipient domain's (RFC 8461 §4): never for "host:port".
-	if v.cfg.STS != nil && hop.Port == 0 {
+	// MTA-STS is the recipient domain's (RFC 8461 §4): never for "host:port". Facts
+	// probed with a servername= (FactsKey) are never judged at published.
+	if v.cfg.STS != nil && hop.Port == 0 && f.Servername() == "" {
 		// The policy is looked up while the MX records are: it decides which hosts an
 		// MTA-STS sender contacts.
 		ch := make(chan mtasts.Result, 1)
-		go func() { ch <- v.cfg.STS.Lookup(ctx, f.Domain) }()
+		go func() { ch <- v.cfg.STS.Lookup(ctx, dest) }()
 		sts = ch
 	}
 	waitSTS := func() *mtasts.Policy {
@@ -439,9 +443,10 @@ func (v *Verifier) probe(ctx context.Context, f *Facts) {
 // limit counts only listed hosts, and may reach hosts past Postfix's limit.
 func (v *Verifier) probeHosts(ctx context.Context, f *Facts, pol *mtasts.Policy, beyondOnly bool) {
 	port := v.cfg.SMTPPort
-	if hop, _, _ := ParseNextHop(f.Domain); hop.Port > 0 {
+	if hop, _, _ := ParseNextHop(f.Destination()); hop.Port > 0 {
 		port = hop.Port
 	}
+	servername := f.Servername()
 	postfixLeft, stsLeft := v.cfg.MXAddressLimit, 0
 	if pol != nil {
 		stsLeft = v.cfg.MXAddressLimit
@@ -461,7 +466,12 @@ func (v *Verifier) probeHosts(ctx context.Context, f *Facts, pol *mtasts.Policy,
 		}
 		// DANE: the server is asked for the TLSA base domain as SNI (RFC 7672 §8.1).
 		sni := ""
-		if h.TLSA.Status == TLSAFound && len(dane.UsableRecords(h.TLSA.Records)) > 0 {
+		switch {
+		case servername != "":
+			// A policy's servername= at a level that is not DANE (FactsKey): the name
+			// Postfix sends (tls_client.c tls_auth_enable), TLSA records or not.
+			sni = f.serverName(servername, h.Name)
+		case h.TLSA.Status == TLSAFound && len(dane.UsableRecords(h.TLSA.Records)) > 0:
 			sni = h.TLSA.Base
 		}
 		for _, ip := range h.Addrs {
