@@ -447,6 +447,14 @@ func (v *Verifier) probeHosts(ctx context.Context, f *Facts, pol *mtasts.Policy,
 		port = hop.Port
 	}
 	servername := f.Servername()
+	// tafile=: the trust anchors are read at every probe, as Postfix reads them at
+	// delivery; a file that cannot be read is recorded in every attempt (the policy
+	// is invalid then: Postfix defers).
+	var anchors *TrustAnchors
+	var taErr error
+	if files := f.TAFile(); files != "" {
+		anchors, taErr = LoadTrustAnchors(files)
+	}
 	postfixLeft, stsLeft := v.cfg.MXAddressLimit, 0
 	if pol != nil {
 		stsLeft = v.cfg.MXAddressLimit
@@ -489,8 +497,9 @@ func (v *Verifier) probeHosts(ctx context.Context, f *Facts, pol *mtasts.Policy,
 				continue
 			}
 			a := Attempt{Host: h.Name, Preference: h.Preference, TLSA: h.TLSA, BeyondLimit: !byPostfix}
-			a.Result, a.Cert, a.RateLimited = v.probeAddr(ctx, f, h.Name, ip, port, sni)
+			a.Result, a.Cert, a.RateLimited = v.probeAddr(ctx, f, h.Name, ip, port, sni, anchors != nil || taErr != nil)
 			a.recordDANE(f)
+			a.recordTA(anchors, taErr, v.cfg.Now())
 			f.Attempts = append(f.Attempts, a)
 		}
 	}
@@ -508,7 +517,10 @@ type addrResult struct {
 // result with its leaf summary. A result for the same address and SNI is shared
 // between domains (many domains share their provider's MX hosts; the probe does not
 // depend on the domain).
-func (v *Verifier) probeAddr(ctx context.Context, f *Facts, host string, ip netip.Addr, port int, sni string) (r smtpprobe.Result, cert *CertInfo, limited bool) {
+//
+// needChain: the caller checks the chain itself (tafile=), so a result shared without
+// its chain will not do; such results are shared under their own key, chain kept.
+func (v *Verifier) probeAddr(ctx context.Context, f *Facts, host string, ip netip.Addr, port int, sni string, needChain bool) (r smtpprobe.Result, cert *CertInfo, limited bool) {
 	if !v.allowed(ip) {
 		v.cfg.Log.Warn("probe refused by configuration", "domain", f.Domain, "mx", host, "ip", ip.String())
 		return smtpprobe.Result{IP: ip, Outcome: smtpprobe.OutcomeNotAllowed,
@@ -517,6 +529,9 @@ func (v *Verifier) probeAddr(ctx context.Context, f *Facts, host string, ip neti
 	key := ip.String() + "|" + sni
 	if port != v.cfg.SMTPPort {
 		key = netip.AddrPortFrom(ip, uint16(port)).String() + "|" + sni
+	}
+	if needChain {
+		key += "|chain"
 	}
 	if ar, ok := v.addrs.Get(key); ok {
 		return ar.r, ar.cert, false
@@ -535,7 +550,7 @@ func (v *Verifier) probeAddr(ctx context.Context, f *Facts, host string, ip neti
 		}
 		if ctx.Err() == nil {
 			shared := ar
-			if sni == "" {
+			if sni == "" && !needChain {
 				shared.r.Chain = nil
 			}
 			v.addrs.Set(key, shared, v.cfg.AddressTTL)
