@@ -14,6 +14,7 @@ import (
 	"github.com/tlsgate/tlsgate/config/policy"
 	"github.com/tlsgate/tlsgate/test/fake"
 	"github.com/tlsgate/tlsgate/verify"
+	"github.com/tlsgate/tlsgate/verify/smtpprobe"
 )
 
 func chainOf(t *testing.T, c tls.Certificate) []*x509.Certificate {
@@ -161,4 +162,33 @@ func TestTAFile(t *testing.T) {
 	}
 	p := policy.Policy{Level: policy.LevelVerify, Attrs: map[string]string{"tafile": rootFile}}
 	want("tempfail/internal-error").check(t, "verify tafile= on plain facts", f.JudgeCached(p))
+}
+
+// TestTAFileCacheClass: facts verified by an entry's trust anchors are cached as long
+// as facts verified by the CAs (pass_ttl), though probe.ca_file does not hold the
+// anchor; those the anchors reject are a failure.
+func TestTAFileCacheClass(t *testing.T) {
+	w := newWorld(t)
+	w.serve(domain, host{name: "mx1", behaviour: "good"})
+	other := fake.NewCA(t, "Unrelated Root")
+	v := w.verifier(func(c *verify.Config) {
+		c.Prober.(*smtpprobe.Prober).Roots = other.Pool // the CAs do not verify mx1
+	})
+	ctx := context.Background()
+	for _, tc := range []struct {
+		file string
+		want verify.Status
+	}{
+		{writeTA(t, "ca.pem", certPEM(w.ca.Cert)), verify.StatusPass},
+		{writeTA(t, "other.pem", certPEM(other.Cert)), verify.StatusFail},
+	} {
+		p := policy.Policy{Level: policy.LevelVerify, Attrs: map[string]string{"tafile": tc.file}}
+		f, _, err := v.Facts(ctx, verify.FactsKey(domain, p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := verify.ClassOf(f); got != tc.want {
+			t.Errorf("%s: class %s, want %s", filepath.Base(tc.file), got, tc.want)
+		}
+	}
 }

@@ -361,7 +361,12 @@ func ClassOf(f *Facts) Status {
 		}
 	}
 	first := f.Attempts[0].Result
-	if first.Outcome == smtpprobe.OutcomeTLS && first.PKIX == nil {
+	verified := first.PKIX == nil
+	if ta := f.Attempts[0].TA; f.TAFile() != "" {
+		// tafile=: the entry's trust anchors, not the CAs, verify the chain.
+		verified = ta != nil && ta.Done && ta.Error == ""
+	}
+	if first.Outcome == smtpprobe.OutcomeTLS && verified {
 		return StatusPass
 	}
 	return StatusFail
