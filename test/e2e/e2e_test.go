@@ -161,6 +161,11 @@ func matrix() []cell {
 		cell{domain: "ta-leaf.test", level: "fingerprint", entryLevel: "verify", want: "pass"},
 		cell{domain: "ta-leaf-secure.test", level: "fingerprint", want: "fail", code: "5.7.5", expect: "not valid for the server's name"},
 		cell{domain: "ta-missing.test", level: "fingerprint", want: "tempfail", code: "4.7.5", expect: "is invalid"},
+		// mx.sts.test presents its leaf alone: an anchor need not be presented
+		// (OpenSSL's DANE-TA(2) full-certificate records), and a bare public key
+		// anchor that signed the leaf will do.
+		cell{domain: "ta-absent.test", level: "fingerprint", entryLevel: "verify", want: "pass"},
+		cell{domain: "ta-key.test", level: "fingerprint", entryLevel: "verify", want: "pass"},
 	)
 	return append(cells, stsCells()...)
 }
@@ -198,9 +203,11 @@ ta-other.test       verify tafile=%[6]s
 ta-leaf.test        verify tafile=%[7]s
 ta-leaf-secure.test secure tafile=%[7]s
 ta-missing.test     verify tafile=%[8]s
+ta-absent.test      verify tafile=%[5]s
+ta-key.test         verify tafile=%[9]s
 [relay.e2e.test]:587 encrypt
 `, w.pins["mx.tls.test"], w.pins["mx.selfsigned.test"], w.pins["mx.legacy.test"], w.pins["mx.legacy-rsa.test"],
-		w.path("certs", "ca.pem"), w.path("certs", "other-ca.pem"), w.path("certs", "selfsigned.crt"), w.path("certs", "missing.pem")), 0o644)
+		w.path("certs", "ca.pem"), w.path("certs", "other-ca.pem"), w.path("certs", "selfsigned.crt"), w.path("certs", "missing.pem"), w.path("certs", "ca-key.pem")), 0o644)
 
 	oracle := w.oracle(policy)
 	w.startTLSGate(policy)

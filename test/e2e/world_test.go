@@ -204,6 +204,9 @@ func (w *world) start(name string, args ...string) *exec.Cmd {
 func (w *world) certificates() {
 	w.ca = fake.NewCA(w.t, "tlsgate e2e root")
 	w.write("certs/ca.pem", string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: w.ca.Cert.Raw})), 0o644)
+	// The root's public key alone: a tafile= trust anchor (postconf(5)
+	// smtp_tls_trust_anchor_file: "openssl x509 ... -pubkey").
+	w.write("certs/ca-key.pem", string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: w.ca.Cert.RawSubjectPublicKeyInfo})), 0o644)
 	// A root nothing here is issued by: a tafile= that trusts no MX (issue 13).
 	other := fake.NewCA(w.t, "tlsgate e2e unrelated root")
 	w.write("certs/other-ca.pem", string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: other.Cert.Raw})), 0o644)
@@ -353,6 +356,8 @@ ta-other IN MX 10 mx.tls.test.
 ta-leaf IN MX 10 mx.selfsigned.test.
 ta-leaf-secure IN MX 10 mx.selfsigned.test.
 ta-missing IN MX 10 mx.tls.test.
+ta-absent IN MX 10 mx.sts.test.
+ta-key IN MX 10 mx.sts.test.
 `
 
 const unsignedZone = `$ORIGIN unsigned.test.
