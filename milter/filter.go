@@ -246,11 +246,13 @@ func (f *Filter) Decide(ctx context.Context, r Request) (d Decision) {
 // verdict judges domain within the RCPT budget; running out of it, or any internal
 // error, gives a tempfail verdict.
 func (cfg *Config) verdict(ctx context.Context, domain string, p policy.Policy) verify.Verdict {
+	// A policy with servername= is judged on facts probed with that SNI.
+	key := verify.FactsKey(domain, p)
 	// A cache hit needs no deadline: skip the timer of WithTimeout.
 	if c, ok := cfg.Facts.(interface {
 		Cached(string) (*verify.Facts, bool)
 	}); ok {
-		if facts, ok := c.Cached(domain); ok {
+		if facts, ok := c.Cached(key); ok {
 			v := facts.JudgeCached(p)
 			v.Cached = true
 			return v
@@ -258,7 +260,7 @@ func (cfg *Config) verdict(ctx context.Context, domain string, p policy.Policy) 
 	}
 	ctx, cancel := context.WithTimeout(ctx, cfg.RcptTimeout)
 	defer cancel()
-	facts, cached, err := cfg.Facts.Facts(ctx, domain)
+	facts, cached, err := cfg.Facts.Facts(ctx, key)
 	if err != nil {
 		reason := verify.ReasonInternal
 		switch {

@@ -101,6 +101,18 @@ func (a *Attempt) recordDANE(f *Facts) {
 	}
 }
 
+// recordTA checks the chain against the trust anchors of the facts' tafile= while the
+// chain is at hand. taErr: the files could not be loaded.
+func (a *Attempt) recordTA(anchors *TrustAnchors, taErr error, now time.Time) {
+	switch {
+	case taErr != nil:
+		a.TA = &TAResult{Done: true, Reason: ReasonPolicyInvalid, Error: taErr.Error()}
+	case anchors != nil && len(a.Result.Chain) > 0:
+		r := anchors.Verify(a.Result.Chain, now)
+		a.TA = &r
+	}
+}
+
 // compact drops the certificate chains of facts about to be cached; everything Judge
 // needs of them is in Cert and DANE (recordDANE).
 func (f *Facts) compact() {

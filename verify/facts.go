@@ -96,12 +96,16 @@ func (f *Facts) JudgeCached(p policy.Policy) Verdict {
 // protocols= attribute.
 func verdictKey(p policy.Policy) string {
 	protocols, hasProtocols := p.Attrs["protocols"]
-	if len(p.Match) == 0 && !hasProtocols {
+	tafile, hasTAFile := p.Attrs["tafile"]
+	if len(p.Match) == 0 && !hasProtocols && !hasTAFile {
 		return p.Level.String() // the common case, on every cached RCPT: no allocation
 	}
 	key := p.Level.String() + "\x00" + strings.Join(p.Match, "\x00")
 	if hasProtocols {
 		key += "\x01" + protocols
+	}
+	if hasTAFile {
+		key += "\x02" + tafile
 	}
 	return key
 }
@@ -164,6 +168,9 @@ type Attempt struct {
 	// verification, recorded at probe time; cached facts keep these, not the chain.
 	Cert *CertInfo  `json:",omitempty"`
 	DANE DANEResult `json:",omitzero"`
+	// TA is the chain's check against the trust anchors of the facts' tafile=
+	// (FactsKey), recorded at probe time; nil for facts without tafile=.
+	TA *TAResult `json:",omitempty"`
 	// RateLimited: not probed because the address was probed too often
 	// (Config.RatePerAddress); a transient condition.
 	RateLimited bool

@@ -28,7 +28,7 @@ import (
 // host not found); otherwise tempfail, because Postfix would defer and retry.
 func Judge(f *Facts, p policy.Policy) Verdict {
 	v := Verdict{
-		Domain:    f.Domain,
+		Domain:    f.Destination(),
 		Level:     p.Level,
 		Mechanism: mechanismFor(p.Level),
 		Checked:   f.Checked,
@@ -387,7 +387,21 @@ func judgeAttempt(a *Attempt, f *Facts, p policy.Policy) (av AttemptVerdict, ran
 	case policy.LevelVerify, policy.LevelSecure:
 		// TLS_README "Mandatory server certificate verification" / "Secure server
 		// certificate verification": chain to a trusted CA, then a name from match=.
-		if r.PKIX != nil {
+		// With tafile=, to one of its trust anchors instead of a CA (postconf(5)
+		// smtp_tls_trust_anchor_file: CAfile and CApath "are no longer trusted").
+		if _, hasTA := p.Attrs["tafile"]; hasTA {
+			switch ta := a.TA; {
+			case ta == nil || !ta.Done:
+				// Facts probed without these trust anchors: never a pass.
+				return fail(ReasonInternal, 0, false, "the certificate was not checked against the tafile= trust anchors")
+			case ta.Reason == ReasonPolicyInvalid:
+				// tls_dane_load_trustfile failed: Postfix treats the policy as
+				// invalid and defers.
+				return fail(ReasonPolicyInvalid, 0, false, "%s", ta.Error)
+			case ta.Error != "":
+				return fail(ta.Reason, 3, true, "%s", ta.Error)
+			}
+		} else if r.PKIX != nil {
 			reason, msg := pkixReason(r.PKIX)
 			return fail(reason, 3, true, "%s", msg)
 		}

@@ -91,13 +91,14 @@ func IsNextHopKey(key string) bool {
 // and as the DANE-TA reference identifier beside the TLSA base domain (RFC 7672
 // §3.2.2).
 func (f *Facts) NextHopName() string {
-	if !IsNextHopKey(f.Domain) {
-		return f.Domain
+	dest := f.Destination()
+	if !IsNextHopKey(dest) {
+		return dest
 	}
-	if h, ok, _ := ParseNextHop(f.Domain); ok {
+	if h, ok, _ := ParseNextHop(dest); ok {
 		return h.Name
 	}
-	return f.Domain
+	return dest
 }
 
 // PortProber is a Prober that can probe another port than its default: explicit next
@@ -138,11 +139,11 @@ func (v *Verifier) probeNextHop(ctx context.Context, f *Facts, hop NextHop) {
 			return
 		}
 		if h.AddrError != "" {
-			f.MX, f.MXDetail = MXNone, fmt.Sprintf("next hop %s: %s", f.Domain, h.AddrError)
+			f.MX, f.MXDetail = MXNone, fmt.Sprintf("next hop %s: %s", f.Destination(), h.AddrError)
 			return
 		}
 	}
-	f.MX, f.MXDetail = MXImplicit, fmt.Sprintf("explicit next hop %s: no MX lookup", f.Domain)
+	f.MX, f.MXDetail = MXImplicit, fmt.Sprintf("explicit next hop %s: no MX lookup", f.Destination())
 	f.MXSecure = h.AddrSecure
 	f.Hosts = []Host{h}
 	v.probeHosts(ctx, f, nil, false)

@@ -324,6 +324,9 @@ func boundFacts(f *Facts) {
 		b(&a.DNSError)
 		b(&a.TLSA.Error)
 		b(&a.DANE.Error)
+		if a.TA != nil {
+			b(&a.TA.Error)
+		}
 	}
 	if f.STS != nil {
 		b(&f.STS.Detail)

@@ -109,7 +109,7 @@ type ReportCertificate struct {
 // NewReport combines facts and the verdict judged from them.
 func NewReport(f *Facts, v Verdict, rule string) Report {
 	r := Report{
-		Domain: f.Domain, Level: v.Level.String(), Rule: rule, Status: v.Status.String(),
+		Domain: f.Destination(), Level: v.Level.String(), Rule: rule, Status: v.Status.String(),
 		Reason: string(v.Reason), Mechanism: string(v.Mechanism), Detail: v.Detail,
 		MXStatus: f.MX.String(), MXSecure: f.MXSecure, MXDetail: f.MXDetail, MX: []ReportHost{},
 		Checked: f.Checked.UTC(), DurationMS: f.Duration.Milliseconds(),

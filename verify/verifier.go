@@ -319,7 +319,9 @@ const minDNSTTL = 30 * time.Second
 func (v *Verifier) store(f *Facts) {
 	ttl := min(v.ttlFor(f), max(f.DNSTTL, minDNSTTL))
 	f.Until = v.cfg.Now().Add(ttl)
-	v.notePosture(f)
+	if f.Servername() == "" {
+		v.notePosture(f) // the destination's posture, once: not again per servername=
+	}
 	f.compact()
 	boundFacts(f) // what stays in memory and goes to the cache file is bounded text
 	v.cache.Set(f.Domain, f, ttl)
@@ -359,7 +361,12 @@ func ClassOf(f *Facts) Status {
 		}
 	}
 	first := f.Attempts[0].Result
-	if first.Outcome == smtpprobe.OutcomeTLS && first.PKIX == nil {
+	verified := first.PKIX == nil
+	if ta := f.Attempts[0].TA; f.TAFile() != "" {
+		// tafile=: the entry's trust anchors, not the CAs, verify the chain.
+		verified = ta != nil && ta.Done && ta.Error == ""
+	}
+	if first.Outcome == smtpprobe.OutcomeTLS && verified {
 		return StatusPass
 	}
 	return StatusFail
@@ -377,9 +384,10 @@ func (v *Verifier) Probe(ctx context.Context, domain string) *Facts {
 }
 
 func (v *Verifier) probe(ctx context.Context, f *Facts) {
-	hop, ok, err := ParseNextHop(f.Domain)
+	dest := f.Destination()
+	hop, ok, err := ParseNextHop(dest)
 	if !ok || err != nil {
-		f.MX, f.MXDetail = MXNone, fmt.Sprintf("%q is neither a domain nor a next hop", f.Domain)
+		f.MX, f.MXDetail = MXNone, fmt.Sprintf("%q is neither a domain nor a next hop", dest)
 		if err != nil {
 			f.MXDetail = err.Error()
 		}
@@ -390,12 +398,13 @@ func (v *Verifier) probe(ctx context.Context, f *Facts) {
 		return
 	}
 	var sts chan mtasts.Result
-	// MTA-STS is the recipient domain's (RFC 8461 §4): never for "host:port".
-	if v.cfg.STS != nil && hop.Port == 0 {
+	// MTA-STS is the recipient domain's (RFC 8461 §4): never for "host:port". Facts
+	// probed with a servername= (FactsKey) are never judged at published.
+	if v.cfg.STS != nil && hop.Port == 0 && f.Servername() == "" {
 		// The policy is looked up while the MX records are: it decides which hosts an
 		// MTA-STS sender contacts.
 		ch := make(chan mtasts.Result, 1)
-		go func() { ch <- v.cfg.STS.Lookup(ctx, f.Domain) }()
+		go func() { ch <- v.cfg.STS.Lookup(ctx, dest) }()
 		sts = ch
 	}
 	waitSTS := func() *mtasts.Policy {
@@ -439,8 +448,17 @@ func (v *Verifier) probe(ctx context.Context, f *Facts) {
 // limit counts only listed hosts, and may reach hosts past Postfix's limit.
 func (v *Verifier) probeHosts(ctx context.Context, f *Facts, pol *mtasts.Policy, beyondOnly bool) {
 	port := v.cfg.SMTPPort
-	if hop, _, _ := ParseNextHop(f.Domain); hop.Port > 0 {
+	if hop, _, _ := ParseNextHop(f.Destination()); hop.Port > 0 {
 		port = hop.Port
+	}
+	servername := f.Servername()
+	// tafile=: the trust anchors are read at every probe, as Postfix reads them at
+	// delivery; a file that cannot be read is recorded in every attempt (the policy
+	// is invalid then: Postfix defers).
+	var anchors *TrustAnchors
+	var taErr error
+	if files := f.TAFile(); files != "" {
+		anchors, taErr = LoadTrustAnchors(files)
 	}
 	postfixLeft, stsLeft := v.cfg.MXAddressLimit, 0
 	if pol != nil {
@@ -461,7 +479,12 @@ func (v *Verifier) probeHosts(ctx context.Context, f *Facts, pol *mtasts.Policy,
 		}
 		// DANE: the server is asked for the TLSA base domain as SNI (RFC 7672 §8.1).
 		sni := ""
-		if h.TLSA.Status == TLSAFound && len(dane.UsableRecords(h.TLSA.Records)) > 0 {
+		switch {
+		case servername != "":
+			// A policy's servername= at a level that is not DANE (FactsKey): the name
+			// Postfix sends (tls_client.c tls_auth_enable), TLSA records or not.
+			sni = f.serverName(servername, h.Name)
+		case h.TLSA.Status == TLSAFound && len(dane.UsableRecords(h.TLSA.Records)) > 0:
 			sni = h.TLSA.Base
 		}
 		for _, ip := range h.Addrs {
@@ -479,8 +502,9 @@ func (v *Verifier) probeHosts(ctx context.Context, f *Facts, pol *mtasts.Policy,
 				continue
 			}
 			a := Attempt{Host: h.Name, Preference: h.Preference, TLSA: h.TLSA, BeyondLimit: !byPostfix}
-			a.Result, a.Cert, a.RateLimited = v.probeAddr(ctx, f, h.Name, ip, port, sni)
+			a.Result, a.Cert, a.RateLimited = v.probeAddr(ctx, f, h.Name, ip, port, sni, anchors != nil || taErr != nil)
 			a.recordDANE(f)
+			a.recordTA(anchors, taErr, v.cfg.Now())
 			f.Attempts = append(f.Attempts, a)
 		}
 	}
@@ -498,7 +522,10 @@ type addrResult struct {
 // result with its leaf summary. A result for the same address and SNI is shared
 // between domains (many domains share their provider's MX hosts; the probe does not
 // depend on the domain).
-func (v *Verifier) probeAddr(ctx context.Context, f *Facts, host string, ip netip.Addr, port int, sni string) (r smtpprobe.Result, cert *CertInfo, limited bool) {
+//
+// needChain: the caller checks the chain itself (tafile=), so a result shared without
+// its chain will not do; such results are shared under their own key, chain kept.
+func (v *Verifier) probeAddr(ctx context.Context, f *Facts, host string, ip netip.Addr, port int, sni string, needChain bool) (r smtpprobe.Result, cert *CertInfo, limited bool) {
 	if !v.allowed(ip) {
 		v.cfg.Log.Warn("probe refused by configuration", "domain", f.Domain, "mx", host, "ip", ip.String())
 		return smtpprobe.Result{IP: ip, Outcome: smtpprobe.OutcomeNotAllowed,
@@ -507,6 +534,9 @@ func (v *Verifier) probeAddr(ctx context.Context, f *Facts, host string, ip neti
 	key := ip.String() + "|" + sni
 	if port != v.cfg.SMTPPort {
 		key = netip.AddrPortFrom(ip, uint16(port)).String() + "|" + sni
+	}
+	if needChain {
+		key += "|chain"
 	}
 	if ar, ok := v.addrs.Get(key); ok {
 		return ar.r, ar.cert, false
@@ -525,7 +555,7 @@ func (v *Verifier) probeAddr(ctx context.Context, f *Facts, host string, ip neti
 		}
 		if ctx.Err() == nil {
 			shared := ar
-			if sni == "" {
+			if sni == "" && !needChain {
 				shared.r.Chain = nil
 			}
 			v.addrs.Set(key, shared, v.cfg.AddressTTL)

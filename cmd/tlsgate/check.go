@@ -63,7 +63,8 @@ func check(ctx context.Context, args, env []string, stdout, stderr io.Writer) in
 	}
 	defer v.Close()
 
-	facts := v.Probe(ctx, domain)
+	// A policy with servername= is judged on a probe that sends that SNI.
+	facts := v.Probe(ctx, verify.FactsKey(domain, p))
 	out, verdict := newCheckJSON(v, set, cfg.SocketmapDefaultPublished(), facts, p, rule)
 	sm := out.Socketmap
 	if asJSON {
@@ -136,7 +137,7 @@ func senderDomain(s string) string {
 func newCheckJSON(v *verify.Verifier, set *policy.Set, defaultPublished bool, facts *verify.Facts, p policy.Policy, rule string) (checkJSON, verify.Verdict) {
 	verdict := facts.JudgeCached(p)
 	report := verify.NewReport(facts, verdict, rule)
-	sm := checkSocketmap(set.Table, defaultPublished, facts.Domain, v.MapFactsOf(facts))
+	sm := checkSocketmap(set.Table, defaultPublished, facts.Destination(), v.MapFactsOf(facts))
 	return checkJSON{report, sm}, verdict
 }
 

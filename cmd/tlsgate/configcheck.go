@@ -84,6 +84,9 @@ func configCmd(args, env []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "match: %s\n", strings.Join(a.Match, ":"))
 	}
 	fmt.Fprintf(stdout, "on_fail: %s\non_tempfail: %s\n", a.OnFail, a.OnTempfail)
+	if a.invalid != "" {
+		fmt.Fprintf(stdout, "invalid: %s (Postfix defers the mail; tlsgate answers tempfail, policy-invalid)\n", a.invalid)
+	}
 	if a.Also != nil {
 		fmt.Fprintf(stdout, "also required: %s (%s)\n", a.Also.Level, a.Also.Rule)
 	}
@@ -105,6 +108,9 @@ type policyAnswer struct {
 	OnTempfail string      `json:"on_tempfail"`
 	Also       *policyAlso `json:"also,omitempty"`
 	Socketmap  string      `json:"socketmap,omitempty"`
+	// invalid: the entry that applies is one Postfix refuses (it defers the mail);
+	// config check says so, the milter answers tempfail.
+	invalid string
 }
 
 // policyAlso is a second requirement that must be met too (a domain policy and a
@@ -153,6 +159,7 @@ func policyFor(cfg *config.Config, set *policy.Set, rcpt, sender, sasl, client, 
 	if r := req.Also; r != nil {
 		a.Also = &policyAlso{Level: r.Level.String(), Rule: req.AlsoRule}
 	}
+	a.invalid = req.Invalid
 	if cfg.Socketmap.Listen != "" {
 		a.Socketmap = socketmapStatic(set.Table, cfg.SocketmapDefaultPublished(), cmp.Or(hop, norm))
 	}

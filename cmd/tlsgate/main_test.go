@@ -280,3 +280,26 @@ func TestConfigCheckAlso(t *testing.T) {
 		t.Errorf("exit %d:\n%s%s", code, out, errOut)
 	}
 }
+
+// TestConfigCheckTAFile: a tafile= that cannot be loaded makes the entry invalid, as
+// Postfix treats it (it defers the mail): config check says so, names the file, and
+// shows the recipient's mail deferred, not judged without the anchors.
+func TestConfigCheckTAFile(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	policyFile := filepath.Join(dir, "tls_policy")
+	missing := filepath.Join(dir, "bank-ca.pem")
+	if err := os.WriteFile(policyFile, []byte("bank.example verify tafile="+missing+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(dir, "tlsgate.yaml")
+	if err := os.WriteFile(file, []byte("policy_files: ["+policyFile+"]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, out, errOut := runCmd(t, "config", "check", file, "--rcpt", "user@bank.example")
+	for _, w := range []string{missing, "Postfix treats this policy as invalid and defers mail", "invalid: tafile " + missing} {
+		if !strings.Contains(out+errOut, w) {
+			t.Errorf("config check lacks %q:\n%s%s", w, out, errOut)
+		}
+	}
+}

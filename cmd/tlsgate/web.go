@@ -37,7 +37,7 @@ func (b *webBackend) Check(ctx context.Context, domain, level, sender string) (*
 	if err != nil {
 		return nil, err
 	}
-	facts, cached, err := b.v.Facts(ctx, domain)
+	facts, cached, err := b.v.Facts(ctx, verify.FactsKey(domain, p))
 	if err != nil {
 		return nil, err
 	}

@@ -291,6 +291,10 @@ func parsePolicy(value string) (Policy, []string, error) {
 			if val == "" && name != attrProtocols && name != attrExclude {
 				warnf("attribute %q has empty value%s", name, invalidInPostfix)
 			}
+			if name == attrServername && val != "" && !validHostname(val) {
+				// smtp_tls_policy.c: "servername=... specifies an invalid hostname".
+				warnf("attribute \"%s=%.100s\" specifies an invalid hostname%s", name, val, invalidInPostfix)
+			}
 			if name == attrProtocols {
 				// tls_client.c: "Invalid TLS protocol list ...: aborting TLS session".
 				if _, err := ParseProtocols(val); err != nil {
@@ -392,6 +396,45 @@ func setAttr(pol *Policy, name, val string) {
 		pol.Attrs = make(map[string]string)
 	}
 	pol.Attrs[name] = val
+}
+
+// validHostname is Postfix's valid_hostname (util/valid_hostname.c), which checks a
+// servername= value: ASCII letters, digits, '_' and '-' in labels of at most 63
+// characters, no empty label, no hyphen at a label's ends, not all digits, at most
+// 255 characters. "hostname" and "nexthop" are valid hostnames too.
+func validHostname(s string) bool {
+	if s == "" || len(s) > 255 {
+		return false
+	}
+	labelLen, nonNumeric := 0, false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		last := i+1 == len(s)
+		switch {
+		case c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '_':
+			nonNumeric = true
+			fallthrough
+		case c >= '0' && c <= '9':
+			labelLen++
+			if labelLen > 63 {
+				return false
+			}
+		case c == '.':
+			if labelLen == 0 || last {
+				return false
+			}
+			labelLen = 0
+		case c == '-':
+			nonNumeric = true
+			labelLen++
+			if labelLen == 1 || last || s[i+1] == '.' {
+				return false
+			}
+		default:
+			return false
+		}
+	}
+	return nonNumeric
 }
 
 // isFingerprint reports whether s is hex bytes, optionally separated by

@@ -51,10 +51,10 @@ func TestParseFile(t *testing.T) {
 		},
 		{
 			name: "hash inside a value is not a comment",
-			in:   "example.com encrypt servername=mx#1.example.com\n",
+			in:   "example.com encrypt exclude=mx#1.example.com\n",
 			want: []Entry{entry("example.com", "t:1", Policy{
 				Level: LevelEncrypt,
-				Attrs: map[string]string{"servername": "mx#1.example.com"},
+				Attrs: map[string]string{"exclude": "mx#1.example.com"},
 			})},
 		},
 		{
@@ -186,10 +186,10 @@ func TestParseFile(t *testing.T) {
 		},
 		{
 			name: "value split at the first equals sign",
-			in:   "example.com encrypt protocols=>=TLSv1.2 servername=a=b\n",
+			in:   "example.com encrypt protocols=>=TLSv1.2 exclude=a=b\n",
 			want: []Entry{entry("example.com", "t:1", Policy{
 				Level: LevelEncrypt,
-				Attrs: map[string]string{"protocols": ">=TLSv1.2", "servername": "a=b"},
+				Attrs: map[string]string{"protocols": ">=TLSv1.2", "exclude": "a=b"},
 			})},
 		},
 		{
@@ -257,6 +257,18 @@ func TestParseFile(t *testing.T) {
 			wantWarn: []string{`attribute "tafile" invalid at level encrypt`},
 		},
 		{
+			// smtp_tls_policy.c: servername= must pass valid_hostname, else the policy
+			// is invalid ("specifies an invalid hostname").
+			name: "servername must be a valid hostname",
+			in:   "example.com verify servername=mx_1.example.com\nexample.net verify servername=-bad.example\nexample.org verify servername=192.0.2.1\n",
+			want: []Entry{
+				entry("example.com", "t:1", Policy{Level: LevelVerify, Attrs: map[string]string{"servername": "mx_1.example.com"}}),
+				entry("example.net", "t:2", Policy{Level: LevelVerify, Attrs: map[string]string{"servername": "-bad.example"}}),
+				entry("example.org", "t:3", Policy{Level: LevelVerify, Attrs: map[string]string{"servername": "192.0.2.1"}}),
+			},
+			wantWarn: []string{`t:2: key "example.net": attribute "servername=-bad.example" specifies an invalid hostname`, `t:3: key "example.org": attribute "servername=192.0.2.1" specifies an invalid hostname`},
+		},
+		{
 			name:     "connection_reuse must be yes or no",
 			in:       "example.com encrypt connection_reuse=maybe\n",
 			want:     []Entry{entry("example.com", "t:1", Policy{Level: LevelEncrypt, Attrs: map[string]string{"connection_reuse": "maybe"}})},
@@ -291,10 +303,10 @@ func TestParseFile(t *testing.T) {
 		},
 		{
 			name: "line of exactly the maximum length",
-			in:   padLine("example.com encrypt servername=", maxLogicalLine) + "\r\n",
+			in:   padLine("example.com encrypt exclude=", maxLogicalLine) + "\r\n",
 			want: []Entry{entry("example.com", "t:1", Policy{
 				Level: LevelEncrypt,
-				Attrs: map[string]string{"servername": strings.Repeat("a", maxLogicalLine-len("example.com encrypt servername="))},
+				Attrs: map[string]string{"exclude": strings.Repeat("a", maxLogicalLine-len("example.com encrypt exclude="))},
 			})},
 		},
 	}
@@ -746,5 +758,22 @@ func TestRawAndNextHops(t *testing.T) {
 	}
 	if !dup {
 		t.Errorf("no duplicate warning for the second [mx.example.com]:587 entry: %v", warns)
+	}
+}
+
+// TestValidHostname: Postfix's util/valid_hostname.c, which servername= values must pass.
+func TestValidHostname(t *testing.T) {
+	for in, want := range map[string]bool{
+		"hostname": true, "nexthop": true, "mx.example.com": true, "mx_1.example.com": true,
+		"a-b.example": true, "1a.example": true, "MX.Example.COM": true,
+		"": false, "mx..example": false, ".mx.example": false, "mx.example.": false,
+		"-mx.example": false, "mx-.example": false, "192.0.2.1": false, "123": false,
+		"mx#1.example": false, "a=b": false, "m\u00fcller.example": false,
+		strings.Repeat("a", 63) + ".example": true, strings.Repeat("a", 64) + ".example": false,
+		strings.Repeat("a.", 127) + "bb": false,
+	} {
+		if got := validHostname(in); got != want {
+			t.Errorf("validHostname(%q) = %v, want %v", in, got, want)
+		}
 	}
 }

@@ -253,6 +253,22 @@ func (t *Table) LoadFile(path string) ([]Warning, error) {
 		return nil, err
 	}
 	entries, warnings := fp.entries, fp.warnings
+	// tafile=: Postfix loads the trust anchors when it looks the policy up, and an
+	// unreadable or malformed file makes the policy invalid (smtp_tls_policy.c,
+	// tls_dane_load_trustfile): mail is deferred, never delivered without them.
+	for _, list := range [][]Entry{fp.nextHops, entries} {
+		for i := range list {
+			p := &list[i].Policy
+			files := p.Attrs[attrTAFile]
+			if files == "" || p.Invalid != "" || p.Level != LevelVerify && p.Level != LevelSecure {
+				continue
+			}
+			if _, err := LoadTrustAnchors(files); err != nil {
+				p.Invalid = err.Error()
+				warnings = append(warnings, Warning{Source: p.Source, Msg: fmt.Sprintf("key %q: %v%s", list[i].Key, err, invalidInPostfix)})
+			}
+		}
+	}
 	var dups []Warning
 	for _, e := range fp.nextHops {
 		if w := t.addNextHop(e.Key, e.Policy); w != "" {

@@ -307,7 +307,9 @@ func TestTableLoadFile(t *testing.T) {
 		if err != nil {
 			t.Fatalf("LoadFile: %v", err)
 		}
-		checkWarnings(t, warns, nil) // next-hop entries are kept for the socketmap, silently
+		// Next-hop entries are kept for the socketmap, silently; the bank's tafile=
+		// is not on this machine, which makes its entry invalid, as in Postfix.
+		checkWarnings(t, warns, []string{`testdata/tls_policy:29: key "bank.example": tafile /etc/postfix/bank-ca.pem: open /etc/postfix/bank-ca.pem: no such file or directory (Postfix treats this policy as invalid and defers mail)`})
 		if tab.Len() != 12 {
 			t.Errorf("Len = %d, want 12", tab.Len())
 		}
@@ -417,4 +419,41 @@ func TestTableLoadFile(t *testing.T) {
 			t.Errorf("Lookup = %+v, %v; want %+v", p, ok, want)
 		}
 	})
+}
+
+// TestTableLoadFileTAFile: Postfix loads a tafile= when it looks the policy up; an
+// unreadable or malformed file makes the policy invalid and the mail deferred
+// (smtp_tls_policy.c, tls_dane.c tls_dane_load_trustfile).
+func TestTableLoadFileTAFile(t *testing.T) {
+	dir := t.TempDir()
+	ca := filepath.Join(dir, "ca.pem")
+	// A public key is a trust anchor on its own (an Ed25519 SubjectPublicKeyInfo).
+	key := "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAGb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE=\n-----END PUBLIC KEY-----\n"
+	if err := os.WriteFile(ca, []byte(key), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	src := filepath.Join(dir, "tls_policy")
+	content := "good.example verify tafile=" + ca + "\n" +
+		"missing.example secure tafile=" + filepath.Join(dir, "missing.pem") + "\n" +
+		"[gw.example]:2525 verify tafile=" + filepath.Join(dir, "missing.pem") + "\n"
+	if err := os.WriteFile(src, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tab := NewTable()
+	warns, err := tab.LoadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := tab.Lookup("good.example"); p.Invalid != "" {
+		t.Errorf("good.example: Invalid %q", p.Invalid)
+	}
+	if p, _ := tab.Lookup("missing.example"); !strings.Contains(p.Invalid, "missing.pem") {
+		t.Errorf("missing.example: Invalid %q, want the file named", p.Invalid)
+	}
+	if p, _ := tab.LookupNextHop("[gw.example]:2525"); p.Invalid == "" {
+		t.Errorf("[gw.example]:2525: a next hop's missing tafile is not invalid")
+	}
+	if len(warns) != 2 || !strings.Contains(warns[0].String(), "defers mail") {
+		t.Errorf("warnings %v, want one per missing file", warns)
+	}
 }

@@ -49,6 +49,10 @@ type cell struct {
 	// at level published: the level Postfix is told to use, NOTFOUND (Postfix's own
 	// smtp_tls_security_level, may) or TEMP (Postfix defers).
 	mapWant string
+	// entryLevel, when set, is the level of the tls_policy entry that decides a cell
+	// of the "fingerprint" bucket (the domain policy applies) at another level: the
+	// level the audit header names.
+	entryLevel string
 	// limit, when set, is a Postfix-version limit on the map-driven delivery that the
 	// outcome does not show: the host Postfix delivers to.
 	limit versionLimit
@@ -141,6 +145,27 @@ func matrix() []cell {
 		// An encrypt entry of the shared file, judged like the fingerprint cells (the
 		// domain policy applies): its protocols= leaves nothing this server speaks.
 		cell{domain: "protocols-legacy.test", level: "fingerprint", want: "fail", code: "5.7.5", expect: "protocols=>=TLSv1.2"},
+		// servername= (issue 13): mx.sni.test picks its certificate by SNI. Without
+		// SNI it presents one for another name; servername=hostname gets its own;
+		// servername=other.sni.test gets a self-signed one.
+		cell{domain: "sni-host.test", level: "fingerprint", entryLevel: "verify", want: "pass", expect: "mx=mx.sni.test"},
+		cell{domain: "sni-none.test", level: "fingerprint", want: "fail", code: "5.7.5", expect: "default.sni.example"},
+		cell{domain: "sni-other.test", level: "fingerprint", want: "fail", code: "5.7.5", expect: "not issued by a trusted authority"},
+		// tafile= (issue 13): the chain must end at one of the file's trust anchors,
+		// not at the CAfile's CAs; the e2e root passes, an unrelated root fails even
+		// though the e2e root is in smtp_tls_CAfile; a self-signed leaf is its own
+		// anchor (Postfix loads each certificate as DANE-TA and DANE-EE), names still
+		// checked; a file that is not there makes the entry invalid: Postfix defers.
+		cell{domain: "ta-ca.test", level: "fingerprint", entryLevel: "verify", want: "pass"},
+		cell{domain: "ta-other.test", level: "fingerprint", want: "fail", code: "5.7.5", expect: "not issued by a trusted authority"},
+		cell{domain: "ta-leaf.test", level: "fingerprint", entryLevel: "verify", want: "pass"},
+		cell{domain: "ta-leaf-secure.test", level: "fingerprint", want: "fail", code: "5.7.5", expect: "not valid for the server's name"},
+		cell{domain: "ta-missing.test", level: "fingerprint", want: "tempfail", code: "4.7.5", expect: "is invalid"},
+		// mx.sts.test presents its leaf alone: an anchor need not be presented
+		// (OpenSSL's DANE-TA(2) full-certificate records), and a bare public key
+		// anchor that signed the leaf will do.
+		cell{domain: "ta-absent.test", level: "fingerprint", entryLevel: "verify", want: "pass"},
+		cell{domain: "ta-key.test", level: "fingerprint", entryLevel: "verify", want: "pass"},
 	)
 	return append(cells, stsCells()...)
 }
@@ -168,8 +193,21 @@ pin-legacy.test     fingerprint match=%s
 pin-legacy-rsa.test fingerprint match=%s
 # protocols= is what Postfix offers: TLS 1.2 and up, and this server speaks 1.1 at most
 protocols-legacy.test encrypt protocols=>=TLSv1.2
+# servername= picks the certificate of an SNI server (Postfix sends no SNI by default)
+sni-host.test       verify servername=hostname
+sni-none.test       verify
+sni-other.test      verify servername=other.sni.test
+# tafile= replaces the CAfile's CAs with the file's trust anchors
+ta-ca.test          verify tafile=%[5]s
+ta-other.test       verify tafile=%[6]s
+ta-leaf.test        verify tafile=%[7]s
+ta-leaf-secure.test secure tafile=%[7]s
+ta-missing.test     verify tafile=%[8]s
+ta-absent.test      verify tafile=%[5]s
+ta-key.test         verify tafile=%[9]s
 [relay.e2e.test]:587 encrypt
-`, w.pins["mx.tls.test"], w.pins["mx.selfsigned.test"], w.pins["mx.legacy.test"], w.pins["mx.legacy-rsa.test"]), 0o644)
+`, w.pins["mx.tls.test"], w.pins["mx.selfsigned.test"], w.pins["mx.legacy.test"], w.pins["mx.legacy-rsa.test"],
+		w.path("certs", "ca.pem"), w.path("certs", "other-ca.pem"), w.path("certs", "selfsigned.crt"), w.path("certs", "missing.pem"), w.path("certs", "ca-key.pem")), 0o644)
 
 	oracle := w.oracle(policy)
 	w.startTLSGate(policy)
@@ -397,7 +435,11 @@ func (w *world) checkHeader(t *testing.T, sender, id string, c cell) {
 		t.Errorf("postcat %s: %v\n%s", id, err, out)
 		return
 	}
-	for _, want := range []string{fmt.Sprintf("TLSGate-Verdict: %s; level=%s; status=pass;", c.domain, c.level), c.expect} {
+	level := c.level
+	if c.entryLevel != "" {
+		level = c.entryLevel
+	}
+	for _, want := range []string{fmt.Sprintf("TLSGate-Verdict: %s; level=%s; status=pass;", c.domain, level), c.expect} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("held message %s has no %q:\n%s", id, want, out)
 		}

@@ -62,6 +62,10 @@ var mxHosts = []mxHost{
 	// one with RSA key exchange only (no ServerKeyExchange signature at all).
 	{"127.0.1.20", "mx.legacy.test", "legacy"},
 	{"127.0.1.21", "mx.legacy-rsa.test", "legacy-rsa"},
+	// A server that picks its certificate by SNI (tls_server_sni_maps): without SNI a
+	// certificate for another name, with SNI mx.sni.test its own, with SNI
+	// other.sni.test a self-signed one (issue 13, servername=).
+	{"127.0.1.22", "mx.sni.test", "sni"},
 }
 
 // world owns every process of the suite and stops them by PID.
@@ -200,6 +204,12 @@ func (w *world) start(name string, args ...string) *exec.Cmd {
 func (w *world) certificates() {
 	w.ca = fake.NewCA(w.t, "tlsgate e2e root")
 	w.write("certs/ca.pem", string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: w.ca.Cert.Raw})), 0o644)
+	// The root's public key alone: a tafile= trust anchor (postconf(5)
+	// smtp_tls_trust_anchor_file: "openssl x509 ... -pubkey").
+	w.write("certs/ca-key.pem", string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: w.ca.Cert.RawSubjectPublicKeyInfo})), 0o644)
+	// A root nothing here is issued by: a tafile= that trusts no MX (issue 13).
+	other := fake.NewCA(w.t, "tlsgate e2e unrelated root")
+	w.write("certs/other-ca.pem", string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: other.Cert.Raw})), 0o644)
 	past := time.Now().Add(-72 * time.Hour)
 	for _, h := range mxHosts {
 		var c tls.Certificate
@@ -214,6 +224,9 @@ func (w *world) certificates() {
 			c = fake.SelfSigned(w.t, fake.CertOptions{DNSNames: []string{h.name}})
 		case "wrongname":
 			c = w.ca.Issue(w.t, fake.CertOptions{DNSNames: []string{"mail.other.example"}})
+		case "sni":
+			c = w.ca.Issue(w.t, fake.CertOptions{DNSNames: []string{"default.sni.example"}})
+			w.sniChains(h.name)
 		case "expired":
 			c = w.ca.Issue(w.t, fake.CertOptions{DNSNames: []string{h.name}, NotBefore: past.Add(-48 * time.Hour), NotAfter: past})
 		case "constrained":
@@ -255,6 +268,36 @@ func (w *world) certificates() {
 			w.tlsa = append(w.tlsa, fake.TLSA(owner, 3, 1, 1, c.Leaf))
 		}
 	}
+}
+
+// sniChains writes the SNI server's tls_server_sni_maps source (sni.map) and its chain
+// files, each a private key followed by its certificate (postconf(5)
+// tls_server_sni_maps): host's own CA-issued certificate for SNI host, a self-signed
+// one for SNI other.sni.test.
+func (w *world) sniChains(host string) {
+	var m strings.Builder
+	for _, e := range []struct {
+		name string
+		cert tls.Certificate
+	}{
+		{host, w.ca.Issue(w.t, fake.CertOptions{DNSNames: []string{host}})},
+		{"other.sni.test", fake.SelfSigned(w.t, fake.CertOptions{DNSNames: []string{"other.sni.test"}})},
+	} {
+		key, err := x509.MarshalPKCS8PrivateKey(e.cert.PrivateKey)
+		if err != nil {
+			w.t.Fatal(err)
+		}
+		var chain bytes.Buffer
+		pem.Encode(&chain, &pem.Block{Type: "PRIVATE KEY", Bytes: key})
+		for _, der := range e.cert.Certificate {
+			pem.Encode(&chain, &pem.Block{Type: "CERTIFICATE", Bytes: der})
+		}
+		file := w.write("certs/sni-"+e.name+".pem", chain.String(), 0o600)
+		fmt.Fprintf(&m, "%s %s\n", e.name, file)
+	}
+	// texthash reads the files named on the right-hand side itself (dict_thash.c,
+	// DICT_FLAG_SRC_RHS_IS_FILE): no postmap -F needed.
+	w.write("certs/sni.map", m.String(), 0o644)
 }
 
 func colonHex(b []byte) string {
@@ -305,6 +348,16 @@ legacy-rsa IN MX 10 mx.legacy-rsa.test.
 pin-legacy IN MX 10 mx.legacy.test.
 pin-legacy-rsa IN MX 10 mx.legacy-rsa.test.
 protocols-legacy IN MX 10 mx.legacy-rsa.test.
+sni-host IN MX 10 mx.sni.test.
+sni-none IN MX 10 mx.sni.test.
+sni-other IN MX 10 mx.sni.test.
+ta-ca IN MX 10 mx.tls.test.
+ta-other IN MX 10 mx.tls.test.
+ta-leaf IN MX 10 mx.selfsigned.test.
+ta-leaf-secure IN MX 10 mx.selfsigned.test.
+ta-missing IN MX 10 mx.tls.test.
+ta-absent IN MX 10 mx.sts.test.
+ta-key IN MX 10 mx.sts.test.
 `
 
 const unsignedZone = `$ORIGIN unsigned.test.
@@ -552,9 +605,12 @@ func (w *world) mxPostfix() {
 	for _, h := range mxHosts {
 		svc := h.ip + ":smtp inet n - n - - smtpd -o myhostname=" + h.name
 		switch h.behaviour {
-		case "good", "selfsigned", "wrongname", "expired", "sts", "constrained":
+		case "good", "selfsigned", "wrongname", "expired", "sts", "constrained", "sni":
 			svc += fmt.Sprintf(" -o smtpd_tls_security_level=may -o smtpd_tls_cert_file=%s -o smtpd_tls_key_file=%s",
 				w.path("certs", h.behaviour+".crt"), w.path("certs", h.behaviour+".key"))
+			if h.behaviour == "sni" {
+				svc += " -o tls_server_sni_maps=texthash:" + w.path("certs", "sni.map")
+			}
 		case "legacy", "legacy-rsa":
 			// TLS 1.0 and 1.1 only. @SECLEVEL=0 makes this OpenSSL 3 behave as the old
 			// servers do: sign with MD5+SHA-1, offer anonymous suites.

@@ -60,6 +60,10 @@ type Behavior struct {
 	// BrokenTLS, Tarpit, Close, or a non-2xx StartTLSReply); StartSMTP
 	// fails the test otherwise.
 	Cert *tls.Certificate
+	// SNICerts, when set, are certificates by TLS server name: a ClientHello whose
+	// SNI names one gets that one instead of Cert, as a server that picks its
+	// certificate by SNI (Postfix's tls_server_sni_maps) does.
+	SNICerts map[string]*tls.Certificate
 	// MinTLSVersion and MaxTLSVersion, when not zero, bound the TLS
 	// versions the server accepts (tls.VersionTLS12, ...).
 	MinTLSVersion, MaxTLSVersion uint16
@@ -149,6 +153,12 @@ func StartSMTPPort(t testing.TB, ip string, port uint16, b Behavior) *SMTPServer
 			MinVersion:   b.MinTLSVersion,
 			MaxVersion:   b.MaxTLSVersion,
 			CipherSuites: b.CipherSuites,
+			GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+				if c, ok := b.SNICerts[hello.ServerName]; ok {
+					return c, nil
+				}
+				return b.Cert, nil
+			},
 			GetConfigForClient: func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
 				s.mu.Lock()
 				s.serverNames = append(s.serverNames, hello.ServerName)
