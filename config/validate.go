@@ -99,15 +99,21 @@ func (v *validator) milter() {
 			v.fail(fmt.Sprintf("milter.checked_transports[%d]", i), t, "is not a Postfix transport name or pattern (smtp, smtp-*)", "")
 		}
 	}
-	if _, err := parseMode(m.SocketMode); err != nil {
+	v.socketPermissions("milter", m.SocketMode, m.SocketGroup)
+}
+
+// socketPermissions validates the socket_mode and socket_group keys of section, shared
+// by every unix socket tlsgate listens on (milter, socketmap).
+func (v *validator) socketPermissions(section, mode, group string) {
+	if _, err := parseMode(mode); err != nil {
 		msg := "is not an octal file mode like 0660"
-		if n, err := strconv.ParseUint(m.SocketMode, 8, 32); err == nil && n > 0o777 {
+		if n, err := strconv.ParseUint(mode, 8, 32); err == nil && n > 0o777 {
 			msg += ` (an unquoted 660 in YAML is decimal; write "0660")`
 		}
-		v.fail("milter.socket_mode", m.SocketMode, msg, "")
+		v.fail(section+".socket_mode", mode, msg, "")
 	}
-	if g := m.SocketGroup; g != "" && !isToken(g, maxName) {
-		v.fail("milter.socket_group", g, "is not a group name or gid", "")
+	if group != "" && !isToken(group, maxName) {
+		v.fail(section+".socket_group", group, "is not a group name or gid", "")
 	}
 }
 
@@ -123,16 +129,7 @@ func (v *validator) socketmap() {
 			v.fail("socketmap.listen", s.Listen, strings.Replace(msg, "milter socket", "socket", 1), `"" (off), `+listenForms)
 		}
 	}
-	if _, err := parseMode(s.SocketMode); err != nil {
-		msg := "is not an octal file mode like 0660"
-		if n, err := strconv.ParseUint(s.SocketMode, 8, 32); err == nil && n > 0o777 {
-			msg += ` (an unquoted 660 in YAML is decimal; write "0660")`
-		}
-		v.fail("socketmap.socket_mode", s.SocketMode, msg, "")
-	}
-	if g := s.SocketGroup; g != "" && !isToken(g, maxName) {
-		v.fail("socketmap.socket_group", g, "is not a group name or gid", "")
-	}
+	v.socketPermissions("socketmap", s.SocketMode, s.SocketGroup)
 	// Only published: any Postfix level for every domain is what Postfix's own
 	// smtp_tls_security_level already says, and NOTFOUND leaves it in charge.
 	if d := s.DefaultLevel; d != "" && d != policy.LevelPublished.String() {
