@@ -60,13 +60,10 @@ type CertOptions struct {
 	RSA bool
 }
 
-// NewCA creates a self-signed root CA with an ECDSA P-256 key, valid from an
-// hour ago for a day. It fails the test on error.
-func NewCA(t testing.TB, name string) *CA {
-	t.Helper()
-	key := newKey(t, false)
+// caTemplate is the certificate of a CA named name, valid from an hour ago for a day.
+func caTemplate(t testing.TB, name string) *x509.Certificate {
 	now := time.Now()
-	tmpl := &x509.Certificate{
+	return &x509.Certificate{
 		SerialNumber:          serial(t),
 		Subject:               pkix.Name{CommonName: name, Organization: []string{"tlsgate fake"}},
 		NotBefore:             now.Add(-time.Hour),
@@ -75,6 +72,14 @@ func NewCA(t testing.TB, name string) *CA {
 		BasicConstraintsValid: true,
 		IsCA:                  true,
 	}
+}
+
+// NewCA creates a self-signed root CA with an ECDSA P-256 key, valid from an
+// hour ago for a day. It fails the test on error.
+func NewCA(t testing.TB, name string) *CA {
+	t.Helper()
+	key := newKey(t, false)
+	tmpl := caTemplate(t, name)
 	return newCA(t, tmpl, tmpl, key, key, nil)
 }
 
@@ -84,16 +89,7 @@ func NewCA(t testing.TB, name string) *CA {
 func (ca *CA) Intermediate(t testing.TB, name string) *CA {
 	t.Helper()
 	key := newKey(t, false)
-	now := time.Now()
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial(t),
-		Subject:               pkix.Name{CommonName: name, Organization: []string{"tlsgate fake"}},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
+	tmpl := caTemplate(t, name)
 	return newCA(t, tmpl, ca.Cert, key, ca.Key, ca)
 }
 
@@ -110,19 +106,10 @@ type NameConstraints struct {
 func (ca *CA) ConstrainedIntermediate(t testing.TB, name string, nc NameConstraints) *CA {
 	t.Helper()
 	key := newKey(t, false)
-	now := time.Now()
-	tmpl := &x509.Certificate{
-		SerialNumber:                serial(t),
-		Subject:                     pkix.Name{CommonName: name, Organization: []string{"tlsgate fake"}},
-		NotBefore:                   now.Add(-time.Hour),
-		NotAfter:                    now.Add(24 * time.Hour),
-		KeyUsage:                    x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid:       true,
-		IsCA:                        true,
-		PermittedDNSDomainsCritical: true,
-		PermittedDNSDomains:         nc.Permitted,
-		ExcludedDNSDomains:          nc.Excluded,
-	}
+	tmpl := caTemplate(t, name)
+	tmpl.PermittedDNSDomainsCritical = true
+	tmpl.PermittedDNSDomains = nc.Permitted
+	tmpl.ExcludedDNSDomains = nc.Excluded
 	return newCA(t, tmpl, ca.Cert, key, ca.Key, ca)
 }
 
