@@ -39,12 +39,7 @@ func TestReload(t *testing.T) {
 	if err := os.WriteFile(cfgFile, []byte(good), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	log := &fake.Buffer{}
-	done := make(chan int, 1)
-	go func() { done <- run(ctx, []string{"serve", "--config", cfgFile}, nil, &bytes.Buffer{}, log) }()
-	waitLog(t, log, "tlsgate started", 1)
+	log, stop := startServe(t, cfgFile)
 
 	// A new policy line: reloaded, and the log counts two policies.
 	if err := os.WriteFile(policyFile, []byte("example.test encrypt\nexample.net secure\n"), 0o644); err != nil {
@@ -77,13 +72,30 @@ func TestReload(t *testing.T) {
 	}
 	waitLog(t, log, `trigger=SIGHUP`, 1)
 
-	cancel()
-	select {
-	case code := <-done:
-		if code != 0 {
-			t.Errorf("serve exit %d\n%s", code, log.String())
+	stop()
+}
+
+// startServe runs `tlsgate serve --config cfgFile` in-process until it logs that it
+// started. stop ends it as SIGTERM would and fails the test unless it exits 0 within
+// 15 s; the test's cleanup ends it too.
+func startServe(t *testing.T, cfgFile string) (log *fake.Buffer, stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	log = &fake.Buffer{}
+	done := make(chan int, 1)
+	go func() { done <- run(ctx, []string{"serve", "--config", cfgFile}, nil, &bytes.Buffer{}, log) }()
+	waitLog(t, log, "tlsgate started", 1)
+	return log, func() {
+		t.Helper()
+		cancel()
+		select {
+		case code := <-done:
+			if code != 0 {
+				t.Errorf("serve exit %d\n%s", code, log.String())
+			}
+		case <-time.After(15 * time.Second):
+			t.Fatal("serve did not stop")
 		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("serve did not stop")
 	}
 }

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -52,12 +50,7 @@ func TestServeSocketmap(t *testing.T) {
 		"policy_files: [" + policyFile + "]\n"
 	write(cfgFile, cfg)
 
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	log := &fake.Buffer{}
-	done := make(chan int, 1)
-	go func() { done <- run(ctx, []string{"serve", "--config", cfgFile}, nil, &bytes.Buffer{}, log) }()
-	waitLog(t, log, "tlsgate started", 1)
+	log, stop := startServe(t, cfgFile)
 	if st, err := os.Stat(sock); err != nil || st.Mode().Perm() != 0o600 || st.Mode()&os.ModeSocket == 0 {
 		t.Fatalf("socketmap socket: %v, %v; want a socket with mode 0600", st, err)
 	}
@@ -122,15 +115,7 @@ func TestServeSocketmap(t *testing.T) {
 	if n := smtp.Connections(); n != 0 {
 		t.Errorf("the socketmap opened %d SMTP sessions; want none", n)
 	}
-	cancel()
-	select {
-	case code := <-done:
-		if code != 0 {
-			t.Errorf("serve exit %d\n%s", code, log.String())
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("serve did not stop")
-	}
+	stop()
 	if _, err := os.Stat(sock); err == nil {
 		t.Logf("socket file %s left after shutdown", sock)
 	}

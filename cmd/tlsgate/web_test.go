@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"encoding/base64"
 	"encoding/json"
 	"io"
@@ -12,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/tlsgate/tlsgate/test/fake"
 )
@@ -70,12 +67,7 @@ func TestServeWeb(t *testing.T) {
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	log := &fake.Buffer{}
-	done := make(chan int, 1)
-	go func() { done <- run(ctx, []string{"serve", "--config", cfgFile}, nil, &bytes.Buffer{}, log) }()
-	waitLog(t, log, "tlsgate started", 1)
+	log, stop := startServe(t, cfgFile)
 	base := "http://" + webAddr
 
 	if code, body, h := webGet(t, base+"/api/v1/check?domain=good.test", ""); code != 401 || !strings.Contains(body, `"error": "unauthorized"`) || h.Get("WWW-Authenticate") == "" {
@@ -148,15 +140,7 @@ func TestServeWeb(t *testing.T) {
 		t.Errorf("the running token after a failed tokens reload: %d; want 200", code)
 	}
 
-	cancel()
-	select {
-	case code := <-done:
-		if code != 0 {
-			t.Errorf("serve exit %d\n%s", code, log.String())
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("serve did not stop")
-	}
+	stop()
 }
 
 // TestServeWebRefuses: tlsgate does not start a check page other hosts can reach
