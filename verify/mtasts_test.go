@@ -210,22 +210,7 @@ func TestPublishedDANEPrecedence(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			w := newWorld(t)
-			w.dns.SetAllAuthentic(true)
-			w.dns.Add(t, "example.test. 300 IN MX 10 mx1.example.test.", "mx1.example.test. 300 IN A 127.0.0.10")
-			c := w.ca.Issue(t, fake.CertOptions{DNSNames: []string{"mx1.example.test"}})
-			s := fake.StartSMTP(t, "127.0.0.10", fake.Behavior{Hostname: "mx1.example.test", Cert: &c})
-			s.RegisterWith(w.dialer)
-			const owner = "_25._tcp.mx1.example.test."
-			switch tc.tlsa {
-			case "match":
-				w.dns.Add(t, fake.TLSA(owner, 3, 1, 1, c.Leaf))
-			case "mismatch":
-				w.dns.Add(t, owner+" 300 IN TLSA 3 1 1 "+strings.Repeat("00", 32))
-			case "servfail":
-				w.dns.SetRcode(owner, dns.TypeTLSA, dns.RcodeServerFailure)
-			case "unusable":
-				w.dns.Add(t, fake.TLSA(owner, 1, 1, 1, c.Leaf))
-			}
+			w.daneHost(t, tc.tlsa)
 			w.publishSTS(tc.policy)
 			f := w.verifier(w.withSTS).Probe(context.Background(), domain)
 			v := verify.Judge(f, published)
