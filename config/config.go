@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tlsgate/tlsgate/config/policy"
+	"github.com/tlsgate/tlsgate/policy"
 )
 
 // Config is the whole tlsgate configuration. The koanf tags are the YAML keys; the

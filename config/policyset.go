@@ -6,7 +6,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/tlsgate/tlsgate/config/policy"
+	"github.com/tlsgate/tlsgate/policy"
 )
 
 // PolicySet builds the policy table and the customer toggles of a validated

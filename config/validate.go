@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tlsgate/tlsgate/config/policy"
+	"github.com/tlsgate/tlsgate/policy"
 )
 
 // Limits of validation.

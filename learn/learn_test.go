@@ -12,9 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tlsgate/tlsgate/config/policy"
+	"github.com/tlsgate/tlsgate/internal/smtpprobe"
+	"github.com/tlsgate/tlsgate/policy"
 	"github.com/tlsgate/tlsgate/verify"
-	"github.com/tlsgate/tlsgate/verify/smtpprobe"
 )
 
 // now is the reference time of the fixtures: they end on Dec 7 2026.

@@ -6,8 +6,8 @@ import (
 	"sort"
 	"time"
 
-	"github.com/tlsgate/tlsgate/config/policy"
 	"github.com/tlsgate/tlsgate/internal/safetext"
+	"github.com/tlsgate/tlsgate/policy"
 )
 
 // JSON is what `tlsgate learn --json` writes (README.md, "Learning policies from the

@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tlsgate/tlsgate/config/policy"
 	"github.com/tlsgate/tlsgate/milter"
+	"github.com/tlsgate/tlsgate/policy"
 	"github.com/tlsgate/tlsgate/verify"
 )
 

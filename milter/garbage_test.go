@@ -17,8 +17,8 @@ import (
 
 	gomilter "github.com/d--j/go-milter"
 
+	"github.com/tlsgate/tlsgate/internal/fake"
 	"github.com/tlsgate/tlsgate/milter"
-	"github.com/tlsgate/tlsgate/test/fake"
 	"github.com/tlsgate/tlsgate/verify"
 )
 

@@ -1,7 +1,7 @@
 package milter
 
 import (
-	"github.com/tlsgate/tlsgate/config/policy"
+	"github.com/tlsgate/tlsgate/policy"
 	"github.com/tlsgate/tlsgate/verify"
 )
 

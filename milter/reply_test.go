@@ -9,8 +9,8 @@ import (
 
 	"github.com/d--j/go-milter/milterutil"
 
-	"github.com/tlsgate/tlsgate/config/policy"
 	"github.com/tlsgate/tlsgate/milter"
+	"github.com/tlsgate/tlsgate/policy"
 	"github.com/tlsgate/tlsgate/verify"
 )
 

@@ -10,9 +10,9 @@ import (
 
 	gomilter "github.com/d--j/go-milter"
 
-	"github.com/tlsgate/tlsgate/config/policy"
+	"github.com/tlsgate/tlsgate/internal/fake"
 	"github.com/tlsgate/tlsgate/milter"
-	"github.com/tlsgate/tlsgate/test/fake"
+	"github.com/tlsgate/tlsgate/policy"
 	"github.com/tlsgate/tlsgate/verify"
 )
 

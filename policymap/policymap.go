@@ -17,11 +17,11 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/tlsgate/tlsgate/config/policy"
+	"github.com/tlsgate/tlsgate/internal/dane"
+	"github.com/tlsgate/tlsgate/internal/mtasts"
+	"github.com/tlsgate/tlsgate/policy"
 	"github.com/tlsgate/tlsgate/socketmap"
 	"github.com/tlsgate/tlsgate/verify"
-	"github.com/tlsgate/tlsgate/verify/dane"
-	"github.com/tlsgate/tlsgate/verify/mtasts"
 )
 
 // The map names Postfix may ask for (socketmap:...:NAME), those of postfix-tlspol, so

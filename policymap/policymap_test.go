@@ -13,11 +13,11 @@ import (
 
 	"github.com/miekg/dns"
 
-	"github.com/tlsgate/tlsgate/config/policy"
+	"github.com/tlsgate/tlsgate/internal/mtasts"
+	"github.com/tlsgate/tlsgate/policy"
 	"github.com/tlsgate/tlsgate/policymap"
 	"github.com/tlsgate/tlsgate/socketmap"
 	"github.com/tlsgate/tlsgate/verify"
-	"github.com/tlsgate/tlsgate/verify/mtasts"
 )
 
 // Hand-built facts. A host is "name:tlsa" where tlsa is one of none (secure denial),

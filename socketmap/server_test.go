@@ -16,8 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tlsgate/tlsgate/internal/fake"
 	"github.com/tlsgate/tlsgate/socketmap"
-	"github.com/tlsgate/tlsgate/test/fake"
 )
 
 // policies is the map the tests' handler serves, as a TLS policy table would.

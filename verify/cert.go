@@ -8,8 +8,8 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/tlsgate/tlsgate/internal/dane"
 	"github.com/tlsgate/tlsgate/internal/safetext"
-	"github.com/tlsgate/tlsgate/verify/dane"
 )
 
 // CertInfo is what judging needs of a server's leaf certificate, kept in cached facts

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tlsgate/tlsgate/verify/smtpprobe"
+	"github.com/tlsgate/tlsgate/internal/smtpprobe"
 )
 
 // Events receives what the Verifier does, for metrics. Implementations must be cheap and

@@ -25,9 +25,9 @@ import (
 
 	"github.com/miekg/dns"
 
-	"github.com/tlsgate/tlsgate/config/policy"
-	"github.com/tlsgate/tlsgate/verify/mtasts"
-	"github.com/tlsgate/tlsgate/verify/smtpprobe"
+	"github.com/tlsgate/tlsgate/internal/mtasts"
+	"github.com/tlsgate/tlsgate/internal/smtpprobe"
+	"github.com/tlsgate/tlsgate/policy"
 )
 
 // MXStatus says what the MX lookup of a domain found.

@@ -12,10 +12,10 @@ import (
 
 	"github.com/miekg/dns"
 
-	"github.com/tlsgate/tlsgate/config/policy"
-	"github.com/tlsgate/tlsgate/verify/dane"
-	"github.com/tlsgate/tlsgate/verify/mtasts"
-	"github.com/tlsgate/tlsgate/verify/smtpprobe"
+	"github.com/tlsgate/tlsgate/internal/dane"
+	"github.com/tlsgate/tlsgate/internal/mtasts"
+	"github.com/tlsgate/tlsgate/internal/smtpprobe"
+	"github.com/tlsgate/tlsgate/policy"
 )
 
 // Judge decides whether f allows delivery at the level p requires, the way Postfix's SMTP

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tlsgate/tlsgate/config/policy"
+	"github.com/tlsgate/tlsgate/policy"
 )
 
 // A tls_policy entry's tafile= (postconf(5) smtp_tls_trust_anchor_file) replaces the

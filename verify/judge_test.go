@@ -16,8 +16,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tlsgate/tlsgate/config/policy"
-	"github.com/tlsgate/tlsgate/verify/smtpprobe"
+	"github.com/tlsgate/tlsgate/internal/smtpprobe"
+	"github.com/tlsgate/tlsgate/policy"
 )
 
 func testCert(t *testing.T, cn string, names ...string) *x509.Certificate {

@@ -7,8 +7,8 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/tlsgate/tlsgate/internal/fake"
 	"github.com/tlsgate/tlsgate/policymap"
-	"github.com/tlsgate/tlsgate/test/fake"
 	"github.com/tlsgate/tlsgate/verify"
 )
 

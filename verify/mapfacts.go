@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/tlsgate/tlsgate/verify/mtasts"
+	"github.com/tlsgate/tlsgate/internal/mtasts"
 )
 
 // MapFacts is what the delivery-time policy table (the socketmap, package policymap)

@@ -3,7 +3,7 @@ package verify
 import (
 	"crypto/x509"
 
-	"github.com/tlsgate/tlsgate/verify/certname"
+	"github.com/tlsgate/tlsgate/internal/certname"
 )
 
 // certNames returns the DNS names a certificate is valid for, as OpenSSL's

@@ -12,10 +12,10 @@ import (
 
 	"github.com/miekg/dns"
 
-	"github.com/tlsgate/tlsgate/test/fake"
+	"github.com/tlsgate/tlsgate/internal/dnsx"
+	"github.com/tlsgate/tlsgate/internal/fake"
+	"github.com/tlsgate/tlsgate/internal/mtasts"
 	"github.com/tlsgate/tlsgate/verify"
-	"github.com/tlsgate/tlsgate/verify/dnsx"
-	"github.com/tlsgate/tlsgate/verify/mtasts"
 )
 
 // lastAddr is the highest address of p.

@@ -8,8 +8,8 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/tlsgate/tlsgate/config/policy"
-	"github.com/tlsgate/tlsgate/verify/smtpprobe"
+	"github.com/tlsgate/tlsgate/internal/smtpprobe"
+	"github.com/tlsgate/tlsgate/policy"
 )
 
 // A next hop is where Postfix's SMTP client delivers a recipient: the recipient

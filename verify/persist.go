@@ -13,8 +13,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tlsgate/tlsgate/internal/mtasts"
 	"github.com/tlsgate/tlsgate/internal/safetext"
-	"github.com/tlsgate/tlsgate/verify/mtasts"
 )
 
 // The verdict cache file keeps the facts cache across restarts, so a restart does not

@@ -5,8 +5,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tlsgate/tlsgate/config/policy"
-	"github.com/tlsgate/tlsgate/verify/smtpprobe"
+	"github.com/tlsgate/tlsgate/internal/smtpprobe"
+	"github.com/tlsgate/tlsgate/policy"
 )
 
 // A tls_policy entry's protocols= (postconf(5) smtp_tls_policy_maps) is what Postfix

@@ -8,9 +8,9 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/tlsgate/tlsgate/internal/dane"
 	"github.com/tlsgate/tlsgate/internal/safetext"
-	"github.com/tlsgate/tlsgate/verify/dane"
-	"github.com/tlsgate/tlsgate/verify/smtpprobe"
+	"github.com/tlsgate/tlsgate/internal/smtpprobe"
 )
 
 // Report is a verdict with the facts behind it, for `tlsgate check` (human text and

@@ -11,8 +11,8 @@ import (
 	"time"
 	"unicode"
 
-	"github.com/tlsgate/tlsgate/config/policy"
-	"github.com/tlsgate/tlsgate/test/fake"
+	"github.com/tlsgate/tlsgate/internal/fake"
+	"github.com/tlsgate/tlsgate/policy"
 	"github.com/tlsgate/tlsgate/verify"
 )
 

@@ -10,7 +10,7 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/tlsgate/tlsgate/verify/smtpprobe"
+	"github.com/tlsgate/tlsgate/internal/smtpprobe"
 )
 
 // SharedTier is the fleet's second cache tier (internal/sharedcache on Valkey or

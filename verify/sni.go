@@ -3,7 +3,7 @@ package verify
 import (
 	"strings"
 
-	"github.com/tlsgate/tlsgate/config/policy"
+	"github.com/tlsgate/tlsgate/policy"
 )
 
 // Facts keys: a destination (a domain or a next hop, never containing a space),

@@ -6,8 +6,8 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/tlsgate/tlsgate/config/policy"
-	"github.com/tlsgate/tlsgate/test/fake"
+	"github.com/tlsgate/tlsgate/internal/fake"
+	"github.com/tlsgate/tlsgate/policy"
 	"github.com/tlsgate/tlsgate/verify"
 )
 

@@ -5,8 +5,8 @@ import (
 	"crypto/x509"
 	"time"
 
-	"github.com/tlsgate/tlsgate/config/policy"
-	"github.com/tlsgate/tlsgate/verify/certname"
+	"github.com/tlsgate/tlsgate/internal/certname"
+	"github.com/tlsgate/tlsgate/policy"
 )
 
 // TrustAnchors are the trust anchors of a tls_policy entry's tafile= attributes

@@ -14,9 +14,9 @@ import (
 
 	"golang.org/x/net/idna"
 
-	"github.com/tlsgate/tlsgate/config/policy"
 	"github.com/tlsgate/tlsgate/internal/safetext"
 	"github.com/tlsgate/tlsgate/milter"
+	"github.com/tlsgate/tlsgate/policy"
 	"github.com/tlsgate/tlsgate/verify"
 )
 

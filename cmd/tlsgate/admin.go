@@ -18,10 +18,10 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/tlsgate/tlsgate/config/policy"
 	"github.com/tlsgate/tlsgate/internal/safetext"
 	"github.com/tlsgate/tlsgate/internal/sharedcache"
 	"github.com/tlsgate/tlsgate/milter"
+	"github.com/tlsgate/tlsgate/policy"
 	"github.com/tlsgate/tlsgate/verify"
 )
 

@@ -12,7 +12,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/tlsgate/tlsgate/test/fake"
+	"github.com/tlsgate/tlsgate/internal/fake"
 )
 
 // sharedMetrics are the README's metrics of the shared cache tier. They exist only with

@@ -19,8 +19,8 @@ import (
 	gomilter "github.com/d--j/go-milter"
 	"github.com/miekg/dns"
 
+	"github.com/tlsgate/tlsgate/internal/fake"
 	"github.com/tlsgate/tlsgate/socketmap"
-	"github.com/tlsgate/tlsgate/test/fake"
 )
 
 // This file runs the real `tlsgate serve` binary, as an operator does, against fake DNS

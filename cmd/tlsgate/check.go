@@ -13,8 +13,8 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/tlsgate/tlsgate/config/policy"
 	"github.com/tlsgate/tlsgate/internal/safetext"
+	"github.com/tlsgate/tlsgate/policy"
 	"github.com/tlsgate/tlsgate/policymap"
 	"github.com/tlsgate/tlsgate/verify"
 )

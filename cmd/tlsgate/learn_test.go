@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tlsgate/tlsgate/config/policy"
-	"github.com/tlsgate/tlsgate/test/fake"
+	"github.com/tlsgate/tlsgate/internal/fake"
+	"github.com/tlsgate/tlsgate/policy"
 )
 
 // learnWorld: four destinations on loopback, one probe port.

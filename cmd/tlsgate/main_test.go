@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tlsgate/tlsgate/test/fake"
+	"github.com/tlsgate/tlsgate/internal/fake"
 )
 
 // checkWorld is one domain with one MX on loopback; the probe port points at the fake.

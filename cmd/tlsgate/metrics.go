@@ -15,12 +15,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/tlsgate/tlsgate/internal/cache"
+	"github.com/tlsgate/tlsgate/internal/dnsx"
 	"github.com/tlsgate/tlsgate/internal/sharedcache"
+	"github.com/tlsgate/tlsgate/internal/smtpprobe"
 	"github.com/tlsgate/tlsgate/milter"
 	"github.com/tlsgate/tlsgate/verify"
-	"github.com/tlsgate/tlsgate/verify/cache"
-	"github.com/tlsgate/tlsgate/verify/dnsx"
-	"github.com/tlsgate/tlsgate/verify/smtpprobe"
 )
 
 // metrics are tlsgate's Prometheus metrics (naming: prometheus.io/docs/practices/naming).

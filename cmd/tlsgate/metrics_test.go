@@ -15,12 +15,12 @@ import (
 
 	"github.com/miekg/dns"
 
-	"github.com/tlsgate/tlsgate/config/policy"
+	"github.com/tlsgate/tlsgate/internal/dnsx"
+	"github.com/tlsgate/tlsgate/internal/fake"
+	"github.com/tlsgate/tlsgate/internal/smtpprobe"
 	"github.com/tlsgate/tlsgate/milter"
-	"github.com/tlsgate/tlsgate/test/fake"
+	"github.com/tlsgate/tlsgate/policy"
 	"github.com/tlsgate/tlsgate/verify"
-	"github.com/tlsgate/tlsgate/verify/dnsx"
-	"github.com/tlsgate/tlsgate/verify/smtpprobe"
 )
 
 func get(t *testing.T, url string) (int, string) {

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tlsgate/tlsgate/test/fake"
+	"github.com/tlsgate/tlsgate/internal/fake"
 )
 
 // TestCheckNextHop: `tlsgate check '[host]:port'` probes that host at that port, with

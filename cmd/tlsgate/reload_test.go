@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tlsgate/tlsgate/test/fake"
+	"github.com/tlsgate/tlsgate/internal/fake"
 )
 
 // waitLog waits until the log contains want n times.

@@ -13,8 +13,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tlsgate/tlsgate/config"
-	"github.com/tlsgate/tlsgate/config/policy"
 	"github.com/tlsgate/tlsgate/milter"
+	"github.com/tlsgate/tlsgate/policy"
 	"github.com/tlsgate/tlsgate/policymap"
 	"github.com/tlsgate/tlsgate/socketmap"
 	"github.com/tlsgate/tlsgate/verify"

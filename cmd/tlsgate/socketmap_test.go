@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tlsgate/tlsgate/internal/fake"
 	"github.com/tlsgate/tlsgate/socketmap"
-	"github.com/tlsgate/tlsgate/test/fake"
 )
 
 // TestServeSocketmap runs `tlsgate serve` with the socketmap on a unix socket and asks

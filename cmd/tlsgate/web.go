@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/tlsgate/tlsgate/config"
-	"github.com/tlsgate/tlsgate/config/policy"
 	"github.com/tlsgate/tlsgate/milter"
+	"github.com/tlsgate/tlsgate/policy"
 	"github.com/tlsgate/tlsgate/verify"
 	"github.com/tlsgate/tlsgate/web"
 )

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tlsgate/tlsgate/test/fake"
+	"github.com/tlsgate/tlsgate/internal/fake"
 )
 
 const (

@@ -12,11 +12,11 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/tlsgate/tlsgate/config"
+	"github.com/tlsgate/tlsgate/internal/dnsx"
+	"github.com/tlsgate/tlsgate/internal/mtasts"
 	"github.com/tlsgate/tlsgate/internal/sharedcache"
+	"github.com/tlsgate/tlsgate/internal/smtpprobe"
 	"github.com/tlsgate/tlsgate/verify"
-	"github.com/tlsgate/tlsgate/verify/dnsx"
-	"github.com/tlsgate/tlsgate/verify/mtasts"
-	"github.com/tlsgate/tlsgate/verify/smtpprobe"
 )
 
 // loadConfig parses flags (the common ones plus every config key) and loads the

@@ -12,8 +12,8 @@ import (
 
 	"github.com/miekg/dns"
 
-	"github.com/tlsgate/tlsgate/test/fake"
-	"github.com/tlsgate/tlsgate/verify/smtpprobe"
+	"github.com/tlsgate/tlsgate/internal/fake"
+	"github.com/tlsgate/tlsgate/internal/smtpprobe"
 )
 
 // TestCheckTLSAAtProbePort: DANE TLSA records are looked up at _PORT._tcp of the port the

@@ -19,8 +19,8 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/tlsgate/tlsgate/internal/dnsx"
 	"github.com/tlsgate/tlsgate/internal/safetext"
-	"github.com/tlsgate/tlsgate/verify/dnsx"
 )
 
 // Findings, as Describe names them.

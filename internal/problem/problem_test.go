@@ -14,7 +14,7 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/tlsgate/tlsgate/verify/dnsx"
+	"github.com/tlsgate/tlsgate/internal/dnsx"
 )
 
 // TestDescribe: every error shape that reached a reply before keeps its finding and
@@ -32,11 +32,11 @@ func TestDescribe(t *testing.T) {
 		want string
 	}{
 		{"nil", nil, ""},
-		// verify/mtasts: the _mta-sts TXT lookup that timed out, as dnsx words it.
+		// internal/mtasts: the _mta-sts TXT lookup that timed out, as dnsx words it.
 		{"DNS timeout", fmt.Errorf("TXT lookup failed: _mta-sts.example.test: %w", fmt.Errorf("%w: %s: %w", dnsx.ErrTimeout,
 			"TXT via 127.0.0.1:59020/udp", context.DeadlineExceeded)), "timeout"},
 		{"DNS timeout, as text only", errors.New("TXT via 127.0.0.1:59020/udp: context deadline exceeded"), "timeout"},
-		// verify/smtpprobe: a reset in mid-session.
+		// internal/smtpprobe: a reset in mid-session.
 		{"TCP reset", reset, "connection reset"},
 		{"TCP reset, as text only", errors.New("read tcp 127.0.0.1:44500->192.0.2.1:25: connection reset by peer"), "connection reset"},
 		{"TCP reset, wrapped", fmt.Errorf("EHLO: %w", reset), "connection reset"},

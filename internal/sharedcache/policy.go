@@ -5,7 +5,7 @@ import (
 	"encoding/json"
 	"time"
 
-	"github.com/tlsgate/tlsgate/verify/mtasts"
+	"github.com/tlsgate/tlsgate/internal/mtasts"
 )
 
 // Policies is the fleet's MTA-STS policy store (RFC 8461 §5.1 "policy persistence"):

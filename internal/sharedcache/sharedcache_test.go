@@ -15,8 +15,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/tlsgate/tlsgate/test/fake"
-	"github.com/tlsgate/tlsgate/verify/mtasts"
+	"github.com/tlsgate/tlsgate/internal/fake"
+	"github.com/tlsgate/tlsgate/internal/mtasts"
 )
 
 var secret = []byte("0123456789abcdef0123456789abcdef-test")

@@ -24,8 +24,8 @@ import (
 	gomilter "github.com/d--j/go-milter"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/tlsgate/tlsgate/config/policy"
-	"github.com/tlsgate/tlsgate/test/fake"
+	"github.com/tlsgate/tlsgate/internal/fake"
+	"github.com/tlsgate/tlsgate/policy"
 	"github.com/tlsgate/tlsgate/verify"
 )
 

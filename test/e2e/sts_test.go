@@ -32,7 +32,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tlsgate/tlsgate/test/fake"
+	"github.com/tlsgate/tlsgate/internal/fake"
 )
 
 const (

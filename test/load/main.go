@@ -1,6 +1,6 @@
 // Command load is tlsgate's load generator and cost model. It runs tlsgate in-process,
 // built as cmd/tlsgate builds it (policy table, verify.Verifier, milter.Filter, milter
-// server), against a fake Internet on loopback (package test/fake: a DNS server and
+// server), against a fake Internet on loopback (package internal/fake: a DNS server and
 // STARTTLS SMTP servers with certificates from a test CA, probing of 127.0.0.0/8
 // allowed), and drives it over the real milter protocol with go-milter's client, as
 // Postfix would: one milter connection per SMTP session, connect, HELO, MAIL, many RCPTs,

@@ -27,9 +27,9 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/tlsgate/tlsgate/internal/dnsx"
+	"github.com/tlsgate/tlsgate/internal/smtpprobe"
 	"github.com/tlsgate/tlsgate/verify"
-	"github.com/tlsgate/tlsgate/verify/dnsx"
-	"github.com/tlsgate/tlsgate/verify/smtpprobe"
 )
 
 // The memory scenario fills a Verifier's cache through its public API, Facts, with an

@@ -14,9 +14,9 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/tlsgate/tlsgate/config/policy"
+	"github.com/tlsgate/tlsgate/internal/fake"
 	"github.com/tlsgate/tlsgate/internal/sharedcache"
-	"github.com/tlsgate/tlsgate/test/fake"
+	"github.com/tlsgate/tlsgate/policy"
 	"github.com/tlsgate/tlsgate/verify"
 )
 

@@ -16,11 +16,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tlsgate/tlsgate/config/policy"
+	"github.com/tlsgate/tlsgate/internal/mtasts"
+	"github.com/tlsgate/tlsgate/policy"
 	"github.com/tlsgate/tlsgate/policymap"
 	"github.com/tlsgate/tlsgate/socketmap"
 	"github.com/tlsgate/tlsgate/verify"
-	"github.com/tlsgate/tlsgate/verify/mtasts"
 )
 
 // socketmapResult is what the socketmap scenario measured.

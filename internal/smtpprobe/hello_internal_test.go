@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tlsgate/tlsgate/test/fake"
+	"github.com/tlsgate/tlsgate/internal/fake"
 )
 
 // The ClientHello is read by a real TLS server (Go's), which answers it: the builder

@@ -18,8 +18,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tlsgate/tlsgate/test/fake"
-	"github.com/tlsgate/tlsgate/verify/certname"
+	"github.com/tlsgate/tlsgate/internal/certname"
+	"github.com/tlsgate/tlsgate/internal/fake"
 )
 
 // matchCases follow OpenSSL X509_check_host with Postfix's

@@ -5,7 +5,7 @@ import (
 	"net/netip"
 	"testing"
 
-	"github.com/tlsgate/tlsgate/config/policy"
+	"github.com/tlsgate/tlsgate/policy"
 )
 
 // benchSet is a policy set like a large site's: n tls_policy entries (7 in 10 exact

@@ -13,8 +13,8 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/tlsgate/tlsgate/test/fake"
-	"github.com/tlsgate/tlsgate/verify/smtpprobe"
+	"github.com/tlsgate/tlsgate/internal/fake"
+	"github.com/tlsgate/tlsgate/internal/smtpprobe"
 )
 
 // scripted serves one connection: for each step it reads a line if want != "" and

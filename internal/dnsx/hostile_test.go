@@ -14,8 +14,8 @@ import (
 
 	"github.com/miekg/dns"
 
-	"github.com/tlsgate/tlsgate/test/fake"
-	"github.com/tlsgate/tlsgate/verify/dnsx"
+	"github.com/tlsgate/tlsgate/internal/dnsx"
+	"github.com/tlsgate/tlsgate/internal/fake"
 )
 
 // This file plays a hostile or broken resolver against the client: a scripted server on
@@ -298,7 +298,7 @@ const (
 )
 
 // TestHostileDNS is not parallel: it checks the goroutines of the whole process around
-// its cases, as test/fake's TestCleanupLeavesNoGoroutines does; the paused parallel tests
+// its cases, as internal/fake's TestCleanupLeavesNoGoroutines does; the paused parallel tests
 // are not taken for leaks.
 func TestHostileDNS(t *testing.T) {
 	noLeak := fake.CheckGoroutines(t)

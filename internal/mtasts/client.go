@@ -18,9 +18,9 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/tlsgate/tlsgate/internal/cache"
+	"github.com/tlsgate/tlsgate/internal/dnsx"
 	"github.com/tlsgate/tlsgate/internal/problem"
-	"github.com/tlsgate/tlsgate/verify/cache"
-	"github.com/tlsgate/tlsgate/verify/dnsx"
 )
 
 // Status says whether a domain has an MTA-STS policy a sender must apply.

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tlsgate/tlsgate/test/fake"
+	"github.com/tlsgate/tlsgate/internal/fake"
 )
 
 // dialText connects to s and returns a textproto conversation with a 5 s

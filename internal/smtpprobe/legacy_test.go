@@ -7,8 +7,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tlsgate/tlsgate/test/fake"
-	"github.com/tlsgate/tlsgate/verify/smtpprobe"
+	"github.com/tlsgate/tlsgate/internal/fake"
+	"github.com/tlsgate/tlsgate/internal/smtpprobe"
 )
 
 // A server that speaks only TLS 1.0/1.1 is probed like any other (Postfix offers TLS

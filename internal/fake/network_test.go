@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tlsgate/tlsgate/test/fake"
+	"github.com/tlsgate/tlsgate/internal/fake"
 )
 
 func TestDialerRewritesRegisteredAddresses(t *testing.T) {

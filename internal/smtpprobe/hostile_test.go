@@ -16,8 +16,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tlsgate/tlsgate/test/fake"
-	"github.com/tlsgate/tlsgate/verify/smtpprobe"
+	"github.com/tlsgate/tlsgate/internal/fake"
+	"github.com/tlsgate/tlsgate/internal/smtpprobe"
 )
 
 // serve runs script on the first connection to a listener on 127.0.0.1 and returns

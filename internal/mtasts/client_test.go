@@ -11,9 +11,9 @@ import (
 
 	"github.com/miekg/dns"
 
-	"github.com/tlsgate/tlsgate/test/fake"
-	"github.com/tlsgate/tlsgate/verify/dnsx"
-	"github.com/tlsgate/tlsgate/verify/mtasts"
+	"github.com/tlsgate/tlsgate/internal/dnsx"
+	"github.com/tlsgate/tlsgate/internal/fake"
+	"github.com/tlsgate/tlsgate/internal/mtasts"
 )
 
 const (

@@ -36,7 +36,7 @@ import (
 
 	"github.com/miekg/dns"
 
-	"github.com/tlsgate/tlsgate/verify/certname"
+	"github.com/tlsgate/tlsgate/internal/certname"
 )
 
 // Certificate usages, selectors and matching types (RFC 6698 §7.2-7.4, RFC 7218 names).

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tlsgate/tlsgate/verify/cache"
+	"github.com/tlsgate/tlsgate/internal/cache"
 )
 
 // benchValue stands in for *verify.Facts: the cache holds pointers.

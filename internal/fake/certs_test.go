@@ -15,7 +15,7 @@ import (
 
 	"github.com/miekg/dns"
 
-	"github.com/tlsgate/tlsgate/test/fake"
+	"github.com/tlsgate/tlsgate/internal/fake"
 )
 
 func TestIssueVerifiesForItsNames(t *testing.T) {

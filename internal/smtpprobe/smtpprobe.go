@@ -30,9 +30,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tlsgate/tlsgate/internal/certname"
 	"github.com/tlsgate/tlsgate/internal/problem"
 	"github.com/tlsgate/tlsgate/internal/safetext"
-	"github.com/tlsgate/tlsgate/verify/certname"
 )
 
 // Stage is how far a probe got.
