@@ -29,20 +29,12 @@ const (
 	maxLogin      = 256 // SASL logins
 )
 
-// Allowed values, as shown in errors.
-const (
-	allowedOnFail     = "reject, tempfail, header"
-	allowedOnTempfail = "tempfail, header"
-	allowedLogLevel   = "debug, info, warn, error"
-	allowedLogFormat  = "text, json"
-	allowedMatchKinds = "fingerprint, verify, secure"
-)
-
-// Validate checks every value and returns all problems at once: nil, or the
-// errors.Join of one *FieldError per problem (errors.Is(err, ErrInvalid) holds).
-// It reads probe.ca_file to check that it holds certificates; it does not read the
-// policy files (PolicySet does).
-func (c *Config) Validate() error {
+// validate checks the parsed values, alone and together, and the policies and
+// customers lists, turning those into rules and toggles. It returns all problems at
+// once: nil, or the errors.Join of one *FieldError per problem (errors.Is(err,
+// ErrInvalid) holds). It reads probe.ca_file; it does not read the policy files
+// (PolicySet does).
+func (c *Config) validate() error {
 	v := validator{c: c}
 	v.milter()
 	v.socketmap()
@@ -51,7 +43,6 @@ func (c *Config) Validate() error {
 	v.cache()
 	v.defaults()
 	v.web()
-	v.log()
 	for i, p := range c.PolicyFiles {
 		if strings.TrimSpace(p) == "" {
 			v.fail(fmt.Sprintf("policy_files[%d]", i), "", "must not be empty", "")
@@ -80,9 +71,6 @@ func (v *validator) positive(key string, d time.Duration) {
 
 func (v *validator) milter() {
 	m := &v.c.Milter
-	if _, _, msg := parseListen(m.Listen); msg != "" {
-		v.fail("milter.listen", m.Listen, msg, listenForms)
-	}
 	switch d := m.RcptTimeout; {
 	case d <= 0:
 		v.fail("milter.rcpt_timeout", d.String(), "must be a positive duration", "")
@@ -99,19 +87,12 @@ func (v *validator) milter() {
 			v.fail(fmt.Sprintf("milter.checked_transports[%d]", i), t, "is not a Postfix transport name or pattern (smtp, smtp-*)", "")
 		}
 	}
-	v.socketPermissions("milter", m.SocketMode, m.SocketGroup)
+	v.socketGroup("milter", m.SocketGroup)
 }
 
-// socketPermissions validates the socket_mode and socket_group keys of section, shared
-// by every unix socket tlsgate listens on (milter, socketmap).
-func (v *validator) socketPermissions(section, mode, group string) {
-	if _, err := parseMode(mode); err != nil {
-		msg := "is not an octal file mode like 0660"
-		if n, err := strconv.ParseUint(mode, 8, 32); err == nil && n > 0o777 {
-			msg += ` (an unquoted 660 in YAML is decimal; write "0660")`
-		}
-		v.fail(section+".socket_mode", mode, msg, "")
-	}
+// socketGroup validates the socket_group key of section, shared by every unix socket
+// tlsgate listens on (milter, socketmap).
+func (v *validator) socketGroup(section, group string) {
 	if group != "" && !isToken(group, maxName) {
 		v.fail(section+".socket_group", group, "is not a group name or gid", "")
 	}
@@ -124,17 +105,7 @@ const postfixSocketmapTimeout = 100 * time.Second
 
 func (v *validator) socketmap() {
 	s := &v.c.Socketmap
-	if s.Listen != "" {
-		if _, _, msg := parseListen(s.Listen); msg != "" {
-			v.fail("socketmap.listen", s.Listen, strings.Replace(msg, "milter socket", "socket", 1), `"" (off), `+listenForms)
-		}
-	}
-	v.socketPermissions("socketmap", s.SocketMode, s.SocketGroup)
-	// Only published: any Postfix level for every domain is what Postfix's own
-	// smtp_tls_security_level already says, and NOTFOUND leaves it in charge.
-	if d := s.DefaultLevel; d != "" && d != policy.LevelPublished.String() {
-		v.fail("socketmap.default_level", d, "is not a socketmap default level (for a Postfix level, set smtp_tls_security_level in main.cf)", `"", published`)
-	}
+	v.socketGroup("socketmap", s.SocketGroup)
 	switch d := s.Timeout; {
 	case d <= 0:
 		v.fail("socketmap.timeout", d.String(), "must be a positive duration", "")
@@ -172,11 +143,7 @@ func isToken(s string, max int) bool {
 }
 
 func (v *validator) dns() {
-	d := &v.c.DNS
-	if _, err := resolverAddr(d.Resolver); err != nil {
-		v.fail("dns.resolver", d.Resolver, `is not an IP address with optional port ("127.0.0.1", "127.0.0.1:53", "[::1]:53"; "" for /etc/resolv.conf)`, "")
-	}
-	v.positive("dns.timeout", d.Timeout)
+	v.positive("dns.timeout", v.c.DNS.Timeout)
 }
 
 func (v *validator) probe() {
@@ -191,19 +158,11 @@ func (v *validator) probe() {
 	}
 	v.positive("probe.timeout", p.Timeout)
 	if p.CAFile != "" {
-		if _, err := loadCAFile(p.CAFile); err != nil {
+		roots, err := loadCAFile(p.CAFile)
+		if err != nil {
 			v.fail("probe.ca_file", p.CAFile, "is not a readable PEM file of CA certificates: "+err.Error(), "")
 		}
-	}
-	for i, n := range p.AllowNetworks {
-		if _, err := parsePrefix(n); err != nil {
-			v.fail(fmt.Sprintf("probe.allow_networks[%d]", i), n, "is not a CIDR or IP address", "")
-		}
-	}
-	for i, n := range v.c.DNS.Trusted {
-		if _, err := parsePrefix(n); err != nil {
-			v.fail(fmt.Sprintf("dns.trusted[%d]", i), n, "is not a CIDR or IP address", "")
-		}
+		v.c.roots = roots
 	}
 	v.positive("mta_sts.timeout", v.c.MTASTS.Timeout)
 	if v.c.MTASTS.CacheSize < 1 {
@@ -266,10 +225,6 @@ func (v *validator) cache() {
 
 func (v *validator) defaults() {
 	d := &v.c.Defaults
-	if a, err := policy.ParseAction(d.OnFail); err != nil || a == policy.ActionDefault {
-		v.fail("defaults.on_fail", d.OnFail, "is not an action", allowedOnFail)
-	}
-	v.onTempfail("defaults.on_tempfail", d.OnTempfail, false)
 	if len(d.RejectMessage) > maxRejectMessage {
 		v.fail("defaults.reject_message", "", fmt.Sprintf("is longer than %d characters", maxRejectMessage), "")
 	}
@@ -278,26 +233,32 @@ func (v *validator) defaults() {
 	}
 }
 
-// onTempfail checks an on_tempfail value; "" means the default where optional.
-func (v *validator) onTempfail(key, s string, optional bool) {
-	a, err := policy.ParseAction(s)
-	switch {
-	case err != nil, a == policy.ActionDefault && !optional:
-		v.fail(key, s, "is not an action for a tempfail", allowedOnTempfail)
-	case a == policy.ActionReject:
-		v.fail(key, s, "is not allowed: a tempfail means the check could not be done and is never answered with a 5xx", allowedOnTempfail)
+// onTempfail checks the on_tempfail of a policy or customer; "" is the default.
+func (v *validator) onTempfail(key, s string) policy.Action {
+	a, msg := checkOnTempfail(s, true)
+	if msg != "" {
+		v.fail(key, s, msg, allowedOnTempfail)
 	}
+	return a
 }
 
-func (v *validator) onFail(key, s string) {
-	if _, err := policy.ParseAction(s); err != nil {
+// onFail checks the on_fail of a policy or customer; "" is the default.
+func (v *validator) onFail(key, s string) policy.Action {
+	a, err := policy.ParseAction(s)
+	if err != nil {
 		v.fail(key, s, "is not an action", allowedOnFail)
 	}
+	return a
 }
 
 // web checks the check page's listener: HOST:PORT, and never reachable from other
 // hosts without authentication (it makes this server open outbound connections).
 func (v *validator) web() {
+	if l := v.c.Metrics.Listen; l != "" {
+		if _, _, err := net.SplitHostPort(l); err != nil {
+			v.fail("metrics.listen", l, "is not HOST:PORT", "")
+		}
+	}
 	w := &v.c.Web
 	if w.Listen != "" {
 		host, _, err := net.SplitHostPort(w.Listen)
@@ -321,21 +282,6 @@ func IsLoopbackHost(host string) bool {
 	}
 	ip, err := netip.ParseAddr(host)
 	return err == nil && ip.Unmap().IsLoopback()
-}
-
-func (v *validator) log() {
-	if l := v.c.Metrics.Listen; l != "" {
-		if _, _, err := net.SplitHostPort(l); err != nil {
-			v.fail("metrics.listen", l, "is not HOST:PORT", "")
-		}
-	}
-	l := &v.c.Log
-	if !slices.Contains(strings.Split(allowedLogLevel, ", "), strings.ToLower(l.Level)) {
-		v.fail("log.level", l.Level, "is not a log level", allowedLogLevel)
-	}
-	if !slices.Contains(strings.Split(allowedLogFormat, ", "), strings.ToLower(l.Format)) {
-		v.fail("log.format", l.Format, "is not a log format", allowedLogFormat)
-	}
 }
 
 // level parses a level name, reporting a bad one at key.
@@ -374,7 +320,9 @@ func normalizeKey(s string) (string, error) {
 
 func (v *validator) policies() {
 	seen := map[string]int{}
-	for i, p := range v.c.Policies {
+	v.c.rules = nil
+	for i, p := range v.c.policies {
+		errs := len(v.errs)
 		at := func(k string) string { return fmt.Sprintf("policies[%d].%s", i, k) }
 		if strings.TrimSpace(p.Domain) == "" {
 			v.fail(at("domain"), "", "must be set", "")
@@ -389,8 +337,17 @@ func (v *validator) policies() {
 		if ok {
 			v.match(at("match"), level, p.Match)
 		}
-		v.onFail(at("on_fail"), p.OnFail)
-		v.onTempfail(at("on_tempfail"), p.OnTempfail, true)
+		r := rule{domain: p.Domain, Policy: policy.Policy{
+			Level:      level,
+			Match:      matchList(level, p.Match),
+			OnFail:     v.onFail(at("on_fail"), p.OnFail),
+			OnTempfail: v.onTempfail(at("on_tempfail"), p.OnTempfail),
+			Source:     fmt.Sprintf("config policies[%d]", i),
+		}}
+		r.Raw = rawPolicy(r.Level, r.Match)
+		if len(v.errs) == errs {
+			v.c.rules = append(v.c.rules, r)
+		}
 	}
 }
 
@@ -447,7 +404,10 @@ func isDigest(s string) bool {
 
 func (v *validator) customers() {
 	seen := map[string]int{}
-	for i, cu := range v.c.Customers {
+	v.c.toggles = nil
+	for i, cu := range v.c.customers {
+		errs := len(v.errs)
+		t := policy.Customer{Name: cu.Name, Senders: slices.Clone(cu.Senders), SASLLogins: slices.Clone(cu.SASLLogins)}
 		at := func(k string) string { return fmt.Sprintf("customers[%d].%s", i, k) }
 		switch name := strings.ToLower(cu.Name); {
 		case cu.Name == "":
@@ -477,15 +437,21 @@ func (v *validator) customers() {
 			}
 		}
 		for j, n := range cu.ClientNetworks {
-			if _, err := parsePrefix(n); err != nil {
+			p, err := parsePrefix(n)
+			if err != nil {
 				v.fail(fmt.Sprintf("%s[%d]", at("client_networks"), j), n, "is not a CIDR or IP address", "")
 			}
+			t.ClientNetworks = append(t.ClientNetworks, p.Masked())
 		}
-		if l, ok := v.level(at("level"), cu.Level); ok && l == policy.LevelFingerprint {
+		var ok bool
+		if t.Level, ok = v.level(at("level"), cu.Level); ok && t.Level == policy.LevelFingerprint {
 			v.fail(at("level"), cu.Level, "needs per-domain fingerprints; use it in policies, not for a customer", "")
 		}
-		v.onFail(at("on_fail"), cu.OnFail)
-		v.onTempfail(at("on_tempfail"), cu.OnTempfail, true)
+		t.OnFail = v.onFail(at("on_fail"), cu.OnFail)
+		t.OnTempfail = v.onTempfail(at("on_tempfail"), cu.OnTempfail)
+		if len(v.errs) == errs {
+			v.c.toggles = append(v.c.toggles, t)
+		}
 	}
 }
 
@@ -517,7 +483,7 @@ func (c *Config) Warnings() []string {
 			out = append(out, fmt.Sprintf("%s: the configuration file is writable by every user (mode %04o); make it 0644 or stricter", c.File, st.Mode().Perm()))
 		}
 	}
-	if !c.MTASTS.Enabled && (c.usesLevel(policy.LevelPublished) || c.SocketmapDefaultPublished()) {
+	if !c.MTASTS.Enabled && (c.usesLevel(policy.LevelPublished) || c.Socketmap.DefaultPublished) {
 		warn("mta_sts.enabled", "false", "while the level published is used: it will require DANE only, never a domain's MTA-STS policy")
 	}
 	if c.MTASTS.Enabled && c.MTASTS.Timeout >= c.Milter.RcptTimeout {
@@ -527,53 +493,36 @@ func (c *Config) Warnings() []string {
 		warn("milter.rcpt_timeout", c.Milter.RcptTimeout.String(),
 			"is not below Postfix's default milter_command_timeout (30s); raise milter_command_timeout in main.cf or Postfix gives up on the milter first")
 	}
-	if network, _, err := ParseListen(c.Milter.Listen); err == nil && network != "unix" {
-		d := Default()
-		if c.Milter.SocketMode != d.Milter.SocketMode {
-			warn("milter.socket_mode", c.Milter.SocketMode, "is ignored: milter.listen is not a unix socket")
+	socket := func(sec string, l Listen, mode os.FileMode, group, open string) {
+		def, _ := lookupKey(sec + ".socket_mode")
+		switch {
+		case l.Network != "unix":
+			if mode != def.def {
+				warn(sec+".socket_mode", def.format(mode)[0], "is ignored: "+sec+".listen is not a unix socket")
+			}
+			if group != "" {
+				warn(sec+".socket_group", group, "is ignored: "+sec+".listen is not a unix socket")
+			}
+		case mode&0o002 != 0:
+			warn(sec+".socket_mode", def.format(mode)[0], open)
 		}
-		if c.Milter.SocketGroup != d.Milter.SocketGroup {
-			warn("milter.socket_group", c.Milter.SocketGroup, "is ignored: milter.listen is not a unix socket")
-		}
-	} else if err == nil && c.SocketFileMode()&0o002 != 0 {
-		warn("milter.socket_mode", c.Milter.SocketMode, "lets every local user talk to the milter")
 	}
-	if network, _, err := ParseListen(c.Socketmap.Listen); c.Socketmap.Listen == "" || err == nil && network != "unix" {
-		d := Default()
-		if c.Socketmap.SocketMode != d.Socketmap.SocketMode {
-			warn("socketmap.socket_mode", c.Socketmap.SocketMode, "is ignored: socketmap.listen is not a unix socket")
-		}
-		if c.Socketmap.SocketGroup != d.Socketmap.SocketGroup {
-			warn("socketmap.socket_group", c.Socketmap.SocketGroup, "is ignored: socketmap.listen is not a unix socket")
-		}
-	} else if err == nil && c.SocketmapFileMode()&0o002 != 0 {
-		warn("socketmap.socket_mode", c.Socketmap.SocketMode, "lets every local user query the socketmap")
-	}
-	if c.Socketmap.Listen == "" && c.Socketmap.DefaultLevel != "" {
-		warn("socketmap.default_level", c.Socketmap.DefaultLevel, "has no effect: socketmap.listen is off")
+	socket("milter", c.Milter.Listen, c.Milter.SocketMode, c.Milter.SocketGroup, "lets every local user talk to the milter")
+	socket("socketmap", c.Socketmap.Listen, c.Socketmap.SocketMode, c.Socketmap.SocketGroup, "lets every local user query the socketmap")
+	if c.Socketmap.Listen == (Listen{}) && c.Socketmap.DefaultPublished {
+		warn("socketmap.default_level", "published", "has no effect: socketmap.listen is off")
 	}
 	if len(c.Milter.CheckedTransports) == 0 {
 		warn("milter.checked_transports", "", "is empty: no recipient is checked, every recipient passes")
 	}
-	for i, s := range c.Probe.AllowNetworks {
-		if p, err := parsePrefix(s); err == nil && p != p.Masked() {
-			warn(fmt.Sprintf("probe.allow_networks[%d]", i), s, "has host bits set; using "+p.Masked().String())
-		}
+	for _, k := range keys {
+		out = append(out, c.notes[k.name]...)
 	}
 	return out
 }
 
 // usesLevel reports whether a policy or customer asks for level l.
 func (c *Config) usesLevel(l policy.Level) bool {
-	for _, p := range c.Policies {
-		if got, err := policy.ParseLevel(p.Level); err == nil && got == l {
-			return true
-		}
-	}
-	for _, cu := range c.Customers {
-		if got, err := policy.ParseLevel(cu.Level); err == nil && got == l {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(c.rules, func(r rule) bool { return r.Level == l }) ||
+		slices.ContainsFunc(c.toggles, func(t policy.Customer) bool { return t.Level == l })
 }
