@@ -16,7 +16,10 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/tlsgate/tlsgate/internal/mtasts"
+	"github.com/tlsgate/tlsgate/milter"
 	"github.com/tlsgate/tlsgate/policy"
+	"github.com/tlsgate/tlsgate/verify"
 )
 
 // writeFile writes content to a file in a new temporary directory and returns its
@@ -129,6 +132,36 @@ func TestLoadDefaults(t *testing.T) {
 	}
 	if err := defaultConfig().validate(); err != nil {
 		t.Errorf("defaultConfig().validate() = %v", err)
+	}
+}
+
+// TestDefaultsOfTheOwningPackages: a package used without the configuration (tests,
+// test/load) fills a zero value with the default the schema documents, from the same
+// constant: the MTA-STS timeout once was 5s here and 10s in the MTA-STS client.
+func TestDefaultsOfTheOwningPackages(t *testing.T) {
+	t.Parallel()
+	c := defaultConfig()
+	checks := []struct {
+		key       string
+		got, want any
+	}{
+		{"milter.rcpt_timeout", c.Milter.RcptTimeout, milter.DefaultRcptTimeout},
+		{"defaults.on_fail", c.Defaults.OnFail, milter.DefaultOnFail},
+		{"defaults.on_tempfail", c.Defaults.OnTempfail, milter.DefaultOnTempfail},
+		{"mta_sts.timeout", c.MTASTS.Timeout, mtasts.DefaultTimeout},
+		{"mta_sts.cache_size", c.MTASTS.CacheSize, mtasts.DefaultCacheSize},
+		{"probe.port", c.Probe.Port, verify.DefaultSMTPPort},
+		{"probe.timeout", c.Probe.Timeout, verify.DefaultHostTimeout},
+		{"probe.max_concurrent", c.Probe.MaxConcurrent, verify.DefaultMaxConcurrent},
+		{"cache.size", c.Cache.Size, verify.DefaultCacheSize},
+		{"cache.pass_ttl", c.Cache.PassTTL, verify.DefaultPassTTL},
+		{"cache.fail_ttl", c.Cache.FailTTL, verify.DefaultFailTTL},
+		{"cache.tempfail_ttl", c.Cache.TempfailTTL, verify.DefaultTempfailTTL},
+	}
+	for _, ck := range checks {
+		if !reflect.DeepEqual(ck.got, ck.want) {
+			t.Errorf("%s: schema default %v, the package's zero value means %v", ck.key, ck.got, ck.want)
+		}
 	}
 }
 

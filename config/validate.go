@@ -265,7 +265,7 @@ func (v *validator) web() {
 		switch {
 		case err != nil:
 			v.fail("web.listen", w.Listen, "is not HOST:PORT", "")
-		case w.TokensFile == "" && !IsLoopbackHost(host):
+		case w.TokensFile == "" && !isLoopbackHost(host):
 			v.fail("web.listen", w.Listen, "is not a loopback address and web.tokens_file is empty: the check page would be an open probe relay; set web.tokens_file", "")
 		}
 	}
@@ -274,9 +274,9 @@ func (v *validator) web() {
 	}
 }
 
-// IsLoopbackHost reports whether host (the host part of HOST:PORT) names only
+// isLoopbackHost reports whether host (the host part of HOST:PORT) names only
 // loopback addresses: a loopback IP or "localhost". "" (every address) is not.
-func IsLoopbackHost(host string) bool {
+func isLoopbackHost(host string) bool {
 	if strings.EqualFold(host, "localhost") {
 		return true
 	}
