@@ -5,10 +5,13 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"iter"
 	"log/slog"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -327,6 +330,34 @@ func (c *Config) ResolverTrusted(addr string) bool {
 		}
 	}
 	return false
+}
+
+// Settings yields, in the schema's order, each key whose value differs from its
+// default, with the value as the file would write it (lists comma-separated) and,
+// when set there, the environment variable or flag that set it.
+func (c *Config) Settings() iter.Seq2[string, string] {
+	return func(yield func(string, string) bool) {
+		for _, k := range keys {
+			v := k.get(c)
+			if reflect.DeepEqual(v, k.def) || k.isList() && reflect.ValueOf(v).Len() == 0 && reflect.ValueOf(k.def).Len() == 0 {
+				continue
+			}
+			text := strings.Join(k.format(v), ",")
+			if k.secret {
+				u, err := url.Parse(text)
+				text = "(not shown)"
+				if err == nil {
+					text = u.Redacted()
+				}
+			}
+			if o, ok := c.origins[k.name]; ok {
+				text += " (" + o.where + ": " + o.name + ")"
+			}
+			if !yield(k.name, text) {
+				return
+			}
+		}
+	}
 }
 
 // RootCAs is probe.ca_file as read when the configuration was loaded: nil for the

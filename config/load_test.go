@@ -165,6 +165,32 @@ func TestDefaultsOfTheOwningPackages(t *testing.T) {
 	}
 }
 
+// TestSettings: what differs from the defaults, as the file would write it, naming
+// the variable or flag that set it, a password in the shared cache URL hidden.
+func TestSettings(t *testing.T) {
+	t.Parallel()
+	path := writeFile(t, "tlsgate.yaml", "milter:\n  listen: unix:/run/m.sock\n  socket_mode: \"0640\"\n"+
+		"cache:\n  shared:\n    url: redis://tlsgate:s3cret@10.0.0.5:6379/0\n    secret_file: /etc/tlsgate/shared.key\n")
+	c, err := Load(Options{File: path, Env: []string{"TLSGATE_PROBE_ALLOW_NETWORKS=10.0.0.0/8,::1", "TLSGATE_LOG_LEVEL=info"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for k, v := range c.Settings() {
+		got = append(got, k+" = "+v)
+	}
+	want := []string{
+		"milter.listen = unix:/run/m.sock",
+		"milter.socket_mode = 0640",
+		"probe.allow_networks = 10.0.0.0/8,::1/128 (environment: TLSGATE_PROBE_ALLOW_NETWORKS)",
+		"cache.shared.url = redis://tlsgate:xxxxx@10.0.0.5:6379/0",
+		"cache.shared.secret_file = /etc/tlsgate/shared.key",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("Settings() =\n%q\nwant\n%q", got, want)
+	}
+}
+
 // withoutOrigins clears what Load keeps beside the values: where they came from and
 // the policies and customers checked into rules and toggles.
 func withoutOrigins(c *Config) *Config {

@@ -33,8 +33,9 @@ type key struct {
 	// the plain ones above, and for text that only some values of a string are.
 	parse func(s string) (v any, msg, allowed string)
 	// text writes a value of a field with parse back as text; nil: the type's own.
-	text func(v any) string
-	help string // markdown, one line: the README's meaning column and the flag usage
+	text   func(v any) string
+	help   string // markdown, one line: the README's meaning column and the flag usage
+	secret bool   // a URL that may hold a password: Settings redacts it
 }
 
 // keys lists the keys in the order of the README's configuration reference.
@@ -105,7 +106,7 @@ var keys = []key{
 		help: "how often the cache is saved to `cache.file` while running"},
 	{name: "cache.admin_socket", def: "", field: func(c *Config) any { return &c.Cache.AdminSocket },
 		help: "unix socket of the [cache admin](#a-fleet-the-shared-cache-tier) (`tlsgate cache ...`), created mode 0600; `\"\"` = off"},
-	{name: "cache.shared.url", def: "", field: func(c *Config) any { return &c.Cache.Shared.URL },
+	{name: "cache.shared.url", def: "", field: func(c *Config) any { return &c.Cache.Shared.URL }, secret: true,
 		help: "the fleet's [shared cache tier](#a-fleet-the-shared-cache-tier), a Valkey or Redis server: `redis://[USER:PASSWORD@]HOST:PORT/DB`, `rediss://...` (TLS), `unix://[USER:PASSWORD@]/PATH?db=N`; `\"\"` = this host's cache only"},
 	{name: "cache.shared.key_prefix", def: "tlsgate:", field: func(c *Config) any { return &c.Cache.Shared.KeyPrefix },
 		help: "prefix of every key and of the purge channel (several fleets can share one server)"},

@@ -57,6 +57,9 @@ func configCmd(args, env []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, "warning:", w.String())
 	}
 	fmt.Fprintf(stdout, "%s: valid (%d domain policies, %d customers)\n", fs.Arg(0), set.Table.Len(), set.Customers.Len())
+	for key, value := range cfg.Settings() {
+		fmt.Fprintf(stdout, "set: %s = %s\n", key, value)
+	}
 	printSocketmapConfig(stdout, cfg)
 	if err := printWebConfig(stdout, cfg); err != nil {
 		fmt.Fprintln(stderr, "tlsgate:", err)
