@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/netip"
 	"os"
@@ -29,28 +30,153 @@ const (
 	maxLogin      = 256 // SASL logins
 )
 
-// validate checks the parsed values, alone and together, and the policies and
-// customers lists, turning those into rules and toggles. It returns all problems at
-// once: nil, or the errors.Join of one *FieldError per problem (errors.Is(err,
-// ErrInvalid) holds). It reads probe.ca_file; it does not read the policy files
-// (PolicySet does).
+// validate checks the parsed values, alone (each key's check in the schema) and
+// together, and the policies and customers lists, turning those into rules and
+// toggles. It returns all problems at once: nil, or the errors.Join of one
+// *FieldError per problem (errors.Is(err, ErrInvalid) holds). It reads
+// probe.ca_file; it does not read the policy files (PolicySet does).
 func (c *Config) validate() error {
 	v := validator{c: c}
-	v.milter()
-	v.socketmap()
-	v.dns()
-	v.probe()
-	v.cache()
-	v.defaults()
-	v.web()
-	for i, p := range c.PolicyFiles {
-		if strings.TrimSpace(p) == "" {
-			v.fail(fmt.Sprintf("policy_files[%d]", i), "", "must not be empty", "")
+	for _, k := range keys {
+		if k.check == nil {
+			continue
 		}
+		for _, p := range k.check(k.get(c)) {
+			v.fail(k.name+p.suffix, p.value, p.msg, p.allowed)
+		}
+	}
+	if f := c.Probe.CAFile; f != "" {
+		roots, err := loadCAFile(f)
+		if err != nil {
+			v.fail("probe.ca_file", f, "is not a readable PEM file of CA certificates: "+err.Error(), "")
+		}
+		c.roots = roots
+	}
+	if c.Cache.Shared.URL != "" && c.Cache.Shared.SecretFile == "" {
+		v.fail("cache.shared.secret_file", "", "is required with cache.shared.url (entries are authenticated with it)", "")
+	}
+	// The check page makes this server open outbound connections: never reachable
+	// from other hosts without authentication.
+	if host, _, err := net.SplitHostPort(c.Web.Listen); err == nil && c.Web.TokensFile == "" && !isLoopbackHost(host) {
+		v.fail("web.listen", c.Web.Listen, "is not a loopback address and web.tokens_file is empty: the check page would be an open probe relay; set web.tokens_file", "")
 	}
 	v.policies()
 	v.customers()
 	return errors.Join(v.errs...)
+}
+
+// checker is the test of one key's parsed value in the schema: what is wrong with it.
+type checker func(v any) []problem
+
+// positive checks a duration that must be > 0.
+func positive(v any) []problem {
+	if d := v.(time.Duration); d <= 0 {
+		return []problem{{value: d.String(), msg: "must be a positive duration"}}
+	}
+	return nil
+}
+
+// below checks a positive duration below a limit of Postfix's (why).
+func below(limit time.Duration, why string) checker {
+	return func(v any) []problem {
+		if d := v.(time.Duration); d >= limit {
+			return []problem{{value: d.String(), msg: "must be below " + limit.String() + " (" + why + ")"}}
+		}
+		return positive(v)
+	}
+}
+
+// between checks a number from lo to hi; msg says so.
+func between(lo, hi int, msg string) checker {
+	return func(v any) []problem {
+		if n := v.(int); n < lo || n > hi {
+			return []problem{{value: strconv.Itoa(n), msg: msg}}
+		}
+		return nil
+	}
+}
+
+// optional checks a string unless it is empty; f says what is wrong.
+func optional(f func(s string) string) checker {
+	return func(v any) []problem {
+		if s := v.(string); s != "" {
+			if msg := f(s); msg != "" {
+				return []problem{{value: s, msg: msg}}
+			}
+		}
+		return nil
+	}
+}
+
+// each checks every item of a list; f says what is wrong.
+func each(f func(s string) string) checker {
+	return func(v any) []problem {
+		var out []problem
+		for i, s := range v.([]string) {
+			if msg := f(s); msg != "" {
+				out = append(out, problem{suffix: fmt.Sprintf("[%d]", i), value: s, msg: msg})
+			}
+		}
+		return out
+	}
+}
+
+func checkTransport(t string) string {
+	if _, err := path.Match(t, ""); !isToken(t, maxName) || err != nil {
+		return "is not a Postfix transport name or pattern (smtp, smtp-*)"
+	}
+	return ""
+}
+
+func checkGroup(g string) string {
+	if !isToken(g, maxName) {
+		return "is not a group name or gid"
+	}
+	return ""
+}
+
+func checkHostPort(s string) string {
+	if _, _, err := net.SplitHostPort(s); err != nil {
+		return "is not HOST:PORT"
+	}
+	return ""
+}
+
+func checkAbsolute(s string) string {
+	if !strings.HasPrefix(s, "/") {
+		return "must be an absolute path"
+	}
+	return ""
+}
+
+// checkSharedURL checks the scheme only, and never shows the URL: it may hold a
+// password.
+func checkSharedURL(v any) []problem {
+	u := v.(string)
+	if u != "" && !strings.HasPrefix(u, "redis://") && !strings.HasPrefix(u, "rediss://") && !strings.HasPrefix(u, "unix://") {
+		return []problem{{msg: "is not a redis://, rediss:// or unix:// URL"}}
+	}
+	return nil
+}
+
+func checkKeyPrefix(v any) []problem {
+	if v.(string) == "" {
+		return []problem{{msg: "must not be empty"}}
+	}
+	return nil
+}
+
+// checkRejectMessage: the message becomes part of an SMTP reply line.
+func checkRejectMessage(v any) []problem {
+	m := v.(string)
+	var out []problem
+	if len(m) > maxRejectMessage {
+		out = append(out, problem{msg: fmt.Sprintf("is longer than %d characters", maxRejectMessage)})
+	}
+	if strings.ContainsFunc(m, func(r rune) bool { return r < ' ' || r > '~' }) {
+		out = append(out, problem{value: m, msg: "may only contain printable ASCII (it becomes part of an SMTP reply)"})
+	}
+	return out
 }
 
 type validator struct {
@@ -62,57 +188,10 @@ func (v *validator) fail(key, value, msg, allowed string) {
 	v.errs = append(v.errs, v.c.fieldError(key, value, msg, allowed))
 }
 
-// positive checks a duration that must be > 0.
-func (v *validator) positive(key string, d time.Duration) {
-	if d <= 0 {
-		v.fail(key, d.String(), "must be a positive duration", "")
-	}
-}
-
-func (v *validator) milter() {
-	m := &v.c.Milter
-	switch d := m.RcptTimeout; {
-	case d <= 0:
-		v.fail("milter.rcpt_timeout", d.String(), "must be a positive duration", "")
-	case d >= maxRcptTimeout:
-		v.fail("milter.rcpt_timeout", d.String(), "must be below "+maxRcptTimeout.String()+" (Postfix milter_command_timeout is 30s by default)", "")
-	}
-	if m.Header != "" {
-		if msg := checkHeaderName(m.Header); msg != "" {
-			v.fail("milter.header", m.Header, msg, "")
-		}
-	}
-	for i, t := range m.CheckedTransports {
-		if _, err := path.Match(t, ""); !isToken(t, maxName) || err != nil {
-			v.fail(fmt.Sprintf("milter.checked_transports[%d]", i), t, "is not a Postfix transport name or pattern (smtp, smtp-*)", "")
-		}
-	}
-	v.socketGroup("milter", m.SocketGroup)
-}
-
-// socketGroup validates the socket_group key of section, shared by every unix socket
-// tlsgate listens on (milter, socketmap).
-func (v *validator) socketGroup(section, group string) {
-	if group != "" && !isToken(group, maxName) {
-		v.fail(section+".socket_group", group, "is not a group name or gid", "")
-	}
-}
-
 // postfixSocketmapTimeout is Postfix's socketmap timeout (dict_sockmap.c
 // DICT_SOCKMAP_DEF_TIMEOUT: connect, read and write); an answer later than this
 // makes Postfix give up on the lookup.
 const postfixSocketmapTimeout = 100 * time.Second
-
-func (v *validator) socketmap() {
-	s := &v.c.Socketmap
-	v.socketGroup("socketmap", s.SocketGroup)
-	switch d := s.Timeout; {
-	case d <= 0:
-		v.fail("socketmap.timeout", d.String(), "must be a positive duration", "")
-	case d >= postfixSocketmapTimeout:
-		v.fail("socketmap.timeout", d.String(), "must be below "+postfixSocketmapTimeout.String()+" (Postfix's socketmap timeout)", "")
-	}
-}
 
 // checkHeaderName checks a header field name: printable US-ASCII except ':'
 // (RFC 5322 section 3.6.8, ftext).
@@ -142,43 +221,6 @@ func isToken(s string, max int) bool {
 	return true
 }
 
-func (v *validator) dns() {
-	v.positive("dns.timeout", v.c.DNS.Timeout)
-}
-
-func (v *validator) probe() {
-	p := &v.c.Probe
-	if p.Port < 1 || p.Port > 65535 {
-		v.fail("probe.port", strconv.Itoa(p.Port), "is not a port number (1-65535)", "")
-	}
-	if p.HELO != "" {
-		if msg := checkHELO(p.HELO); msg != "" {
-			v.fail("probe.helo", p.HELO, msg, "")
-		}
-	}
-	v.positive("probe.timeout", p.Timeout)
-	if p.CAFile != "" {
-		roots, err := loadCAFile(p.CAFile)
-		if err != nil {
-			v.fail("probe.ca_file", p.CAFile, "is not a readable PEM file of CA certificates: "+err.Error(), "")
-		}
-		v.c.roots = roots
-	}
-	v.positive("mta_sts.timeout", v.c.MTASTS.Timeout)
-	if v.c.MTASTS.CacheSize < 1 {
-		v.fail("mta_sts.cache_size", strconv.Itoa(v.c.MTASTS.CacheSize), "must be at least 1", "")
-	}
-	if p.MaxConcurrent < 1 {
-		v.fail("probe.max_concurrent", strconv.Itoa(p.MaxConcurrent), "must be at least 1", "")
-	}
-	if p.MaxQueued < 1 {
-		v.fail("probe.max_queued", strconv.Itoa(p.MaxQueued), "must be at least 1", "")
-	}
-	if p.RatePerAddress < 0 {
-		v.fail("probe.rate_per_address", strconv.Itoa(p.RatePerAddress), "must be 0 (no limit) or more", "")
-	}
-}
-
 // checkHELO accepts a host name or an address literal ("[192.0.2.1]",
 // "[IPv6:2001:db8::1]", RFC 5321 section 4.1.3).
 func checkHELO(s string) string {
@@ -197,42 +239,6 @@ func checkHELO(s string) string {
 	return ""
 }
 
-func (v *validator) cache() {
-	v.positive("cache.save_interval", v.c.Cache.SaveInterval)
-	c := &v.c.Cache
-	if c.Size < 1 {
-		v.fail("cache.size", strconv.Itoa(c.Size), "must be at least 1", "")
-	}
-	v.positive("cache.pass_ttl", c.PassTTL)
-	v.positive("cache.fail_ttl", c.FailTTL)
-	v.positive("cache.tempfail_ttl", c.TempfailTTL)
-	v.positive("cache.shared.timeout", c.Shared.Timeout)
-	if u := c.Shared.URL; u != "" {
-		if !strings.HasPrefix(u, "redis://") && !strings.HasPrefix(u, "rediss://") && !strings.HasPrefix(u, "unix://") {
-			v.fail("cache.shared.url", "", "is not a redis://, rediss:// or unix:// URL", "")
-		}
-		if c.Shared.SecretFile == "" {
-			v.fail("cache.shared.secret_file", "", "is required with cache.shared.url (entries are authenticated with it)", "")
-		}
-	}
-	if c.Shared.KeyPrefix == "" {
-		v.fail("cache.shared.key_prefix", "", "must not be empty", "")
-	}
-	if s := c.AdminSocket; s != "" && !strings.HasPrefix(s, "/") {
-		v.fail("cache.admin_socket", s, "must be an absolute path", "")
-	}
-}
-
-func (v *validator) defaults() {
-	d := &v.c.Defaults
-	if len(d.RejectMessage) > maxRejectMessage {
-		v.fail("defaults.reject_message", "", fmt.Sprintf("is longer than %d characters", maxRejectMessage), "")
-	}
-	if strings.ContainsFunc(d.RejectMessage, func(r rune) bool { return r < ' ' || r > '~' }) {
-		v.fail("defaults.reject_message", d.RejectMessage, "may only contain printable ASCII (it becomes part of an SMTP reply)", "")
-	}
-}
-
 // onTempfail checks the on_tempfail of a policy or customer; "" is the default.
 func (v *validator) onTempfail(key, s string) policy.Action {
 	a, msg := checkOnTempfail(s, true)
@@ -249,29 +255,6 @@ func (v *validator) onFail(key, s string) policy.Action {
 		v.fail(key, s, "is not an action", allowedOnFail)
 	}
 	return a
-}
-
-// web checks the check page's listener: HOST:PORT, and never reachable from other
-// hosts without authentication (it makes this server open outbound connections).
-func (v *validator) web() {
-	if l := v.c.Metrics.Listen; l != "" {
-		if _, _, err := net.SplitHostPort(l); err != nil {
-			v.fail("metrics.listen", l, "is not HOST:PORT", "")
-		}
-	}
-	w := &v.c.Web
-	if w.Listen != "" {
-		host, _, err := net.SplitHostPort(w.Listen)
-		switch {
-		case err != nil:
-			v.fail("web.listen", w.Listen, "is not HOST:PORT", "")
-		case w.TokensFile == "" && !isLoopbackHost(host):
-			v.fail("web.listen", w.Listen, "is not a loopback address and web.tokens_file is empty: the check page would be an open probe relay; set web.tokens_file", "")
-		}
-	}
-	if w.RatePerMinute < 1 || w.RatePerMinute > 1_000_000 {
-		v.fail("web.rate_per_minute", strconv.Itoa(w.RatePerMinute), "must be between 1 and 1000000", "")
-	}
 }
 
 // isLoopbackHost reports whether host (the host part of HOST:PORT) names only
@@ -525,4 +508,13 @@ func (c *Config) Warnings() []string {
 func (c *Config) usesLevel(l policy.Level) bool {
 	return slices.ContainsFunc(c.rules, func(r rule) bool { return r.Level == l }) ||
 		slices.ContainsFunc(c.toggles, func(t policy.Customer) bool { return t.Level == l })
+}
+
+var atLeastOne = between(1, math.MaxInt, "must be at least 1")
+
+func checkNotEmpty(s string) string {
+	if strings.TrimSpace(s) == "" {
+		return "must not be empty"
+	}
+	return ""
 }
