@@ -17,9 +17,12 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/tlsgate/tlsgate/internal/mtasts"
+	"github.com/tlsgate/tlsgate/internal/sharedcache"
 	"github.com/tlsgate/tlsgate/milter"
 	"github.com/tlsgate/tlsgate/policy"
+	"github.com/tlsgate/tlsgate/policymap"
 	"github.com/tlsgate/tlsgate/verify"
+	"github.com/tlsgate/tlsgate/web"
 )
 
 // writeFile writes content to a file in a new temporary directory and returns its
@@ -157,6 +160,10 @@ func TestDefaultsOfTheOwningPackages(t *testing.T) {
 		{"cache.pass_ttl", c.Cache.PassTTL, verify.DefaultPassTTL},
 		{"cache.fail_ttl", c.Cache.FailTTL, verify.DefaultFailTTL},
 		{"cache.tempfail_ttl", c.Cache.TempfailTTL, verify.DefaultTempfailTTL},
+		{"socketmap.timeout", c.Socketmap.Timeout, policymap.DefaultTimeout},
+		{"cache.shared.key_prefix", c.Cache.Shared.KeyPrefix, sharedcache.DefaultKeyPrefix},
+		{"cache.shared.timeout", c.Cache.Shared.Timeout, sharedcache.DefaultTimeout},
+		{"web.rate_per_minute", c.Web.RatePerMinute, web.DefaultRatePerMinute},
 	}
 	for _, ck := range checks {
 		if !reflect.DeepEqual(ck.got, ck.want) {

@@ -14,9 +14,12 @@ import (
 	"time"
 
 	"github.com/tlsgate/tlsgate/internal/mtasts"
+	"github.com/tlsgate/tlsgate/internal/sharedcache"
 	"github.com/tlsgate/tlsgate/milter"
 	"github.com/tlsgate/tlsgate/policy"
+	"github.com/tlsgate/tlsgate/policymap"
 	"github.com/tlsgate/tlsgate/verify"
+	"github.com/tlsgate/tlsgate/web"
 )
 
 // key is one configuration key settable from the file, the environment and a flag:
@@ -70,7 +73,7 @@ var keys = []key{
 	{name: "socketmap.default_level", def: false, field: func(c *Config) any { return &c.Socketmap.DefaultPublished },
 		parse: parseDefaultLevel, text: textDefaultLevel,
 		help: "domains without a policy: `\"\"` answers `NOTFOUND` (Postfix's `smtp_tls_security_level` applies), `published` answers what the domain publishes (drop-in for postfix-tlspol); a Postfix level is refused (that is `smtp_tls_security_level`'s job)"},
-	{name: "socketmap.timeout", def: 10 * time.Second, field: func(c *Config) any { return &c.Socketmap.Timeout },
+	{name: "socketmap.timeout", def: policymap.DefaultTimeout, field: func(c *Config) any { return &c.Socketmap.Timeout },
 		check: below(postfixSocketmapTimeout, "Postfix's socketmap timeout"),
 		help:  "budget of one lookup; facts still pending then answer `TEMP` and finish into the cache; below Postfix's socketmap timeout (100s)"},
 	{name: "dns.resolver", def: "", field: func(c *Config) any { return &c.DNS.Resolver },
@@ -133,12 +136,12 @@ var keys = []key{
 	{name: "cache.shared.url", def: "", field: func(c *Config) any { return &c.Cache.Shared.URL }, secret: true,
 		check: checkSharedURL,
 		help:  "the fleet's [shared cache tier](#a-fleet-the-shared-cache-tier), a Valkey or Redis server: `redis://[USER:PASSWORD@]HOST:PORT/DB`, `rediss://...` (TLS), `unix://[USER:PASSWORD@]/PATH?db=N`; `\"\"` = this host's cache only"},
-	{name: "cache.shared.key_prefix", def: "tlsgate:", field: func(c *Config) any { return &c.Cache.Shared.KeyPrefix },
+	{name: "cache.shared.key_prefix", def: sharedcache.DefaultKeyPrefix, field: func(c *Config) any { return &c.Cache.Shared.KeyPrefix },
 		check: checkKeyPrefix,
 		help:  "prefix of every key and of the purge channel (several fleets can share one server)"},
 	{name: "cache.shared.secret_file", def: "", field: func(c *Config) any { return &c.Cache.Shared.SecretFile },
 		help: "key (≥ 32 bytes, the same on every host) that authenticates shared entries; required with `url`; owned by tlsgate's user, mode 0600 or 0640"},
-	{name: "cache.shared.timeout", def: 75 * time.Millisecond, field: func(c *Config) any { return &c.Cache.Shared.Timeout },
+	{name: "cache.shared.timeout", def: sharedcache.DefaultTimeout, field: func(c *Config) any { return &c.Cache.Shared.Timeout },
 		check: positive,
 		help:  "one shared operation; past it the host goes on with its local cache and its own probes"},
 	{name: "cache.refresh_ahead", def: true, field: func(c *Config) any { return &c.Cache.RefreshAhead },
@@ -158,7 +161,7 @@ var keys = []key{
 		help:  "`HOST:PORT` of the [check page and API](#check-page-and-api) (e.g. `127.0.0.1:8425`); `\"\"` = off; an address other than loopback needs `web.tokens_file` (tlsgate refuses to start otherwise)"},
 	{name: "web.tokens_file", def: "", field: func(c *Config) any { return &c.Web.TokensFile },
 		help: "the clients of the page and API, `NAME TOKEN` per line; not readable by others nor group-writable; re-read on reload; `\"\"` = no authentication (loopback only)"},
-	{name: "web.rate_per_minute", def: 30, field: func(c *Config) any { return &c.Web.RatePerMinute },
+	{name: "web.rate_per_minute", def: web.DefaultRatePerMinute, field: func(c *Config) any { return &c.Web.RatePerMinute },
 		check: between(1, 1_000_000, "must be between 1 and 1000000"),
 		help:  "checks one client (its token, else its address) may ask for per minute; past it `429`"},
 	{name: "log.level", def: slog.LevelInfo, field: func(c *Config) any { return &c.Log.Level },
