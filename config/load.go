@@ -39,8 +39,9 @@ const maxFile = 4 << 20
 //
 // Errors: the file cannot be read (wrapping the *fs.PathError, e.g. "open /x: no such
 // file or directory"); the file is not YAML or too large (wrapping ErrInvalid); or the
-// errors.Join of one *FieldError per unknown key or value that does not parse (first
-// pass, over all sources) or invalid value (when the first pass found nothing).
+// errors.Join of one *FieldError per unknown key, value that does not parse or value
+// out of its key's range (first pass, over all sources), or per invalid list entry or
+// combination of values (when the first pass found nothing).
 func Load(o Options) (*Config, error) {
 	c := defaultConfig()
 	c.File = o.File
@@ -63,7 +64,9 @@ func Load(o Options) (*Config, error) {
 		})
 	}
 	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+		// The values that did parse are checked too, so that every problem is
+		// reported at once; the checks across keys and lists wait for a clean pass.
+		return nil, errors.Join(append(errs, c.checkKeys()...)...)
 	}
 	if err := c.validate(); err != nil {
 		return nil, err

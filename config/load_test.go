@@ -657,13 +657,14 @@ func TestTypeErrors(t *testing.T) {
 
 func TestAllProblemsAtOnce(t *testing.T) {
 	t.Parallel()
-	path := writeFile(t, "tlsgate.yaml", "milter:\n  listn: x\n  rcpt_timeout: banana\nprobe:\n  port: x\n")
-	_, err := Load(Options{File: path, Env: []string{"TLSGATE_NOPE=1"}})
+	path := writeFile(t, "tlsgate.yaml", "milter:\n  listn: x\n  rcpt_timeout: banana\n  socket_mode: rw\nprobe:\n  port: x\n  timeout: 0s\n")
+	_, err := Load(Options{File: path, Env: []string{"TLSGATE_NOPE=1", "TLSGATE_DNS_TIMEOUT=-1s"}})
 	var keys []string
 	for _, fe := range fieldErrors(t, err) {
 		keys = append(keys, fe.Key)
 	}
-	want := []string{"milter.listn", "milter.rcpt_timeout", "probe.port", "TLSGATE_NOPE"}
+	// Unknown and unparsable first, in source order; then values out of range.
+	want := []string{"milter.listn", "milter.rcpt_timeout", "milter.socket_mode", "probe.port", "TLSGATE_NOPE", "TLSGATE_DNS_TIMEOUT", "probe.timeout"}
 	if !slices.Equal(keys, want) {
 		t.Errorf("error keys = %q, want %q\n%v", keys, want, err)
 	}

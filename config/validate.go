@@ -36,15 +36,7 @@ const (
 // *FieldError per problem (errors.Is(err, ErrInvalid) holds). It reads
 // probe.ca_file; it does not read the policy files (PolicySet does).
 func (c *Config) validate() error {
-	v := validator{c: c}
-	for _, k := range keys {
-		if k.check == nil {
-			continue
-		}
-		for _, p := range k.check(k.get(c)) {
-			v.fail(k.name+p.suffix, p.value, p.msg, p.allowed)
-		}
-	}
+	v := validator{c: c, errs: c.checkKeys()}
 	if f := c.Probe.CAFile; f != "" {
 		roots, err := loadCAFile(f)
 		if err != nil {
@@ -63,6 +55,20 @@ func (c *Config) validate() error {
 	v.policies()
 	v.customers()
 	return errors.Join(v.errs...)
+}
+
+// checkKeys runs the check of every key on its value.
+func (c *Config) checkKeys() []error {
+	var errs []error
+	for _, k := range keys {
+		if k.check == nil {
+			continue
+		}
+		for _, p := range k.check(k.get(c)) {
+			errs = append(errs, c.fieldError(k.name+p.suffix, p.value, p.msg, p.allowed))
+		}
+	}
+	return errs
 }
 
 // checker is the test of one key's parsed value in the schema: what is wrong with it.
