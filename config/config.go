@@ -5,10 +5,13 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"iter"
 	"log/slog"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -16,177 +19,151 @@ import (
 	"github.com/tlsgate/tlsgate/policy"
 )
 
-// Config is the whole tlsgate configuration. The koanf tags are the YAML keys; the
-// environment variable of a scalar key is TLSGATE_ followed by the key in upper case
-// with the dot replaced by '_' (see the package documentation).
-//
-// A Config returned by Load has passed Validate. The typed accessors (DefaultOnFail,
-// AllowedNetworks, ...) assume that and fall back to the built-in default for a value
-// that does not parse.
+// Config is the whole tlsgate configuration, every value parsed into its type. The
+// key of each field, its default and its documentation are in the schema (schema.go);
+// Load fills a Config from it and refuses invalid input, so a Config from Load is
+// ready to use as it is.
 type Config struct {
 	Milter struct {
-		Listen            string        `koanf:"listen"`
-		RcptTimeout       time.Duration `koanf:"rcpt_timeout"`
-		Header            string        `koanf:"header"`
-		CheckedTransports []string      `koanf:"checked_transports"`
-		SocketMode        string        `koanf:"socket_mode"`
-		SocketGroup       string        `koanf:"socket_group"`
-	} `koanf:"milter"`
+		Listen            Listen
+		RcptTimeout       time.Duration
+		Header            string // "" disables the audit header
+		CheckedTransports []string
+		SocketMode        os.FileMode
+		SocketGroup       string
+	}
 	// Socketmap is the delivery-time TLS policy table served to Postfix's
 	// smtp_tls_policy_maps (socketmap_table(5)).
 	Socketmap struct {
-		Listen       string        `koanf:"listen"`
-		SocketMode   string        `koanf:"socket_mode"`
-		SocketGroup  string        `koanf:"socket_group"`
-		DefaultLevel string        `koanf:"default_level"`
-		Timeout      time.Duration `koanf:"timeout"`
-	} `koanf:"socketmap"`
+		Listen           Listen // the zero Listen: off
+		SocketMode       os.FileMode
+		SocketGroup      string
+		DefaultPublished bool // socketmap.default_level: published
+		Timeout          time.Duration
+	}
 	DNS struct {
-		Resolver string        `koanf:"resolver"`
-		Timeout  time.Duration `koanf:"timeout"`
-		Trusted  []string      `koanf:"trusted"`
-	} `koanf:"dns"`
+		Resolver string // HOST:PORT; "" is the first nameserver of /etc/resolv.conf
+		Timeout  time.Duration
+		Trusted  []netip.Prefix
+	}
 	Probe struct {
-		Port           int           `koanf:"port"`
-		HELO           string        `koanf:"helo"`
-		Timeout        time.Duration `koanf:"timeout"`
-		CAFile         string        `koanf:"ca_file"`
-		AllowNetworks  []string      `koanf:"allow_networks"`
-		MaxConcurrent  int           `koanf:"max_concurrent"`
-		MaxQueued      int           `koanf:"max_queued"`
-		RatePerAddress int           `koanf:"rate_per_address"`
-	} `koanf:"probe"`
+		Port           int
+		HELO           string
+		Timeout        time.Duration
+		CAFile         string
+		AllowNetworks  []netip.Prefix // masked
+		MaxConcurrent  int
+		MaxQueued      int
+		RatePerAddress int
+	}
 	MTASTS struct {
-		Enabled   bool          `koanf:"enabled"`
-		Timeout   time.Duration `koanf:"timeout"`
-		CacheSize int           `koanf:"cache_size"`
-	} `koanf:"mta_sts"`
+		Enabled   bool
+		Timeout   time.Duration
+		CacheSize int
+	}
 	Cache struct {
-		Size         int           `koanf:"size"`
-		PassTTL      time.Duration `koanf:"pass_ttl"`
-		FailTTL      time.Duration `koanf:"fail_ttl"`
-		TempfailTTL  time.Duration `koanf:"tempfail_ttl"`
-		File         string        `koanf:"file"`
-		SaveInterval time.Duration `koanf:"save_interval"`
-		RefreshAhead bool          `koanf:"refresh_ahead"`
+		Size         int
+		PassTTL      time.Duration
+		FailTTL      time.Duration
+		TempfailTTL  time.Duration
+		File         string
+		SaveInterval time.Duration
+		RefreshAhead bool
 		Shared       struct {
-			URL        string        `koanf:"url"`
-			KeyPrefix  string        `koanf:"key_prefix"`
-			SecretFile string        `koanf:"secret_file"`
-			Timeout    time.Duration `koanf:"timeout"`
-		} `koanf:"shared"`
-		AdminSocket string `koanf:"admin_socket"`
-	} `koanf:"cache"`
+			URL        string
+			KeyPrefix  string
+			SecretFile string
+			Timeout    time.Duration
+		}
+		AdminSocket string
+	}
 	Defaults struct {
-		OnFail        string `koanf:"on_fail"`
-		OnTempfail    string `koanf:"on_tempfail"`
-		RejectMessage string `koanf:"reject_message"`
-	} `koanf:"defaults"`
+		OnFail        policy.Action // never ActionDefault
+		OnTempfail    policy.Action // ActionTempfail or ActionHeader
+		RejectMessage string
+	}
 	Metrics struct {
-		Listen string `koanf:"listen"`
-	} `koanf:"metrics"`
+		Listen string
+	}
 	// Web is the check page and HTTP API for customer portals and help desks.
 	Web struct {
-		Listen        string `koanf:"listen"`
-		TokensFile    string `koanf:"tokens_file"`
-		RatePerMinute int    `koanf:"rate_per_minute"`
-	} `koanf:"web"`
+		Listen        string
+		TokensFile    string
+		RatePerMinute int
+	}
 	Log struct {
-		Level  string `koanf:"level"`
-		Format string `koanf:"format"`
-	} `koanf:"log"`
-	PolicyFiles []string         `koanf:"policy_files"`
-	Policies    []PolicyConfig   `koanf:"policies"`
-	Customers   []CustomerConfig `koanf:"customers"`
+		Level  slog.Level
+		Format string // "text" or "json"
+	}
+	PolicyFiles []string
 
 	// File is the configuration file the values were loaded from, "" for built-in
 	// defaults only. It prefixes error messages.
-	File string `koanf:"-"`
+	File string
 
+	// policies and customers are the lists as written in the file; validate checks
+	// them, once, into rules and toggles for PolicySet.
+	policies  []policyEntry
+	customers []customerEntry
+	rules     []rule
+	toggles   []policy.Customer
+	// roots is probe.ca_file, read by validate.
+	roots *x509.CertPool
 	// origins maps a top key ("milter.listen", "policies") to the environment
 	// variable or flag that set it last, so that errors name what the operator
 	// actually wrote. Keys set by the file or defaults are absent.
 	origins map[string]origin
+	// notes are the observations made while parsing (a network with host bits),
+	// by key, for Warnings.
+	notes map[string][]string
 }
 
-// PolicyConfig is one entry of the policies list: the TLS level required for a
-// recipient domain, as a line of a Postfix tls_policy table.
-type PolicyConfig struct {
-	Domain     string   `koanf:"domain"`
-	Level      string   `koanf:"level"`
-	Match      []string `koanf:"match"`
-	OnFail     string   `koanf:"on_fail"`
-	OnTempfail string   `koanf:"on_tempfail"`
+// Listen is a socket in Postfix notation (postconf(5) smtpd_milters), parsed into
+// the arguments of net.Listen: inet:127.0.0.1:10025 is tcp 127.0.0.1:10025, inet:10025
+// tcp :10025 (all addresses), unix:/run/x.sock (also local:/run/x.sock and /run/x.sock)
+// unix /run/x.sock.
+type Listen struct {
+	Network string // "tcp" or "unix"; "" when off
+	Address string
 }
 
-// CustomerConfig is one entry of the customers list: a TLS level required for every
-// recipient of mail from this customer, recognised by envelope sender domain, SASL
-// login or client network.
-type CustomerConfig struct {
-	Name           string   `koanf:"name"`
-	Senders        []string `koanf:"senders"`
-	SASLLogins     []string `koanf:"sasl_logins"`
-	ClientNetworks []string `koanf:"client_networks"`
-	Level          string   `koanf:"level"`
-	OnFail         string   `koanf:"on_fail"`
-	OnTempfail     string   `koanf:"on_tempfail"`
+// String writes l back in Postfix notation; "" when off.
+func (l Listen) String() string {
+	switch l.Network {
+	case "unix":
+		return "unix:" + l.Address
+	case "tcp":
+		return "inet:" + strings.TrimPrefix(l.Address, ":")
+	}
+	return ""
 }
 
-// Default returns the built-in configuration: the milter on inet:127.0.0.1:10025,
-// the system resolver, no policies (every recipient passes).
-func Default() *Config {
-	c := &Config{}
-	c.Milter.Listen = "inet:127.0.0.1:10025"
-	c.Milter.RcptTimeout = 8 * time.Second
-	c.Milter.Header = "TLSGate-Verdict"
-	c.Milter.CheckedTransports = []string{"smtp", "smtp-*", "relay"}
-	c.Milter.SocketMode = "0660"
-	c.Milter.SocketGroup = ""
-	c.Socketmap.Listen = ""
-	c.Socketmap.SocketMode = "0660"
-	c.Socketmap.SocketGroup = ""
-	c.Socketmap.DefaultLevel = ""
-	c.Socketmap.Timeout = 10 * time.Second
-	c.DNS.Resolver = ""
-	c.DNS.Timeout = 3 * time.Second
-	c.DNS.Trusted = []string{}
-	c.MTASTS.Enabled = true
-	c.MTASTS.Timeout = 5 * time.Second
-	c.MTASTS.CacheSize = 10000
-	c.Probe.Port = 25
-	c.Probe.HELO = ""
-	c.Probe.Timeout = 10 * time.Second
-	c.Probe.CAFile = ""
-	c.Probe.AllowNetworks = []string{}
-	c.Probe.MaxConcurrent = 64
-	c.Probe.MaxQueued = 1024
-	c.Probe.RatePerAddress = 10
-	c.Cache.Size = 100000
-	c.Cache.PassTTL = time.Hour
-	c.Cache.FailTTL = 10 * time.Minute
-	c.Cache.TempfailTTL = time.Minute
-	c.Cache.File = ""
-	c.Cache.SaveInterval = 5 * time.Minute
-	c.Cache.Shared.KeyPrefix = "tlsgate:"
-	c.Cache.Shared.Timeout = 75 * time.Millisecond
-	c.Cache.RefreshAhead = true
-	c.Defaults.OnFail = "reject"
-	c.Defaults.OnTempfail = "tempfail"
-	c.Defaults.RejectMessage = ""
-	c.Metrics.Listen = ""
-	c.Web.Listen = ""
-	c.Web.TokensFile = ""
-	c.Web.RatePerMinute = 30
-	c.Log.Level = "info"
-	c.Log.Format = "text"
-	c.PolicyFiles = []string{}
-	c.Policies = []PolicyConfig{}
-	c.Customers = []CustomerConfig{}
-	return c
+// policyEntry is one entry of the policies list as written: the TLS level required
+// for a recipient domain, as a line of a Postfix tls_policy table.
+type policyEntry struct {
+	Domain, Level      string
+	Match              []string
+	OnFail, OnTempfail string
+}
+
+// customerEntry is one entry of the customers list as written: a TLS level required
+// for every recipient of mail from this customer, recognised by envelope sender
+// domain, SASL login or client network.
+type customerEntry struct {
+	Name                      string
+	Senders, SASLLogins       []string
+	ClientNetworks            []string
+	Level, OnFail, OnTempfail string
+}
+
+// rule is a checked entry of the policies list.
+type rule struct {
+	domain string
+	policy.Policy
 }
 
 // ErrInvalid is matched (errors.Is) by every error about the content of the
-// configuration: each *FieldError, and the error of Load and Validate that joins them.
+// configuration: each *FieldError, and the error of Load that joins them.
 var ErrInvalid = errors.New("config: invalid configuration")
 
 // FieldError is one problem with one configuration value.
@@ -252,30 +229,14 @@ func splitTop(key string) (top, rest string) {
 	return key, ""
 }
 
-// ParseListen parses a milter socket in Postfix notation (postconf(5) smtpd_milters)
-// into arguments for net.Listen:
-//
-//	inet:127.0.0.1:10025  -> tcp, 127.0.0.1:10025
-//	inet:[::1]:10025      -> tcp, [::1]:10025
-//	inet:10025            -> tcp, :10025 (all addresses)
-//	unix:/run/x.sock      -> unix, /run/x.sock (also local:/run/x.sock and /run/x.sock)
-//
-// Socket paths must be absolute. The error, wrapping ErrInvalid, says what is wrong.
-func ParseListen(s string) (network, address string, err error) {
-	network, address, msg := parseListen(s)
-	if msg != "" {
-		return "", "", fmt.Errorf("%w: listen %q %s", ErrInvalid, s, msg)
-	}
-	return network, address, nil
-}
-
 // maxSocketPath is the longest path that fits sockaddr_un.sun_path (108 bytes on
 // Linux, including the terminating NUL).
 const maxSocketPath = 107
 
 const listenForms = "inet:HOST:PORT, inet:PORT, unix:/PATH, local:/PATH, /PATH"
 
-func parseListen(s string) (network, address, msg string) {
+// parseListen parses a socket in Postfix notation; msg says what is wrong.
+func parseListen(s string) (l Listen, msg string) {
 	kind, rest, found := strings.Cut(s, ":")
 	if !found && strings.HasPrefix(s, "/") {
 		kind, rest = "unix", s
@@ -283,46 +244,34 @@ func parseListen(s string) (network, address, msg string) {
 	switch kind {
 	case "unix", "local":
 		if !strings.HasPrefix(rest, "/") {
-			return "", "", "needs an absolute socket path"
+			return l, "needs an absolute socket path"
 		}
 		if len(rest) > maxSocketPath {
-			return "", "", fmt.Sprintf("is too long for a unix socket path (at most %d bytes)", maxSocketPath)
+			return l, fmt.Sprintf("is too long for a unix socket path (at most %d bytes)", maxSocketPath)
 		}
 		if strings.ContainsFunc(rest, func(r rune) bool { return r < ' ' || r == 0x7f }) {
-			return "", "", "contains control characters"
+			return l, "contains control characters"
 		}
-		return "unix", rest, ""
+		return Listen{"unix", rest}, ""
 	case "inet":
 		host, port := "", rest
 		if strings.Contains(rest, ":") {
 			var err error
 			host, port, err = net.SplitHostPort(rest)
 			if err != nil {
-				return "", "", "is not inet:HOST:PORT (IPv6 addresses in brackets: inet:[::1]:10025)"
+				return l, "is not inet:HOST:PORT (IPv6 addresses in brackets: inet:[::1]:10025)"
 			}
 		}
 		n, err := strconv.ParseUint(port, 10, 16)
 		if err != nil || n == 0 {
-			return "", "", "has no valid port (1-65535)"
+			return l, "has no valid port (1-65535)"
 		}
 		if host != "" && strings.ContainsFunc(host, func(r rune) bool { return r <= ' ' || r >= 0x7f || r == '/' }) {
-			return "", "", "has an invalid host"
+			return l, "has an invalid host"
 		}
-		return "tcp", net.JoinHostPort(host, port), ""
+		return Listen{"tcp", net.JoinHostPort(host, port)}, ""
 	}
-	return "", "", "is not a Postfix milter socket (" + listenForms + ")"
-}
-
-// AllowedNetworks returns probe.allow_networks as prefixes; a bare address becomes a
-// /32 or /128. Host bits are cleared.
-func (c *Config) AllowedNetworks() []netip.Prefix {
-	out := make([]netip.Prefix, 0, len(c.Probe.AllowNetworks))
-	for _, s := range c.Probe.AllowNetworks {
-		if p, err := parsePrefix(s); err == nil {
-			out = append(out, p.Masked())
-		}
-	}
-	return out
+	return l, "is not a Postfix milter socket (" + listenForms + ")"
 }
 
 // parsePrefix parses a CIDR or a bare address (as a single-address prefix).
@@ -341,48 +290,6 @@ func parsePrefix(s string) (netip.Prefix, error) {
 	return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), nil
 }
 
-// DefaultOnFail is defaults.on_fail as an action (reject if unset or invalid).
-func (c *Config) DefaultOnFail() policy.Action {
-	a, err := policy.ParseAction(c.Defaults.OnFail)
-	if err != nil || a == policy.ActionDefault {
-		return policy.ActionReject
-	}
-	return a
-}
-
-// DefaultOnTempfail is defaults.on_tempfail as an action (tempfail if unset or
-// invalid; never reject).
-func (c *Config) DefaultOnTempfail() policy.Action {
-	a, err := policy.ParseAction(c.Defaults.OnTempfail)
-	if err != nil || a == policy.ActionDefault || a == policy.ActionReject {
-		return policy.ActionTempfail
-	}
-	return a
-}
-
-// SocketFileMode is milter.socket_mode as a file mode (0660 if invalid).
-func (c *Config) SocketFileMode() os.FileMode {
-	m, err := parseMode(c.Milter.SocketMode)
-	if err != nil {
-		return 0o660
-	}
-	return m
-}
-
-// SocketmapFileMode is socketmap.socket_mode as a file mode (0660 if invalid).
-func (c *Config) SocketmapFileMode() os.FileMode {
-	m, err := parseMode(c.Socketmap.SocketMode)
-	if err != nil {
-		return 0o660
-	}
-	return m
-}
-
-// SocketmapDefaultPublished reports socketmap.default_level: published.
-func (c *Config) SocketmapDefaultPublished() bool {
-	return c.Socketmap.DefaultLevel == policy.LevelPublished.String()
-}
-
 func parseMode(s string) (os.FileMode, error) {
 	s = strings.TrimPrefix(strings.TrimPrefix(s, "0o"), "0O")
 	n, err := strconv.ParseUint(s, 8, 32)
@@ -390,32 +297,6 @@ func parseMode(s string) (os.FileMode, error) {
 		return 0, errors.New("bad mode")
 	}
 	return os.FileMode(n), nil
-}
-
-// ResolverTrusted reports whether the AD bit of the resolver at addr (host:port) is
-// trusted because dns.trusted lists its address (a loopback resolver is always trusted).
-func (c *Config) ResolverTrusted(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	ip, err := netip.ParseAddr(host)
-	if err != nil {
-		return false
-	}
-	for _, t := range c.DNS.Trusted {
-		if p, err := parsePrefix(t); err == nil && p.Contains(ip.Unmap()) {
-			return true
-		}
-	}
-	return false
-}
-
-// ResolverAddr is dns.resolver as host:port (port 53 added when missing), or "" for
-// the first nameserver of /etc/resolv.conf.
-func (c *Config) ResolverAddr() string {
-	addr, _ := resolverAddr(c.DNS.Resolver)
-	return addr
 }
 
 func resolverAddr(s string) (string, error) {
@@ -432,33 +313,63 @@ func resolverAddr(s string) (string, error) {
 	return ap.String(), nil
 }
 
-// LogLevel is log.level for log/slog (info if invalid).
-func (c *Config) LogLevel() slog.Level {
-	switch strings.ToLower(c.Log.Level) {
-	case "debug":
-		return slog.LevelDebug
-	case "warn":
-		return slog.LevelWarn
-	case "error":
-		return slog.LevelError
+// ResolverTrusted reports whether the AD bit of the resolver at addr (host:port) is
+// trusted because dns.trusted lists its address (a loopback resolver is always trusted).
+func (c *Config) ResolverTrusted(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
 	}
-	return slog.LevelInfo
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return false
+	}
+	for _, p := range c.DNS.Trusted {
+		if p.Contains(ip.Unmap()) {
+			return true
+		}
+	}
+	return false
 }
+
+// Settings yields, in the schema's order, each key whose value differs from its
+// default, with the value as the file would write it (lists comma-separated) and,
+// when set there, the environment variable or flag that set it.
+func (c *Config) Settings() iter.Seq2[string, string] {
+	return func(yield func(string, string) bool) {
+		for _, k := range keys {
+			v := k.get(c)
+			if reflect.DeepEqual(v, k.def) || k.isList() && reflect.ValueOf(v).Len() == 0 && reflect.ValueOf(k.def).Len() == 0 {
+				continue
+			}
+			text := strings.Join(k.format(v), ",")
+			if k.secret {
+				u, err := url.Parse(text)
+				text = "(not shown)"
+				if err == nil {
+					text = u.Redacted()
+				}
+			}
+			if o, ok := c.origins[k.name]; ok {
+				text += " (" + o.where + ": " + o.name + ")"
+			}
+			if !yield(k.name, text) {
+				return
+			}
+		}
+	}
+}
+
+// RootCAs is probe.ca_file as read when the configuration was loaded: nil for the
+// system roots.
+func (c *Config) RootCAs() *x509.CertPool { return c.roots }
 
 // maxCAFile bounds probe.ca_file; a trust store is well below a megabyte per
 // hundred certificates.
 const maxCAFile = 16 << 20
 
-// RootCAs loads probe.ca_file. It returns nil and no error when ca_file is empty,
-// meaning the system roots. Errors: the file cannot be read, is too large, or holds
-// no certificate, or a CERTIFICATE block does not parse.
-func (c *Config) RootCAs() (*x509.CertPool, error) {
-	if c.Probe.CAFile == "" {
-		return nil, nil
-	}
-	return loadCAFile(c.Probe.CAFile)
-}
-
+// loadCAFile reads a PEM file of CA certificates. Errors: the file cannot be read,
+// is too large, or holds no certificate, or a CERTIFICATE block does not parse.
 func loadCAFile(path string) (*x509.CertPool, error) {
 	f, err := os.Open(path)
 	if err != nil {

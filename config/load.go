@@ -11,11 +11,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/go-viper/mapstructure/v2"
 	"github.com/knadh/koanf/parsers/yaml"
 	"github.com/knadh/koanf/providers/file"
 	"github.com/knadh/koanf/providers/posflag"
-	"github.com/knadh/koanf/v2"
 	"github.com/spf13/pflag"
 )
 
@@ -37,98 +35,69 @@ const maxFile = 4 << 20
 
 // Load builds the configuration from, in increasing precedence: the built-in
 // defaults, the YAML file, the TLSGATE_* environment variables and the changed
-// flags; then it validates the result.
+// flags, parsing every value into its type; then it checks the values together.
 //
 // Errors: the file cannot be read (wrapping the *fs.PathError, e.g. "open /x: no such
 // file or directory"); the file is not YAML or too large (wrapping ErrInvalid); or the
-// errors.Join of one *FieldError per unknown key, badly typed value (first pass,
-// over all sources) or invalid value (Validate, when the first pass found nothing).
+// errors.Join of one *FieldError per unknown key, value that does not parse or value
+// out of its key's range (first pass, over all sources), or per invalid list entry or
+// combination of values (when the first pass found nothing).
 func Load(o Options) (*Config, error) {
-	k := koanf.New(".")
-	if err := k.Load(mapProvider(defaultsMap()), nil); err != nil {
-		return nil, fmt.Errorf("config: defaults: %w", err)
-	}
-
+	c := defaultConfig()
+	c.File = o.File
+	c.origins = map[string]origin{}
+	c.notes = map[string][]string{}
 	var errs []error
-	origins := map[string]origin{}
-
 	if o.File != "" {
 		raw, err := readFile(o.File)
 		if err != nil {
 			return nil, err
 		}
-		m, ferrs := normalize(raw, fileSource(o.File))
-		errs = append(errs, ferrs...)
-		if err := k.Load(mapProvider(m), nil); err != nil {
-			return nil, fmt.Errorf("config: %s: %w", o.File, err)
-		}
+		errs = append(errs, c.applyFile(raw, fileSource(o.File))...)
 	}
-
-	m, eerrs := envMap(o.Env, origins)
-	errs = append(errs, eerrs...)
-	if err := k.Load(mapProvider(m), nil); err != nil {
-		return nil, fmt.Errorf("config: environment: %w", err)
-	}
-
+	errs = append(errs, c.applyEnv(o.Env)...)
 	if o.Flags != nil {
-		raw, err := posflag.ProviderWithFlag(o.Flags, ".", nil, func(f *pflag.Flag) (string, any) {
-			if _, ok := lookupScalar(f.Name); !ok {
-				return "", nil
+		o.Flags.Visit(func(f *pflag.Flag) {
+			if k, ok := lookupKey(f.Name); ok {
+				errs = append(errs, c.setFrom(k, posflag.FlagVal(o.Flags, f), flagSource{}, "--"+k.name)...)
 			}
-			return f.Name, posflag.FlagVal(o.Flags, f)
-		}).Read()
-		if err != nil {
-			return nil, fmt.Errorf("config: command line: %w", err)
-		}
-		m, ferrs := normalize(raw, flagSource{})
-		errs = append(errs, ferrs...)
-		for _, s := range scalars {
-			if f := o.Flags.Lookup(s.key); f != nil && f.Changed {
-				origins[s.key] = origin{where: flagSource{}.where(), name: "--" + s.key}
-			}
-		}
-		if err := k.Load(mapProvider(m), nil); err != nil {
-			return nil, fmt.Errorf("config: command line: %w", err)
-		}
+		})
 	}
-
 	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+		// The values that did parse are checked too, so that every problem is
+		// reported at once; the checks across keys and lists wait for a clean pass.
+		return nil, errors.Join(append(errs, c.checkKeys()...)...)
 	}
-
-	c := &Config{}
-	if err := unmarshal(k, c); err != nil {
-		// normalize gave every value its Go type; this is a bug, not bad input.
-		return nil, fmt.Errorf("config: decoding the merged configuration: %w", err)
-	}
-	c.File = o.File
-	c.origins = origins
-	if err := c.Validate(); err != nil {
+	if err := c.validate(); err != nil {
 		return nil, err
 	}
 	return c, nil
 }
 
-// unmarshal decodes the merged map into c. Every value already has its Go type
-// (normalize), so the decoder needs no conversion hooks; it fails on keys without
-// a field.
-func unmarshal(k *koanf.Koanf, c *Config) error {
-	return k.UnmarshalWithConf("", c, koanf.UnmarshalConf{
-		DecoderConfig: &mapstructure.DecoderConfig{TagName: "koanf", ErrorUnused: true},
-	})
+// setFrom converts v, from src where it is called name, into the field of k. It
+// returns a *FieldError per problem, and keeps the field as it was then.
+func (c *Config) setFrom(k key, v any, src source, name string) []error {
+	out, probs := k.convert(v)
+	var errs []error
+	var notes []string
+	for _, p := range probs {
+		fe := &FieldError{File: src.where(), Key: name + p.suffix, Value: p.value, Msg: p.msg, Allowed: p.allowed}
+		if p.warn {
+			notes = append(notes, fe.Error())
+		} else {
+			errs = append(errs, fe)
+		}
+	}
+	if errs != nil {
+		return errs
+	}
+	k.set(c, out)
+	c.notes[k.name] = notes
+	if _, file := src.(fileSource); !file {
+		c.origins[k.name] = origin{where: src.where(), name: name}
+	}
+	return nil
 }
-
-// mapProvider is a koanf.Provider for an already nested map: the defaults and the
-// normalized sources. (koanf's confmap provider is not a dependency of this module.)
-type mapProvider map[string]any
-
-func (p mapProvider) Read() (map[string]any, error) { return p, nil }
-
-func (p mapProvider) ReadBytes() ([]byte, error) {
-	return nil, errors.New("config: map provider has no bytes")
-}
-
-var _ koanf.Provider = mapProvider(nil)
 
 // readFile reads and parses the YAML file with koanf's file provider and parser.
 func readFile(path string) (map[string]any, error) {
@@ -163,43 +132,38 @@ func readBounded(r io.Reader, limit int64) ([]byte, error) {
 	return b, nil
 }
 
-// source names the origin of a nested map for error messages.
+// source names the origin of a value for error messages.
 type source interface {
-	where() string          // FieldError.File
-	name(key string) string // FieldError.Key for a configuration key
+	where() string // FieldError.File
 }
 
 type fileSource string
 
-func (f fileSource) where() string        { return string(f) }
-func (fileSource) name(key string) string { return key }
+func (f fileSource) where() string { return string(f) }
 
 type flagSource struct{}
 
-func (flagSource) where() string          { return "command line" }
-func (flagSource) name(key string) string { return "--" + key }
+func (flagSource) where() string { return "command line" }
 
-// normalize checks a nested map from the file or the flags against the schema and
-// converts every value to its Go type. Unknown keys and badly typed values are
-// reported and left out.
-func normalize(raw map[string]any, src source) (map[string]any, []error) {
-	out := map[string]any{}
+type envSource struct{}
+
+func (envSource) where() string { return "environment" }
+
+// applyFile checks the nested map of the file against the schema and sets every
+// value it can convert. Unknown keys and badly typed values are reported.
+func (c *Config) applyFile(raw map[string]any, src fileSource) []error {
 	var errs []error
 	fail := func(key, value, msg, allowed string) {
-		errs = append(errs, &FieldError{File: src.where(), Key: src.name(key), Value: value, Msg: msg, Allowed: allowed})
+		errs = append(errs, &FieldError{File: src.where(), Key: key, Value: value, Msg: msg, Allowed: allowed})
 	}
 	for _, top := range sortedKeys(raw) {
 		v := raw[top]
 		switch {
 		case top == keyPolicies || top == keyCustomers:
-			if _, ok := src.(fileSource); !ok {
-				fail(top, "", "can only be set in the configuration file", "")
-				continue
-			}
 			items, ierrs := normalizeList(top, v, src)
 			errs = append(errs, ierrs...)
 			if ierrs == nil {
-				out[top] = items
+				c.setList(top, items)
 			}
 		case slices.Contains(sections(), top):
 			sub, ok := v.(map[string]any)
@@ -208,55 +172,65 @@ func normalize(raw map[string]any, src source) (map[string]any, []error) {
 				continue
 			}
 			for full, val := range flattenSection(top, sub) {
-				s, ok := lookupScalar(full)
+				k, ok := lookupKey(full)
 				if !ok {
 					fail(full, "", "unknown key", strings.Join(sectionKeys(top), ", "))
 					continue
 				}
-				cv, shown, msg := s.convert(val)
-				if msg != "" {
-					fail(full, shown, msg, "")
-					continue
-				}
-				setNested(out, full, cv)
+				errs = append(errs, c.setFrom(k, val, src, full)...)
 			}
 		default:
-			s, ok := lookupScalar(top)
+			k, ok := lookupKey(top)
 			if !ok {
 				fail(top, "", "unknown key", strings.Join(topLevelKeys(), ", "))
 				continue
 			}
-			cv, shown, msg := s.convert(v)
-			if msg != "" {
-				fail(top, shown, msg, "")
-				continue
-			}
-			out[top] = cv
+			errs = append(errs, c.setFrom(k, v, src, top)...)
 		}
 	}
-	return out, errs
+	return errs
+}
+
+// setList stores the normalized policies or customers list.
+func (c *Config) setList(top string, items []map[string]any) {
+	if top == keyPolicies {
+		c.policies = nil
+	} else {
+		c.customers = nil
+	}
+	for _, m := range items {
+		str := func(k string) string { s, _ := m[k].(string); return s }
+		list := func(k string) []string { l, _ := m[k].([]string); return l }
+		if top == keyPolicies {
+			c.policies = append(c.policies, policyEntry{Domain: str("domain"), Level: str("level"), Match: list("match"),
+				OnFail: str("on_fail"), OnTempfail: str("on_tempfail")})
+			continue
+		}
+		c.customers = append(c.customers, customerEntry{Name: str("name"), Senders: list("senders"), SASLLogins: list("sasl_logins"),
+			ClientNetworks: list("client_networks"), Level: str("level"), OnFail: str("on_fail"), OnTempfail: str("on_tempfail")})
+	}
 }
 
 // normalizeList checks the policies or customers list: a list of maps with known
 // keys, string values, and lists of strings where the schema has lists.
-func normalizeList(top string, v any, src source) ([]any, []error) {
+func normalizeList(top string, v any, src source) ([]map[string]any, []error) {
 	keys, lists := policyKeys, policyLists
 	if top == keyCustomers {
 		keys, lists = customerKeys, customerList
 	}
 	var errs []error
 	fail := func(key, value, msg, allowed string) {
-		errs = append(errs, &FieldError{File: src.where(), Key: src.name(key), Value: value, Msg: msg, Allowed: allowed})
+		errs = append(errs, &FieldError{File: src.where(), Key: key, Value: value, Msg: msg, Allowed: allowed})
 	}
 	if v == nil {
-		return []any{}, nil
+		return nil, nil
 	}
 	list, ok := v.([]any)
 	if !ok {
 		fail(top, "", "must be a list of maps, not "+kindOf(v), "")
 		return nil, errs
 	}
-	out := make([]any, 0, len(list))
+	out := make([]map[string]any, 0, len(list))
 	for i, item := range list {
 		prefix := fmt.Sprintf("%s[%d]", top, i)
 		m, ok := item.(map[string]any)
@@ -311,21 +285,16 @@ func flattenSection(prefix string, sub map[string]any) iter.Seq2[string, any] {
 // hasNested reports whether some key lies under prefix (cache.shared.url under
 // cache.shared).
 func hasNested(prefix string) bool {
-	return slices.ContainsFunc(scalars, func(s scalar) bool { return strings.HasPrefix(s.key, prefix+".") })
+	return slices.ContainsFunc(keys, func(k key) bool { return strings.HasPrefix(k.name, prefix+".") })
 }
 
 func sortedKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }
 
-// envMap reads the TLSGATE_* variables of env into a nested map. The variable of a
-// key is found from the key list (TLSGATE_POLICY_FILES is the top-level policy_files,
-// not a key "files" of a section "policy"). It records the origin of each key.
-// (koanf's env provider reads os.Environ itself; Options.Env, which lets tests and
-// the command pass the environment explicitly, is read here instead.)
-func envMap(env []string, origins map[string]origin) (map[string]any, []error) {
-	byName := map[string]scalar{}
-	for _, s := range scalars {
-		byName[envName(s.key)] = s
-	}
+// applyEnv sets the keys whose TLSGATE_* variable env has, in the order of the
+// schema, then reports the other TLSGATE_* variables. The variable of a key is
+// found from the key list (TLSGATE_POLICY_FILES is the top-level policy_files, not a
+// key "files" of a section "policy").
+func (c *Config) applyEnv(env []string) []error {
 	vals := map[string]string{}
 	for _, kv := range env {
 		name, val, ok := strings.Cut(kv, "=")
@@ -334,29 +303,22 @@ func envMap(env []string, origins map[string]origin) (map[string]any, []error) {
 		}
 		vals[name] = val // the last assignment wins, as in os/exec
 	}
-	const where = "environment"
-	out := map[string]any{}
 	var errs []error
-	for _, name := range sortedKeys(vals) {
-		val := vals[name]
-		s, ok := byName[name]
-		if !ok {
-			e := &FieldError{File: where, Key: name, Msg: "unknown variable", Allowed: envAllowed(name)}
-			if name == envName(keyPolicies) || name == envName(keyCustomers) {
-				e.Msg, e.Allowed = "policies and customers can only be set in the configuration file", ""
-			}
-			errs = append(errs, e)
-			continue
+	for _, k := range keys {
+		name := envName(k.name)
+		if val, ok := vals[name]; ok {
+			errs = append(errs, c.setFrom(k, val, envSource{}, name)...)
+			delete(vals, name)
 		}
-		cv, shown, msg := s.convert(val)
-		if msg != "" {
-			errs = append(errs, &FieldError{File: where, Key: name, Value: shown, Msg: msg})
-			continue
-		}
-		setNested(out, s.key, cv)
-		origins[s.key] = origin{where: where, name: name}
 	}
-	return out, errs
+	for _, name := range sortedKeys(vals) {
+		e := &FieldError{File: envSource{}.where(), Key: name, Msg: "unknown variable", Allowed: envAllowed(name)}
+		if name == envName(keyPolicies) || name == envName(keyCustomers) {
+			e.Msg, e.Allowed = "policies and customers can only be set in the configuration file", ""
+		}
+		errs = append(errs, e)
+	}
+	return errs
 }
 
 // envAllowed lists the variables of the section name seems to address, or the
@@ -374,32 +336,37 @@ func envAllowed(name string) string {
 		}
 		all = append(all, prefix+"*")
 	}
-	for _, s := range scalars {
-		if section(s.key) == "" {
-			all = append(all, envName(s.key))
+	for _, k := range keys {
+		if section(k.name) == "" {
+			all = append(all, envName(k.name))
 		}
 	}
 	return strings.Join(append(all, envConfig), ", ")
 }
 
-// AddFlags registers one flag per scalar key on fs, named like the key
-// ("milter.listen", "policy_files"), with the built-in default and the key's
-// documentation as usage. Load applies only the flags the user changed. List flags
-// take comma-separated values.
+// AddFlags registers one flag per key on fs, named like the key ("milter.listen",
+// "policy_files"), with the built-in default and the key's documentation as usage.
+// Load applies only the flags the user changed. List flags take comma-separated
+// values.
 func AddFlags(fs *pflag.FlagSet) {
-	d := Default()
-	for _, s := range scalars {
-		switch p := s.ptr(d).(type) {
-		case *string:
-			fs.String(s.key, *p, s.usage)
-		case *bool:
-			fs.Bool(s.key, *p, s.usage)
-		case *time.Duration:
-			fs.Duration(s.key, *p, s.usage)
-		case *int:
-			fs.Int(s.key, *p, s.usage)
-		case *[]string:
-			fs.StringSlice(s.key, *p, s.usage)
+	for _, k := range keys {
+		switch def := k.def.(type) {
+		case bool:
+			if k.parse == nil {
+				fs.Bool(k.name, def, k.usage())
+				continue
+			}
+		case int:
+			fs.Int(k.name, def, k.usage())
+			continue
+		case time.Duration:
+			fs.Duration(k.name, def, k.usage())
+			continue
+		}
+		if k.isList() {
+			fs.StringSlice(k.name, k.format(k.def), k.usage())
+		} else {
+			fs.String(k.name, k.format(k.def)[0], k.usage())
 		}
 	}
 }

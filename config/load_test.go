@@ -3,16 +3,26 @@ package config
 import (
 	"errors"
 	"io/fs"
+	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/knadh/koanf/v2"
 	"github.com/spf13/pflag"
+
+	"github.com/tlsgate/tlsgate/internal/mtasts"
+	"github.com/tlsgate/tlsgate/internal/sharedcache"
+	"github.com/tlsgate/tlsgate/milter"
+	"github.com/tlsgate/tlsgate/policy"
+	"github.com/tlsgate/tlsgate/policymap"
+	"github.com/tlsgate/tlsgate/verify"
+	"github.com/tlsgate/tlsgate/web"
 )
 
 // writeFile writes content to a file in a new temporary directory and returns its
@@ -78,8 +88,8 @@ func TestLoadDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !reflect.DeepEqual(withoutOrigins(c), Default()) {
-		t.Errorf("Load(no sources) = %+v\nwant Default() = %+v", c, Default())
+	if !reflect.DeepEqual(withoutOrigins(c), defaultConfig()) {
+		t.Errorf("Load(no sources) = %+v\nwant defaultConfig() = %+v", c, defaultConfig())
 	}
 	// The defaults of docs/design.md "What the operator sees", spelt out so that a change
 	// of Default is a visible change of the contract.
@@ -87,11 +97,11 @@ func TestLoadDefaults(t *testing.T) {
 		key       string
 		got, want any
 	}{
-		{"milter.listen", c.Milter.Listen, "inet:127.0.0.1:10025"},
+		{"milter.listen", c.Milter.Listen, Listen{"tcp", "127.0.0.1:10025"}},
 		{"milter.rcpt_timeout", c.Milter.RcptTimeout, 8 * time.Second},
 		{"milter.header", c.Milter.Header, "TLSGate-Verdict"},
 		{"milter.checked_transports", c.Milter.CheckedTransports, []string{"smtp", "smtp-*", "relay"}},
-		{"milter.socket_mode", c.Milter.SocketMode, "0660"},
+		{"milter.socket_mode", c.Milter.SocketMode, os.FileMode(0o660)},
 		{"milter.socket_group", c.Milter.SocketGroup, ""},
 		{"dns.resolver", c.DNS.Resolver, ""},
 		{"dns.timeout", c.DNS.Timeout, 3 * time.Second},
@@ -99,20 +109,20 @@ func TestLoadDefaults(t *testing.T) {
 		{"probe.helo", c.Probe.HELO, ""},
 		{"probe.timeout", c.Probe.Timeout, 10 * time.Second},
 		{"probe.ca_file", c.Probe.CAFile, ""},
-		{"probe.allow_networks", c.Probe.AllowNetworks, []string{}},
+		{"probe.allow_networks", c.Probe.AllowNetworks, []netip.Prefix{}},
 		{"probe.max_concurrent", c.Probe.MaxConcurrent, 64},
 		{"cache.size", c.Cache.Size, 100000},
 		{"cache.pass_ttl", c.Cache.PassTTL, time.Hour},
 		{"cache.fail_ttl", c.Cache.FailTTL, 10 * time.Minute},
 		{"cache.tempfail_ttl", c.Cache.TempfailTTL, time.Minute},
-		{"defaults.on_fail", c.Defaults.OnFail, "reject"},
-		{"defaults.on_tempfail", c.Defaults.OnTempfail, "tempfail"},
+		{"defaults.on_fail", c.Defaults.OnFail, policy.ActionReject},
+		{"defaults.on_tempfail", c.Defaults.OnTempfail, policy.ActionTempfail},
 		{"defaults.reject_message", c.Defaults.RejectMessage, ""},
-		{"log.level", c.Log.Level, "info"},
+		{"log.level", c.Log.Level, slog.LevelInfo},
 		{"log.format", c.Log.Format, "text"},
 		{"policy_files", c.PolicyFiles, []string{}},
-		{"policies", len(c.Policies), 0},
-		{"customers", len(c.Customers), 0},
+		{"policies", len(c.policies), 0},
+		{"customers", len(c.customers), 0},
 		{"File", c.File, ""},
 	}
 	for _, ck := range checks {
@@ -123,14 +133,76 @@ func TestLoadDefaults(t *testing.T) {
 	if w := c.Warnings(); len(w) != 0 {
 		t.Errorf("defaults give warnings: %q", w)
 	}
-	if err := Default().Validate(); err != nil {
-		t.Errorf("Default().Validate() = %v", err)
+	if err := defaultConfig().validate(); err != nil {
+		t.Errorf("defaultConfig().validate() = %v", err)
 	}
 }
 
+// TestDefaultsOfTheOwningPackages: a package used without the configuration (tests,
+// test/load) fills a zero value with the default the schema documents, from the same
+// constant: the MTA-STS timeout once was 5s here and 10s in the MTA-STS client.
+func TestDefaultsOfTheOwningPackages(t *testing.T) {
+	t.Parallel()
+	c := defaultConfig()
+	checks := []struct {
+		key       string
+		got, want any
+	}{
+		{"milter.rcpt_timeout", c.Milter.RcptTimeout, milter.DefaultRcptTimeout},
+		{"defaults.on_fail", c.Defaults.OnFail, milter.DefaultOnFail},
+		{"defaults.on_tempfail", c.Defaults.OnTempfail, milter.DefaultOnTempfail},
+		{"mta_sts.timeout", c.MTASTS.Timeout, mtasts.DefaultTimeout},
+		{"mta_sts.cache_size", c.MTASTS.CacheSize, mtasts.DefaultCacheSize},
+		{"probe.port", c.Probe.Port, verify.DefaultSMTPPort},
+		{"probe.timeout", c.Probe.Timeout, verify.DefaultHostTimeout},
+		{"probe.max_concurrent", c.Probe.MaxConcurrent, verify.DefaultMaxConcurrent},
+		{"cache.size", c.Cache.Size, verify.DefaultCacheSize},
+		{"cache.pass_ttl", c.Cache.PassTTL, verify.DefaultPassTTL},
+		{"cache.fail_ttl", c.Cache.FailTTL, verify.DefaultFailTTL},
+		{"cache.tempfail_ttl", c.Cache.TempfailTTL, verify.DefaultTempfailTTL},
+		{"socketmap.timeout", c.Socketmap.Timeout, policymap.DefaultTimeout},
+		{"cache.shared.key_prefix", c.Cache.Shared.KeyPrefix, sharedcache.DefaultKeyPrefix},
+		{"cache.shared.timeout", c.Cache.Shared.Timeout, sharedcache.DefaultTimeout},
+		{"web.rate_per_minute", c.Web.RatePerMinute, web.DefaultRatePerMinute},
+	}
+	for _, ck := range checks {
+		if !reflect.DeepEqual(ck.got, ck.want) {
+			t.Errorf("%s: schema default %v, the package's zero value means %v", ck.key, ck.got, ck.want)
+		}
+	}
+}
+
+// TestSettings: what differs from the defaults, as the file would write it, naming
+// the variable or flag that set it, a password in the shared cache URL hidden.
+func TestSettings(t *testing.T) {
+	t.Parallel()
+	path := writeFile(t, "tlsgate.yaml", "milter:\n  listen: unix:/run/m.sock\n  socket_mode: \"0640\"\n"+
+		"cache:\n  shared:\n    url: redis://tlsgate:s3cret@10.0.0.5:6379/0\n    secret_file: /etc/tlsgate/shared.key\n")
+	c, err := Load(Options{File: path, Env: []string{"TLSGATE_PROBE_ALLOW_NETWORKS=10.0.0.0/8,::1", "TLSGATE_LOG_LEVEL=info"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for k, v := range c.Settings() {
+		got = append(got, k+" = "+v)
+	}
+	want := []string{
+		"milter.listen = unix:/run/m.sock",
+		"milter.socket_mode = 0640",
+		"probe.allow_networks = 10.0.0.0/8,::1/128 (environment: TLSGATE_PROBE_ALLOW_NETWORKS)",
+		"cache.shared.url = redis://tlsgate:xxxxx@10.0.0.5:6379/0",
+		"cache.shared.secret_file = /etc/tlsgate/shared.key",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("Settings() =\n%q\nwant\n%q", got, want)
+	}
+}
+
+// withoutOrigins clears what Load keeps beside the values: where they came from and
+// the policies and customers checked into rules and toggles.
 func withoutOrigins(c *Config) *Config {
 	cc := *c
-	cc.origins = nil
+	cc.origins, cc.notes, cc.rules, cc.toggles = nil, nil, nil, nil
 	return &cc
 }
 
@@ -188,41 +260,55 @@ func TestLoadFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Default()
+	want := defaultConfig()
 	want.File = path
-	want.Milter.Listen = "unix:/run/tlsgate/milter.sock"
+	want.Milter.Listen = Listen{"unix", "/run/tlsgate/milter.sock"}
 	want.Milter.RcptTimeout = 5 * time.Second
 	want.Milter.Header = "X-TLS"
 	want.Milter.CheckedTransports = []string{"smtp"}
-	want.Milter.SocketMode = "0640" // YAML read the unquoted 0640 as octal 416
+	want.Milter.SocketMode = 0o640 // YAML read the unquoted 0640 as octal 416
 	want.Milter.SocketGroup = "postfix"
 	want.DNS.Resolver = "[::1]:5353"
 	want.DNS.Timeout = 2 * time.Second
 	want.Probe.Port = 2525
 	want.Probe.HELO = "probe.tlsgate.example"
 	want.Probe.Timeout = 90 * time.Second
-	want.Probe.AllowNetworks = []string{"127.0.0.0/8", "::1"}
+	want.Probe.AllowNetworks = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
 	want.Probe.MaxConcurrent = 8
 	want.Cache.Size = 10
 	want.Cache.PassTTL = 2 * time.Hour
 	want.Cache.FailTTL = 5 * time.Minute
 	want.Cache.TempfailTTL = 30 * time.Second
-	want.Defaults.OnFail = "header"
-	want.Defaults.OnTempfail = "header"
+	want.Defaults.OnFail = policy.ActionHeader
+	want.Defaults.OnTempfail = policy.ActionHeader
 	want.Defaults.RejectMessage = "See https://mail.example/tls"
-	want.Log.Level = "debug"
+	want.Log.Level = slog.LevelDebug
 	want.Log.Format = "json"
 	want.PolicyFiles = []string{"/etc/postfix/tls_policy"}
-	want.Policies = []PolicyConfig{
+	want.policies = []policyEntry{
 		{Domain: "Example.COM", Level: "encrypt"},
 		{Domain: ".secure.example", Level: "secure", Match: []string{"nexthop", "dot-nexthop"}, OnFail: "tempfail", OnTempfail: "header"},
 	}
-	want.Customers = []CustomerConfig{{
+	want.customers = []customerEntry{{
 		Name: "acme", Senders: []string{"acme.example"}, SASLLogins: []string{"acme"},
 		ClientNetworks: []string{"192.0.2.0/24"}, Level: "verify", OnFail: "reject",
 	}}
 	if got := withoutOrigins(c); !reflect.DeepEqual(got, want) {
 		t.Errorf("Load(%s) =\n%+v\nwant\n%+v", path, got, want)
+	}
+	// The lists are checked once, into what PolicySet uses.
+	wantRules := []rule{
+		{"Example.COM", policy.Policy{Level: policy.LevelEncrypt, Source: "config policies[0]", Raw: "encrypt"}},
+		{".secure.example", policy.Policy{Level: policy.LevelSecure, Match: []string{"nexthop", "dot-nexthop"},
+			OnFail: policy.ActionTempfail, OnTempfail: policy.ActionHeader, Source: "config policies[1]", Raw: "secure match=nexthop:dot-nexthop"}},
+	}
+	if !reflect.DeepEqual(c.rules, wantRules) {
+		t.Errorf("rules = %+v\nwant %+v", c.rules, wantRules)
+	}
+	wantToggles := []policy.Customer{{Name: "acme", Senders: []string{"acme.example"}, SASLLogins: []string{"acme"},
+		ClientNetworks: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}, Level: policy.LevelVerify, OnFail: policy.ActionReject}}
+	if !reflect.DeepEqual(c.toggles, wantToggles) {
+		t.Errorf("toggles = %+v\nwant %+v", c.toggles, wantToggles)
 	}
 }
 
@@ -233,7 +319,7 @@ func TestLoadPartialFileKeepsDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Default()
+	want := defaultConfig()
 	want.File = path
 	want.Milter.RcptTimeout = 4 * time.Second
 	if got := withoutOrigins(c); !reflect.DeepEqual(got, want) {
@@ -245,7 +331,7 @@ func TestLoadPartialFileKeepsDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want = Default()
+	want = defaultConfig()
 	want.File = empty
 	if got := withoutOrigins(c); !reflect.DeepEqual(got, want) {
 		t.Errorf("empty file: got %+v", got)
@@ -310,34 +396,51 @@ func TestEnvNames(t *testing.T) {
 			t.Errorf("envName(%q) = %q, want %q", key, got, want)
 		}
 	}
-	// Every scalar is reachable through its variable.
-	for _, s := range scalars {
-		m, errs := envMap([]string{envName(s.key) + "=" + sampleValue(s)}, map[string]origin{})
-		if len(errs) != 0 {
-			t.Errorf("%s: %v", envName(s.key), errs)
+	// Every key is reachable through its variable, which sets its field.
+	for _, k := range keys {
+		c := defaultConfig()
+		c.origins, c.notes = map[string]origin{}, map[string][]string{}
+		if errs := c.applyEnv([]string{envName(k.name) + "=" + sampleValue(k)}); len(errs) != 0 {
+			t.Errorf("%s: %v", envName(k.name), errs)
 			continue
 		}
-		// Walk the nested map: cache.shared.url is m["cache"]["shared"]["url"].
-		var cur any = m
-		for part := range strings.SplitSeq(s.key, ".") {
-			sub, _ := cur.(map[string]any)
-			cur = sub[part]
+		if reflect.DeepEqual(k.get(c), k.def) {
+			t.Errorf("%s=%s left %s at its default", envName(k.name), sampleValue(k), k.name)
 		}
-		if cur == nil {
-			t.Errorf("%s did not set %s: %v", envName(s.key), s.key, m)
+		if o := c.origins[k.name]; o.name != envName(k.name) {
+			t.Errorf("%s: origin %+v", k.name, o)
 		}
 	}
 }
 
-// sampleValue is a value of the right type for a scalar, as a string.
-func sampleValue(s scalar) string {
-	switch s.ptr(&Config{}).(type) {
-	case *time.Duration:
+// sampleValue is a valid value for a key, other than its default, as a string.
+func sampleValue(k key) string {
+	switch k.def.(type) {
+	case time.Duration:
 		return "1s"
-	case *int:
+	case int:
 		return "1"
-	case *bool:
-		return "false"
+	case bool:
+		if k.parse != nil {
+			return "published"
+		}
+		return strconv.FormatBool(!k.def.(bool))
+	case Listen:
+		return "inet:1"
+	case os.FileMode:
+		return "0600"
+	case []netip.Prefix:
+		return "10.0.0.0/8"
+	case policy.Action:
+		return "header"
+	case slog.Level:
+		return "debug"
+	}
+	switch k.name {
+	case "dns.resolver":
+		return "127.0.0.1"
+	case "log.format":
+		return "json"
 	}
 	return "x"
 }
@@ -370,11 +473,11 @@ func TestFlagsOverrideEnv(t *testing.T) {
 		key       string
 		got, want any
 	}{
-		{"milter.listen (flag over env over file)", c.Milter.Listen, "inet:10025"},
+		{"milter.listen (flag over env over file)", c.Milter.Listen, Listen{"tcp", ":10025"}},
 		{"dns.timeout (flag over env)", c.DNS.Timeout, 7 * time.Second},
 		{"probe.max_concurrent (flag)", c.Probe.MaxConcurrent, 3},
 		{"policy_files (flag)", c.PolicyFiles, []string{"/x", "/y"}},
-		{"log.level (env, flag unchanged)", c.Log.Level, "warn"},
+		{"log.level (env, flag unchanged)", c.Log.Level, slog.LevelWarn},
 		{"milter.header (file, flag unchanged)", c.Milter.Header, "X-File"},
 		{"probe.port (default, flag unchanged)", c.Probe.Port, 25},
 	}
@@ -389,20 +492,24 @@ func TestAddFlags(t *testing.T) {
 	t.Parallel()
 	fs := pflag.NewFlagSet("tlsgate", pflag.ContinueOnError)
 	AddFlags(fs)
-	for _, s := range scalars {
-		f := fs.Lookup(s.key)
+	for _, k := range keys {
+		f := fs.Lookup(k.name)
 		if f == nil {
-			t.Errorf("no flag --%s", s.key)
+			t.Errorf("no flag --%s", k.name)
 			continue
 		}
-		if f.Usage == "" {
-			t.Errorf("--%s has no usage", s.key)
+		if f.Usage == "" || strings.Contains(f.Usage, "`") {
+			t.Errorf("--%s usage %q: empty, or with a backquote pflag would read as the value's name", k.name, f.Usage)
 		}
 	}
 	for flag, want := range map[string]string{
 		"milter.listen":             "inet:127.0.0.1:10025",
 		"milter.rcpt_timeout":       "8s",
 		"milter.checked_transports": "[smtp,smtp-*,relay]",
+		"milter.socket_mode":        "0660",
+		"defaults.on_fail":          "reject",
+		"log.level":                 "info",
+		"socketmap.default_level":   "",
 		"probe.port":                "25",
 		"cache.size":                "100000",
 	} {
@@ -550,13 +657,14 @@ func TestTypeErrors(t *testing.T) {
 
 func TestAllProblemsAtOnce(t *testing.T) {
 	t.Parallel()
-	path := writeFile(t, "tlsgate.yaml", "milter:\n  listn: x\n  rcpt_timeout: banana\nprobe:\n  port: x\n")
-	_, err := Load(Options{File: path, Env: []string{"TLSGATE_NOPE=1"}})
+	path := writeFile(t, "tlsgate.yaml", "milter:\n  listn: x\n  rcpt_timeout: banana\n  socket_mode: rw\nprobe:\n  port: x\n  timeout: 0s\n")
+	_, err := Load(Options{File: path, Env: []string{"TLSGATE_NOPE=1", "TLSGATE_DNS_TIMEOUT=-1s"}})
 	var keys []string
 	for _, fe := range fieldErrors(t, err) {
 		keys = append(keys, fe.Key)
 	}
-	want := []string{"milter.listn", "milter.rcpt_timeout", "probe.port", "TLSGATE_NOPE"}
+	// Unknown and unparsable first, in source order; then values out of range.
+	want := []string{"milter.listn", "milter.rcpt_timeout", "milter.socket_mode", "probe.port", "TLSGATE_NOPE", "TLSGATE_DNS_TIMEOUT", "probe.timeout"}
 	if !slices.Equal(keys, want) {
 		t.Errorf("error keys = %q, want %q\n%v", keys, want, err)
 	}
@@ -608,25 +716,24 @@ func TestContribExample(t *testing.T) {
 		t.Errorf("example gives warnings: %q", w)
 	}
 	// The example shows every scalar key with its default.
-	d := Default()
-	for _, s := range scalars {
-		if got, want := deref(s.ptr(c)), deref(s.ptr(d)); !reflect.DeepEqual(got, want) {
-			t.Errorf("example %s = %#v, want the default %#v", s.key, got, want)
+	for _, k := range keys {
+		if got := k.get(c); !reflect.DeepEqual(got, k.def) {
+			t.Errorf("example %s = %#v, want the default %#v", k.name, got, k.def)
 		}
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range scalars {
-		k := s.key[strings.LastIndexByte(s.key, '.')+1:]
-		if !strings.Contains(string(b), "\n  "+k+":") && !strings.Contains(string(b), "\n"+k+":") &&
-			!strings.Contains(string(b), "\n    "+k+":") {
-			t.Errorf("example does not show %s", s.key)
+	for _, k := range keys {
+		name := k.name[strings.LastIndexByte(k.name, '.')+1:]
+		if !strings.Contains(string(b), "\n  "+name+":") && !strings.Contains(string(b), "\n"+name+":") &&
+			!strings.Contains(string(b), "\n    "+name+":") {
+			t.Errorf("example does not show %s", k.name)
 		}
 	}
-	if len(c.Policies) == 0 || len(c.Customers) == 0 {
-		t.Errorf("example has %d policies and %d customers, want examples of both", len(c.Policies), len(c.Customers))
+	if len(c.policies) == 0 || len(c.customers) == 0 {
+		t.Errorf("example has %d policies and %d customers, want examples of both", len(c.policies), len(c.customers))
 	}
 	if _, _, err := c.PolicySet(); err != nil {
 		t.Errorf("example PolicySet: %v", err)
@@ -634,98 +741,55 @@ func TestContribExample(t *testing.T) {
 }
 
 // TestSchemaCoversConfig checks that the key table and the struct agree: every
-// koanf-tagged field is a scalar key or one of the lists, and every scalar key
-// points at the field with that tag.
+// exported field of Config (but File) is the field of exactly one key, and the
+// default of each key has the type of its field.
 func TestSchemaCoversConfig(t *testing.T) {
 	t.Parallel()
-	var keys []string
-	ct := reflect.TypeFor[Config]()
-	for i := range ct.NumField() {
-		f := ct.Field(i)
-		tag := f.Tag.Get("koanf")
-		if tag == "" || tag == "-" {
+	var c Config
+	fields := map[uintptr]string{}
+	var walk func(v reflect.Value, path string)
+	walk = func(v reflect.Value, path string) {
+		for i := range v.NumField() {
+			f := v.Type().Field(i)
+			if !f.IsExported() || path == "" && f.Name == "File" {
+				continue
+			}
+			if f.Type.Kind() == reflect.Struct && f.Type.NumField() > 0 && f.Type != reflect.TypeFor[Listen]() {
+				walk(v.Field(i), path+f.Name+".")
+				continue
+			}
+			fields[v.Field(i).Addr().Pointer()] = path + f.Name
+		}
+	}
+	walk(reflect.ValueOf(&c).Elem(), "")
+	for _, k := range keys {
+		p := reflect.ValueOf(k.field(&c))
+		name, ok := fields[p.Pointer()]
+		if !ok {
+			t.Errorf("%s: its field is not a field of Config, or is another key's", k.name)
 			continue
 		}
-		if f.Type.Kind() == reflect.Struct {
-			for j := range f.Type.NumField() {
-				sf := f.Type.Field(j)
-				sub := tag + "." + sf.Tag.Get("koanf")
-				if sf.Type.Kind() == reflect.Struct { // cache.shared
-					for k := range sf.Type.NumField() {
-						keys = append(keys, sub+"."+sf.Type.Field(k).Tag.Get("koanf"))
-					}
-					continue
-				}
-				keys = append(keys, sub)
-			}
-			continue
+		delete(fields, p.Pointer())
+		if p.Elem().Type() != reflect.TypeOf(k.def) {
+			t.Errorf("%s: default of type %T for the field %s of type %s", k.name, k.def, name, p.Elem().Type())
 		}
-		if tag != keyPolicies && tag != keyCustomers {
-			keys = append(keys, tag)
+		if !strings.Contains(strings.ToLower(strings.ReplaceAll(name, ".", "")), strings.ToLower(strings.Split(k.name, ".")[0][:3])) {
+			t.Errorf("%s: field %s is not in its section", k.name, name)
 		}
 	}
-	var table []string
-	for _, s := range scalars {
-		table = append(table, s.key)
+	for _, name := range fields {
+		t.Errorf("Config.%s has no key", name)
 	}
-	if !slices.Equal(keys, table) {
-		t.Errorf("struct keys %q\n!= table keys %q", keys, table)
-	}
-	// Each pointer is the field of its key: decode a map with only that key and
-	// compare.
-	for _, s := range scalars {
-		var c Config
-		m := map[string]any{}
-		cv, _, msg := s.convert(sampleValue(s))
-		if msg != "" {
-			t.Fatalf("%s: %s", s.key, msg)
-		}
-		setNested(m, s.key, cv)
-		if err := decodeForTest(m, &c); err != nil {
-			t.Fatalf("%s: %v", s.key, err)
-		}
-		if got := deref(s.ptr(&c)); !reflect.DeepEqual(got, cv) {
-			t.Errorf("%s: pointer reads %#v, koanf tag decoded %#v", s.key, got, cv)
-		}
-	}
-	for _, l := range [][]string{policyKeys, customerKeys} {
-		for _, k := range l {
-			if k == "" {
-				t.Error("empty key")
-			}
-		}
-	}
-	checkTags(t, reflect.TypeFor[PolicyConfig](), policyKeys)
-	checkTags(t, reflect.TypeFor[CustomerConfig](), customerKeys)
-}
-
-func checkTags(t *testing.T, typ reflect.Type, want []string) {
-	t.Helper()
-	var got []string
-	for i := range typ.NumField() {
-		got = append(got, typ.Field(i).Tag.Get("koanf"))
-	}
-	if !slices.Equal(got, want) {
-		t.Errorf("%s tags %q, want %q", typ, got, want)
-	}
-}
-
-func decodeForTest(m map[string]any, c *Config) error {
-	k := koanf.New(".")
-	if err := k.Load(mapProvider(m), nil); err != nil {
-		return err
-	}
-	return unmarshal(k, c)
 }
 
 func TestConvert(t *testing.T) {
 	t.Parallel()
-	scalarOf := func(key string) scalar {
-		s, ok := lookupScalar(key)
+	keyOf := func(name string) key {
+		k, ok := lookupKey(name)
 		if !ok {
-			t.Fatalf("no scalar %s", key)
+			t.Fatalf("no key %s", name)
 		}
-		return s
+		return k
 	}
 	tests := []struct {
 		key  string
@@ -737,8 +801,12 @@ func TestConvert(t *testing.T) {
 		{"milter.header", 123, "123", ""},
 		{"milter.header", nil, "", ""},
 		{"milter.header", []any{"a"}, nil, "not a list"},
-		{"milter.socket_mode", 0o640, "0640", ""},
-		{"milter.socket_mode", "0640", "0640", ""},
+		{"milter.socket_mode", 0o640, os.FileMode(0o640), ""},
+		{"milter.socket_mode", "0640", os.FileMode(0o640), ""},
+		{"milter.socket_mode", 660, nil, `(an unquoted 660 in YAML is decimal; write "0660")`},
+		{"probe.allow_networks", "10.0.0.0/8, ::1", []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("::1/128")}, ""},
+		{"probe.allow_networks", []any{"10.0.0.0/8", "x"}, nil, "is not a CIDR or IP address"},
+		{"defaults.on_tempfail", "Header", policy.ActionHeader, ""},
 		{"probe.port", 25, 25, ""},
 		{"probe.port", int64(25), 25, ""},
 		{"probe.port", uint64(25), 25, ""},
@@ -759,7 +827,11 @@ func TestConvert(t *testing.T) {
 		{"policy_files", []any{[]any{"x"}}, nil, "not of a list"},
 	}
 	for _, tt := range tests {
-		got, _, msg := scalarOf(tt.key).convert(tt.in)
+		got, probs := keyOf(tt.key).convert(tt.in)
+		msg := ""
+		if len(probs) > 0 {
+			msg = probs[0].msg
+		}
 		if tt.want == nil {
 			if !strings.Contains(msg, tt.msg) || msg == "" {
 				t.Errorf("convert %s %#v: msg %q, want %q", tt.key, tt.in, msg, tt.msg)

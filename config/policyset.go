@@ -9,8 +9,7 @@ import (
 	"github.com/tlsgate/tlsgate/policy"
 )
 
-// PolicySet builds the policy table and the customer toggles of a validated
-// configuration.
+// PolicySet builds the policy table and the customer toggles of the configuration.
 //
 // The table holds first the policies list (Source "config policies[i]"), then the
 // entries of each of policy_files in order. A domain present twice keeps its first
@@ -19,51 +18,27 @@ import (
 //
 // The warnings are those of the policy files (policy.ParseFile) and the
 // duplicates. Errors: the errors.Join of a *FieldError (wrapping ErrInvalid) per
-// invalid level, invalid domain or customer, and per policy file that
-// cannot be read or parsed (also wrapping the policy package or fs error).
+// policy the table refuses, and per policy file that cannot be read or parsed (also
+// wrapping the policy package or fs error).
 func (c *Config) PolicySet() (*policy.Set, []policy.Warning, error) {
 	var (
 		errs  []error
 		warns []policy.Warning
 		t     = policy.NewTable()
 	)
-	levels := strings.Join(policy.LevelNames(), ", ")
-	parseLevel := func(key, s string) (policy.Level, bool) {
-		l, err := policy.ParseLevel(s)
-		if err != nil {
-			errs = append(errs, c.fieldError(key, s, "is not a TLS level", levels))
-			return 0, false
-		}
-		return l, true
-	}
-
-	for i, pc := range c.Policies {
-		at := fmt.Sprintf("policies[%d]", i)
-		level, ok := parseLevel(at+".level", pc.Level)
-		if !ok {
-			continue
-		}
-		p := policy.Policy{
-			Level:      level,
-			Match:      matchList(level, pc.Match),
-			OnFail:     parseAction(pc.OnFail),
-			OnTempfail: parseAction(pc.OnTempfail),
-			Source:     "config " + at,
-		}
-		p.Raw = rawPolicy(p.Level, p.Match)
-		w, err := t.Add(pc.Domain, p)
+	for i, r := range c.rules {
+		w, err := t.Add(r.domain, r.Policy)
 		if errors.Is(err, policy.ErrNextHopKey) {
-			w, err = t.AddNextHop(pc.Domain, p)
+			w, err = t.AddNextHop(r.domain, r.Policy)
 		}
 		if err != nil {
-			errs = append(errs, c.fieldError(at+".domain", pc.Domain, "is not usable: "+err.Error(), ""))
+			errs = append(errs, c.fieldError(fmt.Sprintf("policies[%d].domain", i), r.domain, "is not usable: "+err.Error(), ""))
 			continue
 		}
 		if w != "" {
-			warns = append(warns, policy.Warning{Source: p.Source, Msg: w})
+			warns = append(warns, policy.Warning{Source: r.Source, Msg: w})
 		}
 	}
-
 	for i, path := range c.PolicyFiles {
 		ws, err := t.LoadFile(path)
 		if err != nil {
@@ -72,46 +47,14 @@ func (c *Config) PolicySet() (*policy.Set, []policy.Warning, error) {
 		}
 		warns = append(warns, ws...)
 	}
-
-	cs := make([]policy.Customer, 0, len(c.Customers))
-	for i, cc := range c.Customers {
-		at := fmt.Sprintf("customers[%d]", i)
-		level, ok := parseLevel(at+".level", cc.Level)
-		if !ok {
-			continue
-		}
-		pc := policy.Customer{
-			Name:       cc.Name,
-			Senders:    slices.Clone(cc.Senders),
-			SASLLogins: slices.Clone(cc.SASLLogins),
-			Level:      level,
-			OnFail:     parseAction(cc.OnFail),
-			OnTempfail: parseAction(cc.OnTempfail),
-		}
-		for j, n := range cc.ClientNetworks {
-			p, err := parsePrefix(n)
-			if err != nil {
-				errs = append(errs, c.fieldError(fmt.Sprintf("%s.client_networks[%d]", at, j), n, "is not a CIDR or IP address", ""))
-				continue
-			}
-			pc.ClientNetworks = append(pc.ClientNetworks, p.Masked())
-		}
-		cs = append(cs, pc)
-	}
 	if len(errs) > 0 {
 		return nil, warns, errors.Join(errs...)
 	}
-	customers, err := policy.NewCustomers(cs)
+	customers, err := policy.NewCustomers(c.toggles)
 	if err != nil {
 		return nil, warns, fmt.Errorf("%w: %w", c.fieldError("customers", "", "are invalid", ""), err)
 	}
 	return &policy.Set{Table: t, Customers: customers}, warns, nil
-}
-
-// parseAction parses a validated action; "" is policy.ActionDefault.
-func parseAction(s string) policy.Action {
-	a, _ := policy.ParseAction(s)
-	return a
 }
 
 // matchList returns the match values of a policy: for verify and secure each item

@@ -15,18 +15,18 @@ import (
 func TestPolicySet(t *testing.T) {
 	t.Parallel()
 	policyFile := filepath.Join("testdata", "tls_policy")
-	c := Default()
+	c := defaultConfig()
 	c.File = "/etc/tlsgate.yaml"
 	c.PolicyFiles = []string{policyFile}
-	c.Policies = []PolicyConfig{
+	c.policies = []policyEntry{
 		{Domain: "Config.Example", Level: "secure", Match: []string{"nexthop:dot-nexthop"}, OnFail: "tempfail", OnTempfail: "header"},
 		{Domain: ".sub.config.example", Level: "encrypt"},
 	}
-	c.Customers = []CustomerConfig{{
+	c.customers = []customerEntry{{
 		Name: "acme", Senders: []string{".acme.example"}, SASLLogins: []string{"acme"},
 		ClientNetworks: []string{"192.0.2.7", "2001:db8::/32"}, Level: "verify", OnFail: "header",
 	}}
-	if err := c.Validate(); err != nil {
+	if err := c.validate(); err != nil {
 		t.Fatal(err)
 	}
 	set, warns, err := c.PolicySet()
@@ -108,10 +108,10 @@ func TestPolicySetErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			c := Default()
+			c := defaultConfig()
 			c.File = "/etc/tlsgate.yaml"
 			tt.mutate(c)
-			if err := c.Validate(); err != nil {
+			if err := c.validate(); err != nil {
 				t.Fatalf("Validate: %v", err)
 			}
 			set, _, err := c.PolicySet()

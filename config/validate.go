@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/netip"
 	"os"
@@ -29,37 +30,159 @@ const (
 	maxLogin      = 256 // SASL logins
 )
 
-// Allowed values, as shown in errors.
-const (
-	allowedOnFail     = "reject, tempfail, header"
-	allowedOnTempfail = "tempfail, header"
-	allowedLogLevel   = "debug, info, warn, error"
-	allowedLogFormat  = "text, json"
-	allowedMatchKinds = "fingerprint, verify, secure"
-)
-
-// Validate checks every value and returns all problems at once: nil, or the
-// errors.Join of one *FieldError per problem (errors.Is(err, ErrInvalid) holds).
-// It reads probe.ca_file to check that it holds certificates; it does not read the
-// policy files (PolicySet does).
-func (c *Config) Validate() error {
-	v := validator{c: c}
-	v.milter()
-	v.socketmap()
-	v.dns()
-	v.probe()
-	v.cache()
-	v.defaults()
-	v.web()
-	v.log()
-	for i, p := range c.PolicyFiles {
-		if strings.TrimSpace(p) == "" {
-			v.fail(fmt.Sprintf("policy_files[%d]", i), "", "must not be empty", "")
+// validate checks the parsed values, alone (each key's check in the schema) and
+// together, and the policies and customers lists, turning those into rules and
+// toggles. It returns all problems at once: nil, or the errors.Join of one
+// *FieldError per problem (errors.Is(err, ErrInvalid) holds). It reads
+// probe.ca_file; it does not read the policy files (PolicySet does).
+func (c *Config) validate() error {
+	v := validator{c: c, errs: c.checkKeys()}
+	if f := c.Probe.CAFile; f != "" {
+		roots, err := loadCAFile(f)
+		if err != nil {
+			v.fail("probe.ca_file", f, "is not a readable PEM file of CA certificates: "+err.Error(), "")
 		}
+		c.roots = roots
+	}
+	if c.Cache.Shared.URL != "" && c.Cache.Shared.SecretFile == "" {
+		v.fail("cache.shared.secret_file", "", "is required with cache.shared.url (entries are authenticated with it)", "")
+	}
+	// The check page makes this server open outbound connections: never reachable
+	// from other hosts without authentication.
+	if host, _, err := net.SplitHostPort(c.Web.Listen); err == nil && c.Web.TokensFile == "" && !isLoopbackHost(host) {
+		v.fail("web.listen", c.Web.Listen, "is not a loopback address and web.tokens_file is empty: the check page would be an open probe relay; set web.tokens_file", "")
 	}
 	v.policies()
 	v.customers()
 	return errors.Join(v.errs...)
+}
+
+// checkKeys runs the check of every key on its value.
+func (c *Config) checkKeys() []error {
+	var errs []error
+	for _, k := range keys {
+		if k.check == nil {
+			continue
+		}
+		for _, p := range k.check(k.get(c)) {
+			errs = append(errs, c.fieldError(k.name+p.suffix, p.value, p.msg, p.allowed))
+		}
+	}
+	return errs
+}
+
+// checker is the test of one key's parsed value in the schema: what is wrong with it.
+type checker func(v any) []problem
+
+// positive checks a duration that must be > 0.
+func positive(v any) []problem {
+	if d := v.(time.Duration); d <= 0 {
+		return []problem{{value: d.String(), msg: "must be a positive duration"}}
+	}
+	return nil
+}
+
+// below checks a positive duration below a limit of Postfix's (why).
+func below(limit time.Duration, why string) checker {
+	return func(v any) []problem {
+		if d := v.(time.Duration); d >= limit {
+			return []problem{{value: d.String(), msg: "must be below " + limit.String() + " (" + why + ")"}}
+		}
+		return positive(v)
+	}
+}
+
+// between checks a number from lo to hi; msg says so.
+func between(lo, hi int, msg string) checker {
+	return func(v any) []problem {
+		if n := v.(int); n < lo || n > hi {
+			return []problem{{value: strconv.Itoa(n), msg: msg}}
+		}
+		return nil
+	}
+}
+
+// optional checks a string unless it is empty; f says what is wrong.
+func optional(f func(s string) string) checker {
+	return func(v any) []problem {
+		if s := v.(string); s != "" {
+			if msg := f(s); msg != "" {
+				return []problem{{value: s, msg: msg}}
+			}
+		}
+		return nil
+	}
+}
+
+// each checks every item of a list; f says what is wrong.
+func each(f func(s string) string) checker {
+	return func(v any) []problem {
+		var out []problem
+		for i, s := range v.([]string) {
+			if msg := f(s); msg != "" {
+				out = append(out, problem{suffix: fmt.Sprintf("[%d]", i), value: s, msg: msg})
+			}
+		}
+		return out
+	}
+}
+
+func checkTransport(t string) string {
+	if _, err := path.Match(t, ""); !isToken(t, maxName) || err != nil {
+		return "is not a Postfix transport name or pattern (smtp, smtp-*)"
+	}
+	return ""
+}
+
+func checkGroup(g string) string {
+	if !isToken(g, maxName) {
+		return "is not a group name or gid"
+	}
+	return ""
+}
+
+func checkHostPort(s string) string {
+	if _, _, err := net.SplitHostPort(s); err != nil {
+		return "is not HOST:PORT"
+	}
+	return ""
+}
+
+func checkAbsolute(s string) string {
+	if !strings.HasPrefix(s, "/") {
+		return "must be an absolute path"
+	}
+	return ""
+}
+
+// checkSharedURL checks the scheme only, and never shows the URL: it may hold a
+// password.
+func checkSharedURL(v any) []problem {
+	u := v.(string)
+	if u != "" && !strings.HasPrefix(u, "redis://") && !strings.HasPrefix(u, "rediss://") && !strings.HasPrefix(u, "unix://") {
+		return []problem{{msg: "is not a redis://, rediss:// or unix:// URL"}}
+	}
+	return nil
+}
+
+func checkKeyPrefix(v any) []problem {
+	if v.(string) == "" {
+		return []problem{{msg: "must not be empty"}}
+	}
+	return nil
+}
+
+// checkRejectMessage: the message becomes part of an SMTP reply line.
+func checkRejectMessage(v any) []problem {
+	m := v.(string)
+	var out []problem
+	if len(m) > maxRejectMessage {
+		out = append(out, problem{msg: fmt.Sprintf("is longer than %d characters", maxRejectMessage)})
+	}
+	if strings.ContainsFunc(m, func(r rune) bool { return r < ' ' || r > '~' }) {
+		out = append(out, problem{value: m, msg: "may only contain printable ASCII (it becomes part of an SMTP reply)"})
+	}
+	return out
 }
 
 type validator struct {
@@ -71,77 +194,10 @@ func (v *validator) fail(key, value, msg, allowed string) {
 	v.errs = append(v.errs, v.c.fieldError(key, value, msg, allowed))
 }
 
-// positive checks a duration that must be > 0.
-func (v *validator) positive(key string, d time.Duration) {
-	if d <= 0 {
-		v.fail(key, d.String(), "must be a positive duration", "")
-	}
-}
-
-func (v *validator) milter() {
-	m := &v.c.Milter
-	if _, _, msg := parseListen(m.Listen); msg != "" {
-		v.fail("milter.listen", m.Listen, msg, listenForms)
-	}
-	switch d := m.RcptTimeout; {
-	case d <= 0:
-		v.fail("milter.rcpt_timeout", d.String(), "must be a positive duration", "")
-	case d >= maxRcptTimeout:
-		v.fail("milter.rcpt_timeout", d.String(), "must be below "+maxRcptTimeout.String()+" (Postfix milter_command_timeout is 30s by default)", "")
-	}
-	if m.Header != "" {
-		if msg := checkHeaderName(m.Header); msg != "" {
-			v.fail("milter.header", m.Header, msg, "")
-		}
-	}
-	for i, t := range m.CheckedTransports {
-		if _, err := path.Match(t, ""); !isToken(t, maxName) || err != nil {
-			v.fail(fmt.Sprintf("milter.checked_transports[%d]", i), t, "is not a Postfix transport name or pattern (smtp, smtp-*)", "")
-		}
-	}
-	v.socketPermissions("milter", m.SocketMode, m.SocketGroup)
-}
-
-// socketPermissions validates the socket_mode and socket_group keys of section, shared
-// by every unix socket tlsgate listens on (milter, socketmap).
-func (v *validator) socketPermissions(section, mode, group string) {
-	if _, err := parseMode(mode); err != nil {
-		msg := "is not an octal file mode like 0660"
-		if n, err := strconv.ParseUint(mode, 8, 32); err == nil && n > 0o777 {
-			msg += ` (an unquoted 660 in YAML is decimal; write "0660")`
-		}
-		v.fail(section+".socket_mode", mode, msg, "")
-	}
-	if group != "" && !isToken(group, maxName) {
-		v.fail(section+".socket_group", group, "is not a group name or gid", "")
-	}
-}
-
 // postfixSocketmapTimeout is Postfix's socketmap timeout (dict_sockmap.c
 // DICT_SOCKMAP_DEF_TIMEOUT: connect, read and write); an answer later than this
 // makes Postfix give up on the lookup.
 const postfixSocketmapTimeout = 100 * time.Second
-
-func (v *validator) socketmap() {
-	s := &v.c.Socketmap
-	if s.Listen != "" {
-		if _, _, msg := parseListen(s.Listen); msg != "" {
-			v.fail("socketmap.listen", s.Listen, strings.Replace(msg, "milter socket", "socket", 1), `"" (off), `+listenForms)
-		}
-	}
-	v.socketPermissions("socketmap", s.SocketMode, s.SocketGroup)
-	// Only published: any Postfix level for every domain is what Postfix's own
-	// smtp_tls_security_level already says, and NOTFOUND leaves it in charge.
-	if d := s.DefaultLevel; d != "" && d != policy.LevelPublished.String() {
-		v.fail("socketmap.default_level", d, "is not a socketmap default level (for a Postfix level, set smtp_tls_security_level in main.cf)", `"", published`)
-	}
-	switch d := s.Timeout; {
-	case d <= 0:
-		v.fail("socketmap.timeout", d.String(), "must be a positive duration", "")
-	case d >= postfixSocketmapTimeout:
-		v.fail("socketmap.timeout", d.String(), "must be below "+postfixSocketmapTimeout.String()+" (Postfix's socketmap timeout)", "")
-	}
-}
 
 // checkHeaderName checks a header field name: printable US-ASCII except ':'
 // (RFC 5322 section 3.6.8, ftext).
@@ -171,55 +227,6 @@ func isToken(s string, max int) bool {
 	return true
 }
 
-func (v *validator) dns() {
-	d := &v.c.DNS
-	if _, err := resolverAddr(d.Resolver); err != nil {
-		v.fail("dns.resolver", d.Resolver, `is not an IP address with optional port ("127.0.0.1", "127.0.0.1:53", "[::1]:53"; "" for /etc/resolv.conf)`, "")
-	}
-	v.positive("dns.timeout", d.Timeout)
-}
-
-func (v *validator) probe() {
-	p := &v.c.Probe
-	if p.Port < 1 || p.Port > 65535 {
-		v.fail("probe.port", strconv.Itoa(p.Port), "is not a port number (1-65535)", "")
-	}
-	if p.HELO != "" {
-		if msg := checkHELO(p.HELO); msg != "" {
-			v.fail("probe.helo", p.HELO, msg, "")
-		}
-	}
-	v.positive("probe.timeout", p.Timeout)
-	if p.CAFile != "" {
-		if _, err := loadCAFile(p.CAFile); err != nil {
-			v.fail("probe.ca_file", p.CAFile, "is not a readable PEM file of CA certificates: "+err.Error(), "")
-		}
-	}
-	for i, n := range p.AllowNetworks {
-		if _, err := parsePrefix(n); err != nil {
-			v.fail(fmt.Sprintf("probe.allow_networks[%d]", i), n, "is not a CIDR or IP address", "")
-		}
-	}
-	for i, n := range v.c.DNS.Trusted {
-		if _, err := parsePrefix(n); err != nil {
-			v.fail(fmt.Sprintf("dns.trusted[%d]", i), n, "is not a CIDR or IP address", "")
-		}
-	}
-	v.positive("mta_sts.timeout", v.c.MTASTS.Timeout)
-	if v.c.MTASTS.CacheSize < 1 {
-		v.fail("mta_sts.cache_size", strconv.Itoa(v.c.MTASTS.CacheSize), "must be at least 1", "")
-	}
-	if p.MaxConcurrent < 1 {
-		v.fail("probe.max_concurrent", strconv.Itoa(p.MaxConcurrent), "must be at least 1", "")
-	}
-	if p.MaxQueued < 1 {
-		v.fail("probe.max_queued", strconv.Itoa(p.MaxQueued), "must be at least 1", "")
-	}
-	if p.RatePerAddress < 0 {
-		v.fail("probe.rate_per_address", strconv.Itoa(p.RatePerAddress), "must be 0 (no limit) or more", "")
-	}
-}
-
 // checkHELO accepts a host name or an address literal ("[192.0.2.1]",
 // "[IPv6:2001:db8::1]", RFC 5321 section 4.1.3).
 func checkHELO(s string) string {
@@ -238,104 +245,32 @@ func checkHELO(s string) string {
 	return ""
 }
 
-func (v *validator) cache() {
-	v.positive("cache.save_interval", v.c.Cache.SaveInterval)
-	c := &v.c.Cache
-	if c.Size < 1 {
-		v.fail("cache.size", strconv.Itoa(c.Size), "must be at least 1", "")
+// onTempfail checks the on_tempfail of a policy or customer; "" is the default.
+func (v *validator) onTempfail(key, s string) policy.Action {
+	a, msg := checkOnTempfail(s, true)
+	if msg != "" {
+		v.fail(key, s, msg, allowedOnTempfail)
 	}
-	v.positive("cache.pass_ttl", c.PassTTL)
-	v.positive("cache.fail_ttl", c.FailTTL)
-	v.positive("cache.tempfail_ttl", c.TempfailTTL)
-	v.positive("cache.shared.timeout", c.Shared.Timeout)
-	if u := c.Shared.URL; u != "" {
-		if !strings.HasPrefix(u, "redis://") && !strings.HasPrefix(u, "rediss://") && !strings.HasPrefix(u, "unix://") {
-			v.fail("cache.shared.url", "", "is not a redis://, rediss:// or unix:// URL", "")
-		}
-		if c.Shared.SecretFile == "" {
-			v.fail("cache.shared.secret_file", "", "is required with cache.shared.url (entries are authenticated with it)", "")
-		}
-	}
-	if c.Shared.KeyPrefix == "" {
-		v.fail("cache.shared.key_prefix", "", "must not be empty", "")
-	}
-	if s := c.AdminSocket; s != "" && !strings.HasPrefix(s, "/") {
-		v.fail("cache.admin_socket", s, "must be an absolute path", "")
-	}
+	return a
 }
 
-func (v *validator) defaults() {
-	d := &v.c.Defaults
-	if a, err := policy.ParseAction(d.OnFail); err != nil || a == policy.ActionDefault {
-		v.fail("defaults.on_fail", d.OnFail, "is not an action", allowedOnFail)
-	}
-	v.onTempfail("defaults.on_tempfail", d.OnTempfail, false)
-	if len(d.RejectMessage) > maxRejectMessage {
-		v.fail("defaults.reject_message", "", fmt.Sprintf("is longer than %d characters", maxRejectMessage), "")
-	}
-	if strings.ContainsFunc(d.RejectMessage, func(r rune) bool { return r < ' ' || r > '~' }) {
-		v.fail("defaults.reject_message", d.RejectMessage, "may only contain printable ASCII (it becomes part of an SMTP reply)", "")
-	}
-}
-
-// onTempfail checks an on_tempfail value; "" means the default where optional.
-func (v *validator) onTempfail(key, s string, optional bool) {
+// onFail checks the on_fail of a policy or customer; "" is the default.
+func (v *validator) onFail(key, s string) policy.Action {
 	a, err := policy.ParseAction(s)
-	switch {
-	case err != nil, a == policy.ActionDefault && !optional:
-		v.fail(key, s, "is not an action for a tempfail", allowedOnTempfail)
-	case a == policy.ActionReject:
-		v.fail(key, s, "is not allowed: a tempfail means the check could not be done and is never answered with a 5xx", allowedOnTempfail)
-	}
-}
-
-func (v *validator) onFail(key, s string) {
-	if _, err := policy.ParseAction(s); err != nil {
+	if err != nil {
 		v.fail(key, s, "is not an action", allowedOnFail)
 	}
+	return a
 }
 
-// web checks the check page's listener: HOST:PORT, and never reachable from other
-// hosts without authentication (it makes this server open outbound connections).
-func (v *validator) web() {
-	w := &v.c.Web
-	if w.Listen != "" {
-		host, _, err := net.SplitHostPort(w.Listen)
-		switch {
-		case err != nil:
-			v.fail("web.listen", w.Listen, "is not HOST:PORT", "")
-		case w.TokensFile == "" && !IsLoopbackHost(host):
-			v.fail("web.listen", w.Listen, "is not a loopback address and web.tokens_file is empty: the check page would be an open probe relay; set web.tokens_file", "")
-		}
-	}
-	if w.RatePerMinute < 1 || w.RatePerMinute > 1_000_000 {
-		v.fail("web.rate_per_minute", strconv.Itoa(w.RatePerMinute), "must be between 1 and 1000000", "")
-	}
-}
-
-// IsLoopbackHost reports whether host (the host part of HOST:PORT) names only
+// isLoopbackHost reports whether host (the host part of HOST:PORT) names only
 // loopback addresses: a loopback IP or "localhost". "" (every address) is not.
-func IsLoopbackHost(host string) bool {
+func isLoopbackHost(host string) bool {
 	if strings.EqualFold(host, "localhost") {
 		return true
 	}
 	ip, err := netip.ParseAddr(host)
 	return err == nil && ip.Unmap().IsLoopback()
-}
-
-func (v *validator) log() {
-	if l := v.c.Metrics.Listen; l != "" {
-		if _, _, err := net.SplitHostPort(l); err != nil {
-			v.fail("metrics.listen", l, "is not HOST:PORT", "")
-		}
-	}
-	l := &v.c.Log
-	if !slices.Contains(strings.Split(allowedLogLevel, ", "), strings.ToLower(l.Level)) {
-		v.fail("log.level", l.Level, "is not a log level", allowedLogLevel)
-	}
-	if !slices.Contains(strings.Split(allowedLogFormat, ", "), strings.ToLower(l.Format)) {
-		v.fail("log.format", l.Format, "is not a log format", allowedLogFormat)
-	}
 }
 
 // level parses a level name, reporting a bad one at key.
@@ -374,7 +309,9 @@ func normalizeKey(s string) (string, error) {
 
 func (v *validator) policies() {
 	seen := map[string]int{}
-	for i, p := range v.c.Policies {
+	v.c.rules = nil
+	for i, p := range v.c.policies {
+		errs := len(v.errs)
 		at := func(k string) string { return fmt.Sprintf("policies[%d].%s", i, k) }
 		if strings.TrimSpace(p.Domain) == "" {
 			v.fail(at("domain"), "", "must be set", "")
@@ -389,8 +326,17 @@ func (v *validator) policies() {
 		if ok {
 			v.match(at("match"), level, p.Match)
 		}
-		v.onFail(at("on_fail"), p.OnFail)
-		v.onTempfail(at("on_tempfail"), p.OnTempfail, true)
+		r := rule{domain: p.Domain, Policy: policy.Policy{
+			Level:      level,
+			Match:      matchList(level, p.Match),
+			OnFail:     v.onFail(at("on_fail"), p.OnFail),
+			OnTempfail: v.onTempfail(at("on_tempfail"), p.OnTempfail),
+			Source:     fmt.Sprintf("config policies[%d]", i),
+		}}
+		r.Raw = rawPolicy(r.Level, r.Match)
+		if len(v.errs) == errs {
+			v.c.rules = append(v.c.rules, r)
+		}
 	}
 }
 
@@ -447,7 +393,10 @@ func isDigest(s string) bool {
 
 func (v *validator) customers() {
 	seen := map[string]int{}
-	for i, cu := range v.c.Customers {
+	v.c.toggles = nil
+	for i, cu := range v.c.customers {
+		errs := len(v.errs)
+		t := policy.Customer{Name: cu.Name, Senders: slices.Clone(cu.Senders), SASLLogins: slices.Clone(cu.SASLLogins)}
 		at := func(k string) string { return fmt.Sprintf("customers[%d].%s", i, k) }
 		switch name := strings.ToLower(cu.Name); {
 		case cu.Name == "":
@@ -477,15 +426,21 @@ func (v *validator) customers() {
 			}
 		}
 		for j, n := range cu.ClientNetworks {
-			if _, err := parsePrefix(n); err != nil {
+			p, err := parsePrefix(n)
+			if err != nil {
 				v.fail(fmt.Sprintf("%s[%d]", at("client_networks"), j), n, "is not a CIDR or IP address", "")
 			}
+			t.ClientNetworks = append(t.ClientNetworks, p.Masked())
 		}
-		if l, ok := v.level(at("level"), cu.Level); ok && l == policy.LevelFingerprint {
+		var ok bool
+		if t.Level, ok = v.level(at("level"), cu.Level); ok && t.Level == policy.LevelFingerprint {
 			v.fail(at("level"), cu.Level, "needs per-domain fingerprints; use it in policies, not for a customer", "")
 		}
-		v.onFail(at("on_fail"), cu.OnFail)
-		v.onTempfail(at("on_tempfail"), cu.OnTempfail, true)
+		t.OnFail = v.onFail(at("on_fail"), cu.OnFail)
+		t.OnTempfail = v.onTempfail(at("on_tempfail"), cu.OnTempfail)
+		if len(v.errs) == errs {
+			v.c.toggles = append(v.c.toggles, t)
+		}
 	}
 }
 
@@ -517,7 +472,7 @@ func (c *Config) Warnings() []string {
 			out = append(out, fmt.Sprintf("%s: the configuration file is writable by every user (mode %04o); make it 0644 or stricter", c.File, st.Mode().Perm()))
 		}
 	}
-	if !c.MTASTS.Enabled && (c.usesLevel(policy.LevelPublished) || c.SocketmapDefaultPublished()) {
+	if !c.MTASTS.Enabled && (c.usesLevel(policy.LevelPublished) || c.Socketmap.DefaultPublished) {
 		warn("mta_sts.enabled", "false", "while the level published is used: it will require DANE only, never a domain's MTA-STS policy")
 	}
 	if c.MTASTS.Enabled && c.MTASTS.Timeout >= c.Milter.RcptTimeout {
@@ -527,53 +482,45 @@ func (c *Config) Warnings() []string {
 		warn("milter.rcpt_timeout", c.Milter.RcptTimeout.String(),
 			"is not below Postfix's default milter_command_timeout (30s); raise milter_command_timeout in main.cf or Postfix gives up on the milter first")
 	}
-	if network, _, err := ParseListen(c.Milter.Listen); err == nil && network != "unix" {
-		d := Default()
-		if c.Milter.SocketMode != d.Milter.SocketMode {
-			warn("milter.socket_mode", c.Milter.SocketMode, "is ignored: milter.listen is not a unix socket")
+	socket := func(sec string, l Listen, mode os.FileMode, group, open string) {
+		def, _ := lookupKey(sec + ".socket_mode")
+		switch {
+		case l.Network != "unix":
+			if mode != def.def {
+				warn(sec+".socket_mode", def.format(mode)[0], "is ignored: "+sec+".listen is not a unix socket")
+			}
+			if group != "" {
+				warn(sec+".socket_group", group, "is ignored: "+sec+".listen is not a unix socket")
+			}
+		case mode&0o002 != 0:
+			warn(sec+".socket_mode", def.format(mode)[0], open)
 		}
-		if c.Milter.SocketGroup != d.Milter.SocketGroup {
-			warn("milter.socket_group", c.Milter.SocketGroup, "is ignored: milter.listen is not a unix socket")
-		}
-	} else if err == nil && c.SocketFileMode()&0o002 != 0 {
-		warn("milter.socket_mode", c.Milter.SocketMode, "lets every local user talk to the milter")
 	}
-	if network, _, err := ParseListen(c.Socketmap.Listen); c.Socketmap.Listen == "" || err == nil && network != "unix" {
-		d := Default()
-		if c.Socketmap.SocketMode != d.Socketmap.SocketMode {
-			warn("socketmap.socket_mode", c.Socketmap.SocketMode, "is ignored: socketmap.listen is not a unix socket")
-		}
-		if c.Socketmap.SocketGroup != d.Socketmap.SocketGroup {
-			warn("socketmap.socket_group", c.Socketmap.SocketGroup, "is ignored: socketmap.listen is not a unix socket")
-		}
-	} else if err == nil && c.SocketmapFileMode()&0o002 != 0 {
-		warn("socketmap.socket_mode", c.Socketmap.SocketMode, "lets every local user query the socketmap")
-	}
-	if c.Socketmap.Listen == "" && c.Socketmap.DefaultLevel != "" {
-		warn("socketmap.default_level", c.Socketmap.DefaultLevel, "has no effect: socketmap.listen is off")
+	socket("milter", c.Milter.Listen, c.Milter.SocketMode, c.Milter.SocketGroup, "lets every local user talk to the milter")
+	socket("socketmap", c.Socketmap.Listen, c.Socketmap.SocketMode, c.Socketmap.SocketGroup, "lets every local user query the socketmap")
+	if c.Socketmap.Listen == (Listen{}) && c.Socketmap.DefaultPublished {
+		warn("socketmap.default_level", "published", "has no effect: socketmap.listen is off")
 	}
 	if len(c.Milter.CheckedTransports) == 0 {
 		warn("milter.checked_transports", "", "is empty: no recipient is checked, every recipient passes")
 	}
-	for i, s := range c.Probe.AllowNetworks {
-		if p, err := parsePrefix(s); err == nil && p != p.Masked() {
-			warn(fmt.Sprintf("probe.allow_networks[%d]", i), s, "has host bits set; using "+p.Masked().String())
-		}
+	for _, k := range keys {
+		out = append(out, c.notes[k.name]...)
 	}
 	return out
 }
 
 // usesLevel reports whether a policy or customer asks for level l.
 func (c *Config) usesLevel(l policy.Level) bool {
-	for _, p := range c.Policies {
-		if got, err := policy.ParseLevel(p.Level); err == nil && got == l {
-			return true
-		}
+	return slices.ContainsFunc(c.rules, func(r rule) bool { return r.Level == l }) ||
+		slices.ContainsFunc(c.toggles, func(t policy.Customer) bool { return t.Level == l })
+}
+
+var atLeastOne = between(1, math.MaxInt, "must be at least 1")
+
+func checkNotEmpty(s string) string {
+	if strings.TrimSpace(s) == "" {
+		return "must not be empty"
 	}
-	for _, cu := range c.Customers {
-		if got, err := policy.ParseLevel(cu.Level); err == nil && got == l {
-			return true
-		}
-	}
-	return false
+	return ""
 }

@@ -33,7 +33,7 @@ var _ FactSource = (*verify.Verifier)(nil)
 type Config struct {
 	Policies    *policy.Set
 	Facts       FactSource
-	RcptTimeout time.Duration // answer every RCPT within this; default 8s
+	RcptTimeout time.Duration // answer every RCPT within this; default DefaultRcptTimeout
 	Header      string        // audit header name; "" disables it
 	// CheckedTransports are the {rcpt_mailer} values that are checked, as shell
 	// patterns (path.Match: "smtp-*" matches the smtp-encrypt service of a customer).
@@ -48,6 +48,15 @@ type Config struct {
 
 	warnedHops *sync.Map // unusable next hops warned about (warnNextHop); kept across Update
 }
+
+// Defaults of the Config fields Update fills in for a zero value; the configuration's
+// schema uses the same constants for milter.rcpt_timeout, defaults.on_fail and
+// defaults.on_tempfail.
+const (
+	DefaultRcptTimeout = 8 * time.Second
+	DefaultOnFail      = policy.ActionReject
+	DefaultOnTempfail  = policy.ActionTempfail
+)
 
 // Filter decides recipients. It is safe for concurrent use; Update swaps its
 // configuration atomically while it runs.
@@ -66,10 +75,10 @@ func NewFilter(cfg Config) *Filter {
 // cfg; a decision in progress finishes with the configuration it started with.
 func (f *Filter) Update(cfg Config) {
 	if cfg.RcptTimeout <= 0 {
-		cfg.RcptTimeout = 8 * time.Second
+		cfg.RcptTimeout = DefaultRcptTimeout
 	}
-	cfg.OnFail = cfg.OnFail.Or(policy.ActionReject)
-	cfg.OnTempfail = cfg.OnTempfail.Or(policy.ActionTempfail)
+	cfg.OnFail = cfg.OnFail.Or(DefaultOnFail)
+	cfg.OnTempfail = cfg.OnTempfail.Or(DefaultOnTempfail)
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}

@@ -140,26 +140,26 @@ func New(cfg Config) (*Verifier, error) {
 			*d = v
 		}
 	}
-	def(&cfg.HostTimeout, 10*time.Second)
+	def(&cfg.HostTimeout, DefaultHostTimeout)
 	def(&cfg.DNSTimeout, 10*time.Second)
-	def(&cfg.PassTTL, time.Hour)
-	def(&cfg.FailTTL, 10*time.Minute)
-	def(&cfg.TempfailTTL, time.Minute)
+	def(&cfg.PassTTL, DefaultPassTTL)
+	def(&cfg.FailTTL, DefaultFailTTL)
+	def(&cfg.TempfailTTL, DefaultTempfailTTL)
 	if cfg.MXAddressLimit <= 0 {
 		cfg.MXAddressLimit = DefaultMXAddressLimit
 	}
 	if cfg.MaxConcurrent <= 0 {
-		cfg.MaxConcurrent = 64
+		cfg.MaxConcurrent = DefaultMaxConcurrent
 	}
 	if cfg.MaxQueued <= 0 {
 		cfg.MaxQueued = 16 * cfg.MaxConcurrent
 	}
 	def(&cfg.AddressTTL, time.Minute)
 	if cfg.SMTPPort <= 0 {
-		cfg.SMTPPort = 25
+		cfg.SMTPPort = DefaultSMTPPort
 	}
 	if cfg.CacheSize <= 0 {
-		cfg.CacheSize = 100000
+		cfg.CacheSize = DefaultCacheSize
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now

@@ -58,7 +58,8 @@ type Config struct {
 	Backend Backend
 	// Tokens are the clients; nil lets every client in (web.listen on loopback).
 	Tokens *Tokens
-	// RatePerMinute is the checks one client may ask for per minute (default 30).
+	// RatePerMinute is the checks one client may ask for per minute (default
+	// DefaultRatePerMinute; the configuration's web.rate_per_minute uses it too).
 	RatePerMinute int
 	// CheckTimeout is how long a request waits for a probe before answering
 	// in_progress (default 25s, below common reverse-proxy timeouts).
@@ -72,6 +73,10 @@ type Config struct {
 	OnRequest func(endpoint, result string)
 }
 
+// DefaultRatePerMinute is the checks one client may ask for per minute when
+// Config.RatePerMinute is zero.
+const DefaultRatePerMinute = 30
+
 // Server is the check page and API; it is an http.Handler.
 type Server struct {
 	cfg     Config
@@ -83,7 +88,7 @@ type Server struct {
 // New returns a Server.
 func New(cfg Config) *Server {
 	if cfg.RatePerMinute <= 0 {
-		cfg.RatePerMinute = 30
+		cfg.RatePerMinute = DefaultRatePerMinute
 	}
 	if cfg.CheckTimeout <= 0 {
 		cfg.CheckTimeout = 25 * time.Second

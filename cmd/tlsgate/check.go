@@ -65,7 +65,7 @@ func check(ctx context.Context, args, env []string, stdout, stderr io.Writer) in
 
 	// A policy with servername= is judged on a probe that sends that SNI.
 	facts := v.Probe(ctx, verify.FactsKey(domain, p))
-	out, verdict := newCheckJSON(v, set, cfg.SocketmapDefaultPublished(), facts, p, rule)
+	out, verdict := newCheckJSON(v, set, cfg.Socketmap.DefaultPublished, facts, p, rule)
 	sm := out.Socketmap
 	if asJSON {
 		enc := json.NewEncoder(stdout)

@@ -56,7 +56,10 @@ func configCmd(args, env []string, stdout, stderr io.Writer) int {
 	for _, w := range warnings {
 		fmt.Fprintln(stdout, "warning:", w.String())
 	}
-	fmt.Fprintf(stdout, "%s: valid (%d domain policies, %d customers)\n", fs.Arg(0), set.Table.Len(), len(cfg.Customers))
+	fmt.Fprintf(stdout, "%s: valid (%d domain policies, %d customers)\n", fs.Arg(0), set.Table.Len(), set.Customers.Len())
+	for key, value := range cfg.Settings() {
+		fmt.Fprintf(stdout, "set: %s = %s\n", key, value)
+	}
 	printSocketmapConfig(stdout, cfg)
 	if err := printWebConfig(stdout, cfg); err != nil {
 		fmt.Fprintln(stderr, "tlsgate:", err)
@@ -155,13 +158,13 @@ func policyFor(cfg *config.Config, set *policy.Set, rcpt, sender, sasl, client, 
 	req := set.Require(policy.Request{RecipientDomain: norm, NextHop: hop, SenderDomain: senderDomain(sender), SASLLogin: sasl, ClientIP: ip})
 	p := req.Policy
 	a := policyAnswer{Domain: norm, NextHop: hop, Level: p.Level.String(), Rule: req.Rule, Match: p.Match,
-		OnFail: p.OnFail.Or(cfg.DefaultOnFail()).String(), OnTempfail: p.OnTempfail.Or(cfg.DefaultOnTempfail()).String()}
+		OnFail: p.OnFail.Or(cfg.Defaults.OnFail).String(), OnTempfail: p.OnTempfail.Or(cfg.Defaults.OnTempfail).String()}
 	if r := req.Also; r != nil {
 		a.Also = &policyAlso{Level: r.Level.String(), Rule: req.AlsoRule}
 	}
 	a.invalid = req.Invalid
-	if cfg.Socketmap.Listen != "" {
-		a.Socketmap = socketmapStatic(set.Table, cfg.SocketmapDefaultPublished(), cmp.Or(hop, norm))
+	if cfg.Socketmap.Listen != (config.Listen{}) {
+		a.Socketmap = socketmapStatic(set.Table, cfg.Socketmap.DefaultPublished, cmp.Or(hop, norm))
 	}
 	return a, nil
 

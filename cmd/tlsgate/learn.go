@@ -80,7 +80,7 @@ func learnCmd(ctx context.Context, args, env []string, stdout, stderr io.Writer)
 	}
 	// A loopback relay is a content filter, unless probe.allow_networks lets probes
 	// reach it: then it is a destination (a test bed such as the e2e suite's).
-	allowed := cfg.AllowedNetworks()
+	allowed := cfg.Probe.AllowNetworks
 	lr.Local = func(a netip.Addr) bool {
 		if !a.IsLoopback() {
 			return false

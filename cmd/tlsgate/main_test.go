@@ -227,7 +227,7 @@ func TestConfigCheck(t *testing.T) {
 		args []string
 		want []string
 	}{
-		{nil, []string{"valid (1 domain policies, 1 customers)"}},
+		{nil, []string{"valid (1 domain policies, 1 customers)", "set: policy_files = " + policyFile + "\n"}},
 		{[]string{"--rcpt", "user@mx.example.com"}, []string{"level: secure", "rule: policy .example.com", "match: .example.com", "on_fail: reject"}},
 		{[]string{"--rcpt", "user@other.test", "--sender", "boss@acme.example"}, []string{"level: published", "rule: customer acme"}},
 		{[]string{"--rcpt", "user@other.test"}, []string{"level: none", "passes unchecked"}},

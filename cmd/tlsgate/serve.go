@@ -113,8 +113,8 @@ func serve(ctx context.Context, args, env []string, stderr io.Writer) int {
 			RcptTimeout:       c.Milter.RcptTimeout,
 			Header:            c.Milter.Header,
 			CheckedTransports: c.Milter.CheckedTransports,
-			OnFail:            c.DefaultOnFail(),
-			OnTempfail:        c.DefaultOnTempfail(),
+			OnFail:            c.Defaults.OnFail,
+			OnTempfail:        c.Defaults.OnTempfail,
 			RejectMessage:     c.Defaults.RejectMessage,
 			Log:               log,
 		}
@@ -130,12 +130,7 @@ func serve(ctx context.Context, args, env []string, stderr io.Writer) int {
 		return exitUsage
 	}
 	f := milter.NewFilter(fc)
-	network, address, err := config.ParseListen(cfg.Milter.Listen)
-	if err != nil {
-		fmt.Fprintln(stderr, "tlsgate:", err)
-		return exitUsage
-	}
-	ln, err := milter.Listen(milter.ListenConfig{Network: network, Address: address, Mode: cfg.SocketFileMode(), Group: cfg.Milter.SocketGroup})
+	ln, err := milter.Listen(milter.ListenConfig{Network: cfg.Milter.Listen.Network, Address: cfg.Milter.Listen.Address, Mode: cfg.Milter.SocketMode, Group: cfg.Milter.SocketGroup})
 	if err != nil {
 		fmt.Fprintln(stderr, "tlsgate: listen:", err)
 		return 1
@@ -186,7 +181,7 @@ func serve(ctx context.Context, args, env []string, stderr io.Writer) int {
 		sm.reload(c, fc)
 		ws.reload(c, fc)
 	}}).start(rctx)
-	log.Info("tlsgate started", "version", version, "listen", cfg.Milter.Listen, "config", cfg.File,
+	log.Info("tlsgate started", "version", version, "listen", cfg.Milter.Listen.String(), "config", cfg.File,
 		"policies", fc.Policies.Table.Len(), "rcpt_timeout", cfg.Milter.RcptTimeout)
 
 	done := make(chan error, 1)

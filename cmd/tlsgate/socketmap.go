@@ -39,15 +39,11 @@ const socketmapBackstop = 99 * time.Second
 // permissions and group handling as milter.listen) and serves the policy table; nil
 // when socketmap.listen is empty.
 func startSocketmap(cfg *config.Config, v *verify.Verifier, table *policy.Table, m *metrics, log *slog.Logger) (*socketmapService, error) {
-	if cfg.Socketmap.Listen == "" {
+	if cfg.Socketmap.Listen == (config.Listen{}) {
 		return nil, nil
 	}
-	network, address, err := config.ParseListen(cfg.Socketmap.Listen)
-	if err != nil {
-		return nil, fmt.Errorf("socketmap.listen: %w", err)
-	}
-	ln, err := milter.Listen(milter.ListenConfig{Network: network, Address: address,
-		Mode: cfg.SocketmapFileMode(), Group: cfg.Socketmap.SocketGroup})
+	ln, err := milter.Listen(milter.ListenConfig{Network: cfg.Socketmap.Listen.Network, Address: cfg.Socketmap.Listen.Address,
+		Mode: cfg.Socketmap.SocketMode, Group: cfg.Socketmap.SocketGroup})
 	if err != nil {
 		return nil, fmt.Errorf("socketmap.listen: %w", err)
 	}
@@ -69,7 +65,11 @@ func startSocketmap(cfg *config.Config, v *verify.Verifier, table *policy.Table,
 		s.srv.Observe = obs
 	}
 	go func() { s.done <- s.srv.Serve(ln) }()
-	log.Info("socketmap listening", "listen", cfg.Socketmap.Listen, "default_level", cfg.Socketmap.DefaultLevel,
+	def := ""
+	if cfg.Socketmap.DefaultPublished {
+		def = policy.LevelPublished.String()
+	}
+	log.Info("socketmap listening", "listen", cfg.Socketmap.Listen.String(), "default_level", def,
 		"timeout", cfg.Socketmap.Timeout)
 	return s, nil
 }
@@ -77,7 +77,7 @@ func startSocketmap(cfg *config.Config, v *verify.Verifier, table *policy.Table,
 func (s *socketmapService) mapConfig(cfg *config.Config, table *policy.Table) policymap.Config {
 	return policymap.Config{
 		Policies:         table,
-		DefaultPublished: cfg.SocketmapDefaultPublished(),
+		DefaultPublished: cfg.Socketmap.DefaultPublished,
 		Facts:            s.v,
 		Timeout:          cfg.Socketmap.Timeout,
 		Log:              s.log,
@@ -137,12 +137,12 @@ func newSocketmapMetrics(reg *prometheus.Registry) (socketmap.Observer, error) {
 
 // printSocketmapConfig shows the socketmap settings in `config check`.
 func printSocketmapConfig(w io.Writer, cfg *config.Config) {
-	if cfg.Socketmap.Listen == "" {
+	if cfg.Socketmap.Listen == (config.Listen{}) {
 		fmt.Fprintln(w, "socketmap: off (socketmap.listen is empty)")
 		return
 	}
 	def := `"" (NOTFOUND: smtp_tls_security_level applies)`
-	if cfg.SocketmapDefaultPublished() {
+	if cfg.Socketmap.DefaultPublished {
 		def = "published"
 	}
 	fmt.Fprintf(w, "socketmap: %s, default_level %s, timeout %s\n", cfg.Socketmap.Listen, def, cfg.Socketmap.Timeout)

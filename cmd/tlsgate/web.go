@@ -41,7 +41,7 @@ func (b *webBackend) Check(ctx context.Context, domain, level, sender string) (*
 	if err != nil {
 		return nil, err
 	}
-	out, verdict := newCheckJSON(b.v, st.set, st.cfg.SocketmapDefaultPublished(), facts, p, rule)
+	out, verdict := newCheckJSON(b.v, st.set, st.cfg.Socketmap.DefaultPublished, facts, p, rule)
 	return &web.Result{JSON: out, Facts: facts, Verdict: verdict, Rule: rule, Cached: cached}, nil
 }
 

@@ -73,7 +73,7 @@ func envValue(env []string, key string) string {
 }
 
 func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
-	opts := &slog.HandlerOptions{Level: cfg.LogLevel()}
+	opts := &slog.HandlerOptions{Level: cfg.Log.Level}
 	if cfg.Log.Format == "json" {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
@@ -87,10 +87,7 @@ func newVerifier(cfg *config.Config, log *slog.Logger, events verify.Events, tie
 	if err != nil {
 		return nil, err
 	}
-	roots, err := cfg.RootCAs()
-	if err != nil {
-		return nil, fmt.Errorf("probe.ca_file: %w", err)
-	}
+	roots := cfg.RootCAs()
 	helo := cfg.Probe.HELO
 	if helo == "" {
 		if helo, err = os.Hostname(); err != nil || helo == "" {
@@ -105,7 +102,7 @@ func newVerifier(cfg *config.Config, log *slog.Logger, events verify.Events, tie
 	}
 	// One outbound guard (public, not this host's own, or allowed) for probes and
 	// MTA-STS fetches alike.
-	guard := verify.NewGuard(verify.GuardConfig{Allow: cfg.AllowedNetworks()})
+	guard := verify.NewGuard(verify.GuardConfig{Allow: cfg.Probe.AllowNetworks})
 	var sts verify.STSLookup
 	if cfg.MTASTS.Enabled {
 		var store mtasts.PolicyStore
@@ -132,7 +129,7 @@ func newVerifier(cfg *config.Config, log *slog.Logger, events verify.Events, tie
 		STS:            sts,
 		Resolver:       resolver,
 		Prober:         prober,
-		Allow:          cfg.AllowedNetworks(),
+		Allow:          cfg.Probe.AllowNetworks,
 		HostTimeout:    cfg.Probe.Timeout,
 		DNSTimeout:     cfg.DNS.Timeout * 3,
 		MaxConcurrent:  cfg.Probe.MaxConcurrent,
@@ -158,7 +155,7 @@ func newVerifier(cfg *config.Config, log *slog.Logger, events verify.Events, tie
 // newResolver is the DNS client of the configuration: dns.resolver, or the first
 // nameserver of /etc/resolv.conf.
 func newResolver(cfg *config.Config) (*dnsx.Client, error) {
-	server := cfg.ResolverAddr()
+	server := cfg.DNS.Resolver
 	if server == "" {
 		var err error
 		if server, err = dnsx.SystemResolver("/etc/resolv.conf"); err != nil {

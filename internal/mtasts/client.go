@@ -74,9 +74,9 @@ type Config struct {
 	// nil allows every address.
 	Allowed func(netip.Addr) bool
 	Roots   *x509.CertPool // trust anchors for the policy host; nil: system roots
-	Timeout time.Duration  // the whole fetch; default 10s
+	Timeout time.Duration  // the whole fetch; default DefaultTimeout
 	Port    int            // HTTPS port; default 443 (tests use another)
-	// CacheSize bounds the number of cached policies; default 10000.
+	// CacheSize bounds the number of cached policies; default DefaultCacheSize.
 	CacheSize int
 	// Backoff is how long a failed fetch is not retried (doubling per failure up to
 	// MaxBackoff); defaults 1m and 1h.
@@ -126,19 +126,26 @@ func (e *entry) usable(now time.Time) bool {
 	return e != nil && e.policy != nil && now.Before(e.expires)
 }
 
+// Defaults of the Config fields New fills in for a zero value; the configuration's
+// schema uses the same constants for mta_sts.timeout and mta_sts.cache_size.
+const (
+	DefaultTimeout   = 5 * time.Second
+	DefaultCacheSize = 10000
+)
+
 // New returns a Client.
 func New(cfg Config) (*Client, error) {
 	if cfg.Resolver == nil {
 		return nil, errors.New("mtasts: Resolver is required")
 	}
 	if cfg.Timeout <= 0 {
-		cfg.Timeout = 10 * time.Second
+		cfg.Timeout = DefaultTimeout
 	}
 	if cfg.Port <= 0 {
 		cfg.Port = 443
 	}
 	if cfg.CacheSize <= 0 {
-		cfg.CacheSize = 10000
+		cfg.CacheSize = DefaultCacheSize
 	}
 	if cfg.Backoff <= 0 {
 		cfg.Backoff = time.Minute

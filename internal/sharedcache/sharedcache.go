@@ -65,11 +65,11 @@ type Config struct {
 	// URL is redis://[user:password@]host:port/db, rediss://... (TLS) or
 	// unix://[user:password@]/path?db=N.
 	URL string
-	// KeyPrefix starts every key and the channel; default "tlsgate:".
+	// KeyPrefix starts every key and the channel; default DefaultKeyPrefix.
 	KeyPrefix string
 	// Secret authenticates entries (ReadSecret); required.
 	Secret []byte
-	// Timeout bounds one operation; default 75ms.
+	// Timeout bounds one operation; default DefaultTimeout.
 	Timeout time.Duration
 	// RetryInterval is how often an unreachable server is tried again; default 1s.
 	RetryInterval time.Duration
@@ -101,6 +101,13 @@ type Tier struct {
 	subDone chan struct{}
 }
 
+// Defaults of the Config fields Open fills in for a zero value; the configuration's
+// schema uses the same constants for cache.shared.key_prefix and cache.shared.timeout.
+const (
+	DefaultKeyPrefix = "tlsgate:"
+	DefaultTimeout   = 75 * time.Millisecond
+)
+
 // Open returns a Tier for cfg. It does not contact the server: a fleet member must start
 // (and answer from its local tier) while the server is down.
 func Open(cfg Config) (*Tier, error) {
@@ -112,10 +119,10 @@ func Open(cfg Config) (*Tier, error) {
 		return nil, fmt.Errorf("cache.shared.url: %w", err)
 	}
 	if cfg.KeyPrefix == "" {
-		cfg.KeyPrefix = "tlsgate:"
+		cfg.KeyPrefix = DefaultKeyPrefix
 	}
 	if cfg.Timeout <= 0 {
-		cfg.Timeout = 75 * time.Millisecond
+		cfg.Timeout = DefaultTimeout
 	}
 	if cfg.RetryInterval <= 0 {
 		cfg.RetryInterval = time.Second
