@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
@@ -13,6 +12,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/tlsgate/tlsgate/internal/dane"
+	"github.com/tlsgate/tlsgate/internal/fingerprint"
 	"github.com/tlsgate/tlsgate/internal/mtasts"
 	"github.com/tlsgate/tlsgate/internal/smtpprobe"
 	"github.com/tlsgate/tlsgate/policy"
@@ -518,8 +518,8 @@ func pkixReason(err error) (Reason, string) {
 // sha256 by default since 3.6: an MD5 or SHA-1 pin never matches there, so not here.
 func fingerprintMatches(leaf *CertInfo, match []string) bool {
 	for _, m := range match {
-		want, err := hex.DecodeString(strings.ReplaceAll(strings.TrimSpace(m), ":", ""))
-		if err != nil || len(want) != sha256.Size {
+		want, ok := fingerprint.Parse(strings.TrimSpace(m))
+		if !ok || len(want) != sha256.Size {
 			continue
 		}
 		if string(want) == string(leaf.SHA256[:]) || string(want) == string(leaf.SPKISHA256[:]) {

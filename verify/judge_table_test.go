@@ -14,6 +14,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/tlsgate/tlsgate/internal/fake"
+	"github.com/tlsgate/tlsgate/internal/fingerprint"
 	"github.com/tlsgate/tlsgate/internal/mtasts"
 	"github.com/tlsgate/tlsgate/internal/smtpprobe"
 	"github.com/tlsgate/tlsgate/policy"
@@ -315,7 +316,7 @@ func TestJudgeTable(t *testing.T) {
 			row(ok, ok, ok, unauthTLS, tlsaInvalid, notPinned, notTrusted, notTrusted, notTrusted)},
 	}
 
-	fingerprints := []string{smtpprobe.Fingerprint(k.pinned[0].Raw), spkiFingerprint(k.keyPinned[0])}
+	fingerprints := []string{fingerprint.Of(k.pinned[0].Raw), spkiFingerprint(k.keyPinned[0])}
 	for _, tc := range tests {
 		tc.facts.Checked = k.now
 		for l := range policy.Level(nLevels) {
@@ -609,6 +610,5 @@ func (k *judgeKit) tlsOK(chain []*x509.Certificate) smtpprobe.Result {
 }
 
 func spkiFingerprint(c *x509.Certificate) string {
-	sum := sha256.Sum256(c.RawSubjectPublicKeyInfo)
-	return hexColon(sum[:], ":", false)
+	return fingerprint.Of(c.RawSubjectPublicKeyInfo)
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/tlsgate/tlsgate/internal/dane"
+	"github.com/tlsgate/tlsgate/internal/fingerprint"
 	"github.com/tlsgate/tlsgate/internal/safetext"
 	"github.com/tlsgate/tlsgate/internal/smtpprobe"
 )
@@ -186,13 +187,13 @@ func reportAttempt(res *smtpprobe.Result, cert *CertInfo, verdict string) Report
 		ra.Certificate = &ReportCertificate{
 			Subject: leaf.Subject.String(), Issuer: leaf.Issuer.String(), DNSNames: leaf.DNSNames,
 			NotBefore: leaf.NotBefore.UTC(), NotAfter: leaf.NotAfter.UTC(),
-			SHA256: smtpprobe.Fingerprint(leaf.Raw), SPKISHA256: smtpprobe.Fingerprint(leaf.RawSubjectPublicKeyInfo),
+			SHA256: fingerprint.Of(leaf.Raw), SPKISHA256: fingerprint.Of(leaf.RawSubjectPublicKeyInfo),
 		}
 	} else if cert != nil && cert.Subject != "" {
 		ra.Certificate = &ReportCertificate{
 			Subject: cert.Subject, Issuer: cert.Issuer, DNSNames: cert.DNSNames,
 			NotBefore: cert.NotBefore, NotAfter: cert.NotAfter,
-			SHA256: cert.Fingerprint(), SPKISHA256: fingerprint(cert.SPKISHA256),
+			SHA256: cert.Fingerprint(), SPKISHA256: fingerprint.Format(cert.SPKISHA256[:]),
 		}
 	}
 	if ra.Certificate != nil {

@@ -16,7 +16,6 @@ package smtpprobe
 import (
 	"bufio"
 	"context"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -559,24 +558,6 @@ func quote(line string) string {
 		return strconv.Quote(line)
 	}
 	return strconv.Quote(line[:maxQuoted]) + "..."
-}
-
-// Fingerprint returns the SHA-256 digest of der in Postfix's "AA:BB:..." notation.
-func Fingerprint(der []byte) string {
-	sum := sha256.Sum256(der)
-	return colonHex(sum[:])
-}
-
-func colonHex(b []byte) string {
-	const hexdig = "0123456789ABCDEF"
-	out := make([]byte, 0, len(b)*3)
-	for i, c := range b {
-		if i > 0 {
-			out = append(out, ':')
-		}
-		out = append(out, hexdig[c>>4], hexdig[c&15])
-	}
-	return string(out)
 }
 
 // storedResult is Result as JSON (the verdict cache file): certificates as DER, the

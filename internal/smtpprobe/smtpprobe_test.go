@@ -167,15 +167,6 @@ func TestTarpitBoundedByContext(t *testing.T) {
 	}
 }
 
-func TestFingerprintNotation(t *testing.T) {
-	t.Parallel()
-	got := smtpprobe.Fingerprint([]byte("abc"))
-	const want = "BA:78:16:BF:8F:01:CF:EA:41:41:40:DE:5D:AE:22:23:B0:03:61:A3:96:17:7A:9C:B4:10:FF:61:F2:00:15:AD"
-	if got != want {
-		t.Errorf("Fingerprint = %s; want %s", got, want)
-	}
-}
-
 // TestConstrainedCNOnlyChain: the PKIX result includes what OpenSSL's verification
 // adds to Go's: a CN-only leaf outside its sub-CA's DNS name constraints is not
 // verified (issue 17), and the failure survives the verdict cache file.
