@@ -501,15 +501,35 @@ func namesMatch(leaf *CertInfo, refs []string) bool {
 
 // pkixReason maps a chain verification error to an RFC 8460 result type.
 func pkixReason(err error) (Reason, string) {
-	var inv x509.CertificateInvalidError
-	if errors.As(err, &inv) && inv.Reason == x509.Expired {
+	switch pkixKindOf(err) {
+	case pkixExpired:
 		return ReasonCertExpired, "certificate expired or not yet valid: " + err.Error()
-	}
-	var ua x509.UnknownAuthorityError
-	if errors.As(err, &ua) {
+	case pkixUnknownAuthority:
 		return ReasonCertNotTrusted, "certificate not signed by a trusted CA: " + err.Error()
 	}
 	return ReasonValidationFailure, "certificate verification failed: " + err.Error()
+}
+
+// pkixKind classifies a chain verification error: the one distinction the judge makes
+// (pkixReason) and the verdict cache file keeps (storedResult).
+type pkixKind string
+
+const (
+	pkixExpired          pkixKind = "expired"           // x509.Expired: expired or not yet valid
+	pkixUnknownAuthority pkixKind = "unknown-authority" // no chain to the roots
+	pkixOther            pkixKind = "other"             // anything else (names are not checked there)
+)
+
+func pkixKindOf(err error) pkixKind {
+	var inv x509.CertificateInvalidError
+	if errors.As(err, &inv) && inv.Reason == x509.Expired {
+		return pkixExpired
+	}
+	var ua x509.UnknownAuthorityError
+	if errors.As(err, &ua) {
+		return pkixUnknownAuthority
+	}
+	return pkixOther
 }
 
 // fingerprintMatches compares the leaf certificate's and public key's SHA-256 digests

@@ -2,11 +2,13 @@ package verify
 
 import (
 	"bufio"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -15,6 +17,7 @@ import (
 
 	"github.com/tlsgate/tlsgate/internal/mtasts"
 	"github.com/tlsgate/tlsgate/internal/safetext"
+	"github.com/tlsgate/tlsgate/internal/smtpprobe"
 )
 
 // The verdict cache file keeps the facts cache across restarts, so a restart does not
@@ -347,6 +350,118 @@ func checkCacheFile(f *os.File) error {
 	}
 	if sys, ok := st.Sys().(*syscall.Stat_t); ok && int(sys.Uid) != os.Geteuid() {
 		return fmt.Errorf("owned by uid %d, not by this process (uid %d)", sys.Uid, os.Geteuid())
+	}
+	return nil
+}
+
+// The facts' probe results (smtpprobe.Result) are written as storedResult: the
+// certificates as DER, the PKIX error as its kind and message. Attempt's JSON methods
+// put it in the place of the Result field, whose key and shape stay those of format 4.
+
+// storedResult is smtpprobe.Result as the verdict cache file keeps it.
+type storedResult struct {
+	IP          netip.Addr        `json:"ip"`
+	Stage       smtpprobe.Stage   `json:"stage"`
+	Outcome     smtpprobe.Outcome `json:"outcome"`
+	Detail      string            `json:"detail,omitempty"`
+	Greeting    smtpprobe.Reply   `json:"greeting"`
+	EHLO        smtpprobe.Reply   `json:"ehlo"`
+	StartTLS    smtpprobe.Reply   `json:"starttls"`
+	Offered     bool              `json:"offered,omitempty"`
+	TLSVersion  uint16            `json:"tls_version,omitempty"`
+	CipherSuite uint16            `json:"cipher_suite,omitempty"`
+	Chain       [][]byte          `json:"chain,omitempty"`
+	PKIXKind    pkixKind          `json:"pkix_kind,omitempty"` // "" when the chain verified
+	PKIXError   string            `json:"pkix_error,omitempty"`
+	Opp         *smtpprobe.Hello  `json:"hello_opportunistic,omitempty"`
+	Auth        *smtpprobe.Hello  `json:"hello_authenticated,omitempty"`
+	Duration    time.Duration     `json:"duration"`
+}
+
+// attemptJSON is an Attempt as JSON: its own fields, the Result as storedResult.
+type attemptJSON struct {
+	attemptFields
+	Result storedResult
+}
+
+type attemptFields Attempt // Attempt without its JSON methods
+
+// MarshalJSON encodes a for the verdict cache file and the shared cache.
+func (a Attempt) MarshalJSON() ([]byte, error) {
+	return json.Marshal(attemptJSON{attemptFields(a), storeResult(a.Result)})
+}
+
+// UnmarshalJSON decodes what MarshalJSON wrote.
+func (a *Attempt) UnmarshalJSON(b []byte) error {
+	var s attemptJSON
+	if err := json.Unmarshal(b, &s); err != nil {
+		return err
+	}
+	r, err := s.Result.result()
+	if err != nil {
+		return err
+	}
+	*a = Attempt(s.attemptFields)
+	a.Result = r
+	return nil
+}
+
+func storeResult(r smtpprobe.Result) storedResult {
+	s := storedResult{IP: r.IP, Stage: r.Stage, Outcome: r.Outcome, Detail: r.Detail, Greeting: r.Greeting,
+		EHLO: r.EHLO, StartTLS: r.StartTLS, Offered: r.Offered, TLSVersion: r.TLSVersion,
+		CipherSuite: r.CipherSuite, Opp: r.Opportunistic, Auth: r.Authenticated, Duration: r.Duration}
+	for _, c := range r.Chain {
+		s.Chain = append(s.Chain, c.Raw)
+	}
+	if r.PKIX != nil {
+		s.PKIXKind, s.PKIXError = pkixKindOf(r.PKIX), safetext.Bound(r.PKIX.Error(), safetext.MaxField)
+	}
+	return s
+}
+
+// result is the stored result read back. The PKIX error keeps its message and still
+// matches x509.CertificateInvalidError (Expired) or x509.UnknownAuthorityError with
+// errors.As, which is what the judge asks of it. The text is bounded again: the file
+// may have been written by an older version, or edited.
+func (s storedResult) result() (smtpprobe.Result, error) {
+	b := func(t string) string { return safetext.Bound(t, safetext.MaxField) }
+	reply := func(r smtpprobe.Reply) smtpprobe.Reply { r.Text = b(r.Text); return r }
+	r := smtpprobe.Result{IP: s.IP, Stage: s.Stage, Outcome: s.Outcome, Detail: b(s.Detail),
+		Greeting: reply(s.Greeting), EHLO: reply(s.EHLO), StartTLS: reply(s.StartTLS), Offered: s.Offered,
+		TLSVersion: s.TLSVersion, CipherSuite: s.CipherSuite, Opportunistic: s.Opp, Authenticated: s.Auth, Duration: s.Duration}
+	for _, h := range []*smtpprobe.Hello{r.Opportunistic, r.Authenticated} {
+		if h != nil {
+			h.Failed, h.Garbled = b(h.Failed), b(h.Garbled)
+		}
+	}
+	for _, der := range s.Chain {
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			return smtpprobe.Result{}, fmt.Errorf("verify: stored certificate: %w", err)
+		}
+		r.Chain = append(r.Chain, c)
+	}
+	if s.PKIXKind != "" {
+		r.PKIX = &storedPKIXError{kind: s.PKIXKind, msg: b(s.PKIXError), leaf: r.Leaf()}
+	}
+	return r, nil
+}
+
+// storedPKIXError is a chain verification error read back from the cache file.
+type storedPKIXError struct {
+	kind pkixKind
+	msg  string
+	leaf *x509.Certificate
+}
+
+func (e *storedPKIXError) Error() string { return e.msg }
+
+func (e *storedPKIXError) Unwrap() error {
+	switch e.kind {
+	case pkixExpired:
+		return x509.CertificateInvalidError{Cert: e.leaf, Reason: x509.Expired, Detail: e.msg}
+	case pkixUnknownAuthority:
+		return x509.UnknownAuthorityError{Cert: e.leaf}
 	}
 	return nil
 }

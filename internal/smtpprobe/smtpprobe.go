@@ -18,7 +18,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -558,95 +557,4 @@ func quote(line string) string {
 		return strconv.Quote(line)
 	}
 	return strconv.Quote(line[:maxQuoted]) + "..."
-}
-
-// storedResult is Result as JSON (the verdict cache file): certificates as DER, the
-// PKIX error as its kind and message.
-type storedResult struct {
-	IP          netip.Addr    `json:"ip"`
-	Stage       Stage         `json:"stage"`
-	Outcome     Outcome       `json:"outcome"`
-	Detail      string        `json:"detail,omitempty"`
-	Greeting    Reply         `json:"greeting"`
-	EHLO        Reply         `json:"ehlo"`
-	StartTLS    Reply         `json:"starttls"`
-	Offered     bool          `json:"offered,omitempty"`
-	TLSVersion  uint16        `json:"tls_version,omitempty"`
-	CipherSuite uint16        `json:"cipher_suite,omitempty"`
-	Chain       [][]byte      `json:"chain,omitempty"`
-	PKIXKind    string        `json:"pkix_kind,omitempty"` // "", "expired", "unknown-authority", "other"
-	PKIXError   string        `json:"pkix_error,omitempty"`
-	Opp         *Hello        `json:"hello_opportunistic,omitempty"`
-	Auth        *Hello        `json:"hello_authenticated,omitempty"`
-	Duration    time.Duration `json:"duration"`
-}
-
-// MarshalJSON encodes r for the verdict cache file.
-func (r Result) MarshalJSON() ([]byte, error) {
-	s := storedResult{IP: r.IP, Stage: r.Stage, Outcome: r.Outcome, Detail: r.Detail, Greeting: r.Greeting,
-		EHLO: r.EHLO, StartTLS: r.StartTLS, Offered: r.Offered, TLSVersion: r.TLSVersion,
-		CipherSuite: r.CipherSuite, Opp: r.Opportunistic, Auth: r.Authenticated, Duration: r.Duration}
-	for _, c := range r.Chain {
-		s.Chain = append(s.Chain, c.Raw)
-	}
-	if r.PKIX != nil {
-		s.PKIXKind, s.PKIXError = "other", safetext.Bound(r.PKIX.Error(), safetext.MaxField)
-		var inv x509.CertificateInvalidError
-		var ua x509.UnknownAuthorityError
-		switch {
-		case errors.As(r.PKIX, &inv) && inv.Reason == x509.Expired:
-			s.PKIXKind = "expired"
-		case errors.As(r.PKIX, &ua):
-			s.PKIXKind = "unknown-authority"
-		}
-	}
-	return json.Marshal(s)
-}
-
-// UnmarshalJSON decodes what MarshalJSON wrote. The PKIX error keeps its message and
-// still matches x509.CertificateInvalidError (Expired) or x509.UnknownAuthorityError
-// with errors.As, which is what the judge asks of it.
-func (r *Result) UnmarshalJSON(b []byte) error {
-	var s storedResult
-	if err := json.Unmarshal(b, &s); err != nil {
-		return err
-	}
-	// The text is bounded again: the file may have been written by an older version.
-	*r = Result{IP: s.IP, Stage: s.Stage, Outcome: s.Outcome, Detail: safetext.Bound(s.Detail, safetext.MaxField),
-		Greeting: s.Greeting.bounded(), EHLO: s.EHLO.bounded(), StartTLS: s.StartTLS.bounded(), Offered: s.Offered,
-		TLSVersion: s.TLSVersion, CipherSuite: s.CipherSuite, Opportunistic: s.Opp, Authenticated: s.Auth, Duration: s.Duration}
-	for _, h := range []*Hello{r.Opportunistic, r.Authenticated} {
-		if h != nil {
-			h.Failed, h.Garbled = safetext.Bound(h.Failed, safetext.MaxField), safetext.Bound(h.Garbled, safetext.MaxField)
-		}
-	}
-	for _, der := range s.Chain {
-		c, err := x509.ParseCertificate(der)
-		if err != nil {
-			return fmt.Errorf("smtpprobe: stored certificate: %w", err)
-		}
-		r.Chain = append(r.Chain, c)
-	}
-	if s.PKIXKind != "" {
-		r.PKIX = &storedPKIXError{kind: s.PKIXKind, msg: safetext.Bound(s.PKIXError, safetext.MaxField), leaf: r.Leaf()}
-	}
-	return nil
-}
-
-// storedPKIXError is a chain verification error read back from the cache file.
-type storedPKIXError struct {
-	kind, msg string
-	leaf      *x509.Certificate
-}
-
-func (e *storedPKIXError) Error() string { return e.msg }
-
-func (e *storedPKIXError) Unwrap() error {
-	switch e.kind {
-	case "expired":
-		return x509.CertificateInvalidError{Cert: e.leaf, Reason: x509.Expired, Detail: e.msg}
-	case "unknown-authority":
-		return x509.UnknownAuthorityError{Cert: e.leaf}
-	}
-	return nil
 }
