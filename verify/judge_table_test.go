@@ -17,6 +17,7 @@ import (
 	"github.com/tlsgate/tlsgate/internal/fingerprint"
 	"github.com/tlsgate/tlsgate/internal/mtasts"
 	"github.com/tlsgate/tlsgate/internal/smtpprobe"
+	"github.com/tlsgate/tlsgate/internal/tlsrpt"
 	"github.com/tlsgate/tlsgate/policy"
 )
 
@@ -507,9 +508,9 @@ var (
 // MTA-STS lookups (mtasts.Client.Lookup results).
 var (
 	stsModeNone    = &mtasts.Result{Status: mtasts.StatusPolicy, ID: "1", Policy: &mtasts.Policy{Mode: mtasts.ModeNone, MaxAge: 24 * time.Hour}}
-	stsFetchFailed = &mtasts.Result{Status: mtasts.StatusNone, ID: "1", Problem: mtasts.ProblemFetch, Detail: "GET https://mta-sts.example.com/.well-known/mta-sts.txt: 404"}
-	stsInvalid     = &mtasts.Result{Status: mtasts.StatusNone, ID: "1", Problem: mtasts.ProblemInvalid, Detail: "mtasts: invalid policy: no mode"}
-	stsTXTFails    = &mtasts.Result{Status: mtasts.StatusError, Problem: mtasts.ProblemFetch, Detail: "TXT lookup of _mta-sts.example.com: SERVFAIL"}
+	stsFetchFailed = &mtasts.Result{Status: mtasts.StatusNone, ID: "1", Problem: tlsrpt.STSPolicyFetchError, Detail: "GET https://mta-sts.example.com/.well-known/mta-sts.txt: 404"}
+	stsInvalid     = &mtasts.Result{Status: mtasts.StatusNone, ID: "1", Problem: tlsrpt.STSPolicyInvalid, Detail: "mtasts: invalid policy: no mode"}
+	stsTXTFails    = &mtasts.Result{Status: mtasts.StatusError, Problem: tlsrpt.STSPolicyFetchError, Detail: "TXT lookup of _mta-sts.example.com: SERVFAIL"}
 )
 
 func enforce(mx ...string) *mtasts.Result    { return stsPolicy(mtasts.ModeEnforce, mx) }
@@ -522,7 +523,7 @@ func stsPolicy(mode mtasts.Mode, mx []string) *mtasts.Result {
 
 func cachedAfterFailure(r *mtasts.Result) *mtasts.Result {
 	c := *r
-	c.Cached, c.Problem, c.Detail = true, mtasts.ProblemFetch, "policy fetch for id 2 failed, using the cached policy"
+	c.Cached, c.Problem, c.Detail = true, tlsrpt.STSPolicyFetchError, "policy fetch for id 2 failed, using the cached policy"
 	return &c
 }
 

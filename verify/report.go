@@ -117,7 +117,7 @@ func NewReport(f *Facts, v Verdict, rule string) Report {
 	}
 	if sts := f.STS; sts != nil {
 		r.MTASTS = &ReportSTS{Status: sts.Status.String(), ID: sts.ID, Cached: sts.Cached,
-			Fetched: sts.Fetched.UTC(), Expires: sts.Expires.UTC(), Problem: sts.Problem, Detail: sts.Detail}
+			Fetched: sts.Fetched.UTC(), Expires: sts.Expires.UTC(), Problem: string(sts.Problem), Detail: sts.Detail}
 		if p := sts.Policy; p != nil {
 			r.MTASTS.Mode, r.MTASTS.MaxAge, r.MTASTS.MX = p.Mode.String(), int64(p.MaxAge/time.Second), p.MX
 		}
