@@ -63,34 +63,12 @@ const maxCacheLine = 4 << 20
 // ErrCacheFile is wrapped by every LoadCache error about the file's content or safety.
 var ErrCacheFile = errors.New("verify: unusable cache file")
 
-// track records that domain is in the cache, for SaveCache (ristretto cannot list its
-// keys). The index is pruned of evicted domains on every save.
-func (v *Verifier) track(domain string) {
-	v.keysMu.Lock()
-	defer v.keysMu.Unlock()
-	v.keys[domain] = struct{}{}
-	if len(v.keys) > 2*v.cfg.CacheSize {
-		// Amortised: forget the domains the cache has evicted or expired.
-		for d := range v.keys {
-			if _, ok := v.cache.Get(d); !ok {
-				delete(v.keys, d)
-			}
-		}
-	}
-}
-
 // SaveCache writes the unexpired cached facts to path atomically (a temporary file in
 // the same directory, synced, then renamed), readable only by the owner. It returns the
 // number of domains written.
 func (v *Verifier) SaveCache(path string) (int, error) {
 	now := v.cfg.Now()
-	v.keysMu.Lock()
-	domains := make([]string, 0, len(v.keys))
-	for d := range v.keys {
-		domains = append(domains, d)
-	}
-	v.keysMu.Unlock()
-
+	domains := v.cache.Keys()
 	tmp, err := os.CreateTemp(filepath.Dir(path), ".tlsgate-cache-*")
 	if err != nil {
 		return 0, fmt.Errorf("verify: saving cache: %w", err)
@@ -115,9 +93,6 @@ func (v *Verifier) SaveCache(path string) (int, error) {
 		}
 		f, ok := v.cache.Get(d)
 		if !ok || !now.Before(f.Until) {
-			v.keysMu.Lock()
-			delete(v.keys, d)
-			v.keysMu.Unlock()
 			continue
 		}
 		var wrote bool
@@ -239,7 +214,6 @@ func (v *Verifier) LoadCache(path string) (int, error) {
 	}
 	for _, f := range facts {
 		v.cache.Set(f.Domain, f, f.Until.Sub(now))
-		v.track(f.Domain)
 	}
 	if st, ok := v.cfg.STS.(stsStore); ok {
 		st.Import(policies)

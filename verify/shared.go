@@ -112,7 +112,6 @@ func (v *Verifier) sharedFacts(domain string) (*Facts, error) {
 	}
 	boundFacts(f)
 	v.cache.Set(domain, f, ttl)
-	v.track(domain)
 	return f, nil
 }
 
@@ -269,22 +268,13 @@ func (v *Verifier) ForgetAll() {
 	v.cache.Clear()
 	v.maps.Clear()
 	v.addrs.Clear()
-	v.keysMu.Lock()
-	v.keys = map[string]struct{}{}
-	v.keysMu.Unlock()
 }
 
 // Domains lists the keys (domains) cached on this host with their facts, unexpired.
 func (v *Verifier) Domains() []*Facts {
 	now := v.cfg.Now()
-	v.keysMu.Lock()
-	keys := make([]string, 0, len(v.keys))
-	for k := range v.keys {
-		keys = append(keys, k)
-	}
-	v.keysMu.Unlock()
 	var out []*Facts
-	for _, k := range keys {
+	for _, k := range v.cache.Keys() {
 		if f, ok := v.cache.Get(k); ok && now.Before(f.Until) {
 			out = append(out, f)
 		}

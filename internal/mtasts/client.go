@@ -96,7 +96,6 @@ type Client struct {
 	cfg    Config
 	http   *http.Client
 	policy *cache.Cache[*entry]
-	keys   index // the domains in policy, for Export
 }
 
 // entry is the cached state of one domain: the last good policy, and the latest fetch
@@ -149,7 +148,7 @@ func New(cfg Config) (*Client, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	pc, err := cache.New[*entry](cfg.CacheSize)
+	pc, err := cache.NewListed[*entry](cfg.CacheSize) // listed for Export
 	if err != nil {
 		return nil, fmt.Errorf("mtasts: %w", err)
 	}
@@ -275,7 +274,6 @@ func (c *Client) store(domain string, e *entry, now time.Time) {
 	}
 	if ttl := until.Sub(now); ttl > 0 {
 		c.policy.Set(domain, e, ttl)
-		c.keys.add(domain, c.cfg.CacheSize, func(d string) bool { _, ok := c.policy.Get(d); return ok })
 	} else {
 		c.policy.Delete(domain)
 	}
