@@ -103,13 +103,7 @@ func check(ctx context.Context, args, env []string, stdout, stderr io.Writer) in
 // encrypt.
 func checkPolicy(set *policy.Set, domain, hop, sender, levelName string) (policy.Policy, string, error) {
 	req := set.Require(policy.Request{RecipientDomain: domain, NextHop: hop, SenderDomain: senderDomain(sender)})
-	p, rule := req.Policy, ""
-	switch {
-	case strings.HasPrefix(req.Rule, "customer "):
-		rule = "customer:" + req.Customer
-	case req.Policy.Key != "":
-		rule = "policy:" + req.Policy.Key
-	}
+	p, rule := req.Policy, req.Rule.Tag()
 	if levelName != "" {
 		l, err := policy.ParseLevel(levelName)
 		if err != nil {
