@@ -35,7 +35,7 @@ func TestSetRequire(t *testing.T) {
 		}
 		return p
 	}
-	none := Requirement{Policy: Policy{Level: LevelNone}, }
+	none := Requirement{Policy: Policy{Level: LevelNone}}
 
 	tests := []struct {
 		name string
