@@ -202,6 +202,10 @@ func (v *Verifier) LoadCache(path string) (int, error) {
 				skip(n, "no domain")
 				continue
 			}
+			if err := checkFacts(r.Facts, r.Facts.Domain); err != nil {
+				skip(n, safetext.Bound(err.Error(), 200))
+				continue
+			}
 			if keepFacts && now.Before(r.Facts.Until) && len(facts) < v.cfg.CacheSize {
 				boundFacts(r.Facts)
 				facts = append(facts, r.Facts)
@@ -310,6 +314,25 @@ func boundFacts(f *Facts) {
 	}
 }
 
+// checkFacts refuses stored facts (the cache file's, the shared cache's) whose
+// enumerations are out of range (their String methods index arrays) or that are about
+// another domain. A probe result's stage and outcome are checked as they are decoded
+// (storedResult.result).
+func checkFacts(f *Facts, domain string) error {
+	bad := f.Domain != domain || f.MX < MXError || f.MX > MXNone ||
+		f.STS != nil && (f.STS.Status < mtasts.StatusNone || f.STS.Status > mtasts.StatusError)
+	for _, h := range f.Hosts {
+		bad = bad || h.TLSA.Status < 0 || h.TLSA.Status > TLSAInsecure
+	}
+	for _, a := range f.Attempts {
+		bad = bad || a.TLSA.Status < 0 || a.TLSA.Status > TLSAInsecure
+	}
+	if bad {
+		return fmt.Errorf("verify: stored facts for %s out of range", domain)
+	}
+	return nil
+}
+
 // checkCacheFile refuses a cache file that someone else could have written.
 func checkCacheFile(f *os.File) error {
 	st, err := f.Stat()
@@ -338,18 +361,41 @@ type storedResult struct {
 	Stage       smtpprobe.Stage   `json:"stage"`
 	Outcome     smtpprobe.Outcome `json:"outcome"`
 	Detail      string            `json:"detail,omitempty"`
-	Greeting    smtpprobe.Reply   `json:"greeting"`
-	EHLO        smtpprobe.Reply   `json:"ehlo"`
-	StartTLS    smtpprobe.Reply   `json:"starttls"`
+	Greeting    storedReply       `json:"greeting"`
+	EHLO        storedReply       `json:"ehlo"`
+	StartTLS    storedReply       `json:"starttls"`
 	Offered     bool              `json:"offered,omitempty"`
 	TLSVersion  uint16            `json:"tls_version,omitempty"`
 	CipherSuite uint16            `json:"cipher_suite,omitempty"`
 	Chain       [][]byte          `json:"chain,omitempty"`
 	PKIXKind    pkixKind          `json:"pkix_kind,omitempty"` // "" when the chain verified
 	PKIXError   string            `json:"pkix_error,omitempty"`
-	Opp         *smtpprobe.Hello  `json:"hello_opportunistic,omitempty"`
-	Auth        *smtpprobe.Hello  `json:"hello_authenticated,omitempty"`
+	Opp         *storedHello      `json:"hello_opportunistic,omitempty"`
+	Auth        *storedHello      `json:"hello_authenticated,omitempty"`
 	Duration    time.Duration     `json:"duration"`
+}
+
+// storedReply is smtpprobe.Reply in the file.
+type storedReply struct {
+	Code int    `json:"Code"`
+	Text string `json:"Text"`
+}
+
+// storedHello is smtpprobe.Hello in the file.
+type storedHello struct {
+	Version uint16 `json:"version,omitempty"`
+	Suite   uint16 `json:"suite,omitempty"`
+	Alert   uint8  `json:"alert,omitempty"`
+	Failed  string `json:"failed,omitempty"`
+	Garbled string `json:"garbled,omitempty"`
+}
+
+func storeHello(h *smtpprobe.Hello) *storedHello {
+	if h == nil {
+		return nil
+	}
+	s := storedHello(*h)
+	return &s
 }
 
 // attemptJSON is an Attempt as JSON: its own fields, the Result as storedResult.
@@ -381,9 +427,9 @@ func (a *Attempt) UnmarshalJSON(b []byte) error {
 }
 
 func storeResult(r smtpprobe.Result) storedResult {
-	s := storedResult{IP: r.IP, Stage: r.Stage, Outcome: r.Outcome, Detail: r.Detail, Greeting: r.Greeting,
-		EHLO: r.EHLO, StartTLS: r.StartTLS, Offered: r.Offered, TLSVersion: r.TLSVersion,
-		CipherSuite: r.CipherSuite, Opp: r.Opportunistic, Auth: r.Authenticated, Duration: r.Duration}
+	s := storedResult{IP: r.IP, Stage: r.Stage, Outcome: r.Outcome, Detail: r.Detail, Greeting: storedReply(r.Greeting),
+		EHLO: storedReply(r.EHLO), StartTLS: storedReply(r.StartTLS), Offered: r.Offered, TLSVersion: r.TLSVersion,
+		CipherSuite: r.CipherSuite, Opp: storeHello(r.Opportunistic), Auth: storeHello(r.Authenticated), Duration: r.Duration}
 	for _, c := range r.Chain {
 		s.Chain = append(s.Chain, c.Raw)
 	}
@@ -398,16 +444,20 @@ func storeResult(r smtpprobe.Result) storedResult {
 // errors.As, which is what the judge asks of it. The text is bounded again: the file
 // may have been written by an older version, or edited.
 func (s storedResult) result() (smtpprobe.Result, error) {
+	if !s.Stage.Valid() || !s.Outcome.Valid() {
+		return smtpprobe.Result{}, fmt.Errorf("verify: stored result: stage %d, outcome %d", s.Stage, s.Outcome)
+	}
 	b := func(t string) string { return safetext.Bound(t, safetext.MaxField) }
-	reply := func(r smtpprobe.Reply) smtpprobe.Reply { r.Text = b(r.Text); return r }
+	reply := func(r storedReply) smtpprobe.Reply { return smtpprobe.Reply{Code: r.Code, Text: b(r.Text)} }
+	hello := func(h *storedHello) *smtpprobe.Hello {
+		if h == nil {
+			return nil
+		}
+		return &smtpprobe.Hello{Version: h.Version, Suite: h.Suite, Alert: h.Alert, Failed: b(h.Failed), Garbled: b(h.Garbled)}
+	}
 	r := smtpprobe.Result{IP: s.IP, Stage: s.Stage, Outcome: s.Outcome, Detail: b(s.Detail),
 		Greeting: reply(s.Greeting), EHLO: reply(s.EHLO), StartTLS: reply(s.StartTLS), Offered: s.Offered,
-		TLSVersion: s.TLSVersion, CipherSuite: s.CipherSuite, Opportunistic: s.Opp, Authenticated: s.Auth, Duration: s.Duration}
-	for _, h := range []*smtpprobe.Hello{r.Opportunistic, r.Authenticated} {
-		if h != nil {
-			h.Failed, h.Garbled = b(h.Failed), b(h.Garbled)
-		}
-	}
+		TLSVersion: s.TLSVersion, CipherSuite: s.CipherSuite, Opportunistic: hello(s.Opp), Authenticated: hello(s.Auth), Duration: s.Duration}
 	for _, der := range s.Chain {
 		c, err := x509.ParseCertificate(der)
 		if err != nil {

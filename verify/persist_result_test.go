@@ -7,9 +7,11 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tlsgate/tlsgate/internal/smtpprobe"
 	"github.com/tlsgate/tlsgate/verify"
@@ -81,6 +83,54 @@ func TestStoredResultBounded(t *testing.T) {
 	for what, s := range map[string]string{"detail": r.Detail, "greeting": r.Greeting.Text, "pkix": r.PKIX.Error(), "hello": r.Authenticated.Failed} {
 		if len(s) > 512 {
 			t.Errorf("%s: %d bytes kept", what, len(s))
+		}
+	}
+}
+
+// TestStoredResultOutOfRange: a stage or outcome no version writes (an edited file, a
+// forged shared-cache entry that passed its MAC) makes the line unusable, as bad JSON
+// does: it must not reach a judge, log or report that names it (and would panic).
+func TestStoredResultOutOfRange(t *testing.T) {
+	t.Parallel()
+	for _, bad := range []string{`"stage":99`, `"stage":-1`, `"outcome":10`, `"outcome":-3`} {
+		line := `{"Host":"mx.example.test","Result":{"ip":"192.0.2.1",` + bad + `}}`
+		var a verify.Attempt
+		if err := json.Unmarshal([]byte(line), &a); err == nil {
+			t.Errorf("%s: read as stage %d, outcome %d; want an error", bad, a.Result.Stage, a.Result.Outcome)
+		}
+	}
+	var a verify.Attempt
+	if err := json.Unmarshal([]byte(`{"Host":"mx.example.test","Result":{"stage":5,"outcome":9}}`), &a); err != nil {
+		t.Errorf("the last stage and outcome: %v", err)
+	}
+}
+
+// TestCacheFileOutOfRange: a cache file line whose facts hold a status no version
+// writes is skipped like any bad line, as the shared cache's facts are (checkFacts):
+// a loaded MX status of 99 would panic the first report or log that names it.
+func TestCacheFileOutOfRange(t *testing.T) {
+	t.Parallel()
+	v := newWorld(t).verifier()
+	path := filepath.Join(t.TempDir(), "cache.json")
+	until := time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
+	line := func(d, facts string) string {
+		return `{"facts":{"Domain":"` + d + `","Until":"` + until + `",` + facts + `}}` + "\n"
+	}
+	content := cacheHeader + line("good.test", `"MX":1`) + line("mx.test", `"MX":99`) +
+		line("tlsa.test", `"MX":1,"Hosts":[{"Name":"mx.tlsa.test","TLSA":{"Status":7}}]`) +
+		line("sts.test", `"MX":1,"STS":{"Status":5}`) +
+		line("outcome.test", `"MX":1,"Attempts":[{"Host":"mx.outcome.test","Result":{"outcome":42}}]`)
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	n, err := v.LoadCache(path)
+	var skipped *verify.CacheLinesSkipped
+	if n != 1 || !errors.As(err, &skipped) || skipped.Skipped != 4 {
+		t.Fatalf("LoadCache = %d, %v; want 1 domain and 4 lines skipped", n, err)
+	}
+	for _, d := range []string{"mx.test", "tlsa.test", "sts.test", "outcome.test"} {
+		if _, ok := v.Cached(d); ok {
+			t.Errorf("%s was loaded", d)
 		}
 	}
 }

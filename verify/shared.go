@@ -9,8 +9,6 @@ import (
 	"io"
 	"net/netip"
 	"time"
-
-	"github.com/tlsgate/tlsgate/internal/smtpprobe"
 )
 
 // SharedTier is the fleet's second cache tier (internal/sharedcache on Valkey or
@@ -175,24 +173,6 @@ func (v *Verifier) Peek(key string) (*Facts, string) {
 		}
 	}
 	return nil, ""
-}
-
-// checkFacts refuses facts whose enumerations are out of range (their String methods
-// index arrays) or that are about another domain.
-func checkFacts(f *Facts, domain string) error {
-	bad := f.Domain != domain || f.MX < MXError || f.MX > MXNone
-	for _, h := range f.Hosts {
-		bad = bad || h.TLSA.Status < 0 || h.TLSA.Status > TLSAInsecure
-	}
-	for _, a := range f.Attempts {
-		r := a.Result
-		bad = bad || a.TLSA.Status < 0 || a.TLSA.Status > TLSAInsecure ||
-			r.Outcome < 0 || r.Outcome > smtpprobe.OutcomeNotAllowed || r.Stage < 0 || r.Stage > smtpprobe.StageDone
-	}
-	if bad {
-		return fmt.Errorf("verify: shared facts for %s out of range", domain)
-	}
-	return nil
 }
 
 // toFleet stores facts just probed in the shared tier for ttl (the local TTL).

@@ -36,7 +36,8 @@ import (
 // Stage is how far a probe got.
 type Stage int
 
-// Stages in session order. A Result's Stage is the last one that completed.
+// Stages in session order. A Result's Stage is the last one that completed. The
+// verdict cache file stores the numbers (verify/persist.go): add at the end only.
 const (
 	StageNone      Stage = iota // nothing: could not connect
 	StageConnected              // TCP connected
@@ -46,15 +47,19 @@ const (
 	StageDone                   // EHLO after TLS accepted
 )
 
-func (s Stage) String() string {
-	return [...]string{"none", "connected", "greeting", "ehlo", "tls", "done"}[s]
-}
+var stageNames = [...]string{"none", "connected", "greeting", "ehlo", "tls", "done"}
+
+func (s Stage) String() string { return stageNames[s] }
+
+// Valid reports whether s is one of the stages above (String panics on any other).
+func (s Stage) Valid() bool { return s >= 0 && int(s) < len(stageNames) }
 
 // Outcome classifies a probe for the judge.
 type Outcome int
 
 // Outcomes. Definite outcomes are properties of the server that will be the same on the
-// next try; transient ones say nothing about TLS.
+// next try; transient ones say nothing about TLS. The verdict cache file stores the
+// numbers (verify/persist.go): add at the end only.
 const (
 	OutcomeNotProbed      Outcome = iota // zero value: nothing is known (never a pass)
 	OutcomeTLS                           // handshake completed (certificate not judged here)
@@ -71,6 +76,9 @@ const (
 var outcomeNames = [...]string{"not-probed", "tls", "no-starttls", "handshake-error", "greylisted", "rejected", "refused", "timeout", "protocol-error", "not-allowed"}
 
 func (o Outcome) String() string { return outcomeNames[o] }
+
+// Valid reports whether o is one of the outcomes above (String panics on any other).
+func (o Outcome) Valid() bool { return o >= 0 && int(o) < len(outcomeNames) }
 
 // Definite reports whether the outcome is a reproducible property of the server.
 func (o Outcome) Definite() bool {
