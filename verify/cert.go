@@ -104,7 +104,7 @@ func (a *Attempt) recordDANE(f *Facts) {
 
 // recordTA checks the chain against the trust anchors of the facts' tafile= while the
 // chain is at hand. taErr: the files could not be loaded.
-func (a *Attempt) recordTA(anchors *TrustAnchors, taErr error, now time.Time) {
+func (a *Attempt) recordTA(anchors *trustAnchors, taErr error, now time.Time) {
 	switch {
 	case taErr != nil:
 		a.TA = &TAResult{Done: true, Reason: ReasonPolicyInvalid, Error: taErr.Error()}

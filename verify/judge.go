@@ -171,7 +171,7 @@ func judgePublished(v Verdict, f *Facts, p policy.Policy) Verdict {
 	v.Status, v.Mechanism = StatusPass, MechNone
 	v.Detail = f.Domain + " publishes neither TLSA records nor an MTA-STS policy; nothing is required"
 	switch {
-	case sts == nil && IsNextHopKey(f.Domain):
+	case sts == nil && isNextHopKey(f.Domain):
 		// RFC 8461 §4: MTA-STS is the recipient domain's, for delivery to its MX hosts.
 		v.Detail = "next hop " + f.Domain + " has no usable TLSA records, and MTA-STS does not apply to a next hop; nothing is required"
 	case sts == nil:

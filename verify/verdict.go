@@ -43,16 +43,16 @@ type Reason string
 // Reasons.
 const (
 	ReasonNone                   Reason = ""
-	ReasonSTARTTLSNotSupported          = Reason(tlsrpt.STARTTLSNotSupported)
-	ReasonCertHostMismatch              = Reason(tlsrpt.CertificateHostMismatch)
-	ReasonCertExpired                   = Reason(tlsrpt.CertificateExpired)
-	ReasonCertNotTrusted                = Reason(tlsrpt.CertificateNotTrusted)
-	ReasonValidationFailure             = Reason(tlsrpt.ValidationFailure)
-	ReasonTLSAInvalid                   = Reason(tlsrpt.TLSAInvalid)
-	ReasonDNSSECInvalid                 = Reason(tlsrpt.DNSSECInvalid)
-	ReasonSTSPolicyInvalid              = Reason(tlsrpt.STSPolicyInvalid)
-	ReasonSTSWebPKIInvalid              = Reason(tlsrpt.STSWebPKIInvalid)
-	ReasonSTSFetchError                 = Reason(tlsrpt.STSPolicyFetchError)
+	ReasonSTARTTLSNotSupported   Reason = Reason(tlsrpt.STARTTLSNotSupported)
+	ReasonCertHostMismatch       Reason = Reason(tlsrpt.CertificateHostMismatch)
+	ReasonCertExpired            Reason = Reason(tlsrpt.CertificateExpired)
+	ReasonCertNotTrusted         Reason = Reason(tlsrpt.CertificateNotTrusted)
+	ReasonValidationFailure      Reason = Reason(tlsrpt.ValidationFailure)
+	ReasonTLSAInvalid            Reason = Reason(tlsrpt.TLSAInvalid)
+	ReasonDNSSECInvalid          Reason = Reason(tlsrpt.DNSSECInvalid)
+	ReasonSTSPolicyInvalid       Reason = Reason(tlsrpt.STSPolicyInvalid)
+	ReasonSTSWebPKIInvalid       Reason = Reason(tlsrpt.STSWebPKIInvalid)
+	ReasonSTSFetchError          Reason = Reason(tlsrpt.STSPolicyFetchError)
 	ReasonSTSMXMismatch          Reason = "sts-mx-mismatch"      // no MX host is listed in the MTA-STS policy (RFC 8461 §4.1)
 	ReasonFingerprintMismatch    Reason = "fingerprint-mismatch" // no fingerprint in match= fits the certificate
 	ReasonHandshakeFailure       Reason = "handshake-failure"    // STARTTLS accepted, TLS handshake failed
