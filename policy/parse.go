@@ -299,7 +299,7 @@ func parsePolicy(value string) (Policy, []string, error) {
 			}
 			if name == attrProtocols {
 				// tls_client.c: "Invalid TLS protocol list ...: aborting TLS session".
-				if _, err := ParseProtocols(val); err != nil {
+				if _, err := parseProtocols(val); err != nil {
 					warnf("attribute %q: %v%s", name, err, invalidInPostfix)
 				}
 			}

@@ -7,9 +7,9 @@ import (
 	"strings"
 )
 
-// Protocols is a set of TLS protocol versions: what Postfix's SMTP client offers to a
+// protocols is a set of TLS protocol versions: what Postfix's SMTP client offers to a
 // destination under a protocols= attribute (or smtp_tls_mandatory_protocols).
-type Protocols uint8
+type protocols uint8
 
 // The protocol versions, in Postfix's names (postconf(5) smtp_tls_mandatory_protocols).
 var protocolNames = []struct {
@@ -24,22 +24,22 @@ var protocolNames = []struct {
 	{"TLSv1.3", tls.VersionTLS13},
 }
 
-// AllProtocols is every version Postfix knows; Postfix 3.7's default, ">=TLSv1", is
-// AllProtocols minus SSLv2 and SSLv3 (which OpenSSL 3 does not have anyway).
-const AllProtocols Protocols = 1<<6 - 1
+// allProtocols is every version Postfix knows; Postfix 3.7's default, ">=TLSv1", is
+// allProtocols minus SSLv2 and SSLv3 (which OpenSSL 3 does not have anyway).
+const allProtocols protocols = 1<<6 - 1
 
-// DefaultProtocols is smtp_tls_mandatory_protocols' default in Postfix 3.6 and later.
-const DefaultProtocols Protocols = AllProtocols &^ 3
+// defaultProtocols is smtp_tls_mandatory_protocols' default in Postfix 3.6 and later.
+const defaultProtocols protocols = allProtocols &^ 3
 
 var errProtocols = errors.New("invalid TLS protocol list")
 
-// ParseProtocols reads a protocols= value as Postfix 3.6+ does (tls_misc.c
+// parseProtocols reads a protocols= value as Postfix 3.6+ does (tls_misc.c
 // tls_proto_mask_lims): names separated by whitespace, ',' or ':'; "!NAME" excludes a
 // version, ">=NAME" and "<=NAME" bound the range, a bare NAME includes it (and, once any
 // is included, excludes every version not included). Names are case-sensitive. An
-// empty list excludes nothing: the result is DefaultProtocols' superset, AllProtocols.
-func ParseProtocols(s string) (Protocols, error) {
-	var include, exclude Protocols
+// empty list excludes nothing: the result is defaultProtocols' superset, allProtocols.
+func parseProtocols(s string) (protocols, error) {
+	var include, exclude protocols
 	floor, ceiling := 0, len(protocolNames)-1
 	for _, tok := range strings.FieldsFunc(s, func(r rune) bool { return r == ':' || r == ',' || isSpaceRune(r) }) {
 		var bound *int
@@ -66,7 +66,7 @@ func ParseProtocols(s string) (Protocols, error) {
 			include |= 1 << i
 		}
 	}
-	set := AllProtocols &^ exclude
+	set := allProtocols &^ exclude
 	if include != 0 {
 		set &= include
 	}
@@ -88,7 +88,7 @@ func protocolIndex(name string) int {
 }
 
 // Allows reports whether version (tls.VersionTLS12, ...) is in the set.
-func (p Protocols) Allows(version uint16) bool {
+func (p protocols) Allows(version uint16) bool {
 	for i, n := range protocolNames {
 		if n.version == version {
 			return p&(1<<i) != 0
@@ -98,7 +98,7 @@ func (p Protocols) Allows(version uint16) bool {
 }
 
 // Highest is the highest version in the set, 0 when it is empty.
-func (p Protocols) Highest() uint16 {
+func (p protocols) Highest() uint16 {
 	for i := len(protocolNames) - 1; i >= 0; i-- {
 		if p&(1<<i) != 0 {
 			return protocolNames[i].version
@@ -108,7 +108,7 @@ func (p Protocols) Highest() uint16 {
 }
 
 // String lists the set in Postfix's names: "TLSv1.2 TLSv1.3", or "none".
-func (p Protocols) String() string {
+func (p protocols) String() string {
 	var names []string
 	for i, n := range protocolNames {
 		if p&(1<<i) != 0 {
@@ -121,15 +121,15 @@ func (p Protocols) String() string {
 	return strings.Join(names, " ")
 }
 
-// Protocols returns the versions Postfix offers under this policy's protocols=
+// protocols returns the versions Postfix offers under this policy's protocols=
 // attribute, and whether the policy has one. A list Postfix cannot read is reported at
 // parse time (Policy.Invalid); here it offers nothing.
-func (p Policy) Protocols() (Protocols, bool) {
+func (p Policy) protocols() (protocols, bool) {
 	s, ok := p.Attrs[attrProtocols]
 	if !ok {
 		return 0, false
 	}
-	set, err := ParseProtocols(s)
+	set, err := parseProtocols(s)
 	if err != nil {
 		return 0, true
 	}

@@ -24,13 +24,13 @@ func TestParseProtocols(t *testing.T) {
 		{in: "!", bad: true},
 	}
 	for _, tc := range tests {
-		got, err := ParseProtocols(tc.in)
+		got, err := parseProtocols(tc.in)
 		if (err != nil) != tc.bad {
-			t.Errorf("ParseProtocols(%q) error %v; want error %v", tc.in, err, tc.bad)
+			t.Errorf("parseProtocols(%q) error %v; want error %v", tc.in, err, tc.bad)
 			continue
 		}
 		if !tc.bad && got.String() != tc.want {
-			t.Errorf("ParseProtocols(%q) = %s; want %s", tc.in, got, tc.want)
+			t.Errorf("parseProtocols(%q) = %s; want %s", tc.in, got, tc.want)
 		}
 	}
 }
@@ -40,8 +40,8 @@ func TestProtocolsAttributeChecked(t *testing.T) {
 	if err != nil || len(warns) != 0 || pol.Invalid != "" {
 		t.Fatalf("valid protocols=: %v %v %q", err, warns, pol.Invalid)
 	}
-	if set, ok := pol.Protocols(); !ok || set.String() != "TLSv1.2 TLSv1.3" {
-		t.Errorf("Protocols() = %s, %v", set, ok)
+	if set, ok := pol.protocols(); !ok || set.String() != "TLSv1.2 TLSv1.3" {
+		t.Errorf("protocols() = %s, %v", set, ok)
 	}
 	pol, _, _ = parsePolicy("encrypt protocols=TLSv1.4")
 	if pol.Invalid == "" {
