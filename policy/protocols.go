@@ -7,9 +7,9 @@ import (
 	"strings"
 )
 
-// protocols is a set of TLS protocol versions: what Postfix's SMTP client offers to a
+// Protocols is a set of TLS protocol versions: what Postfix's SMTP client offers to a
 // destination under a protocols= attribute (or smtp_tls_mandatory_protocols).
-type protocols uint8
+type Protocols uint8
 
 // The protocol versions, in Postfix's names (postconf(5) smtp_tls_mandatory_protocols).
 var protocolNames = []struct {
@@ -26,10 +26,10 @@ var protocolNames = []struct {
 
 // allProtocols is every version Postfix knows; Postfix 3.7's default, ">=TLSv1", is
 // allProtocols minus SSLv2 and SSLv3 (which OpenSSL 3 does not have anyway).
-const allProtocols protocols = 1<<6 - 1
+const allProtocols Protocols = 1<<6 - 1
 
 // defaultProtocols is smtp_tls_mandatory_protocols' default in Postfix 3.6 and later.
-const defaultProtocols protocols = allProtocols &^ 3
+const defaultProtocols Protocols = allProtocols &^ 3
 
 var errProtocols = errors.New("invalid TLS protocol list")
 
@@ -38,8 +38,8 @@ var errProtocols = errors.New("invalid TLS protocol list")
 // version, ">=NAME" and "<=NAME" bound the range, a bare NAME includes it (and, once any
 // is included, excludes every version not included). Names are case-sensitive. An
 // empty list excludes nothing: the result is defaultProtocols' superset, allProtocols.
-func parseProtocols(s string) (protocols, error) {
-	var include, exclude protocols
+func parseProtocols(s string) (Protocols, error) {
+	var include, exclude Protocols
 	floor, ceiling := 0, len(protocolNames)-1
 	for _, tok := range strings.FieldsFunc(s, func(r rune) bool { return r == ':' || r == ',' || isSpaceRune(r) }) {
 		var bound *int
@@ -88,7 +88,7 @@ func protocolIndex(name string) int {
 }
 
 // Allows reports whether version (tls.VersionTLS12, ...) is in the set.
-func (p protocols) Allows(version uint16) bool {
+func (p Protocols) Allows(version uint16) bool {
 	for i, n := range protocolNames {
 		if n.version == version {
 			return p&(1<<i) != 0
@@ -98,7 +98,7 @@ func (p protocols) Allows(version uint16) bool {
 }
 
 // Highest is the highest version in the set, 0 when it is empty.
-func (p protocols) Highest() uint16 {
+func (p Protocols) Highest() uint16 {
 	for i := len(protocolNames) - 1; i >= 0; i-- {
 		if p&(1<<i) != 0 {
 			return protocolNames[i].version
@@ -108,7 +108,7 @@ func (p protocols) Highest() uint16 {
 }
 
 // String lists the set in Postfix's names: "TLSv1.2 TLSv1.3", or "none".
-func (p protocols) String() string {
+func (p Protocols) String() string {
 	var names []string
 	for i, n := range protocolNames {
 		if p&(1<<i) != 0 {
@@ -121,10 +121,10 @@ func (p protocols) String() string {
 	return strings.Join(names, " ")
 }
 
-// protocols returns the versions Postfix offers under this policy's protocols=
+// Protocols returns the versions Postfix offers under this policy's protocols=
 // attribute, and whether the policy has one. A list Postfix cannot read is reported at
 // parse time (Policy.Invalid); here it offers nothing.
-func (p Policy) protocols() (protocols, bool) {
+func (p Policy) Protocols() (Protocols, bool) {
 	s, ok := p.Attrs[attrProtocols]
 	if !ok {
 		return 0, false

@@ -40,8 +40,8 @@ func TestProtocolsAttributeChecked(t *testing.T) {
 	if err != nil || len(warns) != 0 || pol.Invalid != "" {
 		t.Fatalf("valid protocols=: %v %v %q", err, warns, pol.Invalid)
 	}
-	if set, ok := pol.protocols(); !ok || set.String() != "TLSv1.2 TLSv1.3" {
-		t.Errorf("protocols() = %s, %v", set, ok)
+	if set, ok := pol.Protocols(); !ok || set.String() != "TLSv1.2 TLSv1.3" {
+		t.Errorf("Protocols() = %s, %v", set, ok)
 	}
 	pol, _, _ = parsePolicy("encrypt protocols=TLSv1.4")
 	if pol.Invalid == "" {
