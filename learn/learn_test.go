@@ -21,7 +21,7 @@ import (
 var now = time.Date(2026, 12, 8, 0, 0, 0, 0, time.UTC)
 
 func TestParseTLSLines(t *testing.T) {
-	p := NewParser(now, time.UTC)
+	p := newLogParser(now, time.UTC)
 	for _, tc := range []struct {
 		line  string
 		trust Trust
@@ -48,7 +48,7 @@ func TestParseTLSLines(t *testing.T) {
 		{"2026-12-07T18:00:00.123456+01:00 mx postfix-out/relay[77]: Verified TLS connection established to relay.example[192.0.2.9]:587: TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)",
 			Verified, "relay.example[192.0.2.9]:587", "TLSv1.3"},
 	} {
-		var l Line
+		var l logLine
 		p.Parse([]byte(tc.line), &l)
 		if l.Kind != KindTLS || l.Trust != tc.trust || l.Peer != tc.peer || l.Protocol != tc.proto {
 			t.Errorf("%s\n got kind %d trust %s peer %q proto %q", tc.line, l.Kind, l.Trust, l.Peer, l.Protocol)
@@ -57,7 +57,7 @@ func TestParseTLSLines(t *testing.T) {
 }
 
 func TestParseTimestamps(t *testing.T) {
-	p := NewParser(now, time.UTC)
+	p := newLogParser(now, time.UTC)
 	for _, tc := range []struct {
 		stamp string
 		want  time.Time
@@ -72,7 +72,7 @@ func TestParseTimestamps(t *testing.T) {
 		{"2026-12-07T13:00:00-05:00", time.Date(2026, 12, 7, 18, 0, 0, 0, time.UTC)},
 		{"2026-12-07T18:00:00Z", time.Date(2026, 12, 7, 18, 0, 0, 0, time.UTC)},
 	} {
-		var l Line
+		var l logLine
 		p.Parse([]byte(tc.stamp+" mx postfix/smtp[1]: Verified TLS connection established to a[192.0.2.1]:25: TLSv1.3 with cipher X (1/1 bits)"), &l)
 		if l.Kind != KindTLS || !l.Time.Equal(tc.want) {
 			t.Errorf("%s: kind %d time %v, want %v", tc.stamp, l.Kind, l.Time, tc.want)
@@ -81,10 +81,10 @@ func TestParseTimestamps(t *testing.T) {
 }
 
 func TestParseDelivery(t *testing.T) {
-	p := NewParser(now, time.UTC)
+	p := newLogParser(now, time.UTC)
 	for _, tc := range []struct {
 		line          string
-		kind          Kind
+		kind          lineKind
 		domain, relay string
 		status        string
 	}{
@@ -108,7 +108,7 @@ func TestParseDelivery(t *testing.T) {
 		{"Foo  7 18:00:00 mx postfix/smtp[1]: x", KindGarbage, "", "", ""},
 		{"2026-13-07T18:00:00Z mx postfix/smtp[1]: x", KindGarbage, "", "", ""},
 	} {
-		var l Line
+		var l logLine
 		p.Parse([]byte(tc.line), &l)
 		if l.Kind != tc.kind || l.Domain != tc.domain || l.Peer != tc.relay || l.Status != tc.status {
 			t.Errorf("%s\n got kind %d domain %q relay %q status %q", tc.line, l.Kind, l.Domain, l.Peer, l.Status)
@@ -210,7 +210,7 @@ func TestLongLine(t *testing.T) {
 	lr := NewLearner(now, time.UTC)
 	var b bytes.Buffer
 	b.WriteString("Dec  7 08:00:00 mx postfix/smtp[1]: Verified TLS connection established to mx.a.example[192.0.2.1]:25: TLSv1.3 with cipher X (1/1 bits)\n")
-	b.WriteString("Dec  7 08:00:00 mx postfix/smtp[9]: " + strings.Repeat("x", 3*MaxLine) + "\n")
+	b.WriteString("Dec  7 08:00:00 mx postfix/smtp[9]: " + strings.Repeat("x", 3*maxLine) + "\n")
 	b.WriteString("Dec  7 08:00:01 mx postfix/smtp[1]: 4ABCD12345: to=<a@a.example>, relay=mx.a.example[192.0.2.1]:25, status=sent (ok)")
 	if err := lr.Read(&b); err != nil {
 		t.Fatal(err)
@@ -376,8 +376,8 @@ func FuzzParse(f *testing.F) {
 	f.Add(`Dec  7 18:00:00 mx postfix/smtp[1]: 4ABCD12345: to=<"\"@x>, relay=a[::1]:25, status=sent`)
 	f.Add("2026-12-07T18:00:00.+99:99 h p[1]: x")
 	f.Fuzz(func(t *testing.T, line string) {
-		p := NewParser(now, time.UTC)
-		var l Line
+		p := newLogParser(now, time.UTC)
+		var l logLine
 		p.Parse([]byte(line), &l)
 		switch l.Kind {
 		case KindTLS:
