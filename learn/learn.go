@@ -184,7 +184,7 @@ func (lr *Learner) Read(r io.Reader) error {
 
 // add applies one parsed line (the join rule above).
 func (lr *Learner) add(l *logLine) {
-	if l.Kind == KindGarbage {
+	if l.Kind == kindGarbage {
 		lr.Stats.Garbage.Add(1)
 		return
 	}
@@ -193,11 +193,11 @@ func (lr *Learner) add(l *logLine) {
 		lr.sweep()
 	}
 	switch l.Kind {
-	case KindTLS:
+	case kindTLS:
 		lr.Stats.TLS.Add(1)
 		lr.sessions[l.Proc] = &session{peer: l.Peer, trust: l.Trust, proto: l.Protocol, at: l.Time}
 		return
-	case KindOther:
+	case kindOther:
 		if len(l.queueB) > 0 && len(lr.sessions) > 0 {
 			if s, ok := lr.sessions[string(l.procB)]; ok { // no allocation for the lookup
 				if s.queue == "" {

@@ -40,10 +40,10 @@ type lineKind uint8
 
 // Kinds of line.
 const (
-	KindOther    lineKind = iota // a well-formed log line of no interest
-	KindTLS                  // a TLS summary of the SMTP client
-	KindDelivery             // a delivery record with a network relay
-	KindGarbage              // not a log line learn can read (no timestamp or no program[pid])
+	kindOther    lineKind = iota // a well-formed log line of no interest
+	kindTLS                      // a TLS summary of the SMTP client
+	kindDelivery                 // a delivery record with a network relay
+	kindGarbage                  // not a log line learn can read (no timestamp or no program[pid])
 )
 
 // logLine is one parsed log line. Strings are copies (they do not alias the read buffer)
@@ -101,31 +101,31 @@ func (p *logParser) Parse(b []byte, l *logLine) {
 	b = bytes.TrimRight(b, "\r\n")
 	t, rest, ok := p.timestamp(b)
 	if !ok {
-		l.Kind = KindGarbage
+		l.Kind = kindGarbage
 		return
 	}
 	l.Time = t
 	// " HOST PROG[PID]: MSG"
 	rest, ok = cutSpace(rest)
 	if !ok {
-		l.Kind = KindGarbage
+		l.Kind = kindGarbage
 		return
 	}
 	sp := bytes.IndexByte(rest, ' ')
 	if sp <= 0 {
-		l.Kind = KindGarbage
+		l.Kind = kindGarbage
 		return
 	}
 	rest = rest[sp+1:]
 	colon := bytes.Index(rest, []byte(": "))
 	if colon <= 0 {
-		l.Kind = KindGarbage
+		l.Kind = kindGarbage
 		return
 	}
 	proc, msg := rest[:colon], rest[colon+2:]
 	open := bytes.IndexByte(proc, '[')
 	if open <= 0 || proc[len(proc)-1] != ']' || !allDigits(proc[open+1:len(proc)-1]) {
-		l.Kind = KindGarbage
+		l.Kind = kindGarbage
 		return
 	}
 	l.procB = proc
@@ -136,12 +136,12 @@ func (p *logParser) Parse(b []byte, l *logLine) {
 	case bytes.Contains(msg, []byte(" connection established to ")) || bytes.Contains(msg, []byte(" connection reused to ")) ||
 		bytes.HasPrefix(msg, []byte("TLS connection established to ")):
 		if parseTLS(msg, l) {
-			l.Kind = KindTLS
+			l.Kind = kindTLS
 			l.Proc = string(proc)
 		}
 	case bytes.Contains(msg, []byte(": to=<")):
 		if parseDelivery(msg, l) {
-			l.Kind = KindDelivery
+			l.Kind = kindDelivery
 			l.Proc = string(proc)
 		}
 	}
