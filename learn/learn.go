@@ -209,7 +209,7 @@ func (lr *Learner) add(l *logLine) {
 		}
 		return
 	}
-	// KindDelivery
+	// kindDelivery
 	trust := Plain
 	proto := ""
 	if s, ok := lr.sessions[l.Proc]; ok {

@@ -47,7 +47,7 @@ const (
 )
 
 // logLine is one parsed log line. Strings are copies (they do not alias the read buffer)
-// and only set for KindTLS and KindDelivery.
+// and only set for kindTLS and kindDelivery.
 type logLine struct {
 	Kind lineKind
 	Time time.Time
@@ -55,7 +55,7 @@ type logLine struct {
 	// one process of one Postfix instance.
 	Proc string
 
-	// KindTLS
+	// kindTLS
 	Trust    Trust
 	Protocol string // "TLSv1.3"
 	Cipher   string
@@ -64,7 +64,7 @@ type logLine struct {
 	Peer string
 	Addr netip.Addr
 
-	// KindDelivery
+	// kindDelivery
 	QueueID string
 	Domain  string // the recipient's domain as logged (not yet validated: remote text)
 	Status  string // "sent", "deferred", "bounced", ...
