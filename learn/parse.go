@@ -60,7 +60,7 @@ type logLine struct {
 	Protocol string // "TLSv1.3"
 	Cipher   string
 
-	// KindTLS and KindDelivery: the peer, "host[addr]:port".
+	// kindTLS and kindDelivery: the peer, "host[addr]:port".
 	Peer string
 	Addr netip.Addr
 
@@ -95,7 +95,7 @@ func newLogParser(now time.Time, loc *time.Location) *logParser {
 }
 
 // Parse parses one line (without its newline) into l. It never fails: a line it cannot
-// read is KindGarbage.
+// read is kindGarbage.
 func (p *logParser) Parse(b []byte, l *logLine) {
 	*l = logLine{}
 	b = bytes.TrimRight(b, "\r\n")
