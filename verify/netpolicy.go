@@ -98,8 +98,8 @@ func inAny(prefixes []netip.Prefix, ip netip.Addr) bool {
 	return false
 }
 
-// DefaultOwnAddrsRefresh is how often a Guard reads this host's addresses again.
-const DefaultOwnAddrsRefresh = 30 * time.Second
+// ownAddrsRefresh is how often a Guard reads this host's addresses again.
+const ownAddrsRefresh = 30 * time.Second
 
 // GuardConfig configures a Guard.
 type GuardConfig struct {
@@ -108,7 +108,7 @@ type GuardConfig struct {
 	Allow []netip.Prefix
 	// OwnAddrs reads this host's addresses; nil reads the interface addresses.
 	OwnAddrs func() ([]netip.Addr, error)
-	// Refresh is how often OwnAddrs is read again; default DefaultOwnAddrsRefresh.
+	// Refresh is how often OwnAddrs is read again; default 30 seconds (ownAddrsRefresh).
 	Refresh time.Duration
 }
 
@@ -135,7 +135,7 @@ func NewGuard(cfg GuardConfig) *Guard {
 		cfg.OwnAddrs = interfaceAddrs
 	}
 	if cfg.Refresh <= 0 {
-		cfg.Refresh = DefaultOwnAddrsRefresh
+		cfg.Refresh = ownAddrsRefresh
 	}
 	g := &Guard{allow: cfg.Allow, source: cfg.OwnAddrs, done: make(chan struct{})}
 	g.own.Store(&map[netip.Addr]bool{})

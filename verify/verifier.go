@@ -70,7 +70,7 @@ type Config struct {
 	// reused for other domains; default 1 minute.
 	AddressTTL time.Duration
 	// OwnAddrs are this host's addresses, never probed unless in Allow; nil reads the
-	// interface addresses, again every DefaultOwnAddrsRefresh.
+	// interface addresses, again every 30 seconds.
 	OwnAddrs []netip.Addr
 	// Guard, when set, is the outbound guard to use instead of one made from Allow and
 	// OwnAddrs: the one the MTA-STS client uses too. The Verifier owns it: Close
