@@ -24,12 +24,10 @@ var protocolNames = []struct {
 	{"TLSv1.3", tls.VersionTLS13},
 }
 
-// allProtocols is every version Postfix knows; Postfix 3.7's default, ">=TLSv1", is
-// allProtocols minus SSLv2 and SSLv3 (which OpenSSL 3 does not have anyway).
+// allProtocols is every version Postfix knows. smtp_tls_mandatory_protocols' default
+// since Postfix 3.6, ">=TLSv1", is allProtocols minus SSLv2 and SSLv3 (which OpenSSL 3
+// does not have anyway).
 const allProtocols Protocols = 1<<6 - 1
-
-// defaultProtocols is smtp_tls_mandatory_protocols' default in Postfix 3.6 and later.
-const defaultProtocols Protocols = allProtocols &^ 3
 
 var errProtocols = errors.New("invalid TLS protocol list")
 
@@ -37,7 +35,7 @@ var errProtocols = errors.New("invalid TLS protocol list")
 // tls_proto_mask_lims): names separated by whitespace, ',' or ':'; "!NAME" excludes a
 // version, ">=NAME" and "<=NAME" bound the range, a bare NAME includes it (and, once any
 // is included, excludes every version not included). Names are case-sensitive. An
-// empty list excludes nothing: the result is defaultProtocols' superset, allProtocols.
+// empty list excludes nothing: the result is allProtocols.
 func parseProtocols(s string) (Protocols, error) {
 	var include, exclude Protocols
 	floor, ceiling := 0, len(protocolNames)-1
