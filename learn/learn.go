@@ -21,9 +21,9 @@ import (
 
 // Limits that keep learn's memory bounded whatever the log holds.
 const (
-	// MaxLine is the longest line read; the rest of a longer one is skipped (and the
+	// maxLine is the longest line read; the rest of a longer one is skipped (and the
 	// line counted). syslog daemons cut lines at 8 KiB or less by default.
-	MaxLine = 16 << 10
+	maxLine = 16 << 10
 	// MaxDomains is how many destination domains are kept; deliveries to further
 	// domains are counted in Stats.DomainsDropped. A million domains take a few
 	// hundred MB.
@@ -125,7 +125,7 @@ type Learner struct {
 	Local func(netip.Addr) bool
 	Stats Stats
 
-	parser   *Parser
+	parser   *logParser
 	sessions map[string]*session
 	byRaw    map[string]*Domain // as logged, to skip NormalizeDomain for known names
 	byName   map[string]*Domain
@@ -137,7 +137,7 @@ type Learner struct {
 func NewLearner(now time.Time, loc *time.Location) *Learner {
 	return &Learner{
 		Local:    netip.Addr.IsLoopback,
-		parser:   NewParser(now, loc),
+		parser:   newLogParser(now, loc),
 		sessions: make(map[string]*session),
 		byRaw:    make(map[string]*Domain),
 		byName:   make(map[string]*Domain),
@@ -147,8 +147,8 @@ func NewLearner(now time.Time, loc *time.Location) *Learner {
 // Read reads one log stream to its end. Streams must come oldest first (SortFiles):
 // a session may span the end of one file and the start of the next.
 func (lr *Learner) Read(r io.Reader) error {
-	br := bufio.NewReaderSize(r, MaxLine)
-	var l Line
+	br := bufio.NewReaderSize(r, maxLine)
+	var l logLine
 	for {
 		b, err := br.ReadSlice('\n')
 		lr.Stats.Bytes.Add(int64(len(b)))
@@ -183,8 +183,8 @@ func (lr *Learner) Read(r io.Reader) error {
 }
 
 // add applies one parsed line (the join rule above).
-func (lr *Learner) add(l *Line) {
-	if l.Kind == KindGarbage {
+func (lr *Learner) add(l *logLine) {
+	if l.Kind == kindGarbage {
 		lr.Stats.Garbage.Add(1)
 		return
 	}
@@ -193,11 +193,11 @@ func (lr *Learner) add(l *Line) {
 		lr.sweep()
 	}
 	switch l.Kind {
-	case KindTLS:
+	case kindTLS:
 		lr.Stats.TLS.Add(1)
 		lr.sessions[l.Proc] = &session{peer: l.Peer, trust: l.Trust, proto: l.Protocol, at: l.Time}
 		return
-	case KindOther:
+	case kindOther:
 		if len(l.queueB) > 0 && len(lr.sessions) > 0 {
 			if s, ok := lr.sessions[string(l.procB)]; ok { // no allocation for the lookup
 				if s.queue == "" {
@@ -209,7 +209,7 @@ func (lr *Learner) add(l *Line) {
 		}
 		return
 	}
-	// KindDelivery
+	// kindDelivery
 	trust := Plain
 	proto := ""
 	if s, ok := lr.sessions[l.Proc]; ok {
@@ -246,7 +246,7 @@ func (lr *Learner) add(l *Line) {
 	if l.Time.After(d.Last) {
 		d.Last = l.Time
 	}
-	if h := PeerHost(l.Peer); !contains(d.Relays, h) {
+	if h := peerHost(l.Peer); !contains(d.Relays, h) {
 		if len(d.Relays) < maxRelays {
 			d.Relays = append(d.Relays, h)
 		} else {

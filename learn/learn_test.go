@@ -21,7 +21,7 @@ import (
 var now = time.Date(2026, 12, 8, 0, 0, 0, 0, time.UTC)
 
 func TestParseTLSLines(t *testing.T) {
-	p := NewParser(now, time.UTC)
+	p := newLogParser(now, time.UTC)
 	for _, tc := range []struct {
 		line  string
 		trust Trust
@@ -48,16 +48,16 @@ func TestParseTLSLines(t *testing.T) {
 		{"2026-12-07T18:00:00.123456+01:00 mx postfix-out/relay[77]: Verified TLS connection established to relay.example[192.0.2.9]:587: TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)",
 			Verified, "relay.example[192.0.2.9]:587", "TLSv1.3"},
 	} {
-		var l Line
+		var l logLine
 		p.Parse([]byte(tc.line), &l)
-		if l.Kind != KindTLS || l.Trust != tc.trust || l.Peer != tc.peer || l.Protocol != tc.proto {
+		if l.Kind != kindTLS || l.Trust != tc.trust || l.Peer != tc.peer || l.Protocol != tc.proto {
 			t.Errorf("%s\n got kind %d trust %s peer %q proto %q", tc.line, l.Kind, l.Trust, l.Peer, l.Protocol)
 		}
 	}
 }
 
 func TestParseTimestamps(t *testing.T) {
-	p := NewParser(now, time.UTC)
+	p := newLogParser(now, time.UTC)
 	for _, tc := range []struct {
 		stamp string
 		want  time.Time
@@ -72,43 +72,43 @@ func TestParseTimestamps(t *testing.T) {
 		{"2026-12-07T13:00:00-05:00", time.Date(2026, 12, 7, 18, 0, 0, 0, time.UTC)},
 		{"2026-12-07T18:00:00Z", time.Date(2026, 12, 7, 18, 0, 0, 0, time.UTC)},
 	} {
-		var l Line
+		var l logLine
 		p.Parse([]byte(tc.stamp+" mx postfix/smtp[1]: Verified TLS connection established to a[192.0.2.1]:25: TLSv1.3 with cipher X (1/1 bits)"), &l)
-		if l.Kind != KindTLS || !l.Time.Equal(tc.want) {
+		if l.Kind != kindTLS || !l.Time.Equal(tc.want) {
 			t.Errorf("%s: kind %d time %v, want %v", tc.stamp, l.Kind, l.Time, tc.want)
 		}
 	}
 }
 
 func TestParseDelivery(t *testing.T) {
-	p := NewParser(now, time.UTC)
+	p := newLogParser(now, time.UTC)
 	for _, tc := range []struct {
 		line          string
-		kind          Kind
+		kind          lineKind
 		domain, relay string
 		status        string
 	}{
 		{"Dec  7 18:00:00 mx postfix/smtp[1]: 4ABCD12345: to=<a@example.org>, relay=mx.example.org[192.0.2.1]:25, delay=0.2, delays=0/0/0.1/0.1, dsn=2.0.0, status=sent (250 2.0.0 Ok)",
-			KindDelivery, "example.org", "mx.example.org[192.0.2.1]:25", "sent"},
+			kindDelivery, "example.org", "mx.example.org[192.0.2.1]:25", "sent"},
 		{"Dec  7 18:00:00 mx postfix/smtp[1]: 4YzJbP1mGnz2Xyz: to=<a@example.org>, orig_to=<alias@local.example>, relay=mx.example.org[2001:db8::1]:25, conn_use=2, delay=0.2, delays=0/0/0.1/0.1, dsn=2.0.0, status=deferred (host said: 451)",
-			KindDelivery, "example.org", "mx.example.org[2001:db8::1]:25", "deferred"},
+			kindDelivery, "example.org", "mx.example.org[2001:db8::1]:25", "deferred"},
 		// A quoted local part with the separators in it (RFC 5321 Quoted-string).
 		{`Dec  7 18:00:00 mx postfix/smtp[1]: 4ABCD12345: to=<"a>, relay=evil[203.0.113.1]:25, status=sent \" x"@example.org>, relay=mx.example.org[192.0.2.1]:25, delay=1, status=sent (250 relay=evil)`,
-			KindDelivery, "example.org", "mx.example.org[192.0.2.1]:25", "sent"},
+			kindDelivery, "example.org", "mx.example.org[192.0.2.1]:25", "sent"},
 		// Not network deliveries.
-		{"Dec  7 18:00:00 mx postfix/local[1]: 4ABCD12345: to=<a@mx.example>, relay=local, delay=0.2, status=sent (delivered to mailbox)", KindOther, "", "", ""},
-		{"Dec  7 18:00:00 mx postfix/lmtp[1]: 4ABCD12345: to=<a@mx.example>, relay=mx.example[private/dovecot-lmtp], delay=0.2, status=sent (250 Ok)", KindOther, "", "", ""},
-		{"Dec  7 18:00:00 mx postfix/smtp[1]: 4ABCD12345: to=<a@example.org>, relay=none, delay=0.2, status=deferred (connect timed out)", KindOther, "", "", ""},
-		{"Dec  7 18:00:00 mx postfix/smtp[1]: warning: to=<a@example.org>, relay=mx[192.0.2.1]:25, status=sent", KindOther, "", "", ""},
-		{"Dec  7 18:00:00 mx postfix/smtp[1]: 4ABCD12345: to=<a@example.org, relay=mx[192.0.2.1]:25, status=sent", KindOther, "", "", ""},
+		{"Dec  7 18:00:00 mx postfix/local[1]: 4ABCD12345: to=<a@mx.example>, relay=local, delay=0.2, status=sent (delivered to mailbox)", kindOther, "", "", ""},
+		{"Dec  7 18:00:00 mx postfix/lmtp[1]: 4ABCD12345: to=<a@mx.example>, relay=mx.example[private/dovecot-lmtp], delay=0.2, status=sent (250 Ok)", kindOther, "", "", ""},
+		{"Dec  7 18:00:00 mx postfix/smtp[1]: 4ABCD12345: to=<a@example.org>, relay=none, delay=0.2, status=deferred (connect timed out)", kindOther, "", "", ""},
+		{"Dec  7 18:00:00 mx postfix/smtp[1]: warning: to=<a@example.org>, relay=mx[192.0.2.1]:25, status=sent", kindOther, "", "", ""},
+		{"Dec  7 18:00:00 mx postfix/smtp[1]: 4ABCD12345: to=<a@example.org, relay=mx[192.0.2.1]:25, status=sent", kindOther, "", "", ""},
 		// Garbage.
-		{"", KindGarbage, "", "", ""},
-		{"Dec  7 18:00:00", KindGarbage, "", "", ""},
-		{"Dec  7 18:00:00 mx postfix/smtp: 4ABCD12345: to=<a@example.org>, relay=mx[192.0.2.1]:25, status=sent", KindGarbage, "", "", ""},
-		{"Foo  7 18:00:00 mx postfix/smtp[1]: x", KindGarbage, "", "", ""},
-		{"2026-13-07T18:00:00Z mx postfix/smtp[1]: x", KindGarbage, "", "", ""},
+		{"", kindGarbage, "", "", ""},
+		{"Dec  7 18:00:00", kindGarbage, "", "", ""},
+		{"Dec  7 18:00:00 mx postfix/smtp: 4ABCD12345: to=<a@example.org>, relay=mx[192.0.2.1]:25, status=sent", kindGarbage, "", "", ""},
+		{"Foo  7 18:00:00 mx postfix/smtp[1]: x", kindGarbage, "", "", ""},
+		{"2026-13-07T18:00:00Z mx postfix/smtp[1]: x", kindGarbage, "", "", ""},
 	} {
-		var l Line
+		var l logLine
 		p.Parse([]byte(tc.line), &l)
 		if l.Kind != tc.kind || l.Domain != tc.domain || l.Peer != tc.relay || l.Status != tc.status {
 			t.Errorf("%s\n got kind %d domain %q relay %q status %q", tc.line, l.Kind, l.Domain, l.Peer, l.Status)
@@ -210,7 +210,7 @@ func TestLongLine(t *testing.T) {
 	lr := NewLearner(now, time.UTC)
 	var b bytes.Buffer
 	b.WriteString("Dec  7 08:00:00 mx postfix/smtp[1]: Verified TLS connection established to mx.a.example[192.0.2.1]:25: TLSv1.3 with cipher X (1/1 bits)\n")
-	b.WriteString("Dec  7 08:00:00 mx postfix/smtp[9]: " + strings.Repeat("x", 3*MaxLine) + "\n")
+	b.WriteString("Dec  7 08:00:00 mx postfix/smtp[9]: " + strings.Repeat("x", 3*maxLine) + "\n")
 	b.WriteString("Dec  7 08:00:01 mx postfix/smtp[1]: 4ABCD12345: to=<a@a.example>, relay=mx.a.example[192.0.2.1]:25, status=sent (ok)")
 	if err := lr.Read(&b); err != nil {
 		t.Fatal(err)
@@ -376,15 +376,15 @@ func FuzzParse(f *testing.F) {
 	f.Add(`Dec  7 18:00:00 mx postfix/smtp[1]: 4ABCD12345: to=<"\"@x>, relay=a[::1]:25, status=sent`)
 	f.Add("2026-12-07T18:00:00.+99:99 h p[1]: x")
 	f.Fuzz(func(t *testing.T, line string) {
-		p := NewParser(now, time.UTC)
-		var l Line
+		p := newLogParser(now, time.UTC)
+		var l logLine
 		p.Parse([]byte(line), &l)
 		switch l.Kind {
-		case KindTLS:
+		case kindTLS:
 			if !l.Addr.IsValid() || l.Proc == "" || len(l.Peer) > 300 {
 				t.Fatalf("TLS line without peer: %+v", l)
 			}
-		case KindDelivery:
+		case kindDelivery:
 			if !l.Addr.IsValid() || l.QueueID == "" || l.Status == "" || !strings.Contains(line, l.Domain) {
 				t.Fatalf("delivery without fields: %+v", l)
 			}

@@ -1,25 +1,10 @@
 // Package learn reads Postfix's mail log and proposes a tls_policy table from what the
 // SMTP client has achieved in the past: `tlsgate learn` (README.md, "Learning policies
-// from the mail log").
-//
-// The log lines it reads are those of the smtp(8) delivery agent (Postfix 2.x to 3.x):
-//
-//   - the TLS summary that tls_log_summary() (src/tls/tls_misc.c) logs at
-//     smtp_tls_loglevel >= 1 for every TLS session the client makes or reuses:
-//
-//     postfix/smtp[PID]: Verified TLS connection established to mx.example[192.0.2.1]:25: TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits) key-exchange X25519 server-signature ECDSA (P-256) server-digest SHA256
-//
-//     where the first word is Verified (TLS_CERT_IS_SECURED: DANE, fingerprint or
-//     PKIX with a name match, only at levels above encrypt), Trusted (the chain is
-//     trusted, names not matched), Untrusted, or Anonymous (no certificate), and
-//     "established" may be "reused" (a connection from the scache via tlsproxy,
-//     smtp_session.c); Postfix before 2.5 wrote no first word at all;
-//
-//   - the delivery record log_adhoc() (src/global/log_adhoc.c) writes per recipient:
-//
-//     postfix/smtp[PID]: 4ABCD12345: to=<user@example.org>, relay=mx.example[192.0.2.1]:25, delay=0.2, delays=0/0/0.1/0.1, dsn=2.0.0, status=sent (250 2.0.0 Ok)
-//
-// Both name the peer the same way: session->namaddrport, "host[addr]:port".
+// from the mail log"). A Learner joins each TLS session summary of smtp(8) to the
+// delivery records made over it and aggregates them per recipient domain; Candidate
+// says which domains are worth a probe, Propose decides a level from the history and
+// the probe, and WriteText, WriteDiff and ToJSON print the result. docs/learn.md
+// describes the log lines it reads.
 package learn
 
 import (
@@ -50,36 +35,36 @@ func (t Trust) String() string {
 	return "unknown"
 }
 
-// Kind is what a log line is, as far as learn is concerned.
-type Kind uint8
+// lineKind is what a log line is, as far as learn is concerned.
+type lineKind uint8
 
 // Kinds of line.
 const (
-	KindOther    Kind = iota // a well-formed log line of no interest
-	KindTLS                  // a TLS summary of the SMTP client
-	KindDelivery             // a delivery record with a network relay
-	KindGarbage              // not a log line learn can read (no timestamp or no program[pid])
+	kindOther    lineKind = iota // a well-formed log line of no interest
+	kindTLS                      // a TLS summary of the SMTP client
+	kindDelivery                 // a delivery record with a network relay
+	kindGarbage                  // not a log line learn can read (no timestamp or no program[pid])
 )
 
-// Line is one parsed log line. Strings are copies (they do not alias the read buffer)
-// and only set for KindTLS and KindDelivery.
-type Line struct {
-	Kind Kind
+// logLine is one parsed log line. Strings are copies (they do not alias the read buffer)
+// and only set for kindTLS and kindDelivery.
+type logLine struct {
+	Kind lineKind
 	Time time.Time
 	// Proc is "program[pid]" as logged ("postfix/smtp[1234]", "postfix-out/relay[77]"):
 	// one process of one Postfix instance.
 	Proc string
 
-	// KindTLS
+	// kindTLS
 	Trust    Trust
 	Protocol string // "TLSv1.3"
 	Cipher   string
 
-	// KindTLS and KindDelivery: the peer, "host[addr]:port".
+	// kindTLS and kindDelivery: the peer, "host[addr]:port".
 	Peer string
 	Addr netip.Addr
 
-	// KindDelivery
+	// kindDelivery
 	QueueID string
 	Domain  string // the recipient's domain as logged (not yet validated: remote text)
 	Status  string // "sent", "deferred", "bounced", ...
@@ -91,56 +76,56 @@ type Line struct {
 	procB, queueB []byte
 }
 
-// Parser parses log lines. It holds the reference time for syslog timestamps without
+// logParser parses log lines. It holds the reference time for syslog timestamps without
 // a year. The zero value is not usable: use NewParser.
-type Parser struct {
+type logParser struct {
 	now  time.Time
 	loc  *time.Location
 	year int
 }
 
-// NewParser returns a parser that places a timestamp without a year ("Dec  7
+// newLogParser returns a parser that places a timestamp without a year ("Dec  7
 // 18:00:00") in the year that puts it no later than one day after now, in loc (the
 // zone the log was written in, normally time.Local).
-func NewParser(now time.Time, loc *time.Location) *Parser {
+func newLogParser(now time.Time, loc *time.Location) *logParser {
 	if loc == nil {
 		loc = time.Local
 	}
-	return &Parser{now: now.In(loc), loc: loc, year: now.In(loc).Year()}
+	return &logParser{now: now.In(loc), loc: loc, year: now.In(loc).Year()}
 }
 
 // Parse parses one line (without its newline) into l. It never fails: a line it cannot
-// read is KindGarbage.
-func (p *Parser) Parse(b []byte, l *Line) {
-	*l = Line{}
+// read is kindGarbage.
+func (p *logParser) Parse(b []byte, l *logLine) {
+	*l = logLine{}
 	b = bytes.TrimRight(b, "\r\n")
 	t, rest, ok := p.timestamp(b)
 	if !ok {
-		l.Kind = KindGarbage
+		l.Kind = kindGarbage
 		return
 	}
 	l.Time = t
 	// " HOST PROG[PID]: MSG"
 	rest, ok = cutSpace(rest)
 	if !ok {
-		l.Kind = KindGarbage
+		l.Kind = kindGarbage
 		return
 	}
 	sp := bytes.IndexByte(rest, ' ')
 	if sp <= 0 {
-		l.Kind = KindGarbage
+		l.Kind = kindGarbage
 		return
 	}
 	rest = rest[sp+1:]
 	colon := bytes.Index(rest, []byte(": "))
 	if colon <= 0 {
-		l.Kind = KindGarbage
+		l.Kind = kindGarbage
 		return
 	}
 	proc, msg := rest[:colon], rest[colon+2:]
 	open := bytes.IndexByte(proc, '[')
 	if open <= 0 || proc[len(proc)-1] != ']' || !allDigits(proc[open+1:len(proc)-1]) {
-		l.Kind = KindGarbage
+		l.Kind = kindGarbage
 		return
 	}
 	l.procB = proc
@@ -151,19 +136,19 @@ func (p *Parser) Parse(b []byte, l *Line) {
 	case bytes.Contains(msg, []byte(" connection established to ")) || bytes.Contains(msg, []byte(" connection reused to ")) ||
 		bytes.HasPrefix(msg, []byte("TLS connection established to ")):
 		if parseTLS(msg, l) {
-			l.Kind = KindTLS
+			l.Kind = kindTLS
 			l.Proc = string(proc)
 		}
 	case bytes.Contains(msg, []byte(": to=<")):
 		if parseDelivery(msg, l) {
-			l.Kind = KindDelivery
+			l.Kind = kindDelivery
 			l.Proc = string(proc)
 		}
 	}
 }
 
 // parseTLS reads "[Trust ]TLS connection established|reused to HOST[ADDR]:PORT: PROTO with cipher CIPHER ...".
-func parseTLS(msg []byte, l *Line) bool {
+func parseTLS(msg []byte, l *logLine) bool {
 	trust := Untrusted // Postfix < 2.5: "TLS connection established to ..." says nothing more
 	for i, w := range [...]string{"Anonymous ", "Untrusted ", "Trusted ", "Verified "} {
 		if bytes.HasPrefix(msg, []byte(w)) {
@@ -209,7 +194,7 @@ func parseTLS(msg []byte, l *Line) bool {
 // The addresses and the server's reply in the status are remote text: a quoted local
 // part may hold ", relay=" or ">"; it is skipped as a quoted string (RFC 5321 §4.1.2
 // Quoted-string), and the status is searched for only after the relay.
-func parseDelivery(msg []byte, l *Line) bool {
+func parseDelivery(msg []byte, l *logLine) bool {
 	id, rest, ok := bytes.Cut(msg, []byte(": to=<"))
 	if !ok || !isQueueID(id) {
 		return false
@@ -299,8 +284,8 @@ func peerAddr(p []byte) (netip.Addr, bool) {
 	return a.Unmap(), true
 }
 
-// PeerHost is the host name part of "host[addr]:port", lower case.
-func PeerHost(peer string) string {
+// peerHost is the host name part of "host[addr]:port", lower case.
+func peerHost(peer string) string {
 	h, _, _ := strings.Cut(peer, "[")
 	return strings.ToLower(strings.TrimSuffix(h, "."))
 }
@@ -356,7 +341,7 @@ var months = [...]string{"Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug",
 //     "2026-12-07T18:00:00[.123456](Z|+00:00|+0000)";
 //   - classic BSD syslog (RFC 3164, Postfix's own maillog_file, journalctl -o short
 //     and -o short-precise): "Dec  7 18:00:00[.123456]", without a year.
-func (p *Parser) timestamp(b []byte) (time.Time, []byte, bool) {
+func (p *logParser) timestamp(b []byte) (time.Time, []byte, bool) {
 	if len(b) >= 20 && b[4] == '-' && b[10] == 'T' {
 		return rfc3339(b)
 	}

@@ -39,13 +39,13 @@ type Proposal struct {
 	Checked time.Time
 }
 
-// Ladder is the levels a history allows, strictest first: the strictest that passes
+// ladder is the levels a history allows, strictest first: the strictest that passes
 // the probe now is proposed. A history where every delivery was "Verified" (DANE,
 // fingerprint, or PKIX chain and name) allows dane-only; one where every delivery at
 // least had a trusted chain allows secure and verify (the name the probe checks; at
 // levels may and encrypt Postfix does not match names, so its log cannot say);
 // encryption alone allows encrypt. Any plaintext delivery allows nothing.
-func Ladder(weakest Trust) []policy.Level {
+func ladder(weakest Trust) []policy.Level {
 	switch weakest {
 	case Verified:
 		return []policy.Level{policy.LevelDaneOnly, policy.LevelSecure, policy.LevelVerify, policy.LevelEncrypt}
@@ -84,7 +84,7 @@ func Propose(d *Domain, minDeliveries int, facts *verify.Facts) *Proposal {
 	for _, h := range facts.Hosts {
 		p.MX = append(p.MX, h.Name)
 	}
-	ladder := Ladder(d.Weakest())
+	ladder := ladder(d.Weakest())
 	p.Level = ladder[len(ladder)-1]
 	if (facts.MX == verify.MXFound || facts.MX == verify.MXImplicit) && !anyRelayIsMX(d.Relays, p.MX) {
 		// A tls_policy entry is looked up by the next-hop destination: for mail routed

@@ -189,7 +189,7 @@ func (f *Filter) Decide(ctx context.Context, r Request) (d Decision) {
 		SASLLogin:       r.SASLLogin,
 		ClientIP:        r.Client,
 	})
-	rule := ruleName(req)
+	rule := req.Rule.Tag()
 	level = req.Policy.Level
 	var v verify.Verdict
 	switch {
@@ -198,7 +198,7 @@ func (f *Filter) Decide(ctx context.Context, r Request) (d Decision) {
 		// it would sit in the queue. The problem names a local file and line: it goes
 		// to the log, not into the verdict the sender's reply is made from.
 		cfg.Log.Error("invalid TLS policy for recipient domain; Postfix defers its mail", "domain", norm,
-			"rule", req.InvalidRule, "problem", req.Invalid)
+			"rule", req.InvalidRule.String(), "problem", req.Invalid)
 		v = verify.Verdict{Domain: norm, Level: level, Status: verify.StatusTempfail, Reason: verify.ReasonPolicyInvalid,
 			Checked: time.Now()}
 	case err != nil && !level.Probed():
@@ -221,7 +221,7 @@ func (f *Filter) Decide(ctx context.Context, r Request) (d Decision) {
 			// facts are shared, so this costs a judgement, not a probe.
 			if va := atHop(cfg.verdict(ctx, key, *also), norm, hop); va.Status != verify.StatusPass {
 				v, level = va, also.Level
-				req.Policy, rule = *also, ruleName(policy.Requirement{Policy: *also, Customer: req.Customer})
+				req.Policy, rule = *also, req.AlsoRule.Tag()
 			}
 		}
 	}
@@ -329,18 +329,6 @@ func skippedDomain(r Request) string {
 		return norm
 	}
 	return sanitize(domain, 100)
-}
-
-// ruleName is the compact name of the rule that won, for the audit header and logs:
-// "customer:acme" or "policy:.example.com".
-func ruleName(r policy.Requirement) string {
-	switch {
-	case r.Customer != "" && r.Policy.Source == "customer "+r.Customer:
-		return "customer:" + r.Customer
-	case r.Policy.Key != "":
-		return "policy:" + r.Policy.Key
-	}
-	return ""
 }
 
 // splitAddress splits an envelope address into local part and domain at the last '@'

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/tlsgate/tlsgate/internal/fake"
+	"github.com/tlsgate/tlsgate/internal/fingerprint"
 	"github.com/tlsgate/tlsgate/internal/smtpprobe"
 	"github.com/tlsgate/tlsgate/milter"
 	"github.com/tlsgate/tlsgate/policy"
@@ -687,7 +688,7 @@ func TestDecideAlsoRequirement(t *testing.T) {
 	}
 	// Without the customer, the pin alone decides the same way; with a matching pin
 	// both pass and the customer's (winning) rule is recorded.
-	pin.Match = []string{smtpprobe.Fingerprint(facts.Attempts[0].Result.Chain[0].Raw)}
+	pin.Match = []string{fingerprint.Of(facts.Attempts[0].Result.Chain[0].Raw)}
 	f.Update(milter.Config{Policies: policySet(t, []entry{{"example.test", pin}}, []policy.Customer{secureCustomer}),
 		Facts: src, CheckedTransports: []string{"smtp"}, Log: newLogger(t)})
 	d = f.Decide(context.Background(), milter.Request{Rcpt: "<user@example.test>", SASLLogin: "strict"})

@@ -152,11 +152,21 @@ func checkLDH(s string) string {
 	return ""
 }
 
-// normalizeKey normalizes a table key: a domain ("example.com", exact match)
-// or a domain with a leading dot (".example.com", every subdomain). It returns
-// ErrNextHopKey (wrapped) for Postfix next-hop keys and ErrBadDomain (wrapped)
-// for anything else that is not a domain.
-func normalizeKey(key string) (string, error) {
+// NormalizeKey returns the canonical form of a key of a TLS policy table, as
+// tlsgate compares them: a domain ("example.com", exact match) or a domain with a
+// leading dot (".example.com", every subdomain) normalized like NormalizeDomain, or a
+// Postfix next-hop key normalized like NormalizeNextHop. The error wraps ErrBadDomain
+// or ErrNextHopKey (a malformed next-hop key).
+func NormalizeKey(key string) (string, error) {
+	if k, ok := NormalizeNextHop(key); ok {
+		return k, nil
+	}
+	return domainKey(key)
+}
+
+// domainKey is NormalizeKey for keys that may match a recipient domain: it returns
+// ErrNextHopKey (wrapped) for a Postfix next-hop key.
+func domainKey(key string) (string, error) {
 	k := strings.TrimSpace(key)
 	if isNextHopKey(k) {
 		return "", fmt.Errorf("%w: %q", ErrNextHopKey, key)

@@ -95,7 +95,7 @@ func TestNormalizeDomainErrors(t *testing.T) {
 	}
 }
 
-func TestNormalizeKey(t *testing.T) {
+func TestDomainKey(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		in      string
@@ -123,12 +123,34 @@ func TestNormalizeKey(t *testing.T) {
 		{"", "", ErrBadDomain},
 	}
 	for _, tt := range tests {
-		got, err := normalizeKey(tt.in)
+		got, err := domainKey(tt.in)
 		if got != tt.want || !errors.Is(err, tt.wantErr) || (tt.wantErr == nil) != (err == nil) {
-			t.Errorf("normalizeKey(%q) = %q, %v; want %q, %v", tt.in, got, err, tt.want, tt.wantErr)
+			t.Errorf("domainKey(%q) = %q, %v; want %q, %v", tt.in, got, err, tt.want, tt.wantErr)
 		}
 		if err != nil && !strings.Contains(err.Error(), strconv.Quote(tt.in)) {
-			t.Errorf("normalizeKey(%q) error %q does not quote the key", tt.in, err)
+			t.Errorf("domainKey(%q) error %q does not quote the key", tt.in, err)
+		}
+	}
+}
+
+// TestNormalizeKey: the exported form takes every key a policy table may hold,
+// next hops included, and refuses the rest.
+func TestNormalizeKey(t *testing.T) {
+	t.Parallel()
+	tests := []struct{ in, want string }{
+		{".Example.COM.", ".example.com"},
+		{"bücher.example", "xn--bcher-kva.example"},
+		{"[MX.Example.com]:587", "[mx.example.com]:587"},
+		{"[192.0.2.1]", "[192.0.2.1]"},
+		{"Relay.Example:25", "relay.example:25"},
+		{"[mx.example.com", ""},
+		{"example.com:", ""},
+		{"", ""},
+	}
+	for _, tt := range tests {
+		got, err := NormalizeKey(tt.in)
+		if got != tt.want || (err == nil) != (tt.want != "") {
+			t.Errorf("NormalizeKey(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
 		}
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"io"
 	"strconv"
 	"strings"
+
+	"github.com/tlsgate/tlsgate/internal/fingerprint"
 )
 
 // ErrSyntax is returned (wrapped, with "file:line" and what is wrong) by
@@ -214,7 +216,7 @@ func (p *fileParser) parseLine(text string, lineno int) error {
 		return fmt.Errorf("%s: %w: key %q: %w", p.src(lineno), ErrSyntax, key, err)
 	}
 	pol.Raw = strings.TrimFunc(text[i:], isSpaceRune)
-	k, err := normalizeKey(key)
+	k, err := domainKey(key)
 	switch {
 	case errors.Is(err, ErrNextHopKey):
 		// Not a recipient domain: the milter never looks it up, but Postfix does
@@ -297,7 +299,7 @@ func parsePolicy(value string) (Policy, []string, error) {
 			}
 			if name == attrProtocols {
 				// tls_client.c: "Invalid TLS protocol list ...: aborting TLS session".
-				if _, err := ParseProtocols(val); err != nil {
+				if _, err := parseProtocols(val); err != nil {
 					warnf("attribute %q: %v%s", name, err, invalidInPostfix)
 				}
 			}
@@ -351,9 +353,9 @@ func addMatch(pol *Policy, val string, warnf func(string, ...any)) {
 			if fp == "" {
 				continue
 			}
-			if !isFingerprint(fp) {
+			if b, ok := fingerprint.Parse(fp); !ok {
 				warnf("malformed fingerprint %q (want hex bytes, optionally separated by ':'); Postfix ignores it", fp)
-			} else if n := len(strings.ReplaceAll(fp, ":", "")) / 2; n != sha256Size {
+			} else if n := len(b); n != sha256Size {
 				// postconf(5) smtp_tls_fingerprint_digest: sha256 since Postfix 3.6
 				// (compatibility_level 3.6); Postfix compares the digest it computes
 				// with the pin as a string, so a pin of another length never matches.
@@ -435,22 +437,6 @@ func validHostname(s string) bool {
 		}
 	}
 	return nonNumeric
-}
-
-// isFingerprint reports whether s is hex bytes, optionally separated by
-// colons, as Postfix decodes a fingerprint (hex_decode with colons allowed).
-func isFingerprint(s string) bool {
-	hex := strings.ReplaceAll(s, ":", "")
-	if hex == "" || len(hex)%2 != 0 {
-		return false
-	}
-	for i := 0; i < len(hex); i++ {
-		c := hex[i]
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
-			return false
-		}
-	}
-	return true
 }
 
 // isSpace is C isspace() in the "C" locale, Postfix's ISSPACE.

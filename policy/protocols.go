@@ -24,21 +24,19 @@ var protocolNames = []struct {
 	{"TLSv1.3", tls.VersionTLS13},
 }
 
-// AllProtocols is every version Postfix knows; Postfix 3.7's default, ">=TLSv1", is
-// AllProtocols minus SSLv2 and SSLv3 (which OpenSSL 3 does not have anyway).
-const AllProtocols Protocols = 1<<6 - 1
-
-// DefaultProtocols is smtp_tls_mandatory_protocols' default in Postfix 3.6 and later.
-const DefaultProtocols Protocols = AllProtocols &^ 3
+// allProtocols is every version Postfix knows. smtp_tls_mandatory_protocols' default
+// since Postfix 3.6, ">=TLSv1", is allProtocols minus SSLv2 and SSLv3 (which OpenSSL 3
+// does not have anyway).
+const allProtocols Protocols = 1<<6 - 1
 
 var errProtocols = errors.New("invalid TLS protocol list")
 
-// ParseProtocols reads a protocols= value as Postfix 3.6+ does (tls_misc.c
+// parseProtocols reads a protocols= value as Postfix 3.6+ does (tls_misc.c
 // tls_proto_mask_lims): names separated by whitespace, ',' or ':'; "!NAME" excludes a
 // version, ">=NAME" and "<=NAME" bound the range, a bare NAME includes it (and, once any
 // is included, excludes every version not included). Names are case-sensitive. An
-// empty list excludes nothing: the result is DefaultProtocols' superset, AllProtocols.
-func ParseProtocols(s string) (Protocols, error) {
+// empty list excludes nothing: the result is allProtocols.
+func parseProtocols(s string) (Protocols, error) {
 	var include, exclude Protocols
 	floor, ceiling := 0, len(protocolNames)-1
 	for _, tok := range strings.FieldsFunc(s, func(r rune) bool { return r == ':' || r == ',' || isSpaceRune(r) }) {
@@ -66,7 +64,7 @@ func ParseProtocols(s string) (Protocols, error) {
 			include |= 1 << i
 		}
 	}
-	set := AllProtocols &^ exclude
+	set := allProtocols &^ exclude
 	if include != 0 {
 		set &= include
 	}
@@ -129,7 +127,7 @@ func (p Policy) Protocols() (Protocols, bool) {
 	if !ok {
 		return 0, false
 	}
-	set, err := ParseProtocols(s)
+	set, err := parseProtocols(s)
 	if err != nil {
 		return 0, true
 	}

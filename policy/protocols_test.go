@@ -24,13 +24,13 @@ func TestParseProtocols(t *testing.T) {
 		{in: "!", bad: true},
 	}
 	for _, tc := range tests {
-		got, err := ParseProtocols(tc.in)
+		got, err := parseProtocols(tc.in)
 		if (err != nil) != tc.bad {
-			t.Errorf("ParseProtocols(%q) error %v; want error %v", tc.in, err, tc.bad)
+			t.Errorf("parseProtocols(%q) error %v; want error %v", tc.in, err, tc.bad)
 			continue
 		}
 		if !tc.bad && got.String() != tc.want {
-			t.Errorf("ParseProtocols(%q) = %s; want %s", tc.in, got, tc.want)
+			t.Errorf("parseProtocols(%q) = %s; want %s", tc.in, got, tc.want)
 		}
 	}
 }

@@ -22,10 +22,8 @@ type Request struct {
 type Requirement struct {
 	// Policy is the winning policy. Level is LevelNone when nothing applies.
 	Policy Policy
-	// Rule describes the winning rule for logs and the audit header:
-	// "policy .example.com (/etc/postfix/tls_policy:3)", "customer acme" or
-	// "none".
-	Rule string
+	// Rule names the winning rule; the zero Rule when nothing applies.
+	Rule Rule
 	// Customer names the customer recognized on the sending side, if any,
 	// also when the domain policy was stricter and won.
 	Customer string
@@ -36,12 +34,46 @@ type Requirement struct {
 	// the domain's tls_policy entry at delivery whatever the customer's
 	// sender-dependent transport says. AlsoRule names it.
 	Also     *Policy
-	AlsoRule string
+	AlsoRule Rule
 	// Invalid is set when the recipient domain's policy is one Postfix refuses
 	// (Policy.Invalid), whichever requirement won: Postfix defers such mail at
 	// delivery, so it cannot be accepted as deliverable. InvalidRule names it.
 	Invalid     string
-	InvalidRule string
+	InvalidRule Rule
+}
+
+// Rule names the rule a requirement came from: a customer's toggle, or an entry of
+// the domain policy table.
+type Rule struct {
+	Customer string // the customer's name, for a customer's requirement
+	Key      string // else the table key of the policy: a domain, ".domain" or next hop
+	Source   string // where that entry was written: "/etc/postfix/tls_policy:3", "config policies[1]"
+}
+
+// String names the rule for logs and tlsgate config check: "customer acme",
+// "policy .example.com (/etc/postfix/tls_policy:3)", or "none" for the zero Rule.
+func (r Rule) String() string {
+	switch {
+	case r.Customer != "":
+		return "customer " + r.Customer
+	case r.Key == "":
+		return "none"
+	case r.Source != "":
+		return "policy " + r.Key + " (" + r.Source + ")"
+	}
+	return "policy " + r.Key
+}
+
+// Tag is the rule's compact name, for the audit header, reports and the socketmap's
+// log: "customer:acme", "policy:.example.com", or "" for the zero Rule.
+func (r Rule) Tag() string {
+	switch {
+	case r.Customer != "":
+		return "customer:" + r.Customer
+	case r.Key != "":
+		return "policy:" + r.Key
+	}
+	return ""
 }
 
 // Set is every source of TLS requirements: the domain policy table and the
@@ -52,19 +84,16 @@ type Set struct {
 	Customers *Customers
 }
 
-// ruleNone is Requirement.Rule when nothing applies.
-const ruleNone = "none"
-
 // Require returns the requirement for one recipient. The domain policy comes
 // from Table.Lookup of the recipient domain; the customer requirement is a
 // Policy with the level and actions of the customer Customers.Match finds
 // for the sender. The stricter level (Level.Stricter) wins; on equal levels the
 // domain policy wins, because it may carry match= names or fingerprints and
 // other attributes. When nothing applies the requirement has level none and
-// Rule "none".
+// the zero Rule.
 func (s *Set) Require(r Request) Requirement {
 	if s == nil {
-		return Requirement{Policy: Policy{Level: LevelNone}, Rule: ruleNone}
+		return Requirement{Policy: Policy{Level: LevelNone}}
 	}
 	dest := r.RecipientDomain
 	if r.NextHop != "" {
@@ -76,17 +105,14 @@ func (s *Set) Require(r Request) Requirement {
 	if haveCust {
 		req.Customer = cust.Name
 	}
+	custRule := Rule{Customer: cust.Name}
 	custPolicy := Policy{
 		Level:      cust.Level,
 		OnFail:     cust.OnFail,
 		OnTempfail: cust.OnTempfail,
-		Source:     "customer " + cust.Name,
+		Source:     custRule.String(),
 	}
-	custRule := "customer " + cust.Name
-	domRule := "policy " + dom.Key
-	if dom.Source != "" {
-		domRule += " (" + dom.Source + ")"
-	}
+	domRule := Rule{Key: dom.Key, Source: dom.Source}
 	if haveDom && dom.Invalid != "" {
 		req.Invalid, req.InvalidRule = dom.Invalid, domRule
 	}
@@ -103,7 +129,6 @@ func (s *Set) Require(r Request) Requirement {
 		}
 	default:
 		req.Policy = Policy{Level: LevelNone}
-		req.Rule = ruleNone
 	}
 	return req
 }

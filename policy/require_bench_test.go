@@ -70,7 +70,7 @@ func BenchmarkSetRequire(b *testing.B) {
 		}
 		set := sets[tc.customers]
 		b.Run(tc.name, func(b *testing.B) {
-			if got := set.Require(tc.r).Rule; len(got) < len(tc.want) || got[:len(tc.want)] != tc.want {
+			if got := set.Require(tc.r).Rule.String(); len(got) < len(tc.want) || got[:len(tc.want)] != tc.want {
 				b.Fatalf("Rule %q, want %q...", got, tc.want)
 			}
 			b.ReportAllocs()

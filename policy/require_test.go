@@ -35,7 +35,7 @@ func TestSetRequire(t *testing.T) {
 		}
 		return p
 	}
-	none := Requirement{Policy: Policy{Level: LevelNone}, Rule: "none"}
+	none := Requirement{Policy: Policy{Level: LevelNone}}
 
 	tests := []struct {
 		name string
@@ -65,25 +65,25 @@ func TestSetRequire(t *testing.T) {
 			name: "domain policy only, exact",
 			set:  full,
 			req:  Request{RecipientDomain: "Example.COM.", SenderDomain: "other.example"},
-			want: Requirement{Policy: domainPolicy("example.com"), Rule: "policy example.com (/etc/postfix/tls_policy:1)"},
+			want: Requirement{Policy: domainPolicy("example.com"), Rule: Rule{Key: "example.com", Source: "/etc/postfix/tls_policy:1"}},
 		},
 		{
 			name: "domain policy only, parent, with match and action",
 			set:  full,
 			req:  Request{RecipientDomain: "mx.example.com"},
-			want: Requirement{Policy: domainPolicy("mx.example.com"), Rule: "policy .example.com (/etc/postfix/tls_policy:3)"},
+			want: Requirement{Policy: domainPolicy("mx.example.com"), Rule: Rule{Key: ".example.com", Source: "/etc/postfix/tls_policy:3"}},
 		},
 		{
 			name: "domain policy without source",
 			set:  full,
 			req:  Request{RecipientDomain: "nosource.example"},
-			want: Requirement{Policy: domainPolicy("nosource.example"), Rule: "policy nosource.example"},
+			want: Requirement{Policy: domainPolicy("nosource.example"), Rule: Rule{Key: "nosource.example"}},
 		},
 		{
 			name: "table only set",
 			set:  &Set{Table: tab},
 			req:  Request{RecipientDomain: "example.com", SenderDomain: "acme.example"},
-			want: Requirement{Policy: domainPolicy("example.com"), Rule: "policy example.com (/etc/postfix/tls_policy:1)"},
+			want: Requirement{Policy: domainPolicy("example.com"), Rule: Rule{Key: "example.com", Source: "/etc/postfix/tls_policy:1"}},
 		},
 		{
 			name: "customer only",
@@ -91,7 +91,7 @@ func TestSetRequire(t *testing.T) {
 			req:  Request{RecipientDomain: "example.org", SenderDomain: "acme.example"},
 			want: Requirement{
 				Policy:   Policy{Level: LevelVerify, OnFail: ActionHeader, Source: "customer acme"},
-				Rule:     "customer acme",
+				Rule:     Rule{Customer: "acme"},
 				Customer: "acme",
 			},
 		},
@@ -101,7 +101,7 @@ func TestSetRequire(t *testing.T) {
 			req:  Request{RecipientDomain: "example.com", SASLLogin: "low"},
 			want: Requirement{
 				Policy:   Policy{Level: LevelEncrypt, OnTempfail: ActionHeader, Source: "customer low"},
-				Rule:     "customer low",
+				Rule:     Rule{Customer: "low"},
 				Customer: "low",
 			},
 		},
@@ -111,7 +111,7 @@ func TestSetRequire(t *testing.T) {
 			req:  Request{RecipientDomain: "example.com", SenderDomain: "acme.example"}, // encrypt vs verify
 			want: Requirement{
 				Policy:   Policy{Level: LevelVerify, OnFail: ActionHeader, Source: "customer acme"},
-				Rule:     "customer acme",
+				Rule:     Rule{Customer: "acme"},
 				Customer: "acme",
 			},
 		},
@@ -121,7 +121,7 @@ func TestSetRequire(t *testing.T) {
 			req:  Request{RecipientDomain: "weak.example", SASLLogin: "low"}, // may vs encrypt
 			want: Requirement{
 				Policy:   Policy{Level: LevelEncrypt, OnTempfail: ActionHeader, Source: "customer low"},
-				Rule:     "customer low",
+				Rule:     Rule{Customer: "low"},
 				Customer: "low",
 			},
 		},
@@ -129,31 +129,31 @@ func TestSetRequire(t *testing.T) {
 			name: "domain stricter than customer",
 			set:  full,
 			req:  Request{RecipientDomain: "mx.example.com", SenderDomain: "acme.example"}, // secure vs verify
-			want: Requirement{Policy: domainPolicy("mx.example.com"), Rule: "policy .example.com (/etc/postfix/tls_policy:3)", Customer: "acme"},
+			want: Requirement{Policy: domainPolicy("mx.example.com"), Rule: Rule{Key: ".example.com", Source: "/etc/postfix/tls_policy:3"}, Customer: "acme"},
 		},
 		{
 			name: "equal levels: domain policy wins",
 			set:  full,
 			req:  Request{RecipientDomain: "verify.example", SenderDomain: "acme.example"}, // verify vs verify
-			want: Requirement{Policy: domainPolicy("verify.example"), Rule: "policy verify.example (config policies[1])", Customer: "acme"},
+			want: Requirement{Policy: domainPolicy("verify.example"), Rule: Rule{Key: "verify.example", Source: "config policies[1]"}, Customer: "acme"},
 		},
 		{
 			name: "equal levels encrypt: domain policy wins",
 			set:  full,
 			req:  Request{RecipientDomain: "example.com", SASLLogin: "low"},
-			want: Requirement{Policy: domainPolicy("example.com"), Rule: "policy example.com (/etc/postfix/tls_policy:1)", Customer: "low"},
+			want: Requirement{Policy: domainPolicy("example.com"), Rule: Rule{Key: "example.com", Source: "/etc/postfix/tls_policy:1"}, Customer: "low"},
 		},
 		{
 			name: "customer at level none does not lower a domain policy",
 			set:  full,
 			req:  Request{RecipientDomain: "weak.example", ClientIP: netip.MustParseAddr("192.0.2.9")},
-			want: Requirement{Policy: domainPolicy("weak.example"), Rule: "policy weak.example (config policies[0])", Customer: "off"},
+			want: Requirement{Policy: domainPolicy("weak.example"), Rule: Rule{Key: "weak.example", Source: "config policies[0]"}, Customer: "off"},
 		},
 		{
 			name: "customer at level none alone",
 			set:  full,
 			req:  Request{RecipientDomain: "example.org", ClientIP: netip.MustParseAddr("192.0.2.9")},
-			want: Requirement{Policy: Policy{Level: LevelNone, Source: "customer off"}, Rule: "customer off", Customer: "off"},
+			want: Requirement{Policy: Policy{Level: LevelNone, Source: "customer off"}, Rule: Rule{Customer: "off"}, Customer: "off"},
 		},
 		{
 			name: "invalid recipient domain, customer applies",
@@ -161,7 +161,7 @@ func TestSetRequire(t *testing.T) {
 			req:  Request{RecipientDomain: "[192.0.2.1]", SenderDomain: "acme.example"},
 			want: Requirement{
 				Policy:   Policy{Level: LevelVerify, OnFail: ActionHeader, Source: "customer acme"},
-				Rule:     "customer acme",
+				Rule:     Rule{Customer: "acme"},
 				Customer: "acme",
 			},
 		},
@@ -202,7 +202,7 @@ func TestSetRequireStricterBothWays(t *testing.T) {
 			if ci > di {
 				wantLevel, wantRule = cust, "customer c"
 			}
-			if got.Policy.Level != wantLevel || got.Rule != wantRule || got.Customer != "c" {
+			if got.Policy.Level != wantLevel || got.Rule.String() != wantRule || got.Customer != "c" {
 				t.Errorf("domain %s, customer %s: got level %s rule %q customer %q; want %s %q",
 					dom, cust, got.Policy.Level, got.Rule, got.Customer, wantLevel, wantRule)
 			}
@@ -260,11 +260,34 @@ func TestSetRequireInvalid(t *testing.T) {
 	s := &Set{Table: tab, Customers: cs}
 	for _, login := range []string{"", "c"} {
 		got := s.Require(Request{RecipientDomain: "example.com", SASLLogin: login})
-		if got.Invalid != "bad" || !strings.HasPrefix(got.InvalidRule, "policy example.com") {
+		if got.Invalid != "bad" || !strings.HasPrefix(got.InvalidRule.String(), "policy example.com") {
 			t.Errorf("login %q: Invalid %q rule %q", login, got.Invalid, got.InvalidRule)
 		}
 	}
 	if got := s.Require(Request{RecipientDomain: "other.com", SASLLogin: "c"}); got.Invalid != "" {
 		t.Errorf("other domain: Invalid %q", got.Invalid)
+	}
+}
+
+// TestRuleNames: a rule has one name in words (logs, tlsgate config check) and one
+// compact (the audit header, reports, the socketmap's log).
+func TestRuleNames(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		r         Rule
+		text, tag string
+	}{
+		{Rule{}, "none", ""},
+		{Rule{Customer: "acme"}, "customer acme", "customer:acme"},
+		{Rule{Key: ".example.com", Source: "/etc/postfix/tls_policy:3"}, "policy .example.com (/etc/postfix/tls_policy:3)", "policy:.example.com"},
+		{Rule{Key: "[gw.example]:2525"}, "policy [gw.example]:2525", "policy:[gw.example]:2525"},
+	}
+	for _, tc := range tests {
+		if got := tc.r.String(); got != tc.text {
+			t.Errorf("%+v.String() = %q; want %q", tc.r, got, tc.text)
+		}
+		if got := tc.r.Tag(); got != tc.tag {
+			t.Errorf("%+v.Tag() = %q; want %q", tc.r, got, tc.tag)
+		}
 	}
 }

@@ -380,7 +380,7 @@ func Decide(t *policy.Table, defaultPublished bool, k Key, f *verify.MapFacts, e
 				return verbatim(p)
 			}
 			a := publishedOrErr(f, err, tlsrpt)
-			a.Rule = "policy:" + p.Key
+			a.Rule = policy.Rule{Key: p.Key}.Tag()
 			return a
 		}
 		if defaultPublished {
@@ -406,15 +406,12 @@ func verbatim(p policy.Policy) Answer {
 			data += " match=" + strings.Join(p.Match, sep)
 		}
 	}
-	why := "configured policy " + p.Key
-	if p.Source != "" {
-		why += " (" + p.Source + ")"
-	}
+	why := "configured " + policy.Rule{Key: p.Key, Source: p.Source}.String()
 	if p.Invalid != "" {
 		why += "; Postfix refuses it and defers the mail: " + p.Invalid
 	}
 	a := ok(data, why)
-	a.Rule = "policy:" + p.Key
+	a.Rule = policy.Rule{Key: p.Key}.Tag()
 	return a
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/tlsgate/tlsgate/internal/mtasts"
+	"github.com/tlsgate/tlsgate/internal/tlsrpt"
 	"github.com/tlsgate/tlsgate/policy"
 	"github.com/tlsgate/tlsgate/policymap"
 	"github.com/tlsgate/tlsgate/socketmap"
@@ -80,7 +81,7 @@ func TestPublished(t *testing.T) {
 	t.Parallel()
 	const d = "example.com"
 	noSTS := &mtasts.Result{Status: mtasts.StatusNone, Detail: "no record"}
-	stsErr := &mtasts.Result{Status: mtasts.StatusError, Problem: mtasts.ProblemFetch, Detail: "TXT lookup: SERVFAIL"}
+	stsErr := &mtasts.Result{Status: mtasts.StatusError, Problem: tlsrpt.STSPolicyFetchError, Detail: "TXT lookup: SERVFAIL"}
 	enforce := stsPolicy(mtasts.ModeEnforce, "mx1.example.com", "*.example.net")
 	const secure = "secure match=mx1.example.com:.example.net servername=hostname"
 	const tlsrptAttrs = " policy_type=sts policy_domain=example.com mx_host_pattern=mx1.example.com mx_host_pattern=*.example.net" +
@@ -114,7 +115,7 @@ func TestPublished(t *testing.T) {
 		{"MTA-STS testing with unusable TLSA: as the RCPT verdict, testing", facts(d, hosts("mx1.example.com:unusable"), stsPolicy(mtasts.ModeTesting, "mx1.example.com")), "NOTFOUND", ""},
 		{"MTA-STS mode none", facts(d, hosts("mx1.example.com:none"), stsPolicy(mtasts.ModeNone)), "NOTFOUND", ""},
 		{"unusable TLSA only: dane (TLS mandatory)", facts(d, hosts("mx1.example.com:unusable"), noSTS), "OK dane", ""},
-		{"policy fetch failed, no cached policy: nothing applies (RFC 8461 §5)", facts(d, hosts("mx1.example.com:none"), &mtasts.Result{Status: mtasts.StatusNone, Problem: mtasts.ProblemFetch}), "NOTFOUND", ""},
+		{"policy fetch failed, no cached policy: nothing applies (RFC 8461 §5)", facts(d, hosts("mx1.example.com:none"), &mtasts.Result{Status: mtasts.StatusNone, Problem: tlsrpt.STSPolicyFetchError}), "NOTFOUND", ""},
 		{"MTA-STS disabled, nothing published", facts(d, hosts("mx1.example.com:insecure"), nil), "NOTFOUND", ""},
 		{"insecure addresses, no TLSA looked up", facts(d, hosts("mx1.example.com:notlooked"), noSTS), "NOTFOUND", ""},
 		{"implicit MX", &verify.MapFacts{Domain: d, MX: verify.MXImplicit, MXSecure: true, Hosts: hosts("example.com:usable"), Tried: 1}, "OK dane", ""},

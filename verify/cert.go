@@ -9,6 +9,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/tlsgate/tlsgate/internal/dane"
+	"github.com/tlsgate/tlsgate/internal/fingerprint"
 	"github.com/tlsgate/tlsgate/internal/safetext"
 )
 
@@ -103,7 +104,7 @@ func (a *Attempt) recordDANE(f *Facts) {
 
 // recordTA checks the chain against the trust anchors of the facts' tafile= while the
 // chain is at hand. taErr: the files could not be loaded.
-func (a *Attempt) recordTA(anchors *TrustAnchors, taErr error, now time.Time) {
+func (a *Attempt) recordTA(anchors *trustAnchors, taErr error, now time.Time) {
 	switch {
 	case taErr != nil:
 		a.TA = &TAResult{Done: true, Reason: ReasonPolicyInvalid, Error: taErr.Error()}
@@ -124,17 +125,5 @@ func (f *Facts) compact() {
 }
 
 // Fingerprint is the certificate's SHA-256 digest in Postfix's notation (upper-case
-// hex pairs separated by ':'), as smtpprobe.Fingerprint prints it.
-func (c *CertInfo) Fingerprint() string { return fingerprint(c.SHA256) }
-
-func fingerprint(sum [32]byte) string {
-	const hexdig = "0123456789ABCDEF"
-	out := make([]byte, 0, len(sum)*3)
-	for i, b := range sum {
-		if i > 0 {
-			out = append(out, ':')
-		}
-		out = append(out, hexdig[b>>4], hexdig[b&15])
-	}
-	return string(out)
-}
+// hex pairs separated by ':').
+func (c *CertInfo) Fingerprint() string { return fingerprint.Format(c.SHA256[:]) }

@@ -1,19 +1,11 @@
 // Package verify answers one question for the milter: can mail to this domain be
 // delivered right now at the TLS level its policy requires?
 //
-// It works in two steps, "probe once, judge many":
-//
-//   - A probe (Verifier.Probe) gathers Facts about a domain: its MX hosts in the order
-//     Postfix's SMTP client would try them, their addresses, and for each address that
-//     Postfix would contact, what an SMTP session up to the TLS handshake showed. The
-//     probe is bounded by Postfix's own limit (smtp_mx_address_limit = 5 addresses,
-//     postconf(5); failed TLS handshakes do not count towards smtp_mx_session_limit),
-//     so it contacts no host Postfix would not contact.
-//   - Judge(facts, policy) is a pure function that decides one level from those facts,
-//     exactly as Postfix would at delivery (TLS_README "TLS security levels"). Facts are
-//     cached per domain; every level is judged from the same facts.
-//
-// A remote failure (no STARTTLS, bad certificate, null MX) is a Verdict, never a Go error.
+// A Verifier probes a domain once the way Postfix's SMTP client would reach it (MX
+// hosts in Postfix's order, never past smtp_mx_address_limit) and caches the Facts;
+// Judge, a pure function, decides every level from them as Postfix would at delivery.
+// A remote failure (no STARTTLS, bad certificate, null MX) is a Verdict, never a Go
+// error. docs/design.md explains the design ("One set of facts, many answers").
 package verify
 
 import (

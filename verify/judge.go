@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
@@ -13,6 +12,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/tlsgate/tlsgate/internal/dane"
+	"github.com/tlsgate/tlsgate/internal/fingerprint"
 	"github.com/tlsgate/tlsgate/internal/mtasts"
 	"github.com/tlsgate/tlsgate/internal/smtpprobe"
 	"github.com/tlsgate/tlsgate/policy"
@@ -171,7 +171,7 @@ func judgePublished(v Verdict, f *Facts, p policy.Policy) Verdict {
 	v.Status, v.Mechanism = StatusPass, MechNone
 	v.Detail = f.Domain + " publishes neither TLSA records nor an MTA-STS policy; nothing is required"
 	switch {
-	case sts == nil && IsNextHopKey(f.Domain):
+	case sts == nil && isNextHopKey(f.Domain):
 		// RFC 8461 §4: MTA-STS is the recipient domain's, for delivery to its MX hosts.
 		v.Detail = "next hop " + f.Domain + " has no usable TLSA records, and MTA-STS does not apply to a next hop; nothing is required"
 	case sts == nil:
@@ -501,15 +501,35 @@ func namesMatch(leaf *CertInfo, refs []string) bool {
 
 // pkixReason maps a chain verification error to an RFC 8460 result type.
 func pkixReason(err error) (Reason, string) {
-	var inv x509.CertificateInvalidError
-	if errors.As(err, &inv) && inv.Reason == x509.Expired {
+	switch pkixKindOf(err) {
+	case pkixExpired:
 		return ReasonCertExpired, "certificate expired or not yet valid: " + err.Error()
-	}
-	var ua x509.UnknownAuthorityError
-	if errors.As(err, &ua) {
+	case pkixUnknownAuthority:
 		return ReasonCertNotTrusted, "certificate not signed by a trusted CA: " + err.Error()
 	}
 	return ReasonValidationFailure, "certificate verification failed: " + err.Error()
+}
+
+// pkixKind classifies a chain verification error: the one distinction the judge makes
+// (pkixReason) and the verdict cache file keeps (storedResult).
+type pkixKind string
+
+const (
+	pkixExpired          pkixKind = "expired"           // x509.Expired: expired or not yet valid
+	pkixUnknownAuthority pkixKind = "unknown-authority" // no chain to the roots
+	pkixOther            pkixKind = "other"             // anything else (names are not checked there)
+)
+
+func pkixKindOf(err error) pkixKind {
+	var inv x509.CertificateInvalidError
+	if errors.As(err, &inv) && inv.Reason == x509.Expired {
+		return pkixExpired
+	}
+	var ua x509.UnknownAuthorityError
+	if errors.As(err, &ua) {
+		return pkixUnknownAuthority
+	}
+	return pkixOther
 }
 
 // fingerprintMatches compares the leaf certificate's and public key's SHA-256 digests
@@ -518,8 +538,8 @@ func pkixReason(err error) (Reason, string) {
 // sha256 by default since 3.6: an MD5 or SHA-1 pin never matches there, so not here.
 func fingerprintMatches(leaf *CertInfo, match []string) bool {
 	for _, m := range match {
-		want, err := hex.DecodeString(strings.ReplaceAll(strings.TrimSpace(m), ":", ""))
-		if err != nil || len(want) != sha256.Size {
+		want, ok := fingerprint.Parse(strings.TrimSpace(m))
+		if !ok || len(want) != sha256.Size {
 			continue
 		}
 		if string(want) == string(leaf.SHA256[:]) || string(want) == string(leaf.SPKISHA256[:]) {

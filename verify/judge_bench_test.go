@@ -10,6 +10,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/tlsgate/tlsgate/internal/fake"
+	"github.com/tlsgate/tlsgate/internal/fingerprint"
 	"github.com/tlsgate/tlsgate/internal/smtpprobe"
 	"github.com/tlsgate/tlsgate/policy"
 	"github.com/tlsgate/tlsgate/verify"
@@ -55,7 +56,7 @@ func BenchmarkJudge(b *testing.B) {
 	plain := benchFacts(b, cert.Leaf, inter.Cert)
 	daneEE := benchFacts(b, cert.Leaf, inter.Cert, fake.TLSA(owner, 3, 1, 1, cert.Leaf))
 	daneTA := benchFacts(b, cert.Leaf, inter.Cert, fake.TLSA(owner, 2, 1, 1, inter.Cert))
-	fp := smtpprobe.Fingerprint(cert.Leaf.Raw)
+	fp := fingerprint.Of(cert.Leaf.Raw)
 	cases := []struct {
 		name string
 		f    *verify.Facts

@@ -14,8 +14,10 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/tlsgate/tlsgate/internal/fake"
+	"github.com/tlsgate/tlsgate/internal/fingerprint"
 	"github.com/tlsgate/tlsgate/internal/mtasts"
 	"github.com/tlsgate/tlsgate/internal/smtpprobe"
+	"github.com/tlsgate/tlsgate/internal/tlsrpt"
 	"github.com/tlsgate/tlsgate/policy"
 )
 
@@ -315,7 +317,7 @@ func TestJudgeTable(t *testing.T) {
 			row(ok, ok, ok, unauthTLS, tlsaInvalid, notPinned, notTrusted, notTrusted, notTrusted)},
 	}
 
-	fingerprints := []string{smtpprobe.Fingerprint(k.pinned[0].Raw), spkiFingerprint(k.keyPinned[0])}
+	fingerprints := []string{fingerprint.Of(k.pinned[0].Raw), spkiFingerprint(k.keyPinned[0])}
 	for _, tc := range tests {
 		tc.facts.Checked = k.now
 		for l := range policy.Level(nLevels) {
@@ -506,9 +508,9 @@ var (
 // MTA-STS lookups (mtasts.Client.Lookup results).
 var (
 	stsModeNone    = &mtasts.Result{Status: mtasts.StatusPolicy, ID: "1", Policy: &mtasts.Policy{Mode: mtasts.ModeNone, MaxAge: 24 * time.Hour}}
-	stsFetchFailed = &mtasts.Result{Status: mtasts.StatusNone, ID: "1", Problem: mtasts.ProblemFetch, Detail: "GET https://mta-sts.example.com/.well-known/mta-sts.txt: 404"}
-	stsInvalid     = &mtasts.Result{Status: mtasts.StatusNone, ID: "1", Problem: mtasts.ProblemInvalid, Detail: "mtasts: invalid policy: no mode"}
-	stsTXTFails    = &mtasts.Result{Status: mtasts.StatusError, Problem: mtasts.ProblemFetch, Detail: "TXT lookup of _mta-sts.example.com: SERVFAIL"}
+	stsFetchFailed = &mtasts.Result{Status: mtasts.StatusNone, ID: "1", Problem: tlsrpt.STSPolicyFetchError, Detail: "GET https://mta-sts.example.com/.well-known/mta-sts.txt: 404"}
+	stsInvalid     = &mtasts.Result{Status: mtasts.StatusNone, ID: "1", Problem: tlsrpt.STSPolicyInvalid, Detail: "mtasts: invalid policy: no mode"}
+	stsTXTFails    = &mtasts.Result{Status: mtasts.StatusError, Problem: tlsrpt.STSPolicyFetchError, Detail: "TXT lookup of _mta-sts.example.com: SERVFAIL"}
 )
 
 func enforce(mx ...string) *mtasts.Result    { return stsPolicy(mtasts.ModeEnforce, mx) }
@@ -521,7 +523,7 @@ func stsPolicy(mode mtasts.Mode, mx []string) *mtasts.Result {
 
 func cachedAfterFailure(r *mtasts.Result) *mtasts.Result {
 	c := *r
-	c.Cached, c.Problem, c.Detail = true, mtasts.ProblemFetch, "policy fetch for id 2 failed, using the cached policy"
+	c.Cached, c.Problem, c.Detail = true, tlsrpt.STSPolicyFetchError, "policy fetch for id 2 failed, using the cached policy"
 	return &c
 }
 
@@ -609,6 +611,5 @@ func (k *judgeKit) tlsOK(chain []*x509.Certificate) smtpprobe.Result {
 }
 
 func spkiFingerprint(c *x509.Certificate) string {
-	sum := sha256.Sum256(c.RawSubjectPublicKeyInfo)
-	return hexColon(sum[:], ":", false)
+	return fingerprint.Of(c.RawSubjectPublicKeyInfo)
 }

@@ -10,12 +10,12 @@ import (
 	"crypto/sha512"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"fmt"
 	"math/big"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/tlsgate/tlsgate/internal/fingerprint"
 	"github.com/tlsgate/tlsgate/internal/smtpprobe"
 	"github.com/tlsgate/tlsgate/policy"
 )
@@ -42,11 +42,7 @@ func testCert(t *testing.T, cn string, names ...string) *x509.Certificate {
 }
 
 func hexColon(b []byte, sep string, lower bool) string {
-	parts := make([]string, len(b))
-	for i, c := range b {
-		parts[i] = fmt.Sprintf("%02X", c)
-	}
-	s := strings.Join(parts, sep)
+	s := strings.ReplaceAll(fingerprint.Format(b), ":", sep)
 	if lower {
 		s = strings.ToLower(s)
 	}
@@ -170,7 +166,7 @@ func TestJudgeCached(t *testing.T) {
 		{Level: policy.LevelVerify},
 		{Level: policy.LevelVerify, Match: []string{"other.test"}},
 		{Level: policy.LevelSecure},
-		{Level: policy.LevelFingerprint, Match: []string{smtpprobe.Fingerprint(leaf.Raw)}},
+		{Level: policy.LevelFingerprint, Match: []string{fingerprint.Of(leaf.Raw)}},
 		{Level: policy.LevelFingerprint, Match: []string{"00:11"}},
 	}
 	for round := range 2 {

@@ -15,6 +15,7 @@ import (
 	"github.com/tlsgate/tlsgate/internal/dnsx"
 	"github.com/tlsgate/tlsgate/internal/fake"
 	"github.com/tlsgate/tlsgate/internal/mtasts"
+	"github.com/tlsgate/tlsgate/internal/report"
 	"github.com/tlsgate/tlsgate/policy"
 	"github.com/tlsgate/tlsgate/verify"
 )
@@ -272,7 +273,7 @@ func TestReportShowsMTASTS(t *testing.T) {
 	w.publishSTS(stsPolicy("enforce", "mx2.example.test"))
 	f := w.verifier(w.withSTS).Probe(context.Background(), domain)
 	v := verify.Judge(f, published)
-	r := verify.NewReport(f, v, "customer acme")
+	r := report.New(f, v, "customer acme")
 	if r.MTASTS == nil || r.MTASTS.ID != "20261121" || r.MTASTS.Mode != "enforce" || r.MTASTS.MaxAge != 86400 ||
 		len(r.MTASTS.MX) != 1 || r.MTASTS.MX[0] != "mx2.example.test" || r.MTASTS.Cached {
 		t.Fatalf("mta_sts = %+v", r.MTASTS)

@@ -69,10 +69,10 @@ var nonPublic = []netip.Prefix{
 // Address Space registry, RFC 4291 §2.4); the rest is reserved, local or multicast.
 var globalUnicast6 = netip.MustParsePrefix("2000::/3")
 
-// Public reports whether ip is a globally routable unicast address: an IPv4 address
+// public reports whether ip is a globally routable unicast address: an IPv4 address
 // (an IPv4-mapped IPv6 address is judged by its IPv4 address: dialing it reaches that
 // address) outside nonPublic, or an IPv6 global unicast address outside nonPublic.
-func Public(ip netip.Addr) bool {
+func public(ip netip.Addr) bool {
 	if !ip.IsValid() || ip.Zone() != "" {
 		return false // DNS yields no scoped addresses; a prefix never contains one
 	}
@@ -98,8 +98,8 @@ func inAny(prefixes []netip.Prefix, ip netip.Addr) bool {
 	return false
 }
 
-// DefaultOwnAddrsRefresh is how often a Guard reads this host's addresses again.
-const DefaultOwnAddrsRefresh = 30 * time.Second
+// ownAddrsRefresh is how often a Guard reads this host's addresses again.
+const ownAddrsRefresh = 30 * time.Second
 
 // GuardConfig configures a Guard.
 type GuardConfig struct {
@@ -108,7 +108,7 @@ type GuardConfig struct {
 	Allow []netip.Prefix
 	// OwnAddrs reads this host's addresses; nil reads the interface addresses.
 	OwnAddrs func() ([]netip.Addr, error)
-	// Refresh is how often OwnAddrs is read again; default DefaultOwnAddrsRefresh.
+	// Refresh is how often OwnAddrs is read again; default 30 seconds (ownAddrsRefresh).
 	Refresh time.Duration
 }
 
@@ -135,7 +135,7 @@ func NewGuard(cfg GuardConfig) *Guard {
 		cfg.OwnAddrs = interfaceAddrs
 	}
 	if cfg.Refresh <= 0 {
-		cfg.Refresh = DefaultOwnAddrsRefresh
+		cfg.Refresh = ownAddrsRefresh
 	}
 	g := &Guard{allow: cfg.Allow, source: cfg.OwnAddrs, done: make(chan struct{})}
 	g.own.Store(&map[netip.Addr]bool{})
@@ -163,7 +163,7 @@ func (g *Guard) Allowed(ip netip.Addr) bool {
 	if inAny(g.allow, ip) {
 		return true // an allow network admits even this host's own addresses in it
 	}
-	return Public(ip) && !(*g.own.Load())[ip.Unmap()]
+	return public(ip) && !(*g.own.Load())[ip.Unmap()]
 }
 
 // Refresh reads this host's addresses now; a failed read keeps the previous ones.

@@ -78,9 +78,9 @@ func ParseNextHop(key string) (h NextHop, ok bool, err error) {
 	return h, true, nil
 }
 
-// IsNextHopKey reports whether key is an explicit next-hop key ("[host]",
+// isNextHopKey reports whether key is an explicit next-hop key ("[host]",
 // "[host]:port", "host:port") rather than a domain.
-func IsNextHopKey(key string) bool {
+func isNextHopKey(key string) bool {
 	return strings.HasPrefix(key, "[") || strings.IndexByte(key, ':') >= 0
 }
 
@@ -92,7 +92,7 @@ func IsNextHopKey(key string) bool {
 // §3.2.2).
 func (f *Facts) NextHopName() string {
 	dest := f.Destination()
-	if !IsNextHopKey(dest) {
+	if !isNextHopKey(dest) {
 		return dest
 	}
 	if h, ok, _ := ParseNextHop(dest); ok {
@@ -101,13 +101,13 @@ func (f *Facts) NextHopName() string {
 	return dest
 }
 
-// PortProber is a Prober that can probe another port than its default: explicit next
+// portProber is a Prober that can probe another port than its default: explicit next
 // hops ("[gw.example]:2525") are probed at their port. *smtpprobe.Prober implements it.
-type PortProber interface {
+type portProber interface {
 	ProbeAt(ctx context.Context, ip netip.Addr, port int, sni string) smtpprobe.Result
 }
 
-var _ PortProber = (*smtpprobe.Prober)(nil)
+var _ portProber = (*smtpprobe.Prober)(nil)
 
 // port is the TCP port of facts: the next hop's, else probe.port.
 func (v *Verifier) port(h NextHop) int {
@@ -154,7 +154,7 @@ func (v *Verifier) probeAt(ctx context.Context, ip netip.Addr, port int, sni str
 	if port == v.cfg.SMTPPort {
 		return v.cfg.Prober.Probe(ctx, ip, sni)
 	}
-	if pp, ok := v.cfg.Prober.(PortProber); ok {
+	if pp, ok := v.cfg.Prober.(portProber); ok {
 		return pp.ProbeAt(ctx, ip, port, sni)
 	}
 	return smtpprobe.Result{IP: ip, Outcome: smtpprobe.OutcomeRefused,

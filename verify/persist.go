@@ -2,11 +2,13 @@ package verify
 
 import (
 	"bufio"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -15,6 +17,7 @@ import (
 
 	"github.com/tlsgate/tlsgate/internal/mtasts"
 	"github.com/tlsgate/tlsgate/internal/safetext"
+	"github.com/tlsgate/tlsgate/internal/smtpprobe"
 )
 
 // The verdict cache file keeps the facts cache across restarts, so a restart does not
@@ -60,34 +63,12 @@ const maxCacheLine = 4 << 20
 // ErrCacheFile is wrapped by every LoadCache error about the file's content or safety.
 var ErrCacheFile = errors.New("verify: unusable cache file")
 
-// track records that domain is in the cache, for SaveCache (ristretto cannot list its
-// keys). The index is pruned of evicted domains on every save.
-func (v *Verifier) track(domain string) {
-	v.keysMu.Lock()
-	defer v.keysMu.Unlock()
-	v.keys[domain] = struct{}{}
-	if len(v.keys) > 2*v.cfg.CacheSize {
-		// Amortised: forget the domains the cache has evicted or expired.
-		for d := range v.keys {
-			if _, ok := v.cache.Get(d); !ok {
-				delete(v.keys, d)
-			}
-		}
-	}
-}
-
 // SaveCache writes the unexpired cached facts to path atomically (a temporary file in
 // the same directory, synced, then renamed), readable only by the owner. It returns the
 // number of domains written.
 func (v *Verifier) SaveCache(path string) (int, error) {
 	now := v.cfg.Now()
-	v.keysMu.Lock()
-	domains := make([]string, 0, len(v.keys))
-	for d := range v.keys {
-		domains = append(domains, d)
-	}
-	v.keysMu.Unlock()
-
+	domains := v.cache.Keys()
 	tmp, err := os.CreateTemp(filepath.Dir(path), ".tlsgate-cache-*")
 	if err != nil {
 		return 0, fmt.Errorf("verify: saving cache: %w", err)
@@ -112,9 +93,6 @@ func (v *Verifier) SaveCache(path string) (int, error) {
 		}
 		f, ok := v.cache.Get(d)
 		if !ok || !now.Before(f.Until) {
-			v.keysMu.Lock()
-			delete(v.keys, d)
-			v.keysMu.Unlock()
 			continue
 		}
 		var wrote bool
@@ -224,6 +202,10 @@ func (v *Verifier) LoadCache(path string) (int, error) {
 				skip(n, "no domain")
 				continue
 			}
+			if err := checkFacts(r.Facts, r.Facts.Domain); err != nil {
+				skip(n, safetext.Bound(err.Error(), 200))
+				continue
+			}
 			if keepFacts && now.Before(r.Facts.Until) && len(facts) < v.cfg.CacheSize {
 				boundFacts(r.Facts)
 				facts = append(facts, r.Facts)
@@ -236,7 +218,6 @@ func (v *Verifier) LoadCache(path string) (int, error) {
 	}
 	for _, f := range facts {
 		v.cache.Set(f.Domain, f, f.Until.Sub(now))
-		v.track(f.Domain)
 	}
 	if st, ok := v.cfg.STS.(stsStore); ok {
 		st.Import(policies)
@@ -333,6 +314,25 @@ func boundFacts(f *Facts) {
 	}
 }
 
+// checkFacts refuses stored facts (the cache file's, the shared cache's) whose
+// enumerations are out of range (their String methods index arrays) or that are about
+// another domain. A probe result's stage and outcome are checked as they are decoded
+// (storedResult.result).
+func checkFacts(f *Facts, domain string) error {
+	bad := f.Domain != domain || f.MX < MXError || f.MX > MXNone ||
+		f.STS != nil && (f.STS.Status < mtasts.StatusNone || f.STS.Status > mtasts.StatusError)
+	for _, h := range f.Hosts {
+		bad = bad || h.TLSA.Status < 0 || h.TLSA.Status > TLSAInsecure
+	}
+	for _, a := range f.Attempts {
+		bad = bad || a.TLSA.Status < 0 || a.TLSA.Status > TLSAInsecure
+	}
+	if bad {
+		return fmt.Errorf("verify: stored facts for %s out of range", domain)
+	}
+	return nil
+}
+
 // checkCacheFile refuses a cache file that someone else could have written.
 func checkCacheFile(f *os.File) error {
 	st, err := f.Stat()
@@ -347,6 +347,145 @@ func checkCacheFile(f *os.File) error {
 	}
 	if sys, ok := st.Sys().(*syscall.Stat_t); ok && int(sys.Uid) != os.Geteuid() {
 		return fmt.Errorf("owned by uid %d, not by this process (uid %d)", sys.Uid, os.Geteuid())
+	}
+	return nil
+}
+
+// The facts' probe results (smtpprobe.Result) are written as storedResult: the
+// certificates as DER, the PKIX error as its kind and message. Attempt's JSON methods
+// put it in the place of the Result field, whose key and shape stay those of format 4.
+
+// storedResult is smtpprobe.Result as the verdict cache file keeps it.
+type storedResult struct {
+	IP          netip.Addr        `json:"ip"`
+	Stage       smtpprobe.Stage   `json:"stage"`
+	Outcome     smtpprobe.Outcome `json:"outcome"`
+	Detail      string            `json:"detail,omitempty"`
+	Greeting    storedReply       `json:"greeting"`
+	EHLO        storedReply       `json:"ehlo"`
+	StartTLS    storedReply       `json:"starttls"`
+	Offered     bool              `json:"offered,omitempty"`
+	TLSVersion  uint16            `json:"tls_version,omitempty"`
+	CipherSuite uint16            `json:"cipher_suite,omitempty"`
+	Chain       [][]byte          `json:"chain,omitempty"`
+	PKIXKind    pkixKind          `json:"pkix_kind,omitempty"` // "" when the chain verified
+	PKIXError   string            `json:"pkix_error,omitempty"`
+	Opp         *storedHello      `json:"hello_opportunistic,omitempty"`
+	Auth        *storedHello      `json:"hello_authenticated,omitempty"`
+	Duration    time.Duration     `json:"duration"`
+}
+
+// storedReply is smtpprobe.Reply in the file.
+type storedReply struct {
+	Code int    `json:"Code"`
+	Text string `json:"Text"`
+}
+
+// storedHello is smtpprobe.Hello in the file.
+type storedHello struct {
+	Version uint16 `json:"version,omitempty"`
+	Suite   uint16 `json:"suite,omitempty"`
+	Alert   uint8  `json:"alert,omitempty"`
+	Failed  string `json:"failed,omitempty"`
+	Garbled string `json:"garbled,omitempty"`
+}
+
+func storeHello(h *smtpprobe.Hello) *storedHello {
+	if h == nil {
+		return nil
+	}
+	s := storedHello(*h)
+	return &s
+}
+
+// attemptJSON is an Attempt as JSON: its own fields, the Result as storedResult.
+type attemptJSON struct {
+	attemptFields
+	Result storedResult
+}
+
+type attemptFields Attempt // Attempt without its JSON methods
+
+// MarshalJSON encodes a for the verdict cache file and the shared cache.
+func (a Attempt) MarshalJSON() ([]byte, error) {
+	return json.Marshal(attemptJSON{attemptFields(a), storeResult(a.Result)})
+}
+
+// UnmarshalJSON decodes what MarshalJSON wrote.
+func (a *Attempt) UnmarshalJSON(b []byte) error {
+	var s attemptJSON
+	if err := json.Unmarshal(b, &s); err != nil {
+		return err
+	}
+	r, err := s.Result.result()
+	if err != nil {
+		return err
+	}
+	*a = Attempt(s.attemptFields)
+	a.Result = r
+	return nil
+}
+
+func storeResult(r smtpprobe.Result) storedResult {
+	s := storedResult{IP: r.IP, Stage: r.Stage, Outcome: r.Outcome, Detail: r.Detail, Greeting: storedReply(r.Greeting),
+		EHLO: storedReply(r.EHLO), StartTLS: storedReply(r.StartTLS), Offered: r.Offered, TLSVersion: r.TLSVersion,
+		CipherSuite: r.CipherSuite, Opp: storeHello(r.Opportunistic), Auth: storeHello(r.Authenticated), Duration: r.Duration}
+	for _, c := range r.Chain {
+		s.Chain = append(s.Chain, c.Raw)
+	}
+	if r.PKIX != nil {
+		s.PKIXKind, s.PKIXError = pkixKindOf(r.PKIX), safetext.Bound(r.PKIX.Error(), safetext.MaxField)
+	}
+	return s
+}
+
+// result is the stored result read back. The PKIX error keeps its message and still
+// matches x509.CertificateInvalidError (Expired) or x509.UnknownAuthorityError with
+// errors.As, which is what the judge asks of it. The text is bounded again: the file
+// may have been written by an older version, or edited.
+func (s storedResult) result() (smtpprobe.Result, error) {
+	if !s.Stage.Valid() || !s.Outcome.Valid() {
+		return smtpprobe.Result{}, fmt.Errorf("verify: stored result: stage %d, outcome %d", s.Stage, s.Outcome)
+	}
+	b := func(t string) string { return safetext.Bound(t, safetext.MaxField) }
+	reply := func(r storedReply) smtpprobe.Reply { return smtpprobe.Reply{Code: r.Code, Text: b(r.Text)} }
+	hello := func(h *storedHello) *smtpprobe.Hello {
+		if h == nil {
+			return nil
+		}
+		return &smtpprobe.Hello{Version: h.Version, Suite: h.Suite, Alert: h.Alert, Failed: b(h.Failed), Garbled: b(h.Garbled)}
+	}
+	r := smtpprobe.Result{IP: s.IP, Stage: s.Stage, Outcome: s.Outcome, Detail: b(s.Detail),
+		Greeting: reply(s.Greeting), EHLO: reply(s.EHLO), StartTLS: reply(s.StartTLS), Offered: s.Offered,
+		TLSVersion: s.TLSVersion, CipherSuite: s.CipherSuite, Opportunistic: hello(s.Opp), Authenticated: hello(s.Auth), Duration: s.Duration}
+	for _, der := range s.Chain {
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			return smtpprobe.Result{}, fmt.Errorf("verify: stored certificate: %w", err)
+		}
+		r.Chain = append(r.Chain, c)
+	}
+	if s.PKIXKind != "" {
+		r.PKIX = &storedPKIXError{kind: s.PKIXKind, msg: b(s.PKIXError), leaf: r.Leaf()}
+	}
+	return r, nil
+}
+
+// storedPKIXError is a chain verification error read back from the cache file.
+type storedPKIXError struct {
+	kind pkixKind
+	msg  string
+	leaf *x509.Certificate
+}
+
+func (e *storedPKIXError) Error() string { return e.msg }
+
+func (e *storedPKIXError) Unwrap() error {
+	switch e.kind {
+	case pkixExpired:
+		return x509.CertificateInvalidError{Cert: e.leaf, Reason: x509.Expired, Detail: e.msg}
+	case pkixUnknownAuthority:
+		return x509.UnknownAuthorityError{Cert: e.leaf}
 	}
 	return nil
 }

@@ -13,7 +13,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/tlsgate/tlsgate/internal/fake"
-	"github.com/tlsgate/tlsgate/internal/smtpprobe"
+	"github.com/tlsgate/tlsgate/internal/fingerprint"
 	"github.com/tlsgate/tlsgate/policy"
 	"github.com/tlsgate/tlsgate/verify"
 )
@@ -289,9 +289,9 @@ func TestCompactFactsJudgeAlike(t *testing.T) {
 			}
 			policies := []policy.Policy{{Level: policy.LevelEncrypt}, {Level: policy.LevelVerify}, {Level: policy.LevelSecure},
 				{Level: policy.LevelDane}, {Level: policy.LevelDaneOnly}, {Level: policy.LevelPublished},
-				{Level: policy.LevelFingerprint, Match: []string{smtpprobe.Fingerprint(c.Leaf.Raw)}},
-				{Level: policy.LevelFingerprint, Match: []string{smtpprobe.Fingerprint(c.Leaf.RawSubjectPublicKeyInfo)}},
-				{Level: policy.LevelFingerprint, Match: []string{smtpprobe.Fingerprint([]byte("other"))}}}
+				{Level: policy.LevelFingerprint, Match: []string{fingerprint.Of(c.Leaf.Raw)}},
+				{Level: policy.LevelFingerprint, Match: []string{fingerprint.Of(c.Leaf.RawSubjectPublicKeyInfo)}},
+				{Level: policy.LevelFingerprint, Match: []string{fingerprint.Of([]byte("other"))}}}
 			for _, p := range policies {
 				a, b := verify.Judge(full, p), verify.Judge(cached, p)
 				if a.Status != b.Status || a.Reason != b.Reason || a.Detail != b.Detail || a.Mechanism != b.Mechanism {

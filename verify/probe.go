@@ -93,10 +93,10 @@ func (v *Verifier) probeHosts(ctx context.Context, f *Facts, pol *mtasts.Policy,
 	// tafile=: the trust anchors are read at every probe, as Postfix reads them at
 	// delivery; a file that cannot be read is recorded in every attempt (the policy
 	// is invalid then: Postfix defers).
-	var anchors *TrustAnchors
+	var anchors *trustAnchors
 	var taErr error
 	if files := f.TAFile(); files != "" {
-		anchors, taErr = LoadTrustAnchors(files)
+		anchors, taErr = loadTrustAnchors(files)
 	}
 	postfixLeft, stsLeft := v.cfg.MXAddressLimit, 0
 	if pol != nil {

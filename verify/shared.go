@@ -9,8 +9,6 @@ import (
 	"io"
 	"net/netip"
 	"time"
-
-	"github.com/tlsgate/tlsgate/internal/smtpprobe"
 )
 
 // SharedTier is the fleet's second cache tier (internal/sharedcache on Valkey or
@@ -112,7 +110,6 @@ func (v *Verifier) sharedFacts(domain string) (*Facts, error) {
 	}
 	boundFacts(f)
 	v.cache.Set(domain, f, ttl)
-	v.track(domain)
 	return f, nil
 }
 
@@ -176,24 +173,6 @@ func (v *Verifier) Peek(key string) (*Facts, string) {
 		}
 	}
 	return nil, ""
-}
-
-// checkFacts refuses facts whose enumerations are out of range (their String methods
-// index arrays) or that are about another domain.
-func checkFacts(f *Facts, domain string) error {
-	bad := f.Domain != domain || f.MX < MXError || f.MX > MXNone
-	for _, h := range f.Hosts {
-		bad = bad || h.TLSA.Status < 0 || h.TLSA.Status > TLSAInsecure
-	}
-	for _, a := range f.Attempts {
-		r := a.Result
-		bad = bad || a.TLSA.Status < 0 || a.TLSA.Status > TLSAInsecure ||
-			r.Outcome < 0 || r.Outcome > smtpprobe.OutcomeNotAllowed || r.Stage < 0 || r.Stage > smtpprobe.StageDone
-	}
-	if bad {
-		return fmt.Errorf("verify: shared facts for %s out of range", domain)
-	}
-	return nil
 }
 
 // toFleet stores facts just probed in the shared tier for ttl (the local TTL).
@@ -269,22 +248,13 @@ func (v *Verifier) ForgetAll() {
 	v.cache.Clear()
 	v.maps.Clear()
 	v.addrs.Clear()
-	v.keysMu.Lock()
-	v.keys = map[string]struct{}{}
-	v.keysMu.Unlock()
 }
 
 // Domains lists the keys (domains) cached on this host with their facts, unexpired.
 func (v *Verifier) Domains() []*Facts {
 	now := v.cfg.Now()
-	v.keysMu.Lock()
-	keys := make([]string, 0, len(v.keys))
-	for k := range v.keys {
-		keys = append(keys, k)
-	}
-	v.keysMu.Unlock()
 	var out []*Facts
-	for _, k := range keys {
+	for _, k := range v.cache.Keys() {
 		if f, ok := v.cache.Get(k); ok && now.Before(f.Until) {
 			out = append(out, f)
 		}

@@ -9,7 +9,7 @@ import (
 	"github.com/tlsgate/tlsgate/policy"
 )
 
-// TrustAnchors are the trust anchors of a tls_policy entry's tafile= attributes
+// trustAnchors are the trust anchors of a tls_policy entry's tafile= attributes
 // (postconf(5) smtp_tls_trust_anchor_file): certificates and public keys. With them,
 // at verify and secure, "the root CAs in CAfile and CApath are no longer trusted";
 // the server's chain must end at one of them. They "need not be (self-signed) root
@@ -18,15 +18,15 @@ import (
 // each public key likewise (tls_dane.c tls_dane_load_trustfile), and, unlike a DANE
 // session, checks names for a DANE-EE match too (no DANE_FLAG_NO_DANE_EE_NAMECHECKS at
 // verify/secure; tls_client.c tls_auth_enable).
-type TrustAnchors struct{ *policy.TrustAnchors }
+type trustAnchors struct{ *policy.TrustAnchors }
 
-// LoadTrustAnchors reads the files of a tafile= value (policy.LoadTrustAnchors).
-func LoadTrustAnchors(files string) (*TrustAnchors, error) {
+// loadTrustAnchors reads the files of a tafile= value (policy.LoadTrustAnchors).
+func loadTrustAnchors(files string) (*trustAnchors, error) {
 	ta, err := policy.LoadTrustAnchors(files)
 	if err != nil {
 		return nil, err
 	}
-	return &TrustAnchors{ta}, nil
+	return &trustAnchors{ta}, nil
 }
 
 // TAResult is the check of an attempt's chain against a policy's trust anchors, done
@@ -49,7 +49,7 @@ type TAResult struct {
 //     and name constraints, as for a CA;
 //   - a public-key anchor that signed the top of a partial chain (OpenSSL's
 //     "bare_ta_signed"): the chain up to that certificate is verified.
-func (ta *TrustAnchors) Verify(chain []*x509.Certificate, now time.Time) TAResult {
+func (ta *trustAnchors) Verify(chain []*x509.Certificate, now time.Time) TAResult {
 	if len(chain) == 0 {
 		return TAResult{Done: true, Reason: ReasonHandshakeFailure, Error: "no certificate presented"}
 	}

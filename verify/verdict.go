@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/tlsgate/tlsgate/internal/tlsrpt"
 	"github.com/tlsgate/tlsgate/policy"
 )
 
@@ -36,38 +37,38 @@ const (
 )
 
 // Reason is a machine-readable reason. Where one fits, it is an RFC 8460 §4.3 result
-// type; the others are tlsgate's own.
+// type (internal/tlsrpt); the others are tlsgate's own.
 type Reason string
 
 // Reasons.
 const (
 	ReasonNone                   Reason = ""
-	ReasonSTARTTLSNotSupported   Reason = "starttls-not-supported"    // RFC 8460 §4.3.2.1
-	ReasonCertHostMismatch       Reason = "certificate-host-mismatch" // RFC 8460 §4.3.2.1
-	ReasonCertExpired            Reason = "certificate-expired"       // RFC 8460 §4.3.2.1
-	ReasonCertNotTrusted         Reason = "certificate-not-trusted"   // RFC 8460 §4.3.2.1
-	ReasonValidationFailure      Reason = "validation-failure"        // RFC 8460 §4.3.2.1
-	ReasonTLSAInvalid            Reason = "tlsa-invalid"              // RFC 8460 §4.3.2.2
-	ReasonDNSSECInvalid          Reason = "dnssec-invalid"            // RFC 8460 §4.3.2.2
-	ReasonSTSPolicyInvalid       Reason = "sts-policy-invalid"        // RFC 8460 §4.3.2.3
-	ReasonSTSWebPKIInvalid       Reason = "sts-webpki-invalid"        // RFC 8460 §4.3.2.3
-	ReasonSTSFetchError          Reason = "sts-policy-fetch-error"    // RFC 8460 §4.3.2.3
-	ReasonSTSMXMismatch          Reason = "sts-mx-mismatch"           // no MX host is listed in the MTA-STS policy (RFC 8461 §4.1)
-	ReasonFingerprintMismatch    Reason = "fingerprint-mismatch"      // no fingerprint in match= fits the certificate
-	ReasonHandshakeFailure       Reason = "handshake-failure"         // STARTTLS accepted, TLS handshake failed
-	ReasonDNSError               Reason = "dns-error"                 // SERVFAIL, timeout, refused
-	ReasonTimeout                Reason = "timeout"                   // SMTP server did not answer in time
-	ReasonConnectionRefused      Reason = "connection-refused"        // TCP refused, or 5xx greeting/EHLO
-	ReasonGreylisted             Reason = "greylisted"                // 4xx greeting, EHLO or STARTTLS
-	ReasonProtocolError          Reason = "smtp-error"                // malformed SMTP, connection dropped
-	ReasonNullMX                 Reason = "null-mx"                   // RFC 7505
-	ReasonNoMX                   Reason = "no-mx"                     // NXDOMAIN, or no MX host with an address
-	ReasonProbeNotAllowed        Reason = "probe-not-allowed"         // address outside probe.allow_networks
-	ReasonRateLimited            Reason = "rate-limited"              // address probed too often (probe.rate_per_address)
-	ReasonPolicyInvalid          Reason = "policy-invalid"            // the domain's tls_policy entry is one Postfix refuses (it defers the mail)
-	ReasonOverloaded             Reason = "overloaded"                // too many probes waiting (probe queue full)
-	ReasonVerificationInProgress Reason = "in-progress"               // the probe did not finish within rcpt_timeout
-	ReasonInternal               Reason = "internal-error"            // our own failure
+	ReasonSTARTTLSNotSupported   Reason = Reason(tlsrpt.STARTTLSNotSupported)
+	ReasonCertHostMismatch       Reason = Reason(tlsrpt.CertificateHostMismatch)
+	ReasonCertExpired            Reason = Reason(tlsrpt.CertificateExpired)
+	ReasonCertNotTrusted         Reason = Reason(tlsrpt.CertificateNotTrusted)
+	ReasonValidationFailure      Reason = Reason(tlsrpt.ValidationFailure)
+	ReasonTLSAInvalid            Reason = Reason(tlsrpt.TLSAInvalid)
+	ReasonDNSSECInvalid          Reason = Reason(tlsrpt.DNSSECInvalid)
+	ReasonSTSPolicyInvalid       Reason = Reason(tlsrpt.STSPolicyInvalid)
+	ReasonSTSWebPKIInvalid       Reason = Reason(tlsrpt.STSWebPKIInvalid)
+	ReasonSTSFetchError          Reason = Reason(tlsrpt.STSPolicyFetchError)
+	ReasonSTSMXMismatch          Reason = "sts-mx-mismatch"      // no MX host is listed in the MTA-STS policy (RFC 8461 §4.1)
+	ReasonFingerprintMismatch    Reason = "fingerprint-mismatch" // no fingerprint in match= fits the certificate
+	ReasonHandshakeFailure       Reason = "handshake-failure"    // STARTTLS accepted, TLS handshake failed
+	ReasonDNSError               Reason = "dns-error"            // SERVFAIL, timeout, refused
+	ReasonTimeout                Reason = "timeout"              // SMTP server did not answer in time
+	ReasonConnectionRefused      Reason = "connection-refused"   // TCP refused, or 5xx greeting/EHLO
+	ReasonGreylisted             Reason = "greylisted"           // 4xx greeting, EHLO or STARTTLS
+	ReasonProtocolError          Reason = "smtp-error"           // malformed SMTP, connection dropped
+	ReasonNullMX                 Reason = "null-mx"              // RFC 7505
+	ReasonNoMX                   Reason = "no-mx"                // NXDOMAIN, or no MX host with an address
+	ReasonProbeNotAllowed        Reason = "probe-not-allowed"    // address outside probe.allow_networks
+	ReasonRateLimited            Reason = "rate-limited"         // address probed too often (probe.rate_per_address)
+	ReasonPolicyInvalid          Reason = "policy-invalid"       // the domain's tls_policy entry is one Postfix refuses (it defers the mail)
+	ReasonOverloaded             Reason = "overloaded"           // too many probes waiting (probe queue full)
+	ReasonVerificationInProgress Reason = "in-progress"          // the probe did not finish within rcpt_timeout
+	ReasonInternal               Reason = "internal-error"       // our own failure
 )
 
 // Verdict is the judgement of one level for one domain.

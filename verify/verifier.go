@@ -70,7 +70,7 @@ type Config struct {
 	// reused for other domains; default 1 minute.
 	AddressTTL time.Duration
 	// OwnAddrs are this host's addresses, never probed unless in Allow; nil reads the
-	// interface addresses, again every DefaultOwnAddrsRefresh.
+	// interface addresses, again every 30 seconds.
 	OwnAddrs []netip.Addr
 	// Guard, when set, is the outbound guard to use instead of one made from Allow and
 	// OwnAddrs: the one the MTA-STS client uses too. The Verifier owns it: Close
@@ -118,10 +118,7 @@ type Verifier struct {
 	maps        *cache.Cache[*MapFacts]
 	mapGroup    singleflight.Group
 	mapsRunning atomic.Int64
-	// keys indexes the cached domains for SaveCache.
-	keysMu sync.Mutex
-	keys   map[string]struct{}
-	wg     sync.WaitGroup
+	wg          sync.WaitGroup
 	// closeMu orders wg.Add (enter) before Close's wg.Wait.
 	closeMu sync.RWMutex
 	closed  bool
@@ -170,7 +167,7 @@ func New(cfg Config) (*Verifier, error) {
 	if cfg.Events == nil {
 		cfg.Events = NopEvents{}
 	}
-	c, err := cache.New[*Facts](cfg.CacheSize)
+	c, err := cache.NewListed[*Facts](cfg.CacheSize) // listed for SaveCache and Domains
 	if err != nil {
 		return nil, fmt.Errorf("verify: %w", err)
 	}
@@ -195,7 +192,7 @@ func New(cfg Config) (*Verifier, error) {
 	}
 	ctx, stop := context.WithCancel(context.Background())
 	v := &Verifier{cfg: cfg, cache: c, sem: make(chan struct{}, cfg.MaxConcurrent), ctx: ctx, stop: stop,
-		addrs: addrs, limiter: newAddrLimiter(cfg.RatePerAddress, time.Minute), keys: map[string]struct{}{}, postures: postures, maps: maps,
+		addrs: addrs, limiter: newAddrLimiter(cfg.RatePerAddress, time.Minute), postures: postures, maps: maps,
 		allow: cfg.Guard.Allowed}
 	v.startRefresher()
 	return v, nil
@@ -319,7 +316,6 @@ func (v *Verifier) store(f *Facts) {
 	f.compact()
 	boundFacts(f) // what stays in memory and goes to the cache file is bounded text
 	v.cache.Set(f.Domain, f, ttl)
-	v.track(f.Domain)
 	v.toFleet(f, ttl)
 }
 

@@ -2,7 +2,6 @@ package verify_test
 
 import (
 	"context"
-	"crypto/sha256"
 	"crypto/tls"
 	"fmt"
 	"log/slog"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/tlsgate/tlsgate/internal/dnsx"
 	"github.com/tlsgate/tlsgate/internal/fake"
+	"github.com/tlsgate/tlsgate/internal/fingerprint"
 	"github.com/tlsgate/tlsgate/internal/smtpprobe"
 	"github.com/tlsgate/tlsgate/policy"
 	"github.com/tlsgate/tlsgate/verify"
@@ -129,17 +129,8 @@ func (w *world) behaviour(name, host string) fake.Behavior {
 		c = w.ca.Issue(t, opts)
 	}
 	b.Cert = &c
-	sum := sha256.Sum256(c.Leaf.Raw)
-	w.certs[host] = colonHex(sum[:])
+	w.certs[host] = fingerprint.Of(c.Leaf.Raw)
 	return b
-}
-
-func colonHex(b []byte) string {
-	s := make([]string, len(b))
-	for i, c := range b {
-		s[i] = fmt.Sprintf("%02X", c)
-	}
-	return strings.Join(s, ":")
 }
 
 // host is one MX host of a test domain: a behaviour or a DNS condition.

@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/net/idna"
 
+	"github.com/tlsgate/tlsgate/internal/report"
 	"github.com/tlsgate/tlsgate/internal/safetext"
 	"github.com/tlsgate/tlsgate/milter"
 	"github.com/tlsgate/tlsgate/policy"
@@ -85,7 +86,7 @@ type pageResult struct {
 	Selected  levelRow
 	Levels    []levelRow
 	Rule      string // what chose the level, in words
-	Report    verify.Report
+	Report    report.Report
 	Checked   time.Time
 	Until     time.Time
 	Cached    bool
@@ -176,7 +177,7 @@ func (s *Server) page(w http.ResponseWriter, r *http.Request) {
 func (s *Server) result(res *Result) *pageResult {
 	f := res.Facts
 	out := &pageResult{Domain: f.Domain, Rule: ruleText(res.Rule), Checked: f.Checked, Until: f.Until, Cached: res.Cached,
-		Report: verify.NewReport(f, res.Verdict, res.Rule)}
+		Report: report.New(f, res.Verdict, res.Rule)}
 	if u, err := idna.Display.ToUnicode(f.Domain); err == nil && u != f.Domain {
 		out.Unicode = u
 	}

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/tlsgate/tlsgate/internal/fake"
+	"github.com/tlsgate/tlsgate/internal/report"
 	"github.com/tlsgate/tlsgate/internal/smtpprobe"
 	"github.com/tlsgate/tlsgate/policy"
 	"github.com/tlsgate/tlsgate/verify"
@@ -71,7 +72,7 @@ func (b *backend) Check(ctx context.Context, domain, level, sender string) (*web
 		p, rule = policy.Policy{Level: l}, "--level"
 	}
 	v := f.JudgeCached(p)
-	return &web.Result{JSON: verify.NewReport(f, v, rule), Facts: f, Verdict: v, Rule: rule, Cached: true}, nil
+	return &web.Result{JSON: report.New(f, v, rule), Facts: f, Verdict: v, Rule: rule, Cached: true}, nil
 }
 
 func (b *backend) Policy(rcpt, sender, sasl, client string) (any, error) {
@@ -267,7 +268,7 @@ func TestAPICheck(t *testing.T) {
 		if resp.StatusCode != 200 {
 			t.Fatalf("%s: status %d", auth, resp.StatusCode)
 		}
-		var r verify.Report
+		var r report.Report
 		if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
 			t.Fatal(err)
 		}
@@ -286,7 +287,7 @@ func TestAPICheck(t *testing.T) {
 		t.Errorf("sender %q did not reach the backend", s.backend.sender)
 	}
 	resp := s.do(t, "GET", "/api/v1/check?domain=notls.example", "Bearer "+tokenA)
-	var r verify.Report
+	var r report.Report
 	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil || resp.StatusCode != 200 || r.Status != "fail" || r.Reason != string(verify.ReasonSTARTTLSNotSupported) {
 		t.Errorf("notls.example: %d %+v %v; a failing domain is a 200 with the verdict", resp.StatusCode, r, err)
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/tlsgate/tlsgate/internal/report"
 	"github.com/tlsgate/tlsgate/internal/safetext"
 	"github.com/tlsgate/tlsgate/internal/sharedcache"
 	"github.com/tlsgate/tlsgate/milter"
@@ -103,7 +104,7 @@ func (a *adminServer) show(w http.ResponseWriter, r *http.Request) {
 	verdict := verify.Judge(f, p)
 	e.Level, e.Verdict = p.Level.String(), verdict.Status.String()
 	var b bytes.Buffer
-	if err := verify.NewReport(f, verdict, "cache").WriteText(&b); err == nil {
+	if err := report.New(f, verdict, "cache").WriteText(&b); err == nil {
 		e.Report = b.String()
 	}
 	writeJSON(w, http.StatusOK, e)

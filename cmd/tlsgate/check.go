@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/tlsgate/tlsgate/internal/report"
 	"github.com/tlsgate/tlsgate/internal/safetext"
 	"github.com/tlsgate/tlsgate/policy"
 	"github.com/tlsgate/tlsgate/policymap"
@@ -103,13 +104,7 @@ func check(ctx context.Context, args, env []string, stdout, stderr io.Writer) in
 // encrypt.
 func checkPolicy(set *policy.Set, domain, hop, sender, levelName string) (policy.Policy, string, error) {
 	req := set.Require(policy.Request{RecipientDomain: domain, NextHop: hop, SenderDomain: senderDomain(sender)})
-	p, rule := req.Policy, ""
-	switch {
-	case strings.HasPrefix(req.Rule, "customer "):
-		rule = "customer:" + req.Customer
-	case req.Policy.Key != "":
-		rule = "policy:" + req.Policy.Key
-	}
+	p, rule := req.Policy, req.Rule.Tag()
 	if levelName != "" {
 		l, err := policy.ParseLevel(levelName)
 		if err != nil {
@@ -136,9 +131,8 @@ func senderDomain(s string) string {
 // and GET /api/v1/check answers: the report and the socketmap's answer.
 func newCheckJSON(v *verify.Verifier, set *policy.Set, defaultPublished bool, facts *verify.Facts, p policy.Policy, rule string) (checkJSON, verify.Verdict) {
 	verdict := facts.JudgeCached(p)
-	report := verify.NewReport(facts, verdict, rule)
 	sm := checkSocketmap(set.Table, defaultPublished, facts.Destination(), v.MapFactsOf(facts))
-	return checkJSON{report, sm}, verdict
+	return checkJSON{report.New(facts, verdict, rule), sm}, verdict
 }
 
 // colorTerminal reports whether w is a terminal that may get colours (no-color.org:
@@ -176,7 +170,7 @@ var verdictLine = regexp.MustCompile(`^verdict: +(pass|fail|tempfail)\n?$`)
 // checkJSON is the object `tlsgate check --json` writes: the report, and what the
 // socketmap would answer for the domain. Its keys are documented in the README.
 type checkJSON struct {
-	verify.Report
+	report.Report
 	Socketmap policymap.Answer `json:"socketmap"`
 }
 

@@ -157,10 +157,10 @@ func policyFor(cfg *config.Config, set *policy.Set, rcpt, sender, sasl, client, 
 	}
 	req := set.Require(policy.Request{RecipientDomain: norm, NextHop: hop, SenderDomain: senderDomain(sender), SASLLogin: sasl, ClientIP: ip})
 	p := req.Policy
-	a := policyAnswer{Domain: norm, NextHop: hop, Level: p.Level.String(), Rule: req.Rule, Match: p.Match,
+	a := policyAnswer{Domain: norm, NextHop: hop, Level: p.Level.String(), Rule: req.Rule.String(), Match: p.Match,
 		OnFail: p.OnFail.Or(cfg.Defaults.OnFail).String(), OnTempfail: p.OnTempfail.Or(cfg.Defaults.OnTempfail).String()}
 	if r := req.Also; r != nil {
-		a.Also = &policyAlso{Level: r.Level.String(), Rule: req.AlsoRule}
+		a.Also = &policyAlso{Level: r.Level.String(), Rule: req.AlsoRule.String()}
 	}
 	a.invalid = req.Invalid
 	if cfg.Socketmap.Listen != (config.Listen{}) {

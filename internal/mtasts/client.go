@@ -21,6 +21,7 @@ import (
 	"github.com/tlsgate/tlsgate/internal/cache"
 	"github.com/tlsgate/tlsgate/internal/dnsx"
 	"github.com/tlsgate/tlsgate/internal/problem"
+	"github.com/tlsgate/tlsgate/internal/tlsrpt"
 )
 
 // Status says whether a domain has an MTA-STS policy a sender must apply.
@@ -37,13 +38,6 @@ func (s Status) String() string {
 	return [...]string{"none", "policy", "error"}[s]
 }
 
-// Problems, in RFC 8460 §4.3.2.3 result-type words, for why no (fresh) policy was had.
-const (
-	ProblemFetch   = "sts-policy-fetch-error"
-	ProblemInvalid = "sts-policy-invalid"
-	ProblemWebPKI  = "sts-webpki-invalid"
-)
-
 // Result is what Client.Lookup found for a domain. Results are immutable.
 type Result struct {
 	Status Status
@@ -56,7 +50,7 @@ type Result struct {
 	// Problem is the RFC 8460 result type of the latest failure ("" when none); Detail
 	// explains it or, without a failure, what was found. A failure may come with a
 	// cached Policy that still applies (RFC 8461 §5.1).
-	Problem string
+	Problem tlsrpt.ResultType
 	Detail  string
 	// TTL is how long this result may be reused: the TXT record's TTL, capped by the
 	// policy's expiry. The id must be re-checked after it (RFC 8461 §5.1).
@@ -102,7 +96,6 @@ type Client struct {
 	cfg    Config
 	http   *http.Client
 	policy *cache.Cache[*entry]
-	keys   index // the domains in policy, for Export
 }
 
 // entry is the cached state of one domain: the last good policy, and the latest fetch
@@ -117,7 +110,7 @@ type entry struct {
 	failedID string
 	failures int
 	retry    time.Time
-	problem  string
+	problem  tlsrpt.ResultType
 	detail   string
 }
 
@@ -162,7 +155,7 @@ func New(cfg Config) (*Client, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	pc, err := cache.New[*entry](cfg.CacheSize)
+	pc, err := cache.NewListed[*entry](cfg.CacheSize) // listed for Export
 	if err != nil {
 		return nil, fmt.Errorf("mtasts: %w", err)
 	}
@@ -215,9 +208,9 @@ func (c *Client) Lookup(ctx context.Context, domain string) Result {
 		c.cfg.Log.Debug("MTA-STS TXT lookup failed", "domain", domain, "err", txtErr)
 		detail := "TXT lookup for _mta-sts." + domain + " failed: " + problem.Describe(txtErr)
 		if old.usable(now) {
-			return c.cached(old, now, ttl, ProblemFetch, detail+"; using the cached policy")
+			return c.cached(old, now, ttl, tlsrpt.STSPolicyFetchError, detail+"; using the cached policy")
 		}
-		return Result{Status: StatusError, Problem: ProblemFetch, Detail: detail, TTL: ttl}
+		return Result{Status: StatusError, Problem: tlsrpt.STSPolicyFetchError, Detail: detail, TTL: ttl}
 	case txtErr != nil:
 		// No (valid) record. §5.1: a missing record does not invalidate a cached policy.
 		if old.usable(now) {
@@ -259,7 +252,7 @@ func (c *Client) Lookup(ctx context.Context, domain string) Result {
 }
 
 // cached returns e's policy as the result.
-func (c *Client) cached(e *entry, now time.Time, ttl time.Duration, problem, detail string) Result {
+func (c *Client) cached(e *entry, now time.Time, ttl time.Duration, problem tlsrpt.ResultType, detail string) Result {
 	if detail == "" {
 		detail = "cached policy, id unchanged"
 	}
@@ -288,7 +281,6 @@ func (c *Client) store(domain string, e *entry, now time.Time) {
 	}
 	if ttl := until.Sub(now); ttl > 0 {
 		c.policy.Set(domain, e, ttl)
-		c.keys.add(domain, c.cfg.CacheSize, func(d string) bool { _, ok := c.policy.Get(d); return ok })
 	} else {
 		c.policy.Delete(domain)
 	}
@@ -327,43 +319,43 @@ func (c *Client) lookupTXT(ctx context.Context, domain string) (id string, ttl t
 
 // fetch gets and parses the policy (RFC 8461 §3.3) from policyURL(domain). kind
 // classifies an error, whose text does not repeat the URL.
-func (c *Client) fetch(ctx context.Context, domain string) (p *Policy, kind string, err error) {
+func (c *Client) fetch(ctx context.Context, domain string) (p *Policy, kind tlsrpt.ResultType, err error) {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
 	url := policyURL(domain)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return nil, ProblemFetch, err
+		return nil, tlsrpt.STSPolicyFetchError, err
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
 		var cv *tls.CertificateVerificationError
 		if errors.As(err, &cv) {
 			// §3.3: the policy host must present a certificate valid for its name.
-			return nil, ProblemWebPKI, fmt.Errorf("certificate not valid: %w", cv.Err)
+			return nil, tlsrpt.STSWebPKIInvalid, fmt.Errorf("certificate not valid: %w", cv.Err)
 		}
-		return nil, ProblemFetch, err
+		return nil, tlsrpt.STSPolicyFetchError, err
 	}
 	defer resp.Body.Close()
 	// §3.3: "only be considered valid ... if the HTTP response code is 200 (OK)";
 	// redirects are not followed, so a 3xx lands here too.
 	if resp.StatusCode != http.StatusOK {
-		return nil, ProblemFetch, fmt.Errorf("HTTP status %s", resp.Status)
+		return nil, tlsrpt.STSPolicyFetchError, fmt.Errorf("HTTP status %s", resp.Status)
 	}
 	// §3.3: the policy is served as "text/plain".
 	if mt, _, err := mime.ParseMediaType(resp.Header.Get("Content-Type")); err != nil || mt != "text/plain" {
-		return nil, ProblemInvalid, fmt.Errorf("media type %q, not text/plain", resp.Header.Get("Content-Type"))
+		return nil, tlsrpt.STSPolicyInvalid, fmt.Errorf("media type %q, not text/plain", resp.Header.Get("Content-Type"))
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxPolicySize+1))
 	if err != nil {
-		return nil, ProblemFetch, fmt.Errorf("reading the body: %w", err)
+		return nil, tlsrpt.STSPolicyFetchError, fmt.Errorf("reading the body: %w", err)
 	}
 	if len(body) > MaxPolicySize {
-		return nil, ProblemInvalid, fmt.Errorf("policy larger than %d bytes", MaxPolicySize)
+		return nil, tlsrpt.STSPolicyInvalid, fmt.Errorf("policy larger than %d bytes", MaxPolicySize)
 	}
 	p, err = ParsePolicy(body)
 	if err != nil {
-		return nil, ProblemInvalid, err
+		return nil, tlsrpt.STSPolicyInvalid, err
 	}
 	return p, "", nil
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/tlsgate/tlsgate/internal/dnsx"
 	"github.com/tlsgate/tlsgate/internal/fake"
 	"github.com/tlsgate/tlsgate/internal/mtasts"
+	"github.com/tlsgate/tlsgate/internal/tlsrpt"
 )
 
 const (
@@ -98,7 +99,7 @@ type expect struct {
 	status  mtasts.Status
 	mx      string // the policy's only mx pattern, "" for no policy
 	cached  bool
-	problem string
+	problem tlsrpt.ResultType
 	fetches int // the server's request count after the lookup
 }
 
@@ -150,16 +151,16 @@ func TestPolicyCacheLifecycle(t *testing.T) {
 	// The id changes again but the policy host fails: the old policy stays.
 	w.srv.SetHandler(func(w http.ResponseWriter, _ *http.Request) { http.Error(w, "down", http.StatusServiceUnavailable) })
 	w.setTXT("v=STSv1; id=3")
-	w.lookup(c, expect{status: mtasts.StatusPolicy, mx: "mx2.example.test", cached: true, problem: mtasts.ProblemFetch, fetches: 3})
+	w.lookup(c, expect{status: mtasts.StatusPolicy, mx: "mx2.example.test", cached: true, problem: tlsrpt.STSPolicyFetchError, fetches: 3})
 	// Within the back-off, no new fetch.
 	w.advance(30 * time.Second)
-	w.lookup(c, expect{status: mtasts.StatusPolicy, mx: "mx2.example.test", cached: true, problem: mtasts.ProblemFetch, fetches: 3})
+	w.lookup(c, expect{status: mtasts.StatusPolicy, mx: "mx2.example.test", cached: true, problem: tlsrpt.STSPolicyFetchError, fetches: 3})
 	// After it, one more try.
 	w.advance(31 * time.Second)
-	w.lookup(c, expect{status: mtasts.StatusPolicy, mx: "mx2.example.test", cached: true, problem: mtasts.ProblemFetch, fetches: 4})
+	w.lookup(c, expect{status: mtasts.StatusPolicy, mx: "mx2.example.test", cached: true, problem: tlsrpt.STSPolicyFetchError, fetches: 4})
 	// The back-off doubles: 2 minutes now.
 	w.advance(90 * time.Second)
-	w.lookup(c, expect{status: mtasts.StatusPolicy, mx: "mx2.example.test", cached: true, problem: mtasts.ProblemFetch, fetches: 4})
+	w.lookup(c, expect{status: mtasts.StatusPolicy, mx: "mx2.example.test", cached: true, problem: tlsrpt.STSPolicyFetchError, fetches: 4})
 
 	// The TXT record disappears: an unexpired policy still applies (§5.1).
 	w.setTXT()
@@ -178,12 +179,12 @@ func TestPolicyFetchFailures(t *testing.T) {
 	tests := []struct {
 		name    string
 		setup   func(w *stsWorld)
-		problem string
+		problem tlsrpt.ResultType
 		fetches int
 	}{
 		{"404", func(w *stsWorld) {
 			w.srv.SetHandler(func(w http.ResponseWriter, r *http.Request) { http.NotFound(w, r) })
-		}, mtasts.ProblemFetch, 1},
+		}, tlsrpt.STSPolicyFetchError, 1},
 		{"redirect is not followed", func(w *stsWorld) {
 			w.srv.SetHandler(func(w http.ResponseWriter, r *http.Request) {
 				if r.URL.Path == "/elsewhere" {
@@ -193,31 +194,31 @@ func TestPolicyFetchFailures(t *testing.T) {
 				}
 				http.Redirect(w, r, "/elsewhere", http.StatusMovedPermanently)
 			})
-		}, mtasts.ProblemFetch, 1},
+		}, tlsrpt.STSPolicyFetchError, 1},
 		{"not text/plain", func(w *stsWorld) {
 			w.srv.SetHandler(func(w http.ResponseWriter, _ *http.Request) {
 				w.Header().Set("Content-Type", "text/html")
 				_, _ = w.Write([]byte(policyV1))
 			})
-		}, mtasts.ProblemInvalid, 1},
-		{"larger than 64 KiB", func(w *stsWorld) { w.srv.SetPolicy(big) }, mtasts.ProblemInvalid, 1},
-		{"invalid policy", func(w *stsWorld) { w.srv.SetPolicy("version: STSv1\nmode: enforce\nmax_age: 86400\n") }, mtasts.ProblemInvalid, 1},
+		}, tlsrpt.STSPolicyInvalid, 1},
+		{"larger than 64 KiB", func(w *stsWorld) { w.srv.SetPolicy(big) }, tlsrpt.STSPolicyInvalid, 1},
+		{"invalid policy", func(w *stsWorld) { w.srv.SetPolicy("version: STSv1\nmode: enforce\nmax_age: 86400\n") }, tlsrpt.STSPolicyInvalid, 1},
 		{"certificate from an unknown CA", func(w *stsWorld) {
 			other := fake.NewCA(t, "Other Root")
 			w.srv = fake.StartPolicyServer(t, other.Issue(t, fake.CertOptions{DNSNames: []string{"mta-sts.example.test"}}))
 			w.srv.RegisterWith(w.dialer, policyIP)
 			w.srv.SetPolicy(policyV1)
-		}, mtasts.ProblemWebPKI, 0},
+		}, tlsrpt.STSWebPKIInvalid, 0},
 		{"certificate for another name", func(w *stsWorld) {
 			w.srv = fake.StartPolicyServer(t, w.ca.Issue(t, fake.CertOptions{DNSNames: []string{"mx1.example.test"}}))
 			w.srv.RegisterWith(w.dialer, policyIP)
 			w.srv.SetPolicy(policyV1)
-		}, mtasts.ProblemWebPKI, 0},
-		{"policy host does not exist", func(w *stsWorld) { w.dns.Remove(hostName, dns.TypeA) }, mtasts.ProblemFetch, 0},
-		{"policy host refuses", func(w *stsWorld) { w.dialer.Refuse(policyIP) }, mtasts.ProblemFetch, 0},
+		}, tlsrpt.STSWebPKIInvalid, 0},
+		{"policy host does not exist", func(w *stsWorld) { w.dns.Remove(hostName, dns.TypeA) }, tlsrpt.STSPolicyFetchError, 0},
+		{"policy host refuses", func(w *stsWorld) { w.dialer.Refuse(policyIP) }, tlsrpt.STSPolicyFetchError, 0},
 		{"policy host stalls", func(w *stsWorld) {
 			w.srv.SetHandler(func(_ http.ResponseWriter, r *http.Request) { <-r.Context().Done() })
-		}, mtasts.ProblemFetch, 1},
+		}, tlsrpt.STSPolicyFetchError, 1},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -277,7 +278,7 @@ func TestPolicyHostNameConstraints(t *testing.T) {
 			w.srv = fake.StartPolicyServer(t, sub.Issue(t, tc.leaf))
 			w.srv.RegisterWith(w.dialer, policyIP)
 			w.srv.SetPolicy(policyV1)
-			want := expect{status: mtasts.StatusNone, problem: mtasts.ProblemWebPKI}
+			want := expect{status: mtasts.StatusNone, problem: tlsrpt.STSWebPKIInvalid}
 			if tc.ok {
 				want = expect{status: mtasts.StatusPolicy, mx: "mx1.example.test", fetches: 1}
 			}
@@ -292,7 +293,7 @@ func TestPolicyHostNotAllowed(t *testing.T) {
 	t.Parallel()
 	w := newSTSWorld(t)
 	c := w.client(func(c *mtasts.Config) { c.Allowed = func(netip.Addr) bool { return false } })
-	r := w.lookup(c, expect{status: mtasts.StatusNone, problem: mtasts.ProblemFetch})
+	r := w.lookup(c, expect{status: mtasts.StatusNone, problem: tlsrpt.STSPolicyFetchError})
 	if !strings.Contains(r.Detail, "not a public address") {
 		t.Errorf("detail %q does not say why", r.Detail)
 	}
@@ -341,7 +342,7 @@ func TestTXTFailureKeepsCachedPolicy(t *testing.T) {
 	c := w.client()
 	w.lookup(c, expect{status: mtasts.StatusPolicy, mx: "mx1.example.test", fetches: 1})
 	w.dns.SetRcode(txtName, dns.TypeTXT, dns.RcodeServerFailure)
-	w.lookup(c, expect{status: mtasts.StatusPolicy, mx: "mx1.example.test", cached: true, problem: mtasts.ProblemFetch, fetches: 1})
+	w.lookup(c, expect{status: mtasts.StatusPolicy, mx: "mx1.example.test", cached: true, problem: tlsrpt.STSPolicyFetchError, fetches: 1})
 }
 
 // TestMaxAgeZero: a policy with max_age 0 is used once and not cached.
@@ -423,5 +424,5 @@ func TestPolicyStoreSharedByTheFleet(t *testing.T) {
 	bad := store.m[domain]
 	bad.MX = []string{"bad pattern with spaces"}
 	store.m[domain] = bad
-	w.lookup(w.client(withStore), expect{status: mtasts.StatusNone, problem: mtasts.ProblemFetch, fetches: 2})
+	w.lookup(w.client(withStore), expect{status: mtasts.StatusNone, problem: tlsrpt.STSPolicyFetchError, fetches: 2})
 }

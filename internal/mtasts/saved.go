@@ -1,7 +1,6 @@
 package mtasts
 
 import (
-	"sync"
 	"time"
 )
 
@@ -18,43 +17,11 @@ type Saved struct {
 	Expires time.Time `json:"expires"`
 }
 
-// index remembers the domains stored in the cache (ristretto cannot list its keys).
-type index struct {
-	mu   sync.Mutex
-	keys map[string]struct{}
-}
-
-func (ix *index) add(domain string, limit int, present func(string) bool) {
-	ix.mu.Lock()
-	defer ix.mu.Unlock()
-	if ix.keys == nil {
-		ix.keys = map[string]struct{}{}
-	}
-	ix.keys[domain] = struct{}{}
-	if len(ix.keys) > 2*limit {
-		for d := range ix.keys {
-			if !present(d) {
-				delete(ix.keys, d)
-			}
-		}
-	}
-}
-
-func (ix *index) list() []string {
-	ix.mu.Lock()
-	defer ix.mu.Unlock()
-	out := make([]string, 0, len(ix.keys))
-	for d := range ix.keys {
-		out = append(out, d)
-	}
-	return out
-}
-
 // Export returns the cached policies that have not expired.
 func (c *Client) Export() []Saved {
 	now := c.cfg.Now()
 	var out []Saved
-	for _, d := range c.keys.list() {
+	for _, d := range c.policy.Keys() {
 		e, ok := c.policy.Get(d)
 		if !ok || !e.usable(now) {
 			continue

@@ -50,14 +50,14 @@ const (
 
 // Hello is a server's answer to one of Postfix's ClientHellos.
 type Hello struct {
-	Version uint16 `json:"version,omitempty"` // from the ServerHello (supported_versions for TLS 1.3)
-	Suite   uint16 `json:"suite,omitempty"`
-	Alert   uint8  `json:"alert,omitempty"` // the server's fatal alert instead of a ServerHello
+	Version uint16 // from the ServerHello (supported_versions for TLS 1.3)
+	Suite   uint16
+	Alert   uint8 // the server's fatal alert instead of a ServerHello
 	// Failed says why there is no answer (a timeout, a dropped connection, a refused
 	// STARTTLS): nothing is known, and nothing is concluded from it.
-	Failed string `json:"failed,omitempty"`
+	Failed string
 	// Garbled: the server answered, but not with a TLS handshake OpenSSL can read.
-	Garbled string `json:"garbled,omitempty"`
+	Garbled string
 }
 
 // Completes reports whether OpenSSL 3 (Postfix's TLS library) completes the handshake

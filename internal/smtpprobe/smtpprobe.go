@@ -16,10 +16,8 @@ package smtpprobe
 import (
 	"bufio"
 	"context"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -38,7 +36,8 @@ import (
 // Stage is how far a probe got.
 type Stage int
 
-// Stages in session order. A Result's Stage is the last one that completed.
+// Stages in session order. A Result's Stage is the last one that completed. The
+// verdict cache file stores the numbers (verify/persist.go): add at the end only.
 const (
 	StageNone      Stage = iota // nothing: could not connect
 	StageConnected              // TCP connected
@@ -48,15 +47,19 @@ const (
 	StageDone                   // EHLO after TLS accepted
 )
 
-func (s Stage) String() string {
-	return [...]string{"none", "connected", "greeting", "ehlo", "tls", "done"}[s]
-}
+var stageNames = [...]string{"none", "connected", "greeting", "ehlo", "tls", "done"}
+
+func (s Stage) String() string { return stageNames[s] }
+
+// Valid reports whether s is one of the stages above (String panics on any other).
+func (s Stage) Valid() bool { return s >= 0 && int(s) < len(stageNames) }
 
 // Outcome classifies a probe for the judge.
 type Outcome int
 
 // Outcomes. Definite outcomes are properties of the server that will be the same on the
-// next try; transient ones say nothing about TLS.
+// next try; transient ones say nothing about TLS. The verdict cache file stores the
+// numbers (verify/persist.go): add at the end only.
 const (
 	OutcomeNotProbed      Outcome = iota // zero value: nothing is known (never a pass)
 	OutcomeTLS                           // handshake completed (certificate not judged here)
@@ -73,6 +76,9 @@ const (
 var outcomeNames = [...]string{"not-probed", "tls", "no-starttls", "handshake-error", "greylisted", "rejected", "refused", "timeout", "protocol-error", "not-allowed"}
 
 func (o Outcome) String() string { return outcomeNames[o] }
+
+// Valid reports whether o is one of the outcomes above (String panics on any other).
+func (o Outcome) Valid() bool { return o >= 0 && int(o) < len(outcomeNames) }
 
 // Definite reports whether the outcome is a reproducible property of the server.
 func (o Outcome) Definite() bool {
@@ -559,113 +565,4 @@ func quote(line string) string {
 		return strconv.Quote(line)
 	}
 	return strconv.Quote(line[:maxQuoted]) + "..."
-}
-
-// Fingerprint returns the SHA-256 digest of der in Postfix's "AA:BB:..." notation.
-func Fingerprint(der []byte) string {
-	sum := sha256.Sum256(der)
-	return colonHex(sum[:])
-}
-
-func colonHex(b []byte) string {
-	const hexdig = "0123456789ABCDEF"
-	out := make([]byte, 0, len(b)*3)
-	for i, c := range b {
-		if i > 0 {
-			out = append(out, ':')
-		}
-		out = append(out, hexdig[c>>4], hexdig[c&15])
-	}
-	return string(out)
-}
-
-// storedResult is Result as JSON (the verdict cache file): certificates as DER, the
-// PKIX error as its kind and message.
-type storedResult struct {
-	IP          netip.Addr    `json:"ip"`
-	Stage       Stage         `json:"stage"`
-	Outcome     Outcome       `json:"outcome"`
-	Detail      string        `json:"detail,omitempty"`
-	Greeting    Reply         `json:"greeting"`
-	EHLO        Reply         `json:"ehlo"`
-	StartTLS    Reply         `json:"starttls"`
-	Offered     bool          `json:"offered,omitempty"`
-	TLSVersion  uint16        `json:"tls_version,omitempty"`
-	CipherSuite uint16        `json:"cipher_suite,omitempty"`
-	Chain       [][]byte      `json:"chain,omitempty"`
-	PKIXKind    string        `json:"pkix_kind,omitempty"` // "", "expired", "unknown-authority", "other"
-	PKIXError   string        `json:"pkix_error,omitempty"`
-	Opp         *Hello        `json:"hello_opportunistic,omitempty"`
-	Auth        *Hello        `json:"hello_authenticated,omitempty"`
-	Duration    time.Duration `json:"duration"`
-}
-
-// MarshalJSON encodes r for the verdict cache file.
-func (r Result) MarshalJSON() ([]byte, error) {
-	s := storedResult{IP: r.IP, Stage: r.Stage, Outcome: r.Outcome, Detail: r.Detail, Greeting: r.Greeting,
-		EHLO: r.EHLO, StartTLS: r.StartTLS, Offered: r.Offered, TLSVersion: r.TLSVersion,
-		CipherSuite: r.CipherSuite, Opp: r.Opportunistic, Auth: r.Authenticated, Duration: r.Duration}
-	for _, c := range r.Chain {
-		s.Chain = append(s.Chain, c.Raw)
-	}
-	if r.PKIX != nil {
-		s.PKIXKind, s.PKIXError = "other", safetext.Bound(r.PKIX.Error(), safetext.MaxField)
-		var inv x509.CertificateInvalidError
-		var ua x509.UnknownAuthorityError
-		switch {
-		case errors.As(r.PKIX, &inv) && inv.Reason == x509.Expired:
-			s.PKIXKind = "expired"
-		case errors.As(r.PKIX, &ua):
-			s.PKIXKind = "unknown-authority"
-		}
-	}
-	return json.Marshal(s)
-}
-
-// UnmarshalJSON decodes what MarshalJSON wrote. The PKIX error keeps its message and
-// still matches x509.CertificateInvalidError (Expired) or x509.UnknownAuthorityError
-// with errors.As, which is what the judge asks of it.
-func (r *Result) UnmarshalJSON(b []byte) error {
-	var s storedResult
-	if err := json.Unmarshal(b, &s); err != nil {
-		return err
-	}
-	// The text is bounded again: the file may have been written by an older version.
-	*r = Result{IP: s.IP, Stage: s.Stage, Outcome: s.Outcome, Detail: safetext.Bound(s.Detail, safetext.MaxField),
-		Greeting: s.Greeting.bounded(), EHLO: s.EHLO.bounded(), StartTLS: s.StartTLS.bounded(), Offered: s.Offered,
-		TLSVersion: s.TLSVersion, CipherSuite: s.CipherSuite, Opportunistic: s.Opp, Authenticated: s.Auth, Duration: s.Duration}
-	for _, h := range []*Hello{r.Opportunistic, r.Authenticated} {
-		if h != nil {
-			h.Failed, h.Garbled = safetext.Bound(h.Failed, safetext.MaxField), safetext.Bound(h.Garbled, safetext.MaxField)
-		}
-	}
-	for _, der := range s.Chain {
-		c, err := x509.ParseCertificate(der)
-		if err != nil {
-			return fmt.Errorf("smtpprobe: stored certificate: %w", err)
-		}
-		r.Chain = append(r.Chain, c)
-	}
-	if s.PKIXKind != "" {
-		r.PKIX = &storedPKIXError{kind: s.PKIXKind, msg: safetext.Bound(s.PKIXError, safetext.MaxField), leaf: r.Leaf()}
-	}
-	return nil
-}
-
-// storedPKIXError is a chain verification error read back from the cache file.
-type storedPKIXError struct {
-	kind, msg string
-	leaf      *x509.Certificate
-}
-
-func (e *storedPKIXError) Error() string { return e.msg }
-
-func (e *storedPKIXError) Unwrap() error {
-	switch e.kind {
-	case "expired":
-		return x509.CertificateInvalidError{Cert: e.leaf, Reason: x509.Expired, Detail: e.msg}
-	case "unknown-authority":
-		return x509.UnknownAuthorityError{Cert: e.leaf}
-	}
-	return nil
 }

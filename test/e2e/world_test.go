@@ -6,7 +6,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
@@ -25,6 +24,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/tlsgate/tlsgate/internal/fake"
+	"github.com/tlsgate/tlsgate/internal/fingerprint"
 )
 
 // The test world's fixed loopback addresses. Nothing leaves 127.0.0.0/8.
@@ -249,8 +249,7 @@ func (w *world) certificates() {
 		}
 		w.write("certs/"+h.behaviour+".crt", chain.String(), 0o644)
 		w.write("certs/"+h.behaviour+".key", string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: key})), 0o600)
-		sum := sha256.Sum256(c.Certificate[0])
-		w.pins[h.name] = colonHex(sum[:])
+		w.pins[h.name] = fingerprint.Of(c.Certificate[0])
 		// DANE: DANE-TA for the good host (names checked), DANE-EE for the
 		// self-signed and the expired one (names and dates ignored), a digest that
 		// matches nothing for the wrong-name host.
@@ -298,14 +297,6 @@ func (w *world) sniChains(host string) {
 	// texthash reads the files named on the right-hand side itself (dict_thash.c,
 	// DICT_FLAG_SRC_RHS_IS_FILE): no postmap -F needed.
 	w.write("certs/sni.map", m.String(), 0o644)
-}
-
-func colonHex(b []byte) string {
-	parts := make([]string, len(b))
-	for i, c := range b {
-		parts[i] = fmt.Sprintf("%02X", c)
-	}
-	return strings.Join(parts, ":")
 }
 
 // zone data: "test." is signed, "unsigned.test." is an unsigned delegation,

@@ -1,9 +1,11 @@
-package verify_test
+package report_test
 
 import (
 	"bytes"
 	"context"
 	"flag"
+	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,7 +13,10 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/tlsgate/tlsgate/internal/dnsx"
 	"github.com/tlsgate/tlsgate/internal/fake"
+	"github.com/tlsgate/tlsgate/internal/report"
+	"github.com/tlsgate/tlsgate/internal/smtpprobe"
 	"github.com/tlsgate/tlsgate/policy"
 	"github.com/tlsgate/tlsgate/verify"
 )
@@ -30,10 +35,10 @@ func golden(t *testing.T, name string, got []byte) {
 	}
 	want, err := os.ReadFile(path)
 	if err != nil {
-		t.Fatalf("%v (create it with: go test ./verify -run '^%s$' -update)", err, t.Name())
+		t.Fatalf("%v (create it with: go test ./internal/report -run '^%s$' -update)", err, t.Name())
 	}
 	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs:\n--- got\n%s\n--- want\n%s\n(if intended: go test ./verify -run '^%s$' -update)", path, got, want, t.Name())
+		t.Errorf("%s differs:\n--- got\n%s\n--- want\n%s\n(if intended: go test ./internal/report -run '^%s$' -update)", path, got, want, t.Name())
 	}
 }
 
@@ -51,22 +56,22 @@ func TestReportTextHostile(t *testing.T) {
 	t.Parallel()
 	at := time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)
 	listed := true
-	r := verify.Report{
+	r := report.Report{
 		Domain: "example.test", Level: "verify", Rule: "policy:example.test", Status: "fail",
 		Reason: "certificate-host-mismatch", Mechanism: "pkix", Detail: "mx1.example.test[192.0.2.1]: " + hostile,
 		MXStatus: "found", MXDetail: hostile,
-		MX: []verify.ReportHost{{
+		MX: []report.Host{{
 			Host: "mx1.example.test" + hostile, Preference: 10, Addresses: []string{"192.0.2.1"}, Error: hostile,
-			TLSA: verify.ReportTLSA{Status: "error", Error: hostile}, STSListed: &listed,
-			Attempts: []verify.ReportAttempt{{
+			TLSA: report.TLSA{Status: "error", Error: hostile}, STSListed: &listed,
+			Attempts: []report.Attempt{{
 				IP: "192.0.2.1", Outcome: "tls", Detail: hostile, Greeting: "220 " + hostile, STARTTLS: true,
 				TLSVersion: "TLSv1.3", Cipher: "TLS_AES_128_GCM_SHA256",
-				Certificate: &verify.ReportCertificate{Subject: "CN=" + hostile, Issuer: "CN=" + hostile, DNSNames: []string{hostile, "mx1.example.test"},
+				Certificate: &report.Certificate{Subject: "CN=" + hostile, Issuer: "CN=" + hostile, DNSNames: []string{hostile, "mx1.example.test"},
 					NotBefore: at, NotAfter: at.Add(24 * time.Hour), SHA256: "AA:BB", SPKISHA256: "CC:DD"},
 				PKIX: hostile, Verdict: "certificate-host-mismatch",
 			}},
 		}},
-		MTASTS: &verify.ReportSTS{Status: "policy", ID: hostile, Mode: "enforce", MaxAge: 86400, MX: []string{hostile},
+		MTASTS: &report.STS{Status: "policy", ID: hostile, Mode: "enforce", MaxAge: 86400, MX: []string{hostile},
 			Expires: at, Problem: "sts-policy-fetch-error", Detail: hostile},
 		Checked: at, DurationMS: 42,
 	}
@@ -121,16 +126,15 @@ func startsWithAny(s string, prefixes []string) bool {
 func TestReportTextHostileServer(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t)
-	w.dns.Add(t, "example.test. 300 IN MX 10 mx1.example.test.", "mx1.example.test. 300 IN A 127.0.0.10")
 	ca := w.ca.Intermediate(t, "Evil \x1b[32mCA\u202e")
 	c := ca.Issue(t, fake.CertOptions{DNSNames: []string{"mx1.example.test\x1b[2J", "mx1.example.test"},
 		CommonName: "x\nverdict:\tpass\x1b[0m\u2028"})
 	fake.StartSMTP(t, "127.0.0.10", fake.Behavior{Hostname: "mx1.example.test", Cert: &c,
 		Banner: "220-mx1.example.test \x1b]0;owned\x07\n220 \rverdict: pass \u009b32m\xff"}).RegisterWith(w.dialer)
-	f := w.verifier().Probe(context.Background(), domain)
+	f := w.verifier().Probe(context.Background(), "example.test")
 	v := verify.Judge(f, policy.Policy{Level: policy.LevelEncrypt})
 	var b strings.Builder
-	if err := verify.NewReport(f, v, "").WriteText(&b); err != nil {
+	if err := report.New(f, v, "").WriteText(&b); err != nil {
 		t.Fatal(err)
 	}
 	out := b.String()
@@ -139,4 +143,40 @@ func TestReportTextHostileServer(t *testing.T) {
 		t.Errorf("the hostile text is not shown quoted:\n%s", out)
 	}
 	checkTerminalSafe(t, out, v.Status.String())
+}
+
+// world is a DNS server and a dialer with example.test's one MX host,
+// mx1.example.test at 127.0.0.10, for a Verifier to probe.
+type world struct {
+	t      testing.TB
+	dns    *fake.DNSServer
+	dialer *fake.Dialer
+	ca     *fake.CA
+}
+
+func newWorld(t testing.TB) *world {
+	t.Helper()
+	w := &world{t: t, dns: fake.StartDNS(t), dialer: fake.NewDialer(), ca: fake.NewCA(t, "Test Root")}
+	w.dns.Add(t, "example.test. 300 IN MX 10 mx1.example.test.", "mx1.example.test. 300 IN A 127.0.0.10")
+	return w
+}
+
+func (w *world) verifier() *verify.Verifier {
+	w.t.Helper()
+	res, err := dnsx.NewClient(w.dns.Addr(), time.Second, false)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	v, err := verify.New(verify.Config{
+		Resolver:    res,
+		Prober:      &smtpprobe.Prober{Dialer: w.dialer, HELO: "probe.tlsgate.test", Roots: w.ca.Pool},
+		Allow:       []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
+		HostTimeout: 3 * time.Second,
+		Log:         slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	w.t.Cleanup(v.Close)
+	return v
 }

@@ -1,4 +1,6 @@
-package verify
+// Package report is the answer of tlsgate check, its web page and API: a verdict with
+// the facts behind it (Report), as JSON and as text for a terminal (WriteText).
+package report
 
 import (
 	"crypto/tls"
@@ -9,45 +11,47 @@ import (
 	"time"
 
 	"github.com/tlsgate/tlsgate/internal/dane"
+	"github.com/tlsgate/tlsgate/internal/fingerprint"
 	"github.com/tlsgate/tlsgate/internal/safetext"
 	"github.com/tlsgate/tlsgate/internal/smtpprobe"
+	"github.com/tlsgate/tlsgate/verify"
 )
 
 // Report is a verdict with the facts behind it, for `tlsgate check` (human text and
 // JSON). Field names are part of the JSON contract documented in the README
 // ("Command line", the keys of tlsgate check --json); a test checks them.
 type Report struct {
-	Domain     string       `json:"domain"`
-	Level      string       `json:"level"`
-	Rule       string       `json:"rule,omitempty"`
-	Status     string       `json:"status"`
-	Reason     string       `json:"reason"`
-	Mechanism  string       `json:"mechanism"`
-	Detail     string       `json:"detail"`
-	MXStatus   string       `json:"mx_status"`
-	MXSecure   bool         `json:"mx_dnssec"`
-	MXDetail   string       `json:"mx_detail,omitempty"`
-	MX         []ReportHost `json:"mx"`
-	MTASTS     *ReportSTS   `json:"mta_sts,omitempty"`
-	Checked    time.Time    `json:"checked"`
-	DurationMS int64        `json:"duration_ms"`
+	Domain     string    `json:"domain"`
+	Level      string    `json:"level"`
+	Rule       string    `json:"rule,omitempty"`
+	Status     string    `json:"status"`
+	Reason     string    `json:"reason"`
+	Mechanism  string    `json:"mechanism"`
+	Detail     string    `json:"detail"`
+	MXStatus   string    `json:"mx_status"`
+	MXSecure   bool      `json:"mx_dnssec"`
+	MXDetail   string    `json:"mx_detail,omitempty"`
+	MX         []Host    `json:"mx"`
+	MTASTS     *STS      `json:"mta_sts,omitempty"`
+	Checked    time.Time `json:"checked"`
+	DurationMS int64     `json:"duration_ms"`
 }
 
-// ReportHost is one MX host in a Report.
-type ReportHost struct {
-	Host       string     `json:"host"`
-	Preference uint16     `json:"preference"`
-	Addresses  []string   `json:"addresses"`
-	Error      string     `json:"error,omitempty"`
-	AddrSecure bool       `json:"addresses_dnssec"`
-	TLSA       ReportTLSA `json:"tlsa"`
+// Host is one MX host in a Report.
+type Host struct {
+	Host       string   `json:"host"`
+	Preference uint16   `json:"preference"`
+	Addresses  []string `json:"addresses"`
+	Error      string   `json:"error,omitempty"`
+	AddrSecure bool     `json:"addresses_dnssec"`
+	TLSA       TLSA     `json:"tlsa"`
 	// STSListed: the MTA-STS policy lists this host (absent without a policy).
-	STSListed *bool           `json:"mta_sts_listed,omitempty"`
-	Attempts  []ReportAttempt `json:"attempts,omitempty"`
+	STSListed *bool     `json:"mta_sts_listed,omitempty"`
+	Attempts  []Attempt `json:"attempts,omitempty"`
 }
 
-// ReportSTS is the domain's MTA-STS state (RFC 8461).
-type ReportSTS struct {
+// STS is the domain's MTA-STS state (RFC 8461).
+type STS struct {
 	Status  string    `json:"status"` // none, policy, error
 	ID      string    `json:"id,omitempty"`
 	Mode    string    `json:"mode,omitempty"`
@@ -60,22 +64,22 @@ type ReportSTS struct {
 	Detail  string    `json:"detail,omitempty"`
 }
 
-// ReportTLSA is a host's DANE data.
-type ReportTLSA struct {
-	Status  string             `json:"status"` // not-looked-up, none, found, error, insecure
-	Base    string             `json:"base,omitempty"`
-	Error   string             `json:"error,omitempty"`
-	Records []ReportTLSARecord `json:"records,omitempty"`
+// TLSA is a host's DANE data.
+type TLSA struct {
+	Status  string       `json:"status"` // not-looked-up, none, found, error, insecure
+	Base    string       `json:"base,omitempty"`
+	Error   string       `json:"error,omitempty"`
+	Records []TLSARecord `json:"records,omitempty"`
 }
 
-// ReportTLSARecord is one TLSA record with its usability for SMTP (RFC 7672 §3.1.3).
-type ReportTLSARecord struct {
+// TLSARecord is one TLSA record with its usability for SMTP (RFC 7672 §3.1.3).
+type TLSARecord struct {
 	Record string `json:"record"` // "3 1 1 <hex>"
 	Usable bool   `json:"usable"`
 }
 
-// ReportAttempt is one probed address.
-type ReportAttempt struct {
+// Attempt is one probed address.
+type Attempt struct {
 	IP         string `json:"ip"`
 	Outcome    string `json:"outcome"`
 	Detail     string `json:"detail,omitempty"`
@@ -86,17 +90,17 @@ type ReportAttempt struct {
 	// PostfixOpportunistic and PostfixAuthenticated: the server's answers to
 	// Postfix's ClientHellos, when the probe asked (legacy TLS, or a handshake Go
 	// could not complete): "TLSv1.1 AECDH-AES256-SHA", "alert handshake failure".
-	PostfixOpportunistic string             `json:"postfix_hello_opportunistic,omitempty"`
-	PostfixAuthenticated string             `json:"postfix_hello_authenticated,omitempty"`
-	Certificate          *ReportCertificate `json:"certificate,omitempty"`
-	PKIX                 string             `json:"pkix,omitempty"`                 // "ok" or the error
-	BeyondLimit          bool               `json:"beyond_address_limit,omitempty"` // probed for MTA-STS only
-	Verdict              string             `json:"verdict"`                        // "pass" or the reason it did not meet the level
-	DurationMS           int64              `json:"duration_ms"`
+	PostfixOpportunistic string       `json:"postfix_hello_opportunistic,omitempty"`
+	PostfixAuthenticated string       `json:"postfix_hello_authenticated,omitempty"`
+	Certificate          *Certificate `json:"certificate,omitempty"`
+	PKIX                 string       `json:"pkix,omitempty"`                 // "ok" or the error
+	BeyondLimit          bool         `json:"beyond_address_limit,omitempty"` // probed for MTA-STS only
+	Verdict              string       `json:"verdict"`                        // "pass" or the reason it did not meet the level
+	DurationMS           int64        `json:"duration_ms"`
 }
 
-// ReportCertificate describes a leaf certificate.
-type ReportCertificate struct {
+// Certificate describes a leaf certificate.
+type Certificate struct {
 	Subject    string    `json:"subject"`
 	Issuer     string    `json:"issuer"`
 	DNSNames   []string  `json:"dns_names"`
@@ -106,26 +110,27 @@ type ReportCertificate struct {
 	SPKISHA256 string    `json:"spki_sha256"`
 }
 
-// NewReport combines facts and the verdict judged from them.
-func NewReport(f *Facts, v Verdict, rule string) Report {
+// New combines facts and the verdict judged from them. rule names what chose the
+// level (policy.Rule.Tag, or the command's own word).
+func New(f *verify.Facts, v verify.Verdict, rule string) Report {
 	r := Report{
 		Domain: f.Destination(), Level: v.Level.String(), Rule: rule, Status: v.Status.String(),
 		Reason: string(v.Reason), Mechanism: string(v.Mechanism), Detail: v.Detail,
-		MXStatus: f.MX.String(), MXSecure: f.MXSecure, MXDetail: f.MXDetail, MX: []ReportHost{},
+		MXStatus: f.MX.String(), MXSecure: f.MXSecure, MXDetail: f.MXDetail, MX: []Host{},
 		Checked: f.Checked.UTC(), DurationMS: f.Duration.Milliseconds(),
 	}
 	if sts := f.STS; sts != nil {
-		r.MTASTS = &ReportSTS{Status: sts.Status.String(), ID: sts.ID, Cached: sts.Cached,
-			Fetched: sts.Fetched.UTC(), Expires: sts.Expires.UTC(), Problem: sts.Problem, Detail: sts.Detail}
+		r.MTASTS = &STS{Status: sts.Status.String(), ID: sts.ID, Cached: sts.Cached,
+			Fetched: sts.Fetched.UTC(), Expires: sts.Expires.UTC(), Problem: string(sts.Problem), Detail: sts.Detail}
 		if p := sts.Policy; p != nil {
 			r.MTASTS.Mode, r.MTASTS.MaxAge, r.MTASTS.MX = p.Mode.String(), int64(p.MaxAge/time.Second), p.MX
 		}
 	}
 	for _, h := range f.Hosts {
-		rh := ReportHost{Host: h.Name, Preference: h.Preference, Addresses: []string{}, Error: h.AddrError, AddrSecure: h.AddrSecure,
-			TLSA: ReportTLSA{Status: h.TLSA.Status.String(), Base: h.TLSA.Base, Error: h.TLSA.Error}}
+		rh := Host{Host: h.Name, Preference: h.Preference, Addresses: []string{}, Error: h.AddrError, AddrSecure: h.AddrSecure,
+			TLSA: TLSA{Status: h.TLSA.Status.String(), Base: h.TLSA.Base, Error: h.TLSA.Error}}
 		for _, rec := range h.TLSA.Records {
-			rh.TLSA.Records = append(rh.TLSA.Records, ReportTLSARecord{
+			rh.TLSA.Records = append(rh.TLSA.Records, TLSARecord{
 				Record: fmt.Sprintf("%d %d %d %s", rec.Usage, rec.Selector, rec.MatchingType, rec.Certificate),
 				Usable: dane.Usable(rec),
 			})
@@ -141,7 +146,7 @@ func NewReport(f *Facts, v Verdict, rule string) Report {
 			if a.Host != h.Name || a.DNSError != "" {
 				continue
 			}
-			ra := reportAttempt(&a.Result, a.Cert, attemptVerdict(v, &a))
+			ra := newAttempt(&a.Result, a.Cert, attemptVerdict(v, &a))
 			ra.BeyondLimit = a.BeyondLimit
 			rh.Attempts = append(rh.Attempts, ra)
 		}
@@ -153,7 +158,7 @@ func NewReport(f *Facts, v Verdict, rule string) Report {
 // attemptVerdict finds how the verdict judged a; a level judges only some attempts
 // (an MTA-STS policy skips unlisted hosts, Postfix levels skip those past its limit)
 // and stops at the first that passes.
-func attemptVerdict(v Verdict, a *Attempt) string {
+func attemptVerdict(v verify.Verdict, a *verify.Attempt) string {
 	for _, av := range v.Attempts {
 		if av.Host == a.Host && av.IP == a.Result.IP {
 			if av.Pass {
@@ -165,10 +170,10 @@ func attemptVerdict(v Verdict, a *Attempt) string {
 	return "not judged"
 }
 
-// reportAttempt describes one probed address; the certificate comes from the chain,
+// newAttempt describes one probed address; the certificate comes from the chain,
 // or, for facts from the cache (whose chains are dropped), from its summary cert.
-func reportAttempt(res *smtpprobe.Result, cert *CertInfo, verdict string) ReportAttempt {
-	ra := ReportAttempt{
+func newAttempt(res *smtpprobe.Result, cert *verify.CertInfo, verdict string) Attempt {
+	ra := Attempt{
 		IP: res.IP.String(), Outcome: res.Outcome.String(), Detail: res.Detail,
 		Greeting: res.Greeting.String(), STARTTLS: res.Offered, TLSVersion: res.TLSVersionName(),
 		Verdict: verdict, DurationMS: res.Duration.Milliseconds(),
@@ -183,16 +188,16 @@ func reportAttempt(res *smtpprobe.Result, cert *CertInfo, verdict string) Report
 		ra.PostfixAuthenticated = h.String()
 	}
 	if leaf := res.Leaf(); leaf != nil {
-		ra.Certificate = &ReportCertificate{
+		ra.Certificate = &Certificate{
 			Subject: leaf.Subject.String(), Issuer: leaf.Issuer.String(), DNSNames: leaf.DNSNames,
 			NotBefore: leaf.NotBefore.UTC(), NotAfter: leaf.NotAfter.UTC(),
-			SHA256: smtpprobe.Fingerprint(leaf.Raw), SPKISHA256: smtpprobe.Fingerprint(leaf.RawSubjectPublicKeyInfo),
+			SHA256: fingerprint.Of(leaf.Raw), SPKISHA256: fingerprint.Of(leaf.RawSubjectPublicKeyInfo),
 		}
 	} else if cert != nil && cert.Subject != "" {
-		ra.Certificate = &ReportCertificate{
+		ra.Certificate = &Certificate{
 			Subject: cert.Subject, Issuer: cert.Issuer, DNSNames: cert.DNSNames,
 			NotBefore: cert.NotBefore, NotAfter: cert.NotAfter,
-			SHA256: cert.Fingerprint(), SPKISHA256: fingerprint(cert.SPKISHA256),
+			SHA256: cert.Fingerprint(), SPKISHA256: fingerprint.Format(cert.SPKISHA256[:]),
 		}
 	}
 	if ra.Certificate != nil {
