@@ -15,6 +15,7 @@ import (
 	"github.com/tlsgate/tlsgate/internal/cache"
 	"github.com/tlsgate/tlsgate/internal/dnsx"
 	"github.com/tlsgate/tlsgate/internal/mtasts"
+	"github.com/tlsgate/tlsgate/internal/netguard"
 	"github.com/tlsgate/tlsgate/internal/smtpprobe"
 )
 
@@ -75,7 +76,7 @@ type Config struct {
 	// Guard, when set, is the outbound guard to use instead of one made from Allow and
 	// OwnAddrs: the one the MTA-STS client uses too. The Verifier owns it: Close
 	// closes it.
-	Guard       *Guard
+	Guard       *netguard.Guard
 	CacheSize   int // default 100000
 	PassTTL     time.Duration
 	FailTTL     time.Duration
@@ -184,11 +185,11 @@ func New(cfg Config) (*Verifier, error) {
 		return nil, fmt.Errorf("verify: %w", err)
 	}
 	if cfg.Guard == nil {
-		gc := GuardConfig{Allow: cfg.Allow}
+		gc := netguard.Config{Allow: cfg.Allow}
 		if own := cfg.OwnAddrs; own != nil {
 			gc.OwnAddrs = func() ([]netip.Addr, error) { return own, nil }
 		}
-		cfg.Guard = NewGuard(gc)
+		cfg.Guard = netguard.New(gc)
 	}
 	ctx, stop := context.WithCancel(context.Background())
 	v := &Verifier{cfg: cfg, cache: c, sem: make(chan struct{}, cfg.MaxConcurrent), ctx: ctx, stop: stop,

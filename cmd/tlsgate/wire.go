@@ -14,6 +14,7 @@ import (
 	"github.com/tlsgate/tlsgate/config"
 	"github.com/tlsgate/tlsgate/internal/dnsx"
 	"github.com/tlsgate/tlsgate/internal/mtasts"
+	"github.com/tlsgate/tlsgate/internal/netguard"
 	"github.com/tlsgate/tlsgate/internal/sharedcache"
 	"github.com/tlsgate/tlsgate/internal/smtpprobe"
 	"github.com/tlsgate/tlsgate/verify"
@@ -102,7 +103,7 @@ func newVerifier(cfg *config.Config, log *slog.Logger, events verify.Events, tie
 	}
 	// One outbound guard (public, not this host's own, or allowed) for probes and
 	// MTA-STS fetches alike.
-	guard := verify.NewGuard(verify.GuardConfig{Allow: cfg.Probe.AllowNetworks})
+	guard := netguard.New(netguard.Config{Allow: cfg.Probe.AllowNetworks})
 	var sts verify.STSLookup
 	if cfg.MTASTS.Enabled {
 		var store mtasts.PolicyStore

@@ -1,4 +1,7 @@
-package verify
+// Package netguard decides which addresses tlsgate may connect to on behalf of a
+// recipient domain: public addresses that are not this host's own, or addresses inside
+// the networks the operator allows (probe.allow_networks).
+package netguard
 
 import (
 	"context"
@@ -69,10 +72,10 @@ var nonPublic = []netip.Prefix{
 // Address Space registry, RFC 4291 §2.4); the rest is reserved, local or multicast.
 var globalUnicast6 = netip.MustParsePrefix("2000::/3")
 
-// public reports whether ip is a globally routable unicast address: an IPv4 address
+// Public reports whether ip is a globally routable unicast address: an IPv4 address
 // (an IPv4-mapped IPv6 address is judged by its IPv4 address: dialing it reaches that
 // address) outside nonPublic, or an IPv6 global unicast address outside nonPublic.
-func public(ip netip.Addr) bool {
+func Public(ip netip.Addr) bool {
 	if !ip.IsValid() || ip.Zone() != "" {
 		return false // DNS yields no scoped addresses; a prefix never contains one
 	}
@@ -101,8 +104,8 @@ func inAny(prefixes []netip.Prefix, ip netip.Addr) bool {
 // ownAddrsRefresh is how often a Guard reads this host's addresses again.
 const ownAddrsRefresh = 30 * time.Second
 
-// GuardConfig configures a Guard.
-type GuardConfig struct {
+// Config configures a Guard.
+type Config struct {
 	// Allow are the networks that may be contacted although not public
 	// (probe.allow_networks); they also admit this host's own addresses in them.
 	Allow []netip.Prefix
@@ -128,9 +131,9 @@ type Guard struct {
 	done    chan struct{}
 }
 
-// NewGuard returns a Guard that has read this host's addresses once and refreshes them
+// New returns a Guard that has read this host's addresses once and refreshes them
 // until Close.
-func NewGuard(cfg GuardConfig) *Guard {
+func New(cfg Config) *Guard {
 	if cfg.OwnAddrs == nil {
 		cfg.OwnAddrs = interfaceAddrs
 	}
@@ -163,7 +166,7 @@ func (g *Guard) Allowed(ip netip.Addr) bool {
 	if inAny(g.allow, ip) {
 		return true // an allow network admits even this host's own addresses in it
 	}
-	return public(ip) && !(*g.own.Load())[ip.Unmap()]
+	return Public(ip) && !(*g.own.Load())[ip.Unmap()]
 }
 
 // Refresh reads this host's addresses now; a failed read keeps the previous ones.

@@ -1,21 +1,14 @@
-package verify_test
+package netguard_test
 
 import (
-	"context"
 	"errors"
 	"net/netip"
 	"runtime"
-	"slices"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/miekg/dns"
-
-	"github.com/tlsgate/tlsgate/internal/dnsx"
 	"github.com/tlsgate/tlsgate/internal/fake"
-	"github.com/tlsgate/tlsgate/internal/mtasts"
-	"github.com/tlsgate/tlsgate/verify"
+	"github.com/tlsgate/tlsgate/internal/netguard"
 )
 
 // lastAddr is the highest address of p.
@@ -107,56 +100,15 @@ func TestPublicIANARegistries(t *testing.T) {
 	for _, tc := range tests {
 		p := netip.MustParsePrefix(tc.block)
 		for _, ip := range []netip.Addr{p.Masked().Addr(), lastAddr(p)} {
-			if got := verify.Public(ip); got != tc.public {
+			if got := netguard.Public(ip); got != tc.public {
 				t.Errorf("Public(%s) = %v; want %v (%s: %s)", ip, got, tc.public, tc.block, tc.why)
 			}
 		}
 	}
 	// The forms of issue 17: each embeds or reaches something internal.
 	for _, s := range []string{"::127.0.0.1", "::10.0.0.1", "::8.8.8.8", "::ffff:0:127.0.0.1", "::ffff:0:8.8.8.8", "fec0::1", "fec0::127.0.0.1", "fe80::1%lo", "2a00:1450::1%eth0"} {
-		if verify.Public(netip.MustParseAddr(s)) {
+		if netguard.Public(netip.MustParseAddr(s)) {
 			t.Errorf("Public(%s) = true", s)
-		}
-	}
-}
-
-// ownSource is an injectable list of this host's addresses.
-type ownSource struct {
-	mu    sync.Mutex
-	addrs []netip.Addr
-	err   error
-	reads int
-	block chan struct{} // when set, a read waits for it
-}
-
-func (s *ownSource) read() ([]netip.Addr, error) {
-	s.mu.Lock()
-	block := s.block
-	s.mu.Unlock()
-	if block != nil {
-		<-block
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.reads++
-	return s.addrs, s.err
-}
-
-func (s *ownSource) set(err error, addrs ...string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.addrs, s.err = nil, err
-	for _, a := range addrs {
-		s.addrs = append(s.addrs, netip.MustParseAddr(a))
-	}
-}
-
-// eventually waits up to 5 seconds for cond.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(2 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within 5s: %s", what)
 		}
 	}
 }
@@ -167,9 +119,9 @@ func eventually(t *testing.T, what string, cond func() bool) {
 func TestGuardRefreshesOwnAddresses(t *testing.T) {
 	t.Parallel()
 	a, b := netip.MustParseAddr("198.51.200.7"), netip.MustParseAddr("2a00:1450::7")
-	src := &ownSource{}
-	src.set(nil, "198.51.200.7")
-	g := verify.NewGuard(verify.GuardConfig{OwnAddrs: src.read, Refresh: 5 * time.Millisecond,
+	src := &fake.AddrSource{}
+	src.Set(nil, "198.51.200.7")
+	g := netguard.New(netguard.Config{OwnAddrs: src.Read, Refresh: 5 * time.Millisecond,
 		Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
 	defer g.Close()
 	if g.Allowed(a) || g.Allowed(netip.MustParseAddr("::ffff:198.51.200.7")) || !g.Allowed(b) {
@@ -178,12 +130,12 @@ func TestGuardRefreshesOwnAddresses(t *testing.T) {
 	if !g.Allowed(netip.MustParseAddr("127.0.0.5")) || g.Allowed(netip.MustParseAddr("10.0.0.1")) {
 		t.Error("allow networks: 127.0.0.5 must be allowed, 10.0.0.1 not")
 	}
-	src.set(nil, "2a00:1450::7") // an interface gained b and lost a
-	eventually(t, "the new own address refused", func() bool { return !g.Allowed(b) && g.Allowed(a) })
-	src.set(errors.New("netlink: no buffer space"))
-	reads := func() int { src.mu.Lock(); defer src.mu.Unlock(); return src.reads }
+	src.Set(nil, "2a00:1450::7") // an interface gained b and lost a
+	fake.Eventually(t, "the new own address refused", func() bool { return !g.Allowed(b) && g.Allowed(a) })
+	src.Set(errors.New("netlink: no buffer space"))
+	reads := src.Reads
 	n := reads()
-	eventually(t, "two more reads", func() bool { return reads() >= n+2 })
+	fake.Eventually(t, "two more reads", func() bool { return reads() >= n+2 })
 	if g.Allowed(b) || !g.Allowed(a) {
 		t.Error("a failed read dropped the own addresses")
 	}
@@ -192,14 +144,11 @@ func TestGuardRefreshesOwnAddresses(t *testing.T) {
 // TestGuardNeverBlocks: a slow read of the interfaces does not hold up Allowed.
 func TestGuardNeverBlocks(t *testing.T) {
 	t.Parallel()
-	src := &ownSource{}
-	src.set(nil, "198.51.200.7")
-	g := verify.NewGuard(verify.GuardConfig{OwnAddrs: src.read, Refresh: time.Millisecond})
-	block := make(chan struct{})
-	src.mu.Lock()
-	src.block = block
-	src.mu.Unlock()
-	time.Sleep(20 * time.Millisecond) // the refresher is now stuck in a read
+	src := &fake.AddrSource{}
+	src.Set(nil, "198.51.200.7")
+	g := netguard.New(netguard.Config{OwnAddrs: src.Read, Refresh: time.Millisecond})
+	waiting, release := src.Hold()
+	<-waiting // the refresher is now stuck in a read
 	done := make(chan bool)
 	go func() { done <- g.Allowed(netip.MustParseAddr("198.51.200.7")) }()
 	select {
@@ -210,7 +159,7 @@ func TestGuardNeverBlocks(t *testing.T) {
 	case <-time.After(2 * time.Second):
 		t.Fatal("Allowed blocked on a pending refresh")
 	}
-	close(block)
+	release()
 	g.Close()
 }
 
@@ -219,84 +168,22 @@ func TestGuardNeverBlocks(t *testing.T) {
 func TestGuardCloseStopsRefresh(t *testing.T) {
 	before := runtime.NumGoroutine()
 	for range 20 {
-		verify.NewGuard(verify.GuardConfig{Refresh: time.Millisecond}).Close()
+		netguard.New(netguard.Config{Refresh: time.Millisecond}).Close()
 	}
 	fake.WaitGoroutines(t, before, 0)
 }
 
-// TestOwnAddressLearnedLater: a verifier refuses to probe an address that became this
-// host's after it started, and probes it again once it is no longer.
-func TestOwnAddressLearnedLater(t *testing.T) {
+func TestPublic(t *testing.T) {
 	t.Parallel()
-	ip := netip.MustParseAddr("198.51.200.8") // public, routed to a loopback server by the fake dialer
-	w := newWorld(t)
-	w.serve(domain, host{name: "mx1", behaviour: "good", ip: "127.0.0.10"})
-	w.dns.Remove("mx1.example.test.", dns.TypeA)
-	w.dns.Add(t, "mx1.example.test. 300 IN A "+ip.String())
-	s := startSMTP(w, "127.0.0.10", "good", "mx1.example.test")
-	w.dialer.Register(ip, s.Addr())
-	src := &ownSource{}
-	src.set(nil, "127.0.0.1")
-	v := w.verifier(func(c *verify.Config) {
-		c.Allow = nil
-		c.AddressTTL = time.Nanosecond // every Probe opens a session
-		c.Guard = verify.NewGuard(verify.GuardConfig{OwnAddrs: src.read, Refresh: 5 * time.Millisecond})
-	})
-	want("pass").check(t, "encrypt", verify.Judge(v.Probe(context.Background(), domain), encrypt))
-	src.set(nil, "127.0.0.1", ip.String())
-	eventually(t, "the probe refused", func() bool {
-		return verify.Judge(v.Probe(context.Background(), domain), encrypt).Reason == verify.ReasonProbeNotAllowed
-	})
-	src.set(nil, "127.0.0.1")
-	eventually(t, "the probe allowed again", func() bool {
-		return verify.Judge(v.Probe(context.Background(), domain), encrypt).Status == verify.StatusPass
-	})
-}
-
-// TestSTSFetchUnderTheProbeGuard: the MTA-STS policy fetch is an outbound connection
-// chosen by the recipient domain like a probe, under the same guard (cmd/tlsgate
-// passes one Guard to both): a policy host at this host's own public address is not
-// contacted (the fetch fails and no policy applies, RFC 8461 §5); once the address is
-// no longer this host's, the policy is fetched.
-func TestSTSFetchUnderTheProbeGuard(t *testing.T) {
-	t.Parallel()
-	policyIP := netip.MustParseAddr("198.51.200.80") // public, routed to a loopback server by the fake dialer
-	w := newWorld(t)
-	w.serve(domain, host{name: "mx1", behaviour: "good"})
-	srv := fake.StartPolicyServer(t, w.ca.Issue(t, fake.CertOptions{DNSNames: []string{"mta-sts.example.test"}}))
-	srv.RegisterWith(w.dialer, policyIP)
-	srv.SetPolicy(stsPolicy("enforce", "mx1.example.test"))
-	w.dns.Add(t, `_mta-sts.example.test. 300 IN TXT "v=STSv1; id=1"`, "mta-sts.example.test. 300 IN A "+policyIP.String())
-	src := &ownSource{}
-	src.set(nil, policyIP.String())
-	guard := verify.NewGuard(verify.GuardConfig{OwnAddrs: src.read, Refresh: time.Hour,
-		Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
-	res, err := dnsx.NewClient(w.dns.Addr(), time.Second, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sts, err := mtasts.New(mtasts.Config{Resolver: res, Dial: w.dialer.DialContext, Roots: w.ca.Pool,
-		Timeout: 2 * time.Second, Allowed: guard.Allowed})
-	if err != nil {
-		t.Fatal(err)
-	}
-	v := w.verifier(func(c *verify.Config) { c.Guard, c.STS = guard, sts })
-	verdict := verify.Judge(v.Probe(context.Background(), domain), published)
-	if verdict.Mechanism == verify.MechMTASTS || srv.Fetches() != 0 {
-		t.Errorf("policy host at an own address: mechanism %s, %d fetches; want no fetch", verdict.Mechanism, srv.Fetches())
-	}
-	if d := w.dialer.Dials(); slices.Contains(d, netip.AddrPortFrom(policyIP, 443).String()) {
-		t.Errorf("dialed the policy host at an own address: %q", d)
-	}
-	src.set(nil)
-	guard.Refresh()
-	sts2, err := mtasts.New(mtasts.Config{Resolver: res, Dial: w.dialer.DialContext, Roots: w.ca.Pool,
-		Timeout: 2 * time.Second, Allowed: guard.Allowed})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sts2.Close()
-	if r := sts2.Lookup(context.Background(), domain); r.Status != mtasts.StatusPolicy || srv.Fetches() != 1 {
-		t.Errorf("policy host no longer own: status %s (%s), %d fetches; want the policy", r.Status, r.Detail, srv.Fetches())
+	for ip, public := range map[string]bool{
+		"127.0.0.1": false, "10.1.2.3": false, "172.16.0.1": false, "192.168.1.1": false,
+		"169.254.1.1": false, "100.64.0.1": false, "0.0.0.0": false, "224.0.0.1": false,
+		"255.255.255.255": false, "192.0.2.1": false, "::1": false, "fe80::1": false,
+		"fd00::1": false, "::ffff:127.0.0.1": false, "::ffff:10.0.0.1": false, "2001:db8::1": false,
+		"8.8.8.8": true, "2a00:1450::1": true, "::ffff:8.8.8.8": true, "193.0.0.1": true,
+	} {
+		if got := netguard.Public(netip.MustParseAddr(ip)); got != public {
+			t.Errorf("Public(%s) = %v; want %v", ip, got, public)
+		}
 	}
 }
