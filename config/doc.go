@@ -9,7 +9,9 @@
 // policy_files TLSGATE_POLICY_FILES; lists comma-separated); and the flags the
 // operator gave (AddFlags: --milter.rcpt_timeout). The policies and customers lists
 // are read from the file only. Any other TLSGATE_* variable is an error, so that a
-// misspelt one does not go unnoticed.
+// misspelt one does not go unnoticed. koanf reads each source (its file provider and
+// YAML parser, its env provider, its posflag provider) and flattens it into keys;
+// the table converts each value and names the file, variable or flag in errors.
 //
 // Durations use Go syntax ("10s", "1m30s"); a number without a unit is an error.
 // Socket modes are octal: quote them in YAML ("0660").

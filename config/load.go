@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"iter"
 	"maps"
 	"os"
 	"slices"
@@ -12,8 +11,11 @@ import (
 	"time"
 
 	"github.com/knadh/koanf/parsers/yaml"
+	"github.com/knadh/koanf/providers/env/v2"
 	"github.com/knadh/koanf/providers/file"
 	"github.com/knadh/koanf/providers/posflag"
+	"github.com/knadh/koanf/providers/rawbytes"
+	"github.com/knadh/koanf/v2"
 	"github.com/spf13/pflag"
 )
 
@@ -36,6 +38,8 @@ const maxFile = 4 << 20
 // Load builds the configuration from, in increasing precedence: the built-in
 // defaults, the YAML file, the TLSGATE_* environment variables and the changed
 // flags, parsing every value into its type; then it checks the values together.
+// koanf reads each source into its own instance and flattens it into keys; the key
+// table converts each value and names the source in errors.
 //
 // Errors: the file cannot be read (wrapping the *fs.PathError, e.g. "open /x: no such
 // file or directory"); the file is not YAML or too large (wrapping ErrInvalid); or the
@@ -49,19 +53,15 @@ func Load(o Options) (*Config, error) {
 	c.notes = map[string][]string{}
 	var errs []error
 	if o.File != "" {
-		raw, err := readFile(o.File)
+		k, err := readFile(o.File)
 		if err != nil {
 			return nil, err
 		}
-		errs = append(errs, c.applyFile(raw, fileSource(o.File))...)
+		errs = append(errs, c.applyTree(k, fileSource(o.File))...)
 	}
 	errs = append(errs, c.applyEnv(o.Env)...)
 	if o.Flags != nil {
-		o.Flags.Visit(func(f *pflag.Flag) {
-			if k, ok := lookupKey(f.Name); ok {
-				errs = append(errs, c.setFrom(k, posflag.FlagVal(o.Flags, f), flagSource{}, "--"+k.name)...)
-			}
-		})
+		errs = append(errs, c.applyFlags(o.Flags)...)
 	}
 	if len(errs) > 0 {
 		// The values that did parse are checked too, so that every problem is
@@ -74,14 +74,14 @@ func Load(o Options) (*Config, error) {
 	return c, nil
 }
 
-// setFrom converts v, from src where it is called name, into the field of k. It
-// returns a *FieldError per problem, and keeps the field as it was then.
-func (c *Config) setFrom(k key, v any, src source, name string) []error {
+// setFrom converts v, from src, into the field of k. It returns a *FieldError per
+// problem, and keeps the field as it was then.
+func (c *Config) setFrom(k key, v any, src source) []error {
 	out, probs := k.convert(v)
 	var errs []error
 	var notes []string
 	for _, p := range probs {
-		fe := &FieldError{File: src.where(), Key: name + p.suffix, Value: p.value, Msg: p.msg, Allowed: p.allowed}
+		fe := &FieldError{File: src.where(), Key: src.name(k.name) + p.suffix, Value: p.value, Msg: p.msg, Allowed: p.allowed}
 		if p.warn {
 			notes = append(notes, fe.Error())
 		} else {
@@ -94,13 +94,15 @@ func (c *Config) setFrom(k key, v any, src source, name string) []error {
 	k.set(c, out)
 	c.notes[k.name] = notes
 	if _, file := src.(fileSource); !file {
-		c.origins[k.name] = origin{where: src.where(), name: name}
+		c.origins[k.name] = origin{where: src.where(), name: src.name(k.name)}
 	}
 	return nil
 }
 
-// readFile reads and parses the YAML file with koanf's file provider and parser.
-func readFile(path string) (map[string]any, error) {
+// readFile loads the YAML file into a koanf instance: read with koanf's file
+// provider, bounded, then parsed by its YAML parser. A read error and a parse error
+// are told apart, hence the two steps.
+func readFile(path string) (*koanf.Koanf, error) {
 	if fi, err := os.Stat(path); err == nil && fi.Mode().IsRegular() && fi.Size() > maxFile {
 		return nil, fmt.Errorf("%w: %s: larger than %d bytes", ErrInvalid, path, maxFile)
 	}
@@ -111,14 +113,11 @@ func readFile(path string) (map[string]any, error) {
 	if len(b) > maxFile {
 		return nil, fmt.Errorf("%w: %s: larger than %d bytes", ErrInvalid, path, maxFile)
 	}
-	m, err := yaml.Parser().Unmarshal(b)
-	if err != nil {
+	k := koanf.New(delim)
+	if err := k.Load(rawbytes.Provider(b), yaml.Parser()); err != nil {
 		return nil, fmt.Errorf("%w: %s: %w", ErrInvalid, path, err)
 	}
-	if m == nil {
-		m = map[string]any{}
-	}
-	return m, nil
+	return k, nil
 }
 
 func readBounded(r io.Reader, limit int64) ([]byte, error) {
@@ -132,63 +131,100 @@ func readBounded(r io.Reader, limit int64) ([]byte, error) {
 	return b, nil
 }
 
+// delim separates the parts of a key: a section and its key (milter.listen), and
+// the nested cache.shared keys.
+const delim = "."
+
 // source names the origin of a value for error messages.
 type source interface {
-	where() string // FieldError.File
+	where() string          // FieldError.File
+	name(key string) string // FieldError.Key of a key
 }
 
 type fileSource string
 
-func (f fileSource) where() string { return string(f) }
+func (f fileSource) where() string        { return string(f) }
+func (fileSource) name(key string) string { return key }
 
 type flagSource struct{}
 
-func (flagSource) where() string { return "command line" }
+func (flagSource) where() string          { return "command line" }
+func (flagSource) name(key string) string { return "--" + key }
 
 type envSource struct{}
 
-func (envSource) where() string { return "environment" }
+func (envSource) where() string          { return "environment" }
+func (envSource) name(key string) string { return envName(key) }
 
-// applyFile checks the nested map of the file against the schema and sets every
-// value it can convert. Unknown keys and badly typed values are reported.
-func (c *Config) applyFile(raw map[string]any, src fileSource) []error {
+// applyTree checks the keys koanf flattened from the file (or the flags) against
+// the schema and sets every value it can convert; unknown keys and badly typed
+// values are reported. It goes down each flattened key part by part, in the order
+// of the nested keys, and stops at the first part that is a key (a map under
+// milter.listen is that key's badly typed value, not keys of its own), the
+// policies or customers list, or unknown.
+func (c *Config) applyTree(k *koanf.Koanf, src source) []error {
 	var errs []error
 	fail := func(key, value, msg, allowed string) {
-		errs = append(errs, &FieldError{File: src.where(), Key: key, Value: value, Msg: msg, Allowed: allowed})
+		errs = append(errs, &FieldError{File: src.where(), Key: src.name(key), Value: value, Msg: msg, Allowed: allowed})
 	}
-	for _, top := range sortedKeys(raw) {
-		v := raw[top]
-		switch {
-		case top == keyPolicies || top == keyCustomers:
-			items, ierrs := normalizeList(top, v, src)
-			errs = append(errs, ierrs...)
-			if ierrs == nil {
-				c.setList(top, items)
+	// The parts of each flattened key as the file wrote them: a YAML key that holds
+	// the delimiter stays one part.
+	parts := k.KeyMap()
+	leaves := k.Keys()
+	slices.SortFunc(leaves, func(a, b string) int { return slices.Compare(parts[a], parts[b]) })
+	done := map[string]bool{}
+	for _, leaf := range leaves {
+		for i := range parts[leaf] {
+			path := strings.Join(parts[leaf][:i+1], delim)
+			if done[path] {
+				break
 			}
-		case slices.Contains(sections(), top):
-			sub, ok := v.(map[string]any)
-			if !ok && v != nil {
-				fail(top, "", "must be a map of keys, not "+kindOf(v), strings.Join(sectionKeys(top), ", "))
-				continue
+			top, last := i == 0, i == len(parts[leaf])-1
+			if kk, ok := lookupKey(path); ok {
+				done[path] = true
+				errs = append(errs, c.setFrom(kk, k.Get(path), src)...)
+				break
 			}
-			for full, val := range flattenSection(top, sub) {
-				k, ok := lookupKey(full)
-				if !ok {
-					fail(full, "", "unknown key", strings.Join(sectionKeys(top), ", "))
-					continue
+			if top && (path == keyPolicies || path == keyCustomers) {
+				done[path] = true
+				items, ierrs := normalizeList(path, k.Get(path), src)
+				errs = append(errs, ierrs...)
+				if ierrs == nil {
+					c.setList(path, items)
 				}
-				errs = append(errs, c.setFrom(k, val, src, full)...)
+				break
 			}
-		default:
-			k, ok := lookupKey(top)
-			if !ok {
-				fail(top, "", "unknown key", strings.Join(topLevelKeys(), ", "))
+			if !hasNested(path) {
+				done[path] = true
+				allowed := topLevelKeys()
+				if !top {
+					allowed = sectionKeys(parts[leaf][0])
+				}
+				fail(path, "", "unknown key", strings.Join(allowed, ", "))
+				break
+			}
+			if !last {
+				continue // a section, or cache.shared, with keys under it
+			}
+			// A section or cache.shared that holds no keys: empty, or not a map.
+			v := k.Get(path)
+			if m, ok := v.(map[string]any); ok && len(m) == 0 || top && v == nil {
 				continue
 			}
-			errs = append(errs, c.setFrom(k, v, src, top)...)
+			if top {
+				fail(path, "", "must be a map of keys, not "+kindOf(v), strings.Join(sectionKeys(path), ", "))
+			} else {
+				fail(path, "", "unknown key", strings.Join(sectionKeys(parts[leaf][0]), ", "))
+			}
 		}
 	}
 	return errs
+}
+
+// hasNested reports whether some key lies under prefix: milter.listen under milter,
+// cache.shared.url under cache.shared.
+func hasNested(prefix string) bool {
+	return slices.ContainsFunc(keys, func(k key) bool { return strings.HasPrefix(k.name, prefix+delim) })
 }
 
 // setList stores the normalized policies or customers list.
@@ -239,7 +275,7 @@ func normalizeList(top string, v any, src source) ([]map[string]any, []error) {
 			continue
 		}
 		nm := map[string]any{}
-		for _, key := range sortedKeys(m) {
+		for _, key := range slices.Sorted(maps.Keys(m)) {
 			full := prefix + "." + key
 			if !slices.Contains(keys, key) {
 				fail(full, "", "unknown key", strings.Join(keys, ", "))
@@ -261,57 +297,39 @@ func normalizeList(top string, v any, src source) ([]map[string]any, []error) {
 	return out, errs
 }
 
-// flattenSection returns the keys of one section with their values, in order; a map
-// under a key that is the prefix of nested keys (cache.shared) is flattened into them.
-func flattenSection(prefix string, sub map[string]any) iter.Seq2[string, any] {
-	return func(yield func(string, any) bool) {
-		for _, key := range sortedKeys(sub) {
-			full := prefix + "." + key
-			if m, ok := sub[key].(map[string]any); ok && hasNested(full) {
-				for k, v := range flattenSection(full, m) {
-					if !yield(k, v) {
-						return
-					}
-				}
-				continue
-			}
-			if !yield(full, sub[key]) {
-				return
-			}
-		}
-	}
-}
-
-// hasNested reports whether some key lies under prefix (cache.shared.url under
-// cache.shared).
-func hasNested(prefix string) bool {
-	return slices.ContainsFunc(keys, func(k key) bool { return strings.HasPrefix(k.name, prefix+".") })
-}
-
-func sortedKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }
-
 // applyEnv sets the keys whose TLSGATE_* variable env has, in the order of the
-// schema, then reports the other TLSGATE_* variables. The variable of a key is
-// found from the key list (TLSGATE_POLICY_FILES is the top-level policy_files, not a
-// key "files" of a section "policy").
-func (c *Config) applyEnv(env []string) []error {
-	vals := map[string]string{}
-	for _, kv := range env {
-		name, val, ok := strings.Cut(kv, "=")
-		if !ok || !strings.HasPrefix(name, envPrefix) || name == envConfig {
-			continue
-		}
-		vals[name] = val // the last assignment wins, as in os/exec
+// schema, then reports the other TLSGATE_* variables. koanf's env provider reads
+// the variables (the last assignment wins, as in os/exec) and nests each under the
+// key whose variable it is; the key list decides, not a blind '_' to '.' mapping
+// (TLSGATE_POLICY_FILES is the top-level policy_files, not a key "files" of a
+// section "policy"). The other variables are kept aside by name: koanf would nest
+// one holding a dot.
+func (c *Config) applyEnv(environ []string) []error {
+	unknown := map[string]bool{}
+	k := koanf.New(delim)
+	err := k.Load(env.Provider(delim, env.Opt{
+		Prefix:      envPrefix,
+		EnvironFunc: func() []string { return environ },
+		TransformFunc: func(name, v string) (string, any) {
+			if i := slices.IndexFunc(keys, func(k key) bool { return envName(k.name) == name }); i >= 0 {
+				return keys[i].name, v
+			}
+			if name != envConfig {
+				unknown[name] = true
+			}
+			return "", nil
+		},
+	}), nil)
+	if err != nil { // the env provider does not fail
+		return []error{fmt.Errorf("config: environment: %w", err)}
 	}
 	var errs []error
-	for _, k := range keys {
-		name := envName(k.name)
-		if val, ok := vals[name]; ok {
-			errs = append(errs, c.setFrom(k, val, envSource{}, name)...)
-			delete(vals, name)
+	for _, kk := range keys {
+		if k.Exists(kk.name) {
+			errs = append(errs, c.setFrom(kk, k.Get(kk.name), envSource{})...)
 		}
 	}
-	for _, name := range sortedKeys(vals) {
+	for _, name := range slices.Sorted(maps.Keys(unknown)) {
 		e := &FieldError{File: envSource{}.where(), Key: name, Msg: "unknown variable", Allowed: envAllowed(name)}
 		if name == envName(keyPolicies) || name == envName(keyCustomers) {
 			e.Msg, e.Allowed = "policies and customers can only be set in the configuration file", ""
@@ -319,6 +337,23 @@ func (c *Config) applyEnv(env []string) []error {
 		errs = append(errs, e)
 	}
 	return errs
+}
+
+// applyFlags sets the keys of the flags the user changed: without a koanf instance
+// to consult, koanf's posflag provider takes only those. Flags that are not keys
+// (--config) are left out.
+func (c *Config) applyFlags(fs *pflag.FlagSet) []error {
+	k := koanf.New(delim)
+	err := k.Load(posflag.ProviderWithFlag(fs, delim, nil, func(f *pflag.Flag) (string, any) {
+		if _, ok := lookupKey(f.Name); !ok {
+			return "", nil
+		}
+		return f.Name, posflag.FlagVal(fs, f)
+	}), nil)
+	if err != nil { // the posflag provider does not fail
+		return []error{fmt.Errorf("config: command line: %w", err)}
+	}
+	return c.applyTree(k, flagSource{})
 }
 
 // envAllowed lists the variables of the section name seems to address, or the

@@ -843,3 +843,101 @@ func TestConvert(t *testing.T) {
 		}
 	}
 }
+
+// TestFileShapes: koanf flattens the file into keys; each is checked at the first
+// part that is a key, a list of policies or customers, or unknown. A map under a
+// key is that key's wrong value, an unknown section is reported once, an empty
+// section is no keys.
+func TestFileShapes(t *testing.T) {
+	t.Parallel()
+	const cacheKeys = "size, pass_ttl, fail_ttl, tempfail_ttl, file, save_interval, admin_socket, shared.url, shared.key_prefix, shared.secret_file, shared.timeout, refresh_ahead"
+	tests := []struct {
+		name, yaml string
+		want       []string // the field errors, without the file name
+	}{
+		{"empty section", "dns:\nmilter: {}\ncache:\n  shared: {}\n", nil},
+		{"section a list", "milter: []\n", []string{"milter: must be a map of keys, not a list (allowed: listen, rcpt_timeout, header, checked_transports, socket_mode, socket_group)"}},
+		{"nested prefix empty", "cache:\n  shared:\n", []string{"cache.shared: unknown key (allowed: " + cacheKeys + ")"}},
+		{"nested prefix a value", "cache:\n  shared: x\n", []string{"cache.shared: unknown key (allowed: " + cacheKeys + ")"}},
+		{"nested keys", "cache:\n  shared:\n    nope: 1\n    url: {a: 1}\n", []string{
+			"cache.shared.nope: unknown key (allowed: " + cacheKeys + ")",
+			"cache.shared.url: must be a single value, not a map",
+		}},
+		{"map under a key", "milter:\n  listen: {a: {b: c}}\n", []string{"milter.listen: must be a single value, not a map"}},
+		{"unknown section once", "zz: 1\nmiltr:\n  a: 1\n  b: {c: 2}\n", []string{
+			"miltr: unknown key (allowed: milter, socketmap, dns, probe, mta_sts, cache, defaults, metrics, web, log, policy_files, policies, customers)",
+			"zz: unknown key (allowed: milter, socketmap, dns, probe, mta_sts, cache, defaults, metrics, web, log, policy_files, policies, customers)",
+		}},
+		// A YAML key holding the delimiter stays one key: it is not a section.
+		{"dotted key in a section", "milter:\n  \"rcpt_timeout.x\": 1s\n", []string{
+			"milter.rcpt_timeout.x: unknown key (allowed: listen, rcpt_timeout, header, checked_transports, socket_mode, socket_group)",
+		}},
+		// koanf turns YAML keys that are not strings into strings.
+		{"number key", "milter:\n  1: x\n", []string{"milter.1: unknown key (allowed: listen, rcpt_timeout, header, checked_transports, socket_mode, socket_group)"}},
+		{"policies a map", "policies: {domain: a.example}\n", []string{"policies: must be a list of maps, not a map"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			path := writeFile(t, "tlsgate.yaml", tt.yaml)
+			_, err := Load(Options{File: path})
+			var got []string
+			for _, fe := range fieldErrors(t, err) {
+				if fe.File != path {
+					t.Errorf("File = %q, want %q", fe.File, path)
+				}
+				got = append(got, strings.TrimPrefix(fe.Error(), path+": "))
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("errors =\n%q\nwant\n%q", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestEnvVariableWithDelimiter: a variable whose name holds a dot is reported by its
+// name, not nested under another one.
+func TestEnvVariableWithDelimiter(t *testing.T) {
+	t.Parallel()
+	_, err := Load(Options{Env: []string{"TLSGATE_A=1", "TLSGATE_A.B=2", "TLSGATE_NOVALUE"}})
+	var got []string
+	for _, fe := range fieldErrors(t, err) {
+		got = append(got, fe.Key)
+	}
+	if want := []string{"TLSGATE_A", "TLSGATE_A.B"}; !slices.Equal(got, want) {
+		t.Errorf("error keys = %q, want %q (%v)", got, want, err)
+	}
+}
+
+// TestFlagSettingsNameTheFlag: a value from a flag is shown, and checked, under the
+// flag's name; a flag left at its default does not count as set.
+func TestFlagSettingsNameTheFlag(t *testing.T) {
+	t.Parallel()
+	fs := pflag.NewFlagSet("tlsgate", pflag.ContinueOnError)
+	AddFlags(fs)
+	if err := fs.Parse([]string{"--dns.timeout=7s", "--probe.port=25", "--cache.shared.key_prefix=fleet:"}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(Options{Flags: fs, Env: []string{"TLSGATE_DNS_TIMEOUT=6s"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for k, v := range c.Settings() {
+		got = append(got, k+" = "+v)
+	}
+	want := []string{
+		"dns.timeout = 7s (command line: --dns.timeout)",
+		"cache.shared.key_prefix = fleet: (command line: --cache.shared.key_prefix)",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("Settings() =\n%q\nwant\n%q", got, want)
+	}
+	if err := fs.Set("probe.max_queued", "0"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Load(Options{Flags: fs})
+	if fe := wantFieldError(t, err, "--probe.max_queued", `"0"`); fe.File != "command line" {
+		t.Errorf("File = %q, want command line", fe.File)
+	}
+}
