@@ -57,6 +57,9 @@ func Load(o Options) (*Config, error) {
 		if err != nil {
 			return nil, err
 		}
+		if dotted := dottedKeys(k.Raw(), "", fileSource(o.File)); dotted != nil {
+			return nil, errors.Join(dotted...)
+		}
 		errs = append(errs, c.applyTree(k, fileSource(o.File))...)
 	}
 	errs = append(errs, c.applyEnv(o.Env)...)
@@ -404,4 +407,23 @@ func AddFlags(fs *pflag.FlagSet) {
 			fs.String(k.name, k.format(k.def)[0], k.usage())
 		}
 	}
+}
+
+// dottedKeys refuses YAML keys that contain the key delimiter ("milter.listen": x):
+// koanf flattens "milter.listen" and milter: {listen: ...} into one key and keeps
+// either, at random, when both are written. Each key has one spelling: nested.
+func dottedKeys(m map[string]any, prefix string, src fileSource) []error {
+	var errs []error
+	for _, name := range slices.Sorted(maps.Keys(m)) {
+		path := prefix + name
+		if strings.Contains(name, ".") {
+			errs = append(errs, &FieldError{File: src.where(), Key: path,
+				Msg: "is not a key: write it nested (milter: {listen: ...}), not with a dot"})
+			continue
+		}
+		if sub, ok := m[name].(map[string]any); ok {
+			errs = append(errs, dottedKeys(sub, path+".", src)...)
+		}
+	}
+	return errs
 }

@@ -868,9 +868,13 @@ func TestFileShapes(t *testing.T) {
 			"miltr: unknown key (allowed: milter, socketmap, dns, probe, mta_sts, cache, defaults, metrics, web, log, policy_files, policies, customers)",
 			"zz: unknown key (allowed: milter, socketmap, dns, probe, mta_sts, cache, defaults, metrics, web, log, policy_files, policies, customers)",
 		}},
-		// A YAML key holding the delimiter stays one key: it is not a section.
+		// A key has one spelling, nested: a YAML key holding the delimiter would let
+		// "milter.listen" and milter: {listen: ...} both set one key.
 		{"dotted key in a section", "milter:\n  \"rcpt_timeout.x\": 1s\n", []string{
-			"milter.rcpt_timeout.x: unknown key (allowed: listen, rcpt_timeout, header, checked_transports, socket_mode, socket_group)",
+			"milter.rcpt_timeout.x: is not a key: write it nested (milter: {listen: ...}), not with a dot",
+		}},
+		{"one key in two spellings", "\"milter.listen\": inet:1\nmilter:\n  listen: inet:2\n", []string{
+			"milter.listen: is not a key: write it nested (milter: {listen: ...}), not with a dot",
 		}},
 		// koanf turns YAML keys that are not strings into strings.
 		{"number key", "milter:\n  1: x\n", []string{"milter.1: unknown key (allowed: listen, rcpt_timeout, header, checked_transports, socket_mode, socket_group)"}},
