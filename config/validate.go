@@ -1,6 +1,7 @@
 package config
 
 import (
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"math"
@@ -13,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tlsgate/tlsgate/internal/fingerprint"
 	"github.com/tlsgate/tlsgate/policy"
 )
 
@@ -287,26 +289,6 @@ func (v *validator) level(key, s string) (policy.Level, bool) {
 	return l, true
 }
 
-// normalizeKey normalizes a domain or a ".domain" (every subdomain) as a Postfix
-// table key.
-//
-// A next-hop key ("[gw.example]:2525", "[gw.example]", "relay.example:2525")
-// is kept: it applies to recipients Postfix delivers through that next hop.
-func normalizeKey(s string) (string, error) {
-	if k, ok := policy.NormalizeNextHop(s); ok {
-		return k, nil
-	}
-	rest, parent := strings.CutPrefix(strings.TrimSpace(s), ".")
-	d, err := policy.NormalizeDomain(rest)
-	if err != nil {
-		return "", err
-	}
-	if parent {
-		return "." + d, nil
-	}
-	return d, nil
-}
-
 func (v *validator) policies() {
 	seen := map[string]int{}
 	v.c.rules = nil
@@ -315,7 +297,7 @@ func (v *validator) policies() {
 		at := func(k string) string { return fmt.Sprintf("policies[%d].%s", i, k) }
 		if strings.TrimSpace(p.Domain) == "" {
 			v.fail(at("domain"), "", "must be set", "")
-		} else if key, err := normalizeKey(p.Domain); err != nil {
+		} else if key, err := policy.NormalizeKey(p.Domain); err != nil {
 			v.fail(at("domain"), p.Domain, `is not a domain, ".domain" (every subdomain) or next hop ("[host]", "[host]:port", "host:port")`, "")
 		} else if j, dup := seen[key]; dup {
 			v.fail(at("domain"), p.Domain, fmt.Sprintf("is also the domain of policies[%d]", j), "")
@@ -340,8 +322,8 @@ func (v *validator) policies() {
 	}
 }
 
-// Digest lengths in hex digits: MD5, SHA-1, SHA-256, SHA-512.
-var digestHexLens = []int{32, 40, 64, 128}
+// digestLens are the digest lengths in bytes a pin may have: MD5, SHA-1, SHA-256, SHA-512.
+var digestLens = []int{16, 20, 32, 64}
 
 // match checks the match list of a policy as Postfix's match= attribute
 // (TLS_README "Certificate fingerprint verification", "Mandatory server
@@ -352,10 +334,22 @@ func (v *validator) match(key string, level policy.Level, match []string) {
 		if len(match) == 0 {
 			v.fail(key, "", "must list at least one certificate or public-key fingerprint for level fingerprint", "")
 		}
+		usable, malformed := 0, 0
 		for i, m := range match {
-			if !isDigest(m) {
+			b, ok := fingerprint.Parse(strings.TrimSpace(m))
+			if !ok || !slices.Contains(digestLens, len(b)) {
+				malformed++
 				v.fail(fmt.Sprintf("%s[%d]", key, i), m, "is not a hex fingerprint (MD5, SHA-1, SHA-256 or SHA-512 digest, bytes optionally separated by ':')", "")
+			} else if len(b) == sha256.Size {
+				usable++
 			}
+		}
+		// postconf(5) smtp_tls_fingerprint_digest: Postfix (3.6 and later) computes
+		// SHA-256 digests and compares them with the pins, so a pin in another digest
+		// never matches; with no SHA-256 pin the policy can never pass. Warnings names
+		// the other pins when a SHA-256 one is there too.
+		if len(match) > 0 && usable == 0 && malformed == 0 {
+			v.fail(key, "", "has no SHA-256 fingerprint: Postfix compares SHA-256 digests (smtp_tls_fingerprint_digest = sha256), so MD5, SHA-1 or SHA-512 pins never match", "")
 		}
 	case policy.LevelVerify, policy.LevelSecure:
 		for i, m := range match {
@@ -364,7 +358,7 @@ func (v *validator) match(key string, level policy.Level, match []string) {
 				case "hostname", "nexthop", "dot-nexthop":
 					continue
 				}
-				if _, err := normalizeKey(name); err != nil {
+				if _, err := policy.NormalizeDomainKey(name); err != nil {
 					v.fail(fmt.Sprintf("%s[%d]", key, i), m, `is not a match strategy or name ("hostname", "nexthop", "dot-nexthop", a domain or ".domain"; several separated by ':')`, "")
 					break
 				}
@@ -375,20 +369,6 @@ func (v *validator) match(key string, level policy.Level, match []string) {
 			v.fail(key, "", "is only allowed for levels "+allowedMatchKinds+", not "+level.String(), "")
 		}
 	}
-}
-
-func isDigest(s string) bool {
-	h := strings.ReplaceAll(strings.TrimSpace(s), ":", "")
-	if !slices.Contains(digestHexLens, len(h)) {
-		return false
-	}
-	for i := 0; i < len(h); i++ {
-		c := h[i]
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
-			return false
-		}
-	}
-	return true
 }
 
 func (v *validator) customers() {
@@ -416,7 +396,7 @@ func (v *validator) customers() {
 		for j, s := range cu.Senders {
 			if strings.Contains(s, "@") {
 				v.fail(fmt.Sprintf("%s[%d]", at("senders"), j), s, "must be a sender domain, not an address", "")
-			} else if _, err := normalizeKey(s); err != nil {
+			} else if _, err := policy.NormalizeDomainKey(s); err != nil {
 				v.fail(fmt.Sprintf("%s[%d]", at("senders"), j), s, `is not a domain or ".domain" (every subdomain)`, "")
 			}
 		}
@@ -470,6 +450,16 @@ func (c *Config) Warnings() []string {
 		// Whoever can write the configuration decides which mail is checked.
 		if st, err := os.Stat(c.File); err == nil && st.Mode().Perm()&0o002 != 0 {
 			out = append(out, fmt.Sprintf("%s: the configuration file is writable by every user (mode %04o); make it 0644 or stricter", c.File, st.Mode().Perm()))
+		}
+	}
+	for i, p := range c.policies {
+		if !strings.EqualFold(strings.TrimSpace(p.Level), policy.LevelFingerprint.String()) {
+			continue
+		}
+		for j, m := range p.Match {
+			if b, ok := fingerprint.Parse(strings.TrimSpace(m)); ok && len(b) != sha256.Size {
+				warn(fmt.Sprintf("policies[%d].match[%d]", i, j), m, "is not a SHA-256 digest: Postfix compares SHA-256 digests (smtp_tls_fingerprint_digest = sha256), so this pin never matches")
+			}
 		}
 	}
 	if !c.MTASTS.Enabled && (c.usesLevel(policy.LevelPublished) || c.Socketmap.DefaultPublished) {

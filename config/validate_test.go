@@ -90,6 +90,13 @@ func TestValidateErrors(t *testing.T) {
 		{"fingerprint wrong length", func(c *Config) {
 			c.policies = []policyEntry{{Domain: "a.example", Level: "fingerprint", Match: []string{"AA:BB:CC:DD"}}}
 		}, "policies[0].match[0]", "MD5, SHA-1, SHA-256 or SHA-512"},
+		// smtp_tls_fingerprint_digest: Postfix compares SHA-256 digests only.
+		{"fingerprint only SHA-1 pins", func(c *Config) {
+			c.policies = []policyEntry{{Domain: "a.example", Level: "fingerprint", Match: []string{"AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA"}}}
+		}, "policies[0].match", "has no SHA-256 fingerprint"},
+		{"secure match next-hop name", func(c *Config) {
+			c.policies = []policyEntry{{Domain: "a.example", Level: "secure", Match: []string{"[gw.a.example]"}}}
+		}, "policies[0].match[0]", "is not a match strategy or name"},
 		{"secure match name", func(c *Config) {
 			c.policies = []policyEntry{{Domain: "a.example", Level: "secure", Match: []string{"nexthop", "bad name"}}}
 		}, "policies[0].match[1]", `"bad name" is not a match strategy or name`},
@@ -114,6 +121,11 @@ func TestValidateErrors(t *testing.T) {
 		}, "customers[0].senders[0]", "must be a sender domain, not an address"},
 		{"customer sender bad", func(c *Config) {
 			c.customers = []customerEntry{{Name: "acme", Senders: []string{"acme..example"}, Level: "encrypt"}}
+		}, "customers[0].senders[0]", "is not a domain"},
+		// A next-hop key never names a sender domain; policy.NewCustomers refused it
+		// after config had accepted it, without file or key.
+		{"customer sender next hop", func(c *Config) {
+			c.customers = []customerEntry{{Name: "acme", Senders: []string{"[gw.acme.example]:2525"}, Level: "encrypt"}}
 		}, "customers[0].senders[0]", "is not a domain"},
 		{"customer login", func(c *Config) {
 			c.customers = []customerEntry{{Name: "acme", SASLLogins: []string{"a b"}, Level: "encrypt"}}
@@ -325,6 +337,9 @@ func TestWarnings(t *testing.T) {
 		{"socketmap on unix", func(c *Config) {
 			c.Socketmap.Listen, c.Socketmap.SocketGroup, c.Socketmap.DefaultPublished = Listen{"unix", "/var/spool/postfix/tlsgate/socketmap"}, "postfix", true
 		}, nil},
+		{"a SHA-1 pin beside a SHA-256 one", func(c *Config) {
+			c.policies = []policyEntry{{Domain: "a.example", Level: "fingerprint", Match: []string{"5E:5E:5E:5E:5E:5E:5E:5E:5E:5E:5E:5E:5E:5E:5E:5E:5E:5E:5E:5E:5E:5E:5E:5E:5E:5E:5E:5E:5E:5E:5E:5E", "AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA"}}}
+		}, []string{`policies[0].match[1]: "AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA" is not a SHA-256 digest`}},
 		{"none below limit", func(c *Config) { c.Milter.RcptTimeout = 29 * time.Second }, nil},
 	}
 	for _, tt := range tests {

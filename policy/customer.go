@@ -96,7 +96,7 @@ func NewCustomers(cs []Customer) (*Customers, error) {
 			logins:  make(map[string]bool),
 		}
 		for _, s := range c.Senders {
-			k, err := domainKey(s)
+			k, err := NormalizeDomainKey(s)
 			if err != nil {
 				return nil, badWrap("sender", err)
 			}

@@ -161,12 +161,13 @@ func NormalizeKey(key string) (string, error) {
 	if k, ok := NormalizeNextHop(key); ok {
 		return k, nil
 	}
-	return domainKey(key)
+	return NormalizeDomainKey(key)
 }
 
-// domainKey is NormalizeKey for keys that may match a recipient domain: it returns
-// ErrNextHopKey (wrapped) for a Postfix next-hop key.
-func domainKey(key string) (string, error) {
+// NormalizeDomainKey is NormalizeKey for keys that may match a recipient domain
+// (or a sender domain, or a certificate name): it returns ErrNextHopKey (wrapped) for
+// a Postfix next-hop key.
+func NormalizeDomainKey(key string) (string, error) {
 	k := strings.TrimSpace(key)
 	if isNextHopKey(k) {
 		return "", fmt.Errorf("%w: %q", ErrNextHopKey, key)

@@ -123,12 +123,12 @@ func TestDomainKey(t *testing.T) {
 		{"", "", ErrBadDomain},
 	}
 	for _, tt := range tests {
-		got, err := domainKey(tt.in)
+		got, err := NormalizeDomainKey(tt.in)
 		if got != tt.want || !errors.Is(err, tt.wantErr) || (tt.wantErr == nil) != (err == nil) {
-			t.Errorf("domainKey(%q) = %q, %v; want %q, %v", tt.in, got, err, tt.want, tt.wantErr)
+			t.Errorf("NormalizeDomainKey(%q) = %q, %v; want %q, %v", tt.in, got, err, tt.want, tt.wantErr)
 		}
 		if err != nil && !strings.Contains(err.Error(), strconv.Quote(tt.in)) {
-			t.Errorf("domainKey(%q) error %q does not quote the key", tt.in, err)
+			t.Errorf("NormalizeDomainKey(%q) error %q does not quote the key", tt.in, err)
 		}
 	}
 }

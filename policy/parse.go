@@ -216,7 +216,7 @@ func (p *fileParser) parseLine(text string, lineno int) error {
 		return fmt.Errorf("%s: %w: key %q: %w", p.src(lineno), ErrSyntax, key, err)
 	}
 	pol.Raw = strings.TrimFunc(text[i:], isSpaceRune)
-	k, err := domainKey(key)
+	k, err := NormalizeDomainKey(key)
 	switch {
 	case errors.Is(err, ErrNextHopKey):
 		// Not a recipient domain: the milter never looks it up, but Postfix does

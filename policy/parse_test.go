@@ -681,7 +681,7 @@ func FuzzParseFile(f *testing.F) {
 			if e.Key == "" || e.Policy.Key != e.Key {
 				t.Errorf("entry key %q, policy key %q", e.Key, e.Policy.Key)
 			}
-			if k, err := domainKey(e.Key); err != nil || k != e.Key {
+			if k, err := NormalizeDomainKey(e.Key); err != nil || k != e.Key {
 				t.Errorf("entry key %q is not normalized: %q, %v", e.Key, k, err)
 			}
 			if !strings.HasPrefix(e.Policy.Source, "fuzz:") {

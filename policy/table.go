@@ -109,7 +109,7 @@ func (t *Table) Len() int {
 // other invalid key; ErrUnknownLevel or ErrUnknownAction (wrapped) when p
 // holds a value outside the defined constants.
 func (t *Table) Add(key string, p Policy) (warning string, err error) {
-	k, err := domainKey(key)
+	k, err := NormalizeDomainKey(key)
 	if err != nil {
 		return "", err
 	}
@@ -198,7 +198,7 @@ func (t *Table) LookupKey(key string) (Policy, bool) {
 	if t.Len() == 0 {
 		return Policy{}, false
 	}
-	k, err := domainKey(key)
+	k, err := NormalizeDomainKey(key)
 	if err != nil {
 		return Policy{}, false
 	}

@@ -121,7 +121,7 @@ func TestTableLookupIDN(t *testing.T) {
 			if !ok || p.Level != LevelVerify {
 				t.Fatalf("Lookup(%q) = %+v, %v; want the %q policy", tt.domain, p, ok, tt.key)
 			}
-			wantKey, err := domainKey(tt.key)
+			wantKey, err := NormalizeDomainKey(tt.key)
 			if err != nil {
 				t.Fatal(err)
 			}
