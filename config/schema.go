@@ -654,3 +654,28 @@ func kindOf(v any) string {
 	}
 	return fmt.Sprintf("a %T", v)
 }
+
+// readAtStart are the sections and keys tlsgate reads only when it starts: the
+// listeners and their sockets, the resolver, the prober, the caches, MTA-STS, metrics
+// and logging. A reload applies every other key (policies, customers, levels,
+// actions, the milter's and the socketmap's answers).
+var readAtStart = []string{
+	"milter.listen", "milter.socket_mode", "milter.socket_group",
+	"socketmap.listen", "socketmap.socket_mode", "socketmap.socket_group",
+	"dns", "probe", "mta_sts", "cache", "metrics", "web.listen", "log",
+}
+
+// RestartNeeded lists the keys whose values differ between c and running but that a
+// reload cannot apply: tlsgate must be restarted for them to take effect.
+func (c *Config) RestartNeeded(running *Config) []string {
+	var out []string
+	for _, k := range keys {
+		if !slices.Contains(readAtStart, k.name) && !slices.Contains(readAtStart, section(k.name)) {
+			continue
+		}
+		if !reflect.DeepEqual(k.get(c), k.get(running)) {
+			out = append(out, k.name)
+		}
+	}
+	return out
+}

@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"reflect"
 	"slices"
 	"syscall"
 	"time"
@@ -45,7 +44,7 @@ func (r *reloader) reload(why string) bool {
 		r.metrics.countReload(false)
 		return false
 	}
-	for _, key := range restartOnly(r.running, cfg) {
+	for _, key := range cfg.RestartNeeded(r.running) {
 		r.log.Warn("configuration changed where a reload cannot apply it; restart tlsgate", "key", key)
 	}
 	r.filter.Update(fc)
@@ -55,35 +54,6 @@ func (r *reloader) reload(why string) bool {
 	r.log.Info("configuration reloaded", "trigger", why, "policies", fc.Policies.Table.Len())
 	r.metrics.countReload(true)
 	return true
-}
-
-// restartOnly names the sections that differ between a and b but are only read at
-// start: the listeners, the resolver, the prober, the caches, MTA-STS and logging.
-func restartOnly(a, b *config.Config) []string {
-	var out []string
-	for _, s := range []struct {
-		name string
-		a, b any
-	}{
-		{"milter.listen", a.Milter.Listen, b.Milter.Listen},
-		{"milter.socket_mode", a.Milter.SocketMode, b.Milter.SocketMode},
-		{"milter.socket_group", a.Milter.SocketGroup, b.Milter.SocketGroup},
-		{"socketmap.listen", a.Socketmap.Listen, b.Socketmap.Listen},
-		{"socketmap.socket_mode", a.Socketmap.SocketMode, b.Socketmap.SocketMode},
-		{"socketmap.socket_group", a.Socketmap.SocketGroup, b.Socketmap.SocketGroup},
-		{"dns", a.DNS, b.DNS},
-		{"probe", a.Probe, b.Probe},
-		{"mta_sts", a.MTASTS, b.MTASTS},
-		{"cache", a.Cache, b.Cache},
-		{"metrics", a.Metrics, b.Metrics},
-		{"web.listen", a.Web.Listen, b.Web.Listen},
-		{"log", a.Log, b.Log},
-	} {
-		if !reflect.DeepEqual(s.a, s.b) {
-			out = append(out, s.name)
-		}
-	}
-	return out
 }
 
 // reloadDebounce gathers the burst of events an editor or a deployment tool makes
