@@ -24,11 +24,63 @@ import (
 // expire ("busy"). Probes go through the same address rate limit; a refresh that hit
 // it keeps the old facts, which stay valid until they expire ("rate-limited").
 //
+// Stale while revalidate: a refresh started late (the first RCPT of the period came
+// less than a probe's time before the expiry, or every refresh slot was taken until
+// then) may still be running when the facts expire. An RCPT for the destination then is
+// answered from the expired facts rather than waiting for the probe ("in progress"),
+// for at most staleGrace past the expiry, and only while the refresh runs: if none
+// does, that RCPT starts the probe a first contact would (within probe.max_queued and
+// probe.max_concurrent). This is RFC 8767's serve-stale, bounded as it advises: data
+// past its TTL answers only while it is being refreshed and only for a short, fixed
+// time (there 30 s per answer, at most 1 to 3 days), and never instead of data the
+// refresh brought back: store replaces the cached facts the moment the probe ends, so
+// a refresh that finds the destination now failing ends the stale answers at once.
+// Facts nobody asked for during their cache period are never served stale; they
+// expire as before. The stale answer is what an earlier refresh would have given: the
+// destination as it was at most staleGrace before a probe could have told otherwise.
+//
 // RefreshEvents, when Config.Events implements it, counts each refresh by result.
 type RefreshEvents interface {
 	// Refresh reports one refresh: "refreshed" (new facts stored), "busy" (no free
-	// slot before the facts expired), "rate-limited" (the old facts kept) or "error".
+	// slot before the facts expired), "rate-limited" (the old facts kept) or "error";
+	// or one RCPT answered from expired facts while they were being refreshed
+	// ("stale"; an answer, not a probe).
 	Refresh(result string)
+}
+
+// staleGrace is how long past their expiry f may answer while being refreshed: the
+// longest a probe may take (the DNS budget, then one session per address Postfix
+// would try: probe.timeout x smtp_mx_address_limit), and at most half the facts' TTL,
+// so facts are never served at more than 1.5 times the age they were cached for.
+func (v *Verifier) staleGrace(f *Facts) time.Duration {
+	return min(v.probeBudget(), f.Until.Sub(f.Checked)/2)
+}
+
+func (v *Verifier) probeBudget() time.Duration {
+	return v.cfg.DNSTimeout + time.Duration(v.cfg.MXAddressLimit)*v.cfg.HostTimeout
+}
+
+// staleKeep is how much longer than their TTL facts stay in the cache, so that
+// serveStale finds them: the bound of staleGrace with refresh-ahead, else nothing.
+func (v *Verifier) staleKeep() time.Duration {
+	if v.refresh == nil {
+		return 0
+	}
+	return v.probeBudget()
+}
+
+// serveStale says whether expired facts f may answer an RCPT at now, and makes sure
+// that their refresh runs: f was asked for during its cache period (a hit scheduled
+// its refresh), and now is within staleGrace of its expiry. The refresh in flight is
+// joined; when none is (it could not start, or ended without new facts), this RCPT
+// starts the probe the first RCPT after the expiry would have started anyway.
+func (v *Verifier) serveStale(f *Facts, now time.Time) bool {
+	if v.refresh == nil || !f.refreshScheduled.Load() || !now.Before(f.Until.Add(v.staleGrace(f))) {
+		return false
+	}
+	v.group.DoChan(f.Domain, v.fetch(f.Domain)) // joins a running refresh or probe
+	v.refreshEvent("stale")
+	return true
 }
 
 // refreshLead is how long before expiry facts with this TTL are refreshed: a tenth of

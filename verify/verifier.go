@@ -231,11 +231,20 @@ func (v *Verifier) enter() bool {
 }
 
 // Cached returns the facts for domain when the cache holds fresh ones, without
-// waiting or probing: the RCPT hot path needs no deadline for a cache hit.
+// waiting or probing: the RCPT hot path needs no deadline for a cache hit. With
+// refresh-ahead, facts just past their expiry still answer while they are being
+// refreshed, within a bounded grace (serveStale, refresh.go).
 func (v *Verifier) Cached(domain string) (*Facts, bool) {
 	f, ok := v.cache.Get(domain)
-	if !ok || !v.cfg.Now().Before(f.Until) {
+	if !ok {
 		return nil, false
+	}
+	if now := v.cfg.Now(); !now.Before(f.Until) {
+		if !v.serveStale(f, now) {
+			return nil, false
+		}
+		v.cfg.Events.CacheLookup(true)
+		return f, true
 	}
 	v.cfg.Events.CacheLookup(true)
 	v.noteHit(f)
@@ -251,7 +260,22 @@ func (v *Verifier) Facts(ctx context.Context, domain string) (f *Facts, cached b
 		return f, true, nil
 	}
 	v.cfg.Events.CacheLookup(false)
-	ch := v.group.DoChan(domain, func() (res any, err error) {
+	ch := v.group.DoChan(domain, v.fetch(domain))
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return nil, false, fmt.Errorf("verify: probing %s: %w", domain, r.Err)
+		}
+		return r.Val.(*Facts), false, nil
+	case <-ctx.Done():
+		return nil, false, fmt.Errorf("%w: %w", ErrPending, ctx.Err())
+	}
+}
+
+// fetch is the singleflight function that gets domain's facts from the fleet or a
+// probe (within probe.max_queued and probe.max_concurrent) and caches them.
+func (v *Verifier) fetch(domain string) func() (any, error) {
+	return func() (res any, err error) {
 		var f *Facts
 		// Detached from ctx: the probe must outlive the RCPT that started it.
 		if !v.enter() {
@@ -291,15 +315,6 @@ func (v *Verifier) Facts(ctx context.Context, domain string) (f *Facts, cached b
 		f = v.Probe(v.ctx, domain)
 		v.store(f)
 		return f, nil
-	})
-	select {
-	case r := <-ch:
-		if r.Err != nil {
-			return nil, false, fmt.Errorf("verify: probing %s: %w", domain, r.Err)
-		}
-		return r.Val.(*Facts), false, nil
-	case <-ctx.Done():
-		return nil, false, fmt.Errorf("%w: %w", ErrPending, ctx.Err())
 	}
 }
 
@@ -318,7 +333,9 @@ func (v *Verifier) store(f *Facts) {
 	}
 	f.compact()
 	boundFacts(f) // what stays in memory and goes to the cache file is bounded text
-	v.cache.Set(f.Domain, f, ttl)
+	// With refresh-ahead the entry outlives Until by the stale grace's bound, so that
+	// serveStale finds it; every reader checks Until.
+	v.cache.Set(f.Domain, f, ttl+v.staleKeep())
 	v.track(f.Domain)
 	v.toFleet(f, ttl)
 }
