@@ -73,8 +73,9 @@ type Facts struct {
 	// verdicts memoizes Judge per policy (JudgeCached): a cached domain is judged once
 	// per level, not once per recipient.
 	verdicts sync.Map // verdictKey(policy) -> Verdict
-	// refreshScheduled: a cache hit scheduled the refresh of these facts (refresh.go).
-	refreshScheduled atomic.Bool
+	// refresh is where the refresh-ahead of these facts is (refresh.go): none,
+	// scheduled by a cache hit, running, or over.
+	refresh atomic.Int32
 	// mapFacts memoizes the socketmap's view of these facts (Verifier.CachedMapFacts):
 	// derived once per cached Facts, not once per delivery-time lookup.
 	mapFacts atomic.Pointer[MapFacts]

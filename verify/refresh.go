@@ -21,28 +21,32 @@ import (
 // Budget: refreshes never wait in the probe queue (probe.max_queued is first
 // contacts' only) and hold at most a quarter of probe.max_concurrent slots, taken only
 // when free; a refresh that finds no free slot retries every tick until its facts
-// expire ("busy"). Probes go through the same address rate limit; a refresh that hit
-// it keeps the old facts, which stay valid until they expire ("rate-limited").
+// expire and their stale grace (below) is over ("busy"). Probes go through the same
+// address rate limit; a refresh that hit it keeps the old facts, which stay valid
+// until they expire ("rate-limited").
 //
 // Stale while revalidate: a refresh started late (the first RCPT of the period came
-// less than a probe's time before the expiry, or every refresh slot was taken until
-// then) may still be running when the facts expire. An RCPT for the destination then is
-// answered from the expired facts rather than waiting for the probe ("in progress"),
-// for at most staleGrace past the expiry, and only while the refresh runs: if none
-// does, that RCPT starts the probe a first contact would (within probe.max_queued and
-// probe.max_concurrent). This is RFC 8767's serve-stale, bounded as it advises: data
-// past its TTL answers only while it is being refreshed and only for a short, fixed
-// time (there 30 s per answer, at most 1 to 3 days), and never instead of data the
-// refresh brought back: store replaces the cached facts the moment the probe ends, so
-// a refresh that finds the destination now failing ends the stale answers at once.
-// Facts nobody asked for during their cache period are never served stale; they
-// expire as before. The stale answer is what an earlier refresh would have given: the
-// destination as it was at most staleGrace before a probe could have told otherwise.
+// less than a probe's time before the expiry, or no refresh slot was free until then)
+// may still be running, or not yet started, when the facts expire. An RCPT for the
+// destination then is answered from the expired facts rather than waiting for a probe
+// ("in progress"), for at most staleGrace past the expiry, and only while the refresh
+// is running or still to start (such an RCPT starts it if a slot is free; the
+// scheduler keeps trying every tick until the grace is over). This is RFC 8767's
+// serve-stale, bounded as it advises: data past its TTL answers only while it is being
+// refreshed and only for a short, fixed time (there 30 s per answer, at most 1 to 3
+// days in all), and never instead of what the refresh brought back: store replaces
+// the cached facts the moment the probe ends, so a refresh that finds the destination
+// failing ends the stale answers at once. Facts nobody asked for during their cache
+// period, and facts whose refresh ended without new ones (rate-limited), are never
+// served stale: they expire as before. A stale answer is what a refresh started a
+// little earlier would have given: the destination as a probe saw it at most the
+// facts' TTL plus staleGrace ago.
 //
 // RefreshEvents, when Config.Events implements it, counts each refresh by result.
 type RefreshEvents interface {
 	// Refresh reports one refresh: "refreshed" (new facts stored), "busy" (no free
-	// slot before the facts expired), "rate-limited" (the old facts kept) or "error";
+	// slot before the facts expired and their stale grace was over), "rate-limited"
+	// (the old facts kept) or "error";
 	// or one RCPT answered from expired facts while they were being refreshed
 	// ("stale"; an answer, not a probe).
 	Refresh(result string)
@@ -69,16 +73,28 @@ func (v *Verifier) staleKeep() time.Duration {
 	return v.probeBudget()
 }
 
-// serveStale says whether expired facts f may answer an RCPT at now, and makes sure
-// that their refresh runs: f was asked for during its cache period (a hit scheduled
-// its refresh), and now is within staleGrace of its expiry. The refresh in flight is
-// joined; when none is (it could not start, or ended without new facts), this RCPT
-// starts the probe the first RCPT after the expiry would have started anyway.
+// The refresh states of Facts.refresh.
+const (
+	refreshNone      int32 = iota // nobody asked for the facts since they were stored
+	refreshScheduled              // a cache hit scheduled the refresh
+	refreshRunning
+	refreshOver // refreshed (new facts cached), or ended without new facts, or busy
+)
+
+// serveStale says whether expired facts f may answer an RCPT at now: f was asked for
+// during its cache period, its refresh is running or still to start (this RCPT
+// starts it when a slot is free), and now is within staleGrace of its expiry.
 func (v *Verifier) serveStale(f *Facts, now time.Time) bool {
-	if v.refresh == nil || !f.refreshScheduled.Load() || !now.Before(f.Until.Add(v.staleGrace(f))) {
+	if v.refresh == nil || !now.Before(f.Until.Add(v.staleGrace(f))) {
 		return false
 	}
-	v.group.DoChan(f.Domain, v.fetch(f.Domain)) // joins a running refresh or probe
+	switch f.refresh.Load() {
+	case refreshScheduled:
+		v.startRefresh(f, now) // without a free slot, the scheduler tries again
+	case refreshRunning:
+	default:
+		return false
+	}
 	v.refreshEvent("stale")
 	return true
 }
@@ -127,7 +143,7 @@ func newRefresher(cfg Config) *refresher {
 
 // noteHit schedules the refresh of f on its first cache hit.
 func (v *Verifier) noteHit(f *Facts) {
-	if v.refresh == nil || !f.refreshScheduled.CompareAndSwap(false, true) {
+	if v.refresh == nil || !f.refresh.CompareAndSwap(refreshNone, refreshScheduled) {
 		return
 	}
 	due := f.Until.Add(-refreshLead(f.Until.Sub(f.Checked)))
@@ -176,20 +192,33 @@ func (v *Verifier) startDueRefreshes() {
 	}
 }
 
-// startRefresh starts the refresh of f if it is still the cached facts and a slot is
-// free; false means "try again at the next tick".
+// startRefresh starts the refresh of f if it is still the cached facts, still to be
+// refreshed, and a slot is free; false means "try again at the next tick". The
+// scheduler and an RCPT served stale may call it at once: one of them starts it.
 func (v *Verifier) startRefresh(f *Facts, now time.Time) bool {
+	if f.refresh.Load() != refreshScheduled {
+		return true // started by an RCPT served stale, or over
+	}
 	if cur, ok := v.cache.Get(f.Domain); !ok || cur != f {
 		return true // replaced (a probe after a change) or evicted: nothing to refresh
 	}
-	if !now.Before(f.Until) {
-		v.refreshEvent("busy") // expired without ever finding a slot
+	if !now.Before(f.Until.Add(v.staleGrace(f))) {
+		// Expired, and past the grace in which a refresh still saves the next RCPT
+		// from waiting, without ever finding a slot.
+		if f.refresh.CompareAndSwap(refreshScheduled, refreshOver) {
+			v.refreshEvent("busy")
+		}
 		return true
 	}
 	if !v.takeRefreshSlot() {
 		return false
 	}
+	if !f.refresh.CompareAndSwap(refreshScheduled, refreshRunning) {
+		v.releaseRefreshSlot()
+		return true
+	}
 	if !v.enter() {
+		f.refresh.Store(refreshOver)
 		v.releaseRefreshSlot()
 		return true
 	}
@@ -223,6 +252,8 @@ func (v *Verifier) releaseRefreshSlot() {
 func (v *Verifier) runRefresh(old *Facts) {
 	defer v.wg.Done()
 	defer v.releaseRefreshSlot()
+	// Over once the new facts are stored (or none came): never served stale again.
+	defer old.refresh.Store(refreshOver)
 	v.cfg.Events.ProbeRunning(1)
 	defer v.cfg.Events.ProbeRunning(-1)
 	result := "error"

@@ -255,9 +255,9 @@ func TestStaleEndsWhenRefreshFails(t *testing.T) {
 }
 
 // TestStaleStartsRefreshThatCouldNotStart: when every probe slot was taken until the
-// facts of an asked-for domain expired (the refresh never started), the first RCPT
-// after the expiry starts the probe a first contact would, and is answered from the
-// old facts meanwhile.
+// facts of an asked-for domain expired (the refresh could not start), RCPTs after the
+// expiry are answered from the old facts, and the first one that finds a free slot
+// starts the refresh.
 func TestStaleStartsRefreshThatCouldNotStart(t *testing.T) {
 	t.Parallel()
 	p, v, c, ev := staleWorld(t, func(cfg *verify.Config) { cfg.MaxConcurrent = 1 })
@@ -275,22 +275,49 @@ func TestStaleStartsRefreshThatCouldNotStart(t *testing.T) {
 	v.Cached(domain) // the refresh is due but finds no free slot
 	c.Advance(6 * time.Second)
 	if f, ok := v.Cached(domain); !ok || f != f1 {
-		t.Fatal("not served stale")
+		t.Fatal("not served stale while the refresh waits for a slot")
 	}
 	if got := ev.next(t); got != "stale" {
 		t.Errorf("counted %q; want stale", got)
 	}
-	release := p.hold() // the probe the stale answer started, once it has the slot
+	release := p.hold() // the refresh, once it has a slot
 	defer release()
 	releaseOther()
 	if err := <-other; err != nil {
 		t.Fatal(err)
 	}
-	p.waitStarted(t, "the probe started by the stale answer")
-	release()
-	c.Advance(staleGrace) // past the grace: the answer is the probe's
-	f2, _, err := v.Facts(context.Background(), domain)
-	if err != nil || f2 == f1 || f2.JudgeCached(encrypt).Status != verify.StatusPass {
-		t.Fatalf("after the probe: err=%v, new facts=%v", err, f2 != f1)
+	if f, ok := v.Cached(domain); !ok || f != f1 {
+		t.Fatal("not served stale")
 	}
+	p.waitStarted(t, "the refresh started by an RCPT served stale")
+	ev.next(t)
+	release()
+	if got := ev.next(t); got != "refreshed" {
+		t.Fatalf("refresh result %q", got)
+	}
+	f2, cached, err := v.Facts(expiredCtx(), domain)
+	if err != nil || !cached || f2 == f1 || f2.JudgeCached(encrypt).Status != verify.StatusPass {
+		t.Fatalf("after the refresh: cached=%v err=%v, new facts=%v", cached, err, f2 != f1)
+	}
+}
+
+// TestStaleNotAfterRefreshWithoutNewFacts: a refresh that ended without new facts
+// (the address rate limit) leaves the old ones to expire as before: no stale answers
+// after the expiry.
+func TestStaleNotAfterRefreshWithoutNewFacts(t *testing.T) {
+	t.Parallel()
+	_, v, c, ev := staleWorld(t, func(cfg *verify.Config) { cfg.RatePerAddress = 1; cfg.PassTTL = 40 * time.Second })
+	if _, _, err := v.Facts(context.Background(), domain); err != nil {
+		t.Fatal(err)
+	}
+	c.Advance(30 * time.Second) // the refresh is due (15 s before the expiry), within the rate limit's minute
+	v.Cached(domain)
+	if got := ev.next(t); got != "rate-limited" {
+		t.Fatalf("refresh result %q", got)
+	}
+	c.Advance(11 * time.Second) // expired 1 s ago
+	if _, ok := v.Cached(domain); ok {
+		t.Fatal("served stale after a refresh that brought no new facts")
+	}
+	ev.none(t)
 }

@@ -260,22 +260,7 @@ func (v *Verifier) Facts(ctx context.Context, domain string) (f *Facts, cached b
 		return f, true, nil
 	}
 	v.cfg.Events.CacheLookup(false)
-	ch := v.group.DoChan(domain, v.fetch(domain))
-	select {
-	case r := <-ch:
-		if r.Err != nil {
-			return nil, false, fmt.Errorf("verify: probing %s: %w", domain, r.Err)
-		}
-		return r.Val.(*Facts), false, nil
-	case <-ctx.Done():
-		return nil, false, fmt.Errorf("%w: %w", ErrPending, ctx.Err())
-	}
-}
-
-// fetch is the singleflight function that gets domain's facts from the fleet or a
-// probe (within probe.max_queued and probe.max_concurrent) and caches them.
-func (v *Verifier) fetch(domain string) func() (any, error) {
-	return func() (res any, err error) {
+	ch := v.group.DoChan(domain, func() (res any, err error) {
 		var f *Facts
 		// Detached from ctx: the probe must outlive the RCPT that started it.
 		if !v.enter() {
@@ -315,6 +300,15 @@ func (v *Verifier) fetch(domain string) func() (any, error) {
 		f = v.Probe(v.ctx, domain)
 		v.store(f)
 		return f, nil
+	})
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return nil, false, fmt.Errorf("verify: probing %s: %w", domain, r.Err)
+		}
+		return r.Val.(*Facts), false, nil
+	case <-ctx.Done():
+		return nil, false, fmt.Errorf("%w: %w", ErrPending, ctx.Err())
 	}
 }
 
