@@ -175,4 +175,15 @@ type Attempt struct {
 	// RateLimited: not probed because the address was probed too often
 	// (Config.RatePerAddress); a transient condition.
 	RateLimited bool
+	// HostSNI is this address's session with the MX host name as SNI, for a host an
+	// MTA-STS policy lists whose session above sent another name or none: published
+	// judges it instead (sni.go).
+	HostSNI *Session `json:",omitempty"`
+}
+
+// Session is one SMTP session's outcome apart from the Attempt it belongs to.
+type Session struct {
+	Result      smtpprobe.Result
+	Cert        *CertInfo `json:",omitempty"`
+	RateLimited bool      `json:",omitempty"`
 }

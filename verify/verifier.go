@@ -364,6 +364,9 @@ func ClassOf(f *Facts) Status {
 		if a.DNSError != "" && a.DNSTemporary || a.DNSError == "" && !a.Result.Outcome.Definite() {
 			return StatusTempfail
 		}
+		if s := a.HostSNI; s != nil && !s.Result.Outcome.Definite() {
+			return StatusTempfail // published's MTA-STS session (sni.go) is unknown
+		}
 	}
 	first := f.Attempts[0].Result
 	verified := first.PKIX == nil
