@@ -252,12 +252,15 @@ func (v *Verifier) releaseRefreshSlot() {
 func (v *Verifier) runRefresh(old *Facts) {
 	defer v.wg.Done()
 	defer v.releaseRefreshSlot()
-	// Over once the new facts are stored (or none came): never served stale again.
-	defer old.refresh.Store(refreshOver)
 	v.cfg.Events.ProbeRunning(1)
 	defer v.cfg.Events.ProbeRunning(-1)
 	result := "error"
-	defer func() { v.refreshEvent(result) }()
+	defer func() {
+		// Over once the new facts are stored (or none came): never served stale
+		// again. Before it is counted, so that whoever sees the count sees it over.
+		old.refresh.Store(refreshOver)
+		v.refreshEvent(result)
+	}()
 	_, _, _ = v.group.Do(old.Domain, func() (res any, err error) {
 		defer func() {
 			if p := recover(); p != nil {
