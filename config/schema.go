@@ -145,7 +145,7 @@ var keys = []key{
 		check: positive,
 		help:  "one shared operation; past it the host goes on with its local cache and its own probes"},
 	{name: "cache.refresh_ahead", def: true, field: func(c *Config) any { return &c.Cache.RefreshAhead },
-		help: "a destination (domain or next hop) asked for during its cache period is probed again shortly before its facts expire (the last tenth of the TTL, at least 15s, at most half), using at most a quarter of `probe.max_concurrent` and only free slots, never the `probe.max_queued` queue; one nobody asked for expires as before ([Performance](#performance))"},
+		help: "a destination (domain or next hop) asked for during its cache period is probed again shortly before its facts expire (the last tenth of the TTL, at least 15s, at most half), using at most a quarter of `probe.max_concurrent` and only free slots, never the `probe.max_queued` queue; one nobody asked for expires as before. While such a refresh is still running (or waiting for a slot) when the facts expire, RCPTs are answered from them for at most the longest a probe may take (3 × `dns.timeout` + 5 × `probe.timeout`, 59s by default; at most half the TTL), never after the refresh brought new facts (RFC 8767's serve-stale, bounded) ([Performance](#performance))"},
 	{name: "defaults.on_fail", def: milter.DefaultOnFail, field: func(c *Config) any { return &c.Defaults.OnFail },
 		parse: parseOnFail, help: "action when a recipient fails its policy: `reject`, `tempfail`, `header`"},
 	{name: "defaults.on_tempfail", def: milter.DefaultOnTempfail, field: func(c *Config) any { return &c.Defaults.OnTempfail },

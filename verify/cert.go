@@ -121,6 +121,9 @@ func (f *Facts) compact() {
 		if a := &f.Attempts[i]; a.Cert != nil {
 			a.Result.Chain = nil
 		}
+		if s := f.Attempts[i].HostSNI; s != nil && s.Cert != nil {
+			s.Result.Chain = nil
+		}
 	}
 }
 

@@ -65,8 +65,9 @@ type Facts struct {
 	// verdicts memoizes Judge per policy (JudgeCached): a cached domain is judged once
 	// per level, not once per recipient.
 	verdicts sync.Map // verdictKey(policy) -> Verdict
-	// refreshScheduled: a cache hit scheduled the refresh of these facts (refresh.go).
-	refreshScheduled atomic.Bool
+	// refresh is where the refresh-ahead of these facts is (refresh.go): none,
+	// scheduled by a cache hit, running, or over.
+	refresh atomic.Int32
 	// mapFacts memoizes the socketmap's view of these facts (Verifier.CachedMapFacts):
 	// derived once per cached Facts, not once per delivery-time lookup.
 	mapFacts atomic.Pointer[MapFacts]
@@ -166,4 +167,15 @@ type Attempt struct {
 	// RateLimited: not probed because the address was probed too often
 	// (Config.RatePerAddress); a transient condition.
 	RateLimited bool
+	// HostSNI is this address's session with the MX host name as SNI, for a host an
+	// MTA-STS policy lists whose session above sent another name or none: published
+	// judges it instead (sni.go).
+	HostSNI *Session `json:",omitempty"`
+}
+
+// Session is one SMTP session's outcome apart from the Attempt it belongs to.
+type Session struct {
+	Result      smtpprobe.Result
+	Cert        *CertInfo `json:",omitempty"`
+	RateLimited bool      `json:",omitempty"`
 }

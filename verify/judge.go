@@ -219,7 +219,9 @@ func judgeSTS(v Verdict, f *Facts, sts *mtasts.Result) Verdict {
 		v.Detail = fmt.Sprintf("none of the MX hosts (%s) is listed in the MTA-STS policy (mx: %s)",
 			strings.Join(names, ", "), strings.Join(pol.MX, ", "))
 	} else {
-		v = judgeAttempts(v, f, policy.Policy{Level: policy.LevelVerify}, listed)
+		// As Postfix with the socketmap's servername=hostname: on the sessions that
+		// sent the MX host name (sni.go).
+		v = judgeAttempts(v, withHostSNI(f), policy.Policy{Level: policy.LevelVerify}, listed)
 		if v.Status == StatusPass && v.Mechanism == MechPKIX {
 			v.Mechanism = MechMTASTS
 		}

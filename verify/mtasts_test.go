@@ -242,6 +242,10 @@ func TestSTSBeyondAddressLimit(t *testing.T) {
 	if servers["mx6"].Connections() != 1 {
 		t.Errorf("mx6 contacted %d times; want 1", servers["mx6"].Connections())
 	}
+	// Only an MTA-STS sender reaches it, told servername=hostname by the socketmap.
+	if got := servers["mx6"].ServerNames(); len(got) != 1 || got[0] != "mx6.example.test" {
+		t.Errorf("mx6 saw SNI %q; want its host name", got)
+	}
 	want("pass").check(t, "published", verify.Judge(f, published))
 	want("tempfail/connection-refused").check(t, "encrypt", verify.Judge(f, encrypt))
 }

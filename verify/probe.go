@@ -71,6 +71,9 @@ func (v *Verifier) probe(ctx context.Context, f *Facts) {
 	v.probeHosts(ctx, f, nil, false)
 	if pol := waitSTS(); pol != nil {
 		v.probeHosts(ctx, f, pol, true)
+		if pol.Mode == mtasts.ModeEnforce { // testing: the socketmap answers NOTFOUND, no SNI
+			v.probeHostSNI(ctx, f, pol)
+		}
 	}
 }
 
@@ -140,7 +143,12 @@ func (v *Verifier) probeHosts(ctx context.Context, f *Facts, pol *mtasts.Policy,
 				continue
 			}
 			a := Attempt{Host: h.Name, Preference: h.Preference, TLSA: h.TLSA, BeyondLimit: !byPostfix}
-			a.Result, a.Cert, a.RateLimited = v.probeAddr(ctx, f, h.Name, ip, port, sni, anchors != nil || taErr != nil)
+			asni := sni
+			if a.BeyondLimit && pol.Mode == mtasts.ModeEnforce {
+				// Only an MTA-STS sender reaches it, with the MX host name (probeHostSNI).
+				asni = h.Name
+			}
+			a.Result, a.Cert, a.RateLimited = v.probeAddr(ctx, f, h.Name, ip, port, asni, anchors != nil || taErr != nil)
 			a.recordDANE(f)
 			a.recordTA(anchors, taErr, v.cfg.Now())
 			f.Attempts = append(f.Attempts, a)

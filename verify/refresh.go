@@ -21,14 +21,82 @@ import (
 // Budget: refreshes never wait in the probe queue (probe.max_queued is first
 // contacts' only) and hold at most a quarter of probe.max_concurrent slots, taken only
 // when free; a refresh that finds no free slot retries every tick until its facts
-// expire ("busy"). Probes go through the same address rate limit; a refresh that hit
-// it keeps the old facts, which stay valid until they expire ("rate-limited").
+// expire and their stale grace (below) is over ("busy"). Probes go through the same
+// address rate limit; a refresh that hit it keeps the old facts, which stay valid
+// until they expire ("rate-limited").
+//
+// Stale while revalidate: a refresh started late (the first RCPT of the period came
+// less than a probe's time before the expiry, or no refresh slot was free until then)
+// may still be running, or not yet started, when the facts expire. An RCPT for the
+// destination then is answered from the expired facts rather than waiting for a probe
+// ("in progress"), for at most staleGrace past the expiry, and only while the refresh
+// is running or still to start (such an RCPT starts it if a slot is free; the
+// scheduler keeps trying every tick until the grace is over). This is RFC 8767's
+// serve-stale, bounded as it advises: data past its TTL answers only while it is being
+// refreshed and only for a short, fixed time (there 30 s per answer, at most 1 to 3
+// days in all), and never instead of what the refresh brought back: store replaces
+// the cached facts the moment the probe ends, so a refresh that finds the destination
+// failing ends the stale answers at once. Facts nobody asked for during their cache
+// period, and facts whose refresh ended without new ones (rate-limited), are never
+// served stale: they expire as before. A stale answer is what a refresh started a
+// little earlier would have given: the destination as a probe saw it at most the
+// facts' TTL plus staleGrace ago.
 //
 // RefreshEvents, when Config.Events implements it, counts each refresh by result.
 type RefreshEvents interface {
 	// Refresh reports one refresh: "refreshed" (new facts stored), "busy" (no free
-	// slot before the facts expired), "rate-limited" (the old facts kept) or "error".
+	// slot before the facts expired and their stale grace was over), "rate-limited"
+	// (the old facts kept) or "error";
+	// or one RCPT answered from expired facts while they were being refreshed
+	// ("stale"; an answer, not a probe).
 	Refresh(result string)
+}
+
+// staleGrace is how long past their expiry f may answer while being refreshed: the
+// longest a probe may take (the DNS budget, then one session per address Postfix
+// would try: probe.timeout x smtp_mx_address_limit), and at most half the facts' TTL,
+// so facts are never served at more than 1.5 times the age they were cached for.
+func (v *Verifier) staleGrace(f *Facts) time.Duration {
+	return min(v.probeBudget(), f.Until.Sub(f.Checked)/2)
+}
+
+func (v *Verifier) probeBudget() time.Duration {
+	return v.cfg.DNSTimeout + time.Duration(v.cfg.MXAddressLimit)*v.cfg.HostTimeout
+}
+
+// staleKeep is how much longer than their TTL facts stay in the cache, so that
+// serveStale finds them: the bound of staleGrace with refresh-ahead, else nothing.
+func (v *Verifier) staleKeep() time.Duration {
+	if v.refresh == nil {
+		return 0
+	}
+	return v.probeBudget()
+}
+
+// The refresh states of Facts.refresh.
+const (
+	refreshNone      int32 = iota // nobody asked for the facts since they were stored
+	refreshScheduled              // a cache hit scheduled the refresh
+	refreshRunning
+	refreshOver // refreshed (new facts cached), or ended without new facts, or busy
+)
+
+// serveStale says whether expired facts f may answer an RCPT at now: f was asked for
+// during its cache period, its refresh is running or still to start (this RCPT
+// starts it when a slot is free), and now is within staleGrace of its expiry.
+func (v *Verifier) serveStale(f *Facts, now time.Time) bool {
+	if v.refresh == nil || !now.Before(f.Until.Add(v.staleGrace(f))) {
+		return false
+	}
+	switch f.refresh.Load() {
+	case refreshScheduled:
+		v.startRefresh(f, now) // without a free slot, the scheduler tries again
+	case refreshRunning:
+	default:
+		return false
+	}
+	v.refreshEvent("stale")
+	return true
 }
 
 // refreshLead is how long before expiry facts with this TTL are refreshed: a tenth of
@@ -75,7 +143,7 @@ func newRefresher(cfg Config) *refresher {
 
 // noteHit schedules the refresh of f on its first cache hit.
 func (v *Verifier) noteHit(f *Facts) {
-	if v.refresh == nil || !f.refreshScheduled.CompareAndSwap(false, true) {
+	if v.refresh == nil || !f.refresh.CompareAndSwap(refreshNone, refreshScheduled) {
 		return
 	}
 	due := f.Until.Add(-refreshLead(f.Until.Sub(f.Checked)))
@@ -124,20 +192,33 @@ func (v *Verifier) startDueRefreshes() {
 	}
 }
 
-// startRefresh starts the refresh of f if it is still the cached facts and a slot is
-// free; false means "try again at the next tick".
+// startRefresh starts the refresh of f if it is still the cached facts, still to be
+// refreshed, and a slot is free; false means "try again at the next tick". The
+// scheduler and an RCPT served stale may call it at once: one of them starts it.
 func (v *Verifier) startRefresh(f *Facts, now time.Time) bool {
+	if f.refresh.Load() != refreshScheduled {
+		return true // started by an RCPT served stale, or over
+	}
 	if cur, ok := v.cache.Get(f.Domain); !ok || cur != f {
 		return true // replaced (a probe after a change) or evicted: nothing to refresh
 	}
-	if !now.Before(f.Until) {
-		v.refreshEvent("busy") // expired without ever finding a slot
+	if !now.Before(f.Until.Add(v.staleGrace(f))) {
+		// Expired, and past the grace in which a refresh still saves the next RCPT
+		// from waiting, without ever finding a slot.
+		if f.refresh.CompareAndSwap(refreshScheduled, refreshOver) {
+			v.refreshEvent("busy")
+		}
 		return true
 	}
 	if !v.takeRefreshSlot() {
 		return false
 	}
+	if !f.refresh.CompareAndSwap(refreshScheduled, refreshRunning) {
+		v.releaseRefreshSlot()
+		return true
+	}
 	if !v.enter() {
+		f.refresh.Store(refreshOver)
 		v.releaseRefreshSlot()
 		return true
 	}
@@ -174,7 +255,12 @@ func (v *Verifier) runRefresh(old *Facts) {
 	v.cfg.Events.ProbeRunning(1)
 	defer v.cfg.Events.ProbeRunning(-1)
 	result := "error"
-	defer func() { v.refreshEvent(result) }()
+	defer func() {
+		// Over once the new facts are stored (or none came): never served stale
+		// again. Before it is counted, so that whoever sees the count sees it over.
+		old.refresh.Store(refreshOver)
+		v.refreshEvent(result)
+	}()
 	_, _, _ = v.group.Do(old.Domain, func() (res any, err error) {
 		defer func() {
 			if p := recover(); p != nil {

@@ -118,7 +118,8 @@ func TestRefreshAhead(t *testing.T) {
 
 // TestRefreshAheadBudget: refreshes take a probe slot only when one is free and never
 // queue: with the only slot held by a first contact's probe, the due refresh waits and
-// gives up when its facts expire ("busy"); the first contact is never delayed.
+// gives up when its facts have expired and their stale grace is over ("busy"); the
+// first contact is never delayed.
 func TestRefreshAheadBudget(t *testing.T) {
 	t.Parallel()
 	w, v, c, ev := refreshWorld(t, func(cfg *verify.Config) { cfg.MaxConcurrent = 1; cfg.HostTimeout = 2 * time.Second })
@@ -140,7 +141,7 @@ func TestRefreshAheadBudget(t *testing.T) {
 	time.Sleep(100 * time.Millisecond) // the tarpit probe has the slot
 	c.Advance(80 * time.Second)        // refresh due, no slot
 	time.Sleep(50 * time.Millisecond)
-	c.Advance(15 * time.Second) // expired while waiting
+	c.Advance(35 * time.Second) // expired while waiting, and the stale grace (10 s + 5 x 2 s) is over
 	waitFor(t, "busy", func() bool { return ev.get("busy") == 1 })
 	<-done
 	if ev.get("refreshed") != 0 {

@@ -1,8 +1,11 @@
 package verify
 
 import (
+	"context"
 	"strings"
 
+	"github.com/tlsgate/tlsgate/internal/dane"
+	"github.com/tlsgate/tlsgate/internal/mtasts"
 	"github.com/tlsgate/tlsgate/policy"
 )
 
@@ -89,4 +92,68 @@ func (f *Facts) serverName(spec, host string) string {
 		return f.NextHopName()
 	}
 	return spec
+}
+
+// probeHostSNI gives every attempt to a host that pol (in mode enforce) lists a
+// session with the MX host name as SNI, unless its session sent that name already (an
+// address past Postfix's limit, reached by an MTA-STS sender only, was probed with it,
+// probeHosts). For a domain with an MTA-STS policy in mode enforce, tlsgate's
+// socketmap tells Postfix "secure match=... servername=hostname"
+// (policymap.Published), so Postfix sends the MX host name (postconf(5)
+// smtp_tls_servername; RFC 8461 §4.2 checks the certificate against that name), where
+// the sessions Postfix has at the other levels send none (or, to a DANE host, the TLSA
+// base domain: DANE, not MTA-STS, decides there at published, but an MTA-STS sender
+// reaching it sends the host name). A server that picks its certificate by SNI may
+// present another one then; published's MTA-STS judgement reads this session
+// (withHostSNI), every other level the session Postfix has at that level.
+func (v *Verifier) probeHostSNI(ctx context.Context, f *Facts, pol *mtasts.Policy) {
+	port := v.cfg.SMTPPort
+	if hop, _, _ := ParseNextHop(f.Destination()); hop.Port > 0 {
+		port = hop.Port
+	}
+	for i := range f.Attempts {
+		a := &f.Attempts[i]
+		if a.BeyondLimit || a.DNSError != "" || !a.Result.IP.IsValid() || !pol.Allows(a.Host) || attemptSNI(a) == a.Host {
+			continue
+		}
+		r, cert, limited := v.probeAddr(ctx, f, a.Host, a.Result.IP, port, a.Host, false)
+		a.HostSNI = &Session{Result: r, Cert: cert, RateLimited: limited}
+	}
+}
+
+// attemptSNI is the SNI the session of a (facts without servername=) sent: the TLSA
+// base domain of a host with usable TLSA records (RFC 7672 §8.1), else none.
+func attemptSNI(a *Attempt) string {
+	if a.TLSA.Status == TLSAFound && len(dane.UsableRecords(a.TLSA.Records)) > 0 {
+		return a.TLSA.Base
+	}
+	return ""
+}
+
+// withHostSNI returns f as an MTA-STS sender that sends the MX host name as SNI saw
+// it: the attempts with a HostSNI session have it in place of theirs. f itself when
+// there is none (facts probed before this session existed, or without a policy).
+func withHostSNI(f *Facts) *Facts {
+	if !hasHostSNI(f.Attempts) {
+		return f
+	}
+	g := &Facts{Domain: f.Domain, MX: f.MX, MXSecure: f.MXSecure, MXDetail: f.MXDetail, Hosts: f.Hosts,
+		STS: f.STS, Checked: f.Checked, Duration: f.Duration, DNSTTL: f.DNSTTL, Until: f.Until}
+	g.Attempts = make([]Attempt, len(f.Attempts))
+	for i, a := range f.Attempts {
+		if s := a.HostSNI; s != nil {
+			a.Result, a.Cert, a.RateLimited, a.HostSNI = s.Result, s.Cert, s.RateLimited, nil
+		}
+		g.Attempts[i] = a
+	}
+	return g
+}
+
+func hasHostSNI(attempts []Attempt) bool {
+	for i := range attempts {
+		if attempts[i].HostSNI != nil {
+			return true
+		}
+	}
+	return false
 }

@@ -97,3 +97,45 @@ func TestServername(t *testing.T) {
 		t.Errorf("cached facts probed again")
 	}
 }
+
+// TestPublishedMTASTSHostSNI: for a domain with an MTA-STS policy in mode enforce,
+// tlsgate's socketmap tells Postfix "secure match=... servername=hostname", so Postfix
+// sends the MX host name as SNI; published is judged on the certificate that name
+// picks on a server that picks its certificate by SNI, every other level on the one
+// Postfix gets there without SNI (postconf(5) smtp_tls_servername; RFC 8461 §4.2).
+func TestPublishedMTASTSHostSNI(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name                   string
+		noSNI, hostSNI         string // behaviours whose certificates the server presents
+		wantPublished, wantVer want
+	}{
+		// Without the host name the server presents another name's certificate: an
+		// MTA-STS sender that sends it gets its own (no false 5xx).
+		{"own certificate only with SNI", "wrongname", "good", "pass", "fail/certificate-host-mismatch"},
+		// The other way round: never a pass on a certificate Postfix does not get.
+		{"self-signed with SNI", "good", "selfsigned", "fail/certificate-not-trusted", "pass"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			w := newWorld(t)
+			withSNI := w.behaviour(tc.hostSNI, "mx1.example.test")
+			b := w.behaviour(tc.noSNI, "mx1.example.test")
+			b.SNICerts = map[string]*tls.Certificate{"mx1.example.test": withSNI.Cert}
+			w.dns.Add(t, "example.test. 300 IN MX 10 mx1.example.test.", "mx1.example.test. 300 IN A 127.0.0.10")
+			s := fake.StartSMTP(t, "127.0.0.10", b)
+			s.RegisterWith(w.dialer)
+			w.publishSTS(stsPolicy("enforce", "mx1.example.test"))
+			v := w.verifier(w.withSTS)
+			f, _, err := v.Facts(context.Background(), domain)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.wantPublished.check(t, "published", f.JudgeCached(published))
+			tc.wantVer.check(t, "verify", f.JudgeCached(policy.Policy{Level: policy.LevelVerify}))
+			if got := s.ServerNames(); !slices.Equal(got, []string{"", "mx1.example.test"}) {
+				t.Errorf("the server saw SNI %q; want none, then the MX host name", got)
+			}
+		})
+	}
+}

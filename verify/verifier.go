@@ -229,11 +229,20 @@ func (v *Verifier) enter() bool {
 }
 
 // Cached returns the facts for domain when the cache holds fresh ones, without
-// waiting or probing: the RCPT hot path needs no deadline for a cache hit.
+// waiting or probing: the RCPT hot path needs no deadline for a cache hit. With
+// refresh-ahead, facts just past their expiry still answer while they are being
+// refreshed, within a bounded grace (serveStale, refresh.go).
 func (v *Verifier) Cached(domain string) (*Facts, bool) {
 	f, ok := v.cache.Get(domain)
-	if !ok || !v.cfg.Now().Before(f.Until) {
+	if !ok {
 		return nil, false
+	}
+	if now := v.cfg.Now(); !now.Before(f.Until) {
+		if !v.serveStale(f, now) {
+			return nil, false
+		}
+		v.cfg.Events.CacheLookup(true)
+		return f, true
 	}
 	v.cfg.Events.CacheLookup(true)
 	v.noteHit(f)
@@ -316,7 +325,9 @@ func (v *Verifier) store(f *Facts) {
 	}
 	f.compact()
 	boundFacts(f) // what stays in memory and goes to the cache file is bounded text
-	v.cache.Set(f.Domain, f, ttl)
+	// With refresh-ahead the entry outlives Until by the stale grace's bound, so that
+	// serveStale finds it; every reader checks Until.
+	v.cache.Set(f.Domain, f, ttl+v.staleKeep())
 	v.toFleet(f, ttl)
 }
 
@@ -349,6 +360,9 @@ func ClassOf(f *Facts) Status {
 	for _, a := range f.Attempts {
 		if a.DNSError != "" && a.DNSTemporary || a.DNSError == "" && !a.Result.Outcome.Definite() {
 			return StatusTempfail
+		}
+		if s := a.HostSNI; s != nil && !s.Result.Outcome.Definite() {
+			return StatusTempfail // published's MTA-STS session (sni.go) is unknown
 		}
 	}
 	first := f.Attempts[0].Result

@@ -201,6 +201,13 @@ func TestBlackBoxMetrics(t *testing.T) {
 	fake.StartSMTPPort(t, "127.0.0.84", port, fake.Behavior{Hostname: "mx.posture.test", Cert: &key2})
 	fake.StartSMTPPort(t, "127.0.0.85", port, fake.Behavior{Hostname: "mx.posture.test", NoStartTLS: true})
 	fake.StartSMTPPort(t, "127.0.0.86", port, fake.Behavior{Tarpit: true})
+	// A slow MX: a probe (2 s) outlasts the cache.fail_ttl (1 s) of its self-signed
+	// pass, so its refresh is still running when the facts expire. Two addresses: the
+	// refresh probes the second (a result for the first would be reused).
+	slowCert := fake.SelfSigned(t, fake.CertOptions{DNSNames: []string{"mx.slow.test"}})
+	for _, ip := range []string{"127.0.0.87", "127.0.0.88"} {
+		fake.StartSMTPPort(t, ip, port, fake.Behavior{Hostname: "mx.slow.test", Cert: &slowCert, BannerDelay: 2 * time.Second})
+	}
 	tlsa := func(host string) string {
 		return fake.TLSA("_"+strconv.Itoa(int(port))+"._tcp."+host+".", 3, 1, 1, daneCert.Leaf)
 	}
@@ -212,7 +219,8 @@ func TestBlackBoxMetrics(t *testing.T) {
 		"dane2.test. 60 IN MX 10 mx.dane2.test.", "mx.dane2.test. 60 IN A 127.0.0.82", tlsa("mx.dane2.test"),
 		"posture.test. 60 IN MX 10 mx.posture.test.", "mx.posture.test. 60 IN A 127.0.0.83",
 		"tarpit1.test. 60 IN MX 10 mx.tarpit.test.", "tarpit2.test. 60 IN MX 10 mx.tarpit.test.",
-		"tarpit3.test. 60 IN MX 10 mx.tarpit.test.", "mx.tarpit.test. 60 IN A 127.0.0.86")
+		"tarpit3.test. 60 IN MX 10 mx.tarpit.test.", "mx.tarpit.test. 60 IN A 127.0.0.86",
+		"slow.test. 60 IN MX 10 mx.slow.test.", "mx.slow.test. 60 IN A 127.0.0.87")
 
 	dir := t.TempDir()
 	milterAddr, metricsAddr, mapAddr, webAddr := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
@@ -221,7 +229,7 @@ func TestBlackBoxMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	var policies strings.Builder
-	for _, domain := range []string{"good.test", "dane1.test", "dane2.test", "posture.test", "tarpit1.test", "tarpit2.test", "tarpit3.test"} {
+	for _, domain := range []string{"good.test", "dane1.test", "dane2.test", "posture.test", "tarpit1.test", "tarpit2.test", "tarpit3.test", "slow.test"} {
 		fmt.Fprintf(&policies, "  - domain: %s\n    level: encrypt\n", domain)
 	}
 	config := filepath.Join(dir, "tlsgate.yaml")
@@ -349,6 +357,20 @@ policies:
 		t.Errorf("check page without a token: %d; want 401", code)
 	}
 
+	// Stale while revalidate: slow.test is asked for right after its probe (a hit,
+	// which starts its refresh at once: the facts' TTL is 1 s, the probe of its new
+	// address takes 2 s), so RCPTs after the expiry are answered from the expired
+	// facts while the refresh runs (tlsgate_refresh_total{result="stale"}) rather than
+	// "in progress".
+	expect("user@slow.test", "accept")
+	dnsSrv.Remove("mx.slow.test.", dns.TypeA)
+	dnsSrv.Add(t, "mx.slow.test. 60 IN A 127.0.0.88")
+	for end := time.Now().Add(3 * time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+		if got := d.rcpt("user@slow.test", "smtp"); got != "accept" && !strings.Contains(got, "is in progress") {
+			t.Errorf("RCPT TO:<user@slow.test> while refreshing: %q", got)
+		}
+	}
+
 	// A reload, and a client that never negotiates (a go-milter warning).
 	if err := d.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
@@ -378,7 +400,7 @@ policies:
 		"tlsgate_verdict_changes_total":        {`{from="pass",to="fail"}`},
 		"tlsgate_posture_changes_total":        {`{what="certificate"}`, `{what="starttls"}`},
 		"tlsgate_config_reloads_total":         {`{result="success"}`},
-		"tlsgate_refresh_total":                {`{result="refreshed"}`},
+		"tlsgate_refresh_total":                {`{result="refreshed"}`, `{result="stale"}`},
 		"tlsgate_socketmap_requests_total": {`{map="QUERY",result="ok"}`, `{map="QUERYwithTLSRPT",result="notfound"}`,
 			`{map="other",result="perm"}`},
 		"tlsgate_socketmap_request_duration_seconds_count": {""},

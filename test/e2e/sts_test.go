@@ -104,6 +104,12 @@ var stsDomains = []stsDomain{
 		want: "pass", mapWant: "secure", expect: "mechanism=mta-sts; sts=enforce; mx=mx.sts.test;",
 		limit: versionLimit{relay: "other.sts.test", why: "RFC 8461 §4.1: only listed MX hosts may be used; Postfix before 3.10.5 " +
 			"checks the policy's names against the certificate only, and other.sts.test presents one for mx.sts.test"}},
+	// §4.2 with an MX that picks its certificate by SNI (mx.sni.test: another name's
+	// without SNI, its own for SNI mx.sni.test). The map's "servername=hostname" makes
+	// Postfix send the MX host name, and published is judged on a session sending it
+	// too; judged on the session without SNI it failed what Postfix delivers.
+	{domain: "sni.sts.test", mx: []string{"mx.sni.test"}, policy: "mode: enforce\nmx: mx.sni.test",
+		want: "pass", mapWant: "secure", expect: "mechanism=mta-sts; sts=enforce; mx=mx.sni.test;"},
 	// §2: MTA-STS must not interfere with DANE, and mx.tls.test's TLSA record matches.
 	// postfix-mta-sts-resolver, which knows nothing of DANE, answered "secure
 	// match=mx.elsewhere.test", which replaced Postfix's dane level and made it defer.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net/netip"
 	"sync"
@@ -37,7 +38,9 @@ import (
 // Reported after warm-up: the share of checked RCPTs answered from the cache, the
 // "in progress" answers, the misses and "in progress" answers for domains that had a
 // cache hit during the cache period that just ended (a hit less than a TTL before the
-// miss; refresh-ahead's promise: 0), and SMTP probe sessions per simulated hour.
+// miss; refresh-ahead's promise: 0), and SMTP probe sessions per simulated hour, and
+// the refresh results (cache.refresh_ahead: "stale" counts RCPTs answered from
+// expired facts while their refresh ran).
 
 type refreshConfig struct {
 	domains int
@@ -99,6 +102,12 @@ func (e *refreshEvents) Refresh(result string) {
 	e.mu.Lock()
 	e.n[result]++
 	e.mu.Unlock()
+}
+
+func (e *refreshEvents) snapshot() map[string]int64 {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return maps.Clone(e.n)
 }
 
 func refreshScenario(tb testing.TB, c config, out io.Writer) ([2]*refreshRun, error) {
@@ -171,6 +180,7 @@ func refreshOnce(tb testing.TB, c config, rc refreshConfig, refreshAhead bool) (
 	lastAsk := make(map[string]time.Time, rc.domains)
 	var probesAtStart atomic.Int64
 	probesAtStart.Store(-1)
+	var refreshesAtStart map[string]int64 // the refresh results counted during warm-up
 	f := milter.NewFilter(milter.Config{
 		Policies: set, Facts: v, RcptTimeout: 100 * time.Millisecond, Header: headerName,
 		CheckedTransports: checkedTransports, Log: c.log,
@@ -197,6 +207,7 @@ func refreshOnce(tb testing.TB, c config, rc refreshConfig, refreshAhead bool) (
 			}
 			if probesAtStart.Load() < 0 {
 				probesAtStart.Store(prober.n.Load())
+				refreshesAtStart = events.snapshot()
 			}
 			r.rcpts++
 			inProgress := vd.Reason == verify.ReasonVerificationInProgress
@@ -245,8 +256,11 @@ func refreshOnce(tb testing.TB, c config, rc refreshConfig, refreshAhead bool) (
 	wg.Wait()
 	r.simulated = clock.Now().Sub(measureFrom)
 	r.probes = prober.n.Load() - max(probesAtStart.Load(), 0)
-	events.mu.Lock()
-	r.refreshes = events.n
-	events.mu.Unlock()
+	mu.Lock()
+	r.refreshes = events.snapshot()
+	for k, n := range refreshesAtStart {
+		r.refreshes[k] -= n
+	}
+	mu.Unlock()
 	return r, nil
 }
