@@ -426,6 +426,34 @@ func (a *Attempt) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
+// sessionJSON is a Session as JSON: its Result stored as an Attempt's is.
+type sessionJSON struct {
+	sessionFields
+	Result storedResult
+}
+
+type sessionFields Session // Session without its JSON methods
+
+// MarshalJSON encodes s, the MX-host-name session of an Attempt, like its Result.
+func (s Session) MarshalJSON() ([]byte, error) {
+	return json.Marshal(sessionJSON{sessionFields(s), storeResult(s.Result)})
+}
+
+// UnmarshalJSON decodes what MarshalJSON wrote.
+func (s *Session) UnmarshalJSON(b []byte) error {
+	var j sessionJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	r, err := j.Result.result()
+	if err != nil {
+		return err
+	}
+	*s = Session(j.sessionFields)
+	s.Result = r
+	return nil
+}
+
 func storeResult(r smtpprobe.Result) storedResult {
 	s := storedResult{IP: r.IP, Stage: r.Stage, Outcome: r.Outcome, Detail: r.Detail, Greeting: storedReply(r.Greeting),
 		EHLO: storedReply(r.EHLO), StartTLS: storedReply(r.StartTLS), Offered: r.Offered, TLSVersion: r.TLSVersion,

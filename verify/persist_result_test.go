@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -132,5 +133,39 @@ func TestCacheFileOutOfRange(t *testing.T) {
 		if _, ok := v.Cached(d); ok {
 			t.Errorf("%s was loaded", d)
 		}
+	}
+}
+
+// TestStoredHostSNISession: the session an MTA-STS sender has with the MX host name as
+// SNI (published judges MTA-STS on it) is stored like the attempt's own: its PKIX
+// error keeps its kind and stage and outcome are checked. It used to be written with
+// Go's default encoding, which writes an error as {} and cannot read it back, so
+// every cached enforce-mode domain was dropped from the cache file and shared tier.
+func TestStoredHostSNISession(t *testing.T) {
+	t.Parallel()
+	pkix := x509.UnknownAuthorityError{}
+	a := verify.Attempt{Host: "mx.example.test",
+		Result: smtpprobe.Result{Stage: smtpprobe.StageDone, Outcome: smtpprobe.OutcomeTLS},
+		HostSNI: &verify.Session{RateLimited: true,
+			Result: smtpprobe.Result{Stage: smtpprobe.StageDone, Outcome: smtpprobe.OutcomeTLS, PKIX: pkix, TLSVersion: 0x0304}}}
+	b, err := json.Marshal(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back verify.Attempt
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatalf("reading back %s: %v", b, err)
+	}
+	s := back.HostSNI
+	if s == nil || !s.RateLimited || s.Result.TLSVersion != 0x0304 || s.Result.PKIX == nil ||
+		!errors.As(s.Result.PKIX, new(x509.UnknownAuthorityError)) && !strings.Contains(s.Result.PKIX.Error(), "unknown authority") {
+		t.Errorf("host-name session read back as %+v from %s", s, b)
+	}
+	const line = `{"Host":"mx.example.test","Result":{"stage":5,"outcome":1},"HostSNI":{"Result":{"stage":5,"outcome":%d}}}`
+	if err := json.Unmarshal(fmt.Appendf(nil, line, 1), &back); err != nil {
+		t.Errorf("a host-name session with outcome 1: %v", err)
+	}
+	if err := json.Unmarshal(fmt.Appendf(nil, line, 42), &back); err == nil {
+		t.Error("a host-name session with outcome 42 was read")
 	}
 }
