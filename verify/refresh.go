@@ -171,8 +171,8 @@ func (v *Verifier) runRefresher() {
 	}
 }
 
-// startDueRefreshes starts every refresh that is due and has a slot; the others wait
-// for the next tick.
+// startDueRefreshes starts every refresh that is due and has a slot, earliest due
+// first; the others wait for the next tick or the next refresh that ends.
 func (v *Verifier) startDueRefreshes() {
 	r := v.refresh
 	now := v.cfg.Now()
@@ -187,7 +187,7 @@ func (v *Verifier) startDueRefreshes() {
 	for r.queue.Len() > 0 && !r.queue[0].due.After(now) {
 		it := heap.Pop(&r.queue).(refreshItem)
 		if !v.startRefresh(it.f, now) {
-			retry = append(retry, refreshItem{due: now.Add(r.tick), f: it.f})
+			retry = append(retry, it) // still due: the next tick or freed slot takes it
 		}
 	}
 }
@@ -251,6 +251,11 @@ func (v *Verifier) releaseRefreshSlot() {
 // (the facts expired during the refresh) joins it through the singleflight group.
 func (v *Verifier) runRefresh(old *Facts) {
 	defer v.wg.Done()
+	// The freed slot goes to the next due refresh at once, not at the next tick: a
+	// wave of destinations first probed together (a restart, a burst of first
+	// contacts) comes due together every TTL, and a slot per tick would turn most of
+	// the wave into "busy" and its next RCPTs into probes to wait for.
+	defer v.startDueRefreshes()
 	defer v.releaseRefreshSlot()
 	v.cfg.Events.ProbeRunning(1)
 	defer v.cfg.Events.ProbeRunning(-1)

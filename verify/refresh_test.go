@@ -2,6 +2,7 @@ package verify_test
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -164,5 +165,36 @@ func TestRefreshAheadRateLimited(t *testing.T) {
 	waitFor(t, "rate-limited", func() bool { return ev.get("rate-limited") == 1 })
 	if f, ok := v.Cached(domain); !ok || f != f1 {
 		t.Error("a rate-limited refresh replaced the facts")
+	}
+}
+
+// TestRefreshesRunBackToBack: a refresh that ends hands its slot to the next due
+// refresh at once. Four destinations come due together with one refresh slot (a
+// quarter of probe.max_concurrent) and a scheduler tick that never fires: the first
+// refresh (started by an RCPT answered stale) is followed by the other three.
+func TestRefreshesRunBackToBack(t *testing.T) {
+	t.Parallel()
+	w, v, c, ev := refreshWorld(t, func(cfg *verify.Config) { cfg.MaxConcurrent = 4; cfg.RefreshTick = time.Hour })
+	domains := []string{domain, "b.test", "c.test", "d.test"}
+	for i, d := range domains[1:] {
+		w.serve(d, host{name: "mx1", behaviour: "good", ip: fmt.Sprintf("127.0.0.%d", 51+i)})
+	}
+	ctx := context.Background()
+	for _, d := range domains {
+		if _, _, err := v.Facts(ctx, d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.Advance(10 * time.Second)
+	for _, d := range domains {
+		v.Cached(d) // asked for: each refresh is due at 85 s
+	}
+	c.Advance(95 * time.Second) // all due, all expired, within the stale grace
+	if _, ok := v.Cached(domain); !ok {
+		t.Fatal("expired facts being refreshed did not answer")
+	}
+	waitFor(t, "four refreshes", func() bool { return ev.get("refreshed") == len(domains) })
+	if n := ev.get("busy"); n != 0 {
+		t.Errorf("%d refreshes busy", n)
 	}
 }
