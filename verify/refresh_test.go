@@ -22,12 +22,15 @@ func newClock() *clock {
 func (c *clock) Now() time.Time          { return time.Unix(0, c.ns.Load()).UTC() }
 func (c *clock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
 
-// refreshCounts records RefreshEvents.
+// refreshCounts records RefreshEvents and how many probes hold a slot.
 type refreshCounts struct {
 	verify.NopEvents
-	mu sync.Mutex
-	n  map[string]int
+	mu      sync.Mutex
+	n       map[string]int
+	running atomic.Int64
 }
+
+func (r *refreshCounts) ProbeRunning(delta int) { r.running.Add(int64(delta)) }
 
 func (r *refreshCounts) Refresh(result string) {
 	r.mu.Lock()
@@ -139,8 +142,8 @@ func TestRefreshAheadBudget(t *testing.T) {
 		defer cancel()
 		v.Facts(pctx, "slow.test")
 	}()
-	time.Sleep(100 * time.Millisecond) // the tarpit probe has the slot
-	c.Advance(80 * time.Second)        // refresh due, no slot
+	waitFor(t, "the tarpit probe to hold the slot", func() bool { return ev.running.Load() == 1 })
+	c.Advance(80 * time.Second) // refresh due, no slot
 	time.Sleep(50 * time.Millisecond)
 	c.Advance(35 * time.Second) // expired while waiting, and the stale grace (10 s + 5 x 2 s) is over
 	waitFor(t, "busy", func() bool { return ev.get("busy") == 1 })
