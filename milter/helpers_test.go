@@ -1,14 +1,13 @@
 package milter_test
 
 import (
-	"bytes"
 	"flag"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/tlsgate/tlsgate/internal/fake"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
@@ -16,39 +15,7 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 // golden compares got with testdata/name, or rewrites the file with -update.
 func golden(t *testing.T, name string, got []byte) {
 	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		t.Logf("wrote %s", path)
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (create it with: go test ./milter -run '^%s$' -update)", err, t.Name())
-	}
-	if bytes.Equal(got, want) {
-		return
-	}
-	gl, wl := strings.Split(string(got), "\n"), strings.Split(string(want), "\n")
-	for i := 0; i < max(len(gl), len(wl)); i++ {
-		var g, w string
-		if i < len(gl) {
-			g = gl[i]
-		}
-		if i < len(wl) {
-			w = wl[i]
-		}
-		if g != w {
-			t.Errorf("%s differs from the output at line %d:\n got: %q\nwant: %q\n(if the change is intended: go test ./milter -run '^%s$' -update)",
-				path, i+1, g, w, t.Name())
-			return
-		}
-	}
+	fake.Golden(t, name, got, *update)
 }
 
 // testLog is an io.Writer for slog that sends every record to t.Log. Records that

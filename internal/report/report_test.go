@@ -1,13 +1,10 @@
 package report_test
 
 import (
-	"bytes"
 	"context"
 	"flag"
 	"log/slog"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -26,20 +23,7 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 // golden compares got with testdata/name, or rewrites the file with -update.
 func golden(t *testing.T, name string, got []byte) {
 	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (create it with: go test ./internal/report -run '^%s$' -update)", err, t.Name())
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs:\n--- got\n%s\n--- want\n%s\n(if intended: go test ./internal/report -run '^%s$' -update)", path, got, want, t.Name())
-	}
+	fake.Golden(t, name, got, *update)
 }
 
 // hostile is remote text that tries everything a terminal obeys: colours and a cursor
