@@ -171,24 +171,21 @@ func (v *Verifier) runRefresher() {
 	}
 }
 
-// startDueRefreshes starts every refresh that is due and has a slot, earliest due
-// first; the others wait for the next tick or the next refresh that ends.
+// startDueRefreshes starts due refreshes, earliest due first, until none is due or no
+// slot is free; the rest wait for the next tick or the next refresh that ends. It
+// stops at the first refresh without a slot rather than trying every due one: each
+// refresh that ends calls it, and a wave of due refreshes would otherwise be walked
+// once per slot freed.
 func (v *Verifier) startDueRefreshes() {
 	r := v.refresh
 	now := v.cfg.Now()
-	var retry []refreshItem
 	r.mu.Lock()
-	defer func() {
-		for _, it := range retry {
-			heap.Push(&r.queue, it)
-		}
-		r.mu.Unlock()
-	}()
+	defer r.mu.Unlock()
 	for r.queue.Len() > 0 && !r.queue[0].due.After(now) {
-		it := heap.Pop(&r.queue).(refreshItem)
-		if !v.startRefresh(it.f, now) {
-			retry = append(retry, it) // still due: the next tick or freed slot takes it
+		if !v.startRefresh(r.queue[0].f, now) {
+			return // no slot: it stays first in line
 		}
+		heap.Pop(&r.queue)
 	}
 }
 
